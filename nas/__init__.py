@@ -1,0 +1,1 @@
+"""Wires the packages together: config, search loop, reward, ensembles, Pareto fronts, results, CLI."""

@@ -1,0 +1,87 @@
+"""The `nas` command line. Every user mistake is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from search_space.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC",
+                   help="a JSON spec file, a named architecture (mobilenetv2, mnasnet-a1, mnasnet-b1, mnasnet-small, "
+                        "efficientnet-b0..b7, wrn-16-8, ...) or quoted block strings ('r1_k3_s11_e1_i32_o16 ...')")
+    p.add_argument("--resolution", type=_positive_int, help="input resolution in pixels (default: the spec's)")
+    p.add_argument("--width-multiplier", type=_positive_float, default=1.0,
+                   help="MnasNet width multiplier: channels x M rounded to multiples of 8, never below 90%%")
+    p.add_argument("--stem", type=_positive_int, default=32, help="stem filters for block strings (default 32)")
+    p.add_argument("--head", type=int, default=1280, help="head filters for block strings (default 1280; 0 = none)")
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from nas.specs import resolve_spec
+
+    return resolve_spec(args.spec, resolution=args.resolution, width_multiplier=args.width_multiplier,
+                        stem=args.stem, head=args.head)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from nas.describe import describe, format_description
+
+    d = describe(_spec_from_args(args), args.num_classes)
+    print(json.dumps(d) if args.json else format_description(d))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search of diverse ensembles.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("describe", help="parameters and multiply-adds of an architecture, per layer and in total",
+                       description="Print parameters and multiply-adds per layer and in total.")
+    add_spec_arguments(p)
+    p.add_argument("--num-classes", type=_positive_int, help="classifier outputs (default 1000; 10 for WRN)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top-level params, multiply_adds)")
+    p.set_defaults(func=cmd_describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UserError as e:
+        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

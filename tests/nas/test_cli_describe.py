@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from nas.cli import main
+
+
+def _json_out(capsys, *argv):
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_describe_mnasnet_a1_json_prints_published_counts(capsys):
+    d = _json_out(capsys, "describe", "mnasnet-a1", "--resolution", "224", "--json")
+    assert d["params"] / 1e6 == pytest.approx(3.9, rel=0.03)
+    assert d["multiply_adds"] / 1e6 == pytest.approx(312, rel=0.03)
+    assert sum(l["params"] for l in d["layers"]) == d["params"]
+
+
+def test_describe_table(capsys):
+    assert main(["describe", "mobilenetv2", "--width-multiplier", "0.5", "--resolution", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "block7.0" in out and "classifier" in out and "multiply-adds" in out
+
+
+def test_describe_block_strings_and_json_file(tmp_path, capsys):
+    d = _json_out(capsys, "describe", "r1_k3_s11_e1_i16_o16 r2_k5_s22_e6_i16_o24_se0.25", "--stem", "16",
+                  "--head", "0", "--resolution", "32", "--num-classes", "10", "--json")
+    assert [l["op"] for l in d["layers"]] == ["stem", "sepconv", "mbconv", "mbconv", "classifier"]
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"family": "ensemble", "members": [d["spec"], {"family": "wrn", "depth": 16, "width": 2}]}))
+    e = _json_out(capsys, "describe", str(path), "--json")
+    assert len(e["members"]) == 2 and e["params"] == sum(m["params"] for m in e["members"])
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["describe", "resnet-50"], "not a file, a known architecture"),
+    (["describe", "r1_k4_s11_e1_i32_o16"], "block.kernel"),
+    (["describe", "missing.json"], "no such file"),
+    (["describe", "wrn-16-8", "--width-multiplier", "0.5"], "width_multiplier"),
+])
+def test_describe_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_json_file(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"family": "mobile", "blocks": []}')
+    assert main(["describe", str(path)]) == 2
+    assert "blocks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["describe", "mnasnet-a1", "--resolution", "0"], ["describe"]])
+def test_argparse_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
