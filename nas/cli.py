@@ -51,9 +51,24 @@ def _spec_from_args(args: argparse.Namespace):
 def cmd_describe(args: argparse.Namespace) -> int:
     from nas.describe import describe, format_description
 
-    d = describe(_spec_from_args(args), args.num_classes)
+    d = describe(_spec_from_args(args), args.num_classes, device=args.device)
     print(json.dumps(d) if args.json else format_description(d))
     return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from nas.latency_cli import format_latency, latency_dict
+
+    d = latency_dict(_spec_from_args(args), device=args.device, era=args.era, num_classes=args.num_classes)
+    print(json.dumps(d) if args.json else format_latency(d))
+    return 0
+
+
+def cmd_calibrate_latency(args: argparse.Namespace) -> int:
+    from nas.latency_cli import run_calibration
+
+    return run_calibration(device=args.device, data_dir=args.data, plot=args.plot, write=args.write,
+                           as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_arguments(p)
     p.add_argument("--num-classes", type=_positive_int, help="classifier outputs (default 1000; 10 for WRN)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level params, multiply_adds)")
+    p.add_argument("--device", default="pixel1", help="latency device: pixel1, note10 or a device JSON file")
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("latency", help="estimated on-device latency, total and per layer",
+                       description="Estimate latency from measured per-layer tables and a calibrated per-op model.")
+    add_spec_arguments(p)
+    p.add_argument("--num-classes", type=_positive_int, default=1000, help="classifier outputs (default 1000)")
+    p.add_argument("--device", default="pixel1", help="pixel1 (default), note10, or a device JSON file")
+    p.add_argument("--era", help="TFLite era of the estimate (pixel1: 2018 default, or 2019)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top-level latency_ms)")
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("calibrate-latency", help="refit a device's latency model and report its error",
+                       description="Refit the per-op latency model from the calibration data, print "
+                                   "cross-validated MAPE, worst error and Spearman rank correlation, and "
+                                   "write a predicted-vs-measured plot.")
+    p.add_argument("--device", default="pixel1", choices=["pixel1", "note10"])
+    p.add_argument("--data", help="folder of calibration files (default: the copy shipped in latency/calibration)")
+    p.add_argument("--plot", default="latency_calibration.png", help="where to write the plot (PNG)")
+    p.add_argument("--write", metavar="PATH", help="also write the fitted device JSON here")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_calibrate_latency)
     return parser
 
 
