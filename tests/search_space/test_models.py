@@ -98,3 +98,15 @@ def test_train_and_eval_modes_differ_in_batch_norm():
     eval_out = model(x)
     assert not np.allclose(train_out, eval_out)
     assert np.allclose(eval_out, model(x))  # eval mode does not update statistics
+
+
+@pytest.mark.parametrize("k, stride, size", [(3, 1, 7), (3, 2, 8), (5, 2, 7), (5, 1, 6), (7, 2, 9)])
+def test_depthwise_shift_sum_equals_grouped_conv(k, stride, size):
+    from search_space.models import depthwise_shift_sum
+
+    rng = np.random.default_rng(k + stride + size)
+    x = jnp.asarray(rng.normal(size=(2, size, size, 5)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 1, 5)), jnp.float32)
+    ref = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                       feature_group_count=5)
+    np.testing.assert_allclose(depthwise_shift_sum(x, w, stride), ref, rtol=1e-5, atol=1e-5)

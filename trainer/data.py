@@ -1,0 +1,376 @@
+"""Data sources -> uint8 NHWC arrays, one interface, with an npz cache and a seeded validation split.
+
+A data set is named by a string:
+
+==========================  ==========================================================================
+``fashion_mnist``           IDX files (Debian ``dataset-fashion-mnist``, ``$NAS_DATA_DIR/fashion_mnist``)
+                            or TFDS (``tfds.data_source``, no TensorFlow needed)
+``cifar10``                 ``$NAS_DATA_DIR/cifar10_jpeg.npz``, CIFAR-10 python/binary batches under
+                            ``$NAS_DATA_DIR``, or TFDS
+``tfds:NAME``               any TFDS image-classification set (``imagenet2012`` with ``manual_dir``)
+``idx:DIR``                 ``train-images-idx3-ubyte[.gz]`` etc. in DIR
+``jpeg-npz:PATH``           packed JPEGs: ``data`` blob, ``offsets``, ``labels``, ``n_train``
+``cifar-py:DIR``            ``data_batch_1..5`` + ``test_batch`` (pickled); ``cifar-bin:DIR`` the binary ones
+``folder:DIR``              ``DIR/{train,test}/CLASS/*.{jpg,jpeg,png}``
+``npz:PATH``                ``x_train``, ``y_train``, ``x_test``, ``y_test`` [, ``class_names``]
+==========================  ==========================================================================
+
+Decoded sets are cached as npz under ``$NAS_CACHE_DIR`` (default ``~/.cache/ensemble-nas``) so a set is
+decoded once. The test split is never used by a search: searches train on ``train`` minus a seeded
+validation split and score on that split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from search_space.errors import UserError
+
+
+class DataError(UserError):
+    """A data set that is missing or unreadable: the message names the remedy."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray  # uint8 (N, H, W, C)
+    y_train: np.ndarray  # int32 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def native_resolution(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """What a search sees: train and validation arrays carved from the training split."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def native_resolution(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash (sha256 of labels and a pixel sample): part of every member-cache key."""
+        h = hashlib.sha256()
+        for a in (self.x_train[:: max(1, len(self.x_train) // 256)], self.y_train, self.x_val, self.y_val):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(repr((self.x_train.shape, self.x_val.shape)).encode())
+        return h.hexdigest()[:16]
+
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("NAS_DATA_DIR", "~/.local/share/ensemble-nas")).expanduser()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NAS_CACHE_DIR", "~/.cache/ensemble-nas")).expanduser()
+
+
+# -- readers ----------------------------------------------------------------------------------------
+
+
+def _open_maybe_gz(path: Path) -> bytes:
+    for p in (path, path.with_name(path.name + ".gz")):
+        if p.is_file():
+            raw = p.read_bytes()
+            return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    raise FileNotFoundError(path)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST format): magic (0, 0, dtype 0x08, ndim), big-endian dims, then uint8 data."""
+    raw = _open_maybe_gz(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(dims))} bytes)")
+    return data.reshape(dims)
+
+
+def load_idx_dir(d: Path, name: str, class_names: tuple[str, ...]) -> Dataset:
+    xtr, ytr, xte, yte = (read_idx(d / f) for f in IDX_FILES)
+    return Dataset(name, xtr[..., None], ytr.astype(np.int32), xte[..., None], yte.astype(np.int32), class_names)
+
+
+def decode_jpeg_npz(path: Path, name: str = "cifar10", class_names: tuple[str, ...] = CIFAR10_CLASSES) -> Dataset:
+    """Packed JPEGs: image i is ``data[offsets[i]:offsets[i+1]]``; the first ``n_train`` are train."""
+    from PIL import Image
+
+    z = np.load(path)
+    data, offsets, labels, n_train = z["data"], z["offsets"], z["labels"].astype(np.int32), int(z["n_train"])
+    images = np.stack([np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
+                       for i in range(len(labels))])
+    return Dataset(name, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], class_names)
+
+
+def load_cifar_python(d: Path) -> Dataset:
+    def batch(f: str) -> tuple[np.ndarray, np.ndarray]:
+        with open(d / f, "rb") as fh:
+            b = pickle.load(fh, encoding="bytes")
+        x = np.asarray(b[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(b[b"labels"], np.int32)
+
+    tr = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    return Dataset("cifar10", np.concatenate([t[0] for t in tr]), np.concatenate([t[1] for t in tr]), xte, yte,
+                   CIFAR10_CLASSES)
+
+
+def load_cifar_binary(d: Path) -> Dataset:
+    def batch(f: str) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.frombuffer((d / f).read_bytes(), np.uint8).reshape(-1, 3073)
+        return raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), raw[:, 0].astype(np.int32)
+
+    tr = [batch(f"data_batch_{i}.bin") for i in range(1, 6)]
+    xte, yte = batch("test_batch.bin")
+    return Dataset("cifar10", np.concatenate([t[0] for t in tr]), np.concatenate([t[1] for t in tr]), xte, yte,
+                   CIFAR10_CLASSES)
+
+
+def load_image_folder(d: Path) -> Dataset:
+    from PIL import Image
+
+    splits = {}
+    classes = sorted(p.name for p in (d / "train").iterdir() if p.is_dir()) if (d / "train").is_dir() else []
+    if not classes:
+        raise DataError(f"{d}: expected {d}/train/CLASS/*.jpg (and {d}/test/...)")
+    for split in ("train", "test"):
+        xs, ys = [], []
+        for label, c in enumerate(classes):
+            for p in sorted((d / split / c).glob("*")):
+                if p.suffix.lower() in (".jpg", ".jpeg", ".png"):
+                    xs.append(np.asarray(Image.open(p).convert("RGB")))
+                    ys.append(label)
+        if not xs:
+            raise DataError(f"{d}/{split}: no images")
+        shapes = {x.shape for x in xs}
+        if len(shapes) > 1:
+            raise DataError(f"{d}/{split}: images differ in size {sorted(shapes)[:3]}; resize them to one size")
+        splits[split] = (np.stack(xs), np.asarray(ys, np.int32))
+    return Dataset(d.name, *splits["train"], *splits["test"], tuple(classes))
+
+
+def load_npz(path: Path, name: str | None = None) -> Dataset:
+    z = np.load(path, allow_pickle=False)
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
+    if missing:
+        raise DataError(f"{path}: npz lacks {', '.join(missing)}")
+    x_train = z["x_train"] if z["x_train"].ndim == 4 else z["x_train"][..., None]
+    x_test = z["x_test"] if z["x_test"].ndim == 4 else z["x_test"][..., None]
+    n = int(max(z["y_train"].max(), z["y_test"].max())) + 1
+    names = tuple(str(c) for c in z["class_names"]) if "class_names" in z else tuple(str(i) for i in range(n))
+    return Dataset(name or Path(path).stem, x_train.astype(np.uint8), z["y_train"].astype(np.int32),
+                   x_test.astype(np.uint8), z["y_test"].astype(np.int32), names)
+
+
+def load_tfds(name: str, tfds_data_dir: str | None = None, manual_dir: str | None = None,
+              limit: int | None = None) -> Dataset:
+    """TFDS through ``tfds.data_source`` (array_record, no TensorFlow needed once prepared).
+
+    Records decode one by one (PNG): about 1 ms an image, 67 s for Fashion-MNIST's 70k on this
+    machine, hence the npz cache; ``limit`` reads only the first N of each split.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError(f"tfds:{name}: tensorflow-datasets is not installed (pip install 'ensemble-nas[tfds]')") from None
+    try:
+        builder = tfds.builder(name, data_dir=tfds_data_dir)
+        if not builder.is_prepared():
+            if manual_dir is None and tfds_data_dir is None:
+                raise DataError(f"tfds:{name}: not prepared in {builder.data_dir}; pass --data-dir where it is "
+                                "prepared, or --manual-dir with the downloaded archives (preparing needs TensorFlow)")
+            config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+            builder.download_and_prepare(download_config=config)
+        sources = tfds.data_source(name, data_dir=tfds_data_dir, download=False)
+        label_names = tuple(builder.info.features["label"].names)
+    except DataError:
+        raise
+    except Exception as e:  # TFDS raises many types: not found, not prepared, no TensorFlow ...
+        raise DataError(f"tfds:{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+        src = sources[split]
+        n = len(src) if limit is None else min(limit, len(src))
+        records = [src[i] for i in range(n)]
+        xs = np.stack([np.asarray(r["image"]) for r in records])
+        ys = np.asarray([int(r["label"]) for r in records], np.int32)
+        return xs.astype(np.uint8), ys
+
+    test_split = "test" if "test" in sources else "validation"
+    return Dataset(name, *arrays("train"), *arrays(test_split), label_names)
+
+
+# -- the named sets and the cache ------------------------------------------------------------------
+
+FASHION_MNIST_IDX_DIRS = ("/usr/share/datasets/fashion-mnist",)
+
+
+def _find_fashion_mnist() -> Dataset:
+    for d in [data_dir() / "fashion_mnist", *map(Path, FASHION_MNIST_IDX_DIRS)]:
+        if all((d / f).is_file() or (d / (f + ".gz")).is_file() for f in IDX_FILES):
+            return load_idx_dir(d, "fashion_mnist", FASHION_MNIST_CLASSES)
+    tfds_dir = os.environ.get("TFDS_DATA_DIR")
+    if tfds_dir and (Path(tfds_dir) / "fashion_mnist").is_dir():
+        return load_tfds("fashion_mnist", tfds_dir)
+    raise DataError("fashion_mnist: not found; install it with 'apt-get install -y dataset-fashion-mnist' "
+                    f"(IDX files in {FASHION_MNIST_IDX_DIRS[0]}), put the IDX files in {data_dir() / 'fashion_mnist'}, "
+                    "or set TFDS_DATA_DIR to a prepared TFDS folder")
+
+
+def _find_cifar10() -> Dataset:
+    d = data_dir()
+    if (d / "cifar10_jpeg.npz").is_file():
+        return decode_jpeg_npz(d / "cifar10_jpeg.npz")
+    if (d / "cifar-10-batches-py" / "data_batch_1").is_file():
+        return load_cifar_python(d / "cifar-10-batches-py")
+    if (d / "cifar-10-batches-bin" / "data_batch_1.bin").is_file():
+        return load_cifar_binary(d / "cifar-10-batches-bin")
+    tfds_dir = os.environ.get("TFDS_DATA_DIR")
+    if tfds_dir and (Path(tfds_dir) / "cifar10").is_dir():
+        return load_tfds("cifar10", tfds_dir)
+    raise DataError(f"cifar10: not found; put cifar10_jpeg.npz, cifar-10-batches-py/ or cifar-10-batches-bin/ in "
+                    f"{d} (or set NAS_DATA_DIR), or set TFDS_DATA_DIR to a prepared TFDS folder")
+
+
+NAMED: dict[str, Callable[[], Dataset]] = {"fashion_mnist": _find_fashion_mnist, "cifar10": _find_cifar10}
+PREFIXED: dict[str, Callable[[Path], Dataset]] = {
+    "idx": lambda p: load_idx_dir(p, p.name, tuple(str(i) for i in range(10))),
+    "jpeg-npz": lambda p: decode_jpeg_npz(p, p.stem.split("_")[0]),
+    "cifar-py": load_cifar_python, "cifar-bin": load_cifar_binary, "folder": load_image_folder, "npz": load_npz,
+}
+
+
+def _cache_path(name: str) -> Path:
+    key = hashlib.sha256(name.encode()).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+    return cache_dir() / f"{safe}-{key}.npz"
+
+
+def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str | None = None,
+                 use_cache: bool = True) -> Dataset:
+    """Load a data set by name (see the module docstring), decoding it at most once."""
+    if not isinstance(name, str) or not name:
+        raise DataError("dataset: empty name")
+    cache_key = f"{name}|{tfds_data_dir}|{manual_dir}"
+    cpath = _cache_path(cache_key)
+    if use_cache and cpath.is_file():
+        try:
+            ds = load_npz(cpath, name)
+            return dataclasses.replace(ds, name=name)
+        except Exception:
+            cpath.unlink(missing_ok=True)  # a broken cache is re-decoded, never trusted
+    if name in NAMED:
+        ds = NAMED[name]()
+    elif ":" in name:
+        kind, _, arg = name.partition(":")
+        if kind == "tfds":
+            ds = load_tfds(arg, tfds_data_dir, manual_dir)
+        elif kind in PREFIXED:
+            path = Path(arg).expanduser()
+            if not path.exists():
+                raise DataError(f"dataset {name}: {path} does not exist")
+            try:
+                ds = PREFIXED[kind](path)
+            except (FileNotFoundError, KeyError, ValueError, pickle.UnpicklingError) as e:
+                raise DataError(f"dataset {name}: cannot read: {e}") from None
+        else:
+            raise DataError(f"dataset: unknown source {kind!r}; use tfds:, idx:, jpeg-npz:, cifar-py:, cifar-bin:, "
+                            "folder: or npz:")
+    else:
+        raise DataError(f"dataset: unknown name {name!r}; known: {', '.join(NAMED)}, or tfds:NAME, idx:DIR, "
+                        "jpeg-npz:PATH, cifar-py:DIR, cifar-bin:DIR, folder:DIR, npz:PATH")
+    ds = dataclasses.replace(ds, name=name)
+    if use_cache:
+        _write_cache(cpath, ds)
+    return ds
+
+
+def _write_cache(path: Path, ds: Dataset) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test,
+                 class_names=np.asarray(ds.class_names))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the cache is an optimization; a read-only home must not stop a run
+
+
+def validation_split(ds: Dataset, val_size: int | float = 0.1, seed: int = 0, train_examples: int | None = None,
+                     ) -> Split:
+    """Carve a seeded, class-stratified validation split from train; optionally subsample train
+    to ``train_examples`` (class-balanced). The test split is not part of the result."""
+    n = len(ds.y_train)
+    n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 < n_val < n:
+        raise DataError(f"val_size: {val_size} gives {n_val} of {n} training examples; need 1..{n - 1}")
+    rng = np.random.default_rng(seed)
+    val_idx, train_idx = _stratified(ds.y_train, n_val, rng)
+    if train_examples is not None:
+        if not 0 < train_examples <= len(train_idx):
+            raise DataError(f"train_examples: {train_examples} not in 1..{len(train_idx)}")
+        keep, _ = _stratified(ds.y_train[train_idx], train_examples, rng)
+        train_idx = train_idx[keep]
+    return Split(ds.name, ds.x_train[train_idx], ds.y_train[train_idx], ds.x_train[val_idx], ds.y_train[val_idx],
+                 ds.class_names)
+
+
+def _stratified(y: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of k examples drawn in proportion to each class, and the rest (both shuffled)."""
+    perm = rng.permutation(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.floor(counts / len(y) * k).astype(int)
+    for i in np.argsort(-(counts / len(y) * k - quota))[: k - quota.sum()]:
+        quota[i] += 1
+    chosen = []
+    for c, q in zip(classes, quota):
+        chosen.append(perm[y[perm] == c][:q])
+    picked = rng.permutation(np.concatenate(chosen))
+    mask = np.ones(len(y), bool)
+    mask[picked] = False
+    return picked, perm[mask[perm]]

@@ -1,0 +1,195 @@
+"""Proxy training of one member: data on the device, one compiled program per epoch, no host sync inside.
+
+``train_member(spec, split, config, seed)`` is a pure function of its arguments (what the member cache
+and remote evaluators rely on). It returns a :class:`MemberResult`: validation logits and accuracy,
+the loss curve, and wall time split into compile, training and evaluation. A diverged (NaN/inf) or
+out-of-memory member comes back as ``status="failed"`` with its reason, never as an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from search_space.models import init_model
+from search_space.spec import ArchSpec
+from trainer.augment import crop_padding, random_crop_flip, to_model_input
+from trainer.config import TrainConfig, compute_dtype, make_optimizer
+from trainer.data import Split
+
+ProgressFn = Callable[[int, int, float], None]  # (epoch, epochs, mean loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberResult:
+    spec_id: str
+    status: str  # "ok" or "failed"
+    reason: str = ""
+    val_accuracy: float = float("nan")
+    val_logits: np.ndarray | None = None  # float32 (N_val, classes)
+    loss_curve: tuple[float, ...] = ()  # mean training loss per epoch
+    compile_s: float = 0.0
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    epochs: int = 0
+    steps: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the logits, JSON-ready."""
+        d = dataclasses.asdict(self)
+        d.pop("val_logits")
+        d["loss_curve"] = list(self.loss_curve)
+        return d
+
+
+class TrainState(NamedTuple):
+    """What changes during training, as pytrees: parameters, the rest of the model state, optimizer."""
+
+    params: Any
+    rest: Any
+    opt_state: Any
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = str(e)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+class MemberTrainer:
+    """Compiles the epoch and evaluation programs of one architecture and runs them.
+
+    The training split lives on the device as uint8; each epoch draws a permutation, gathers
+    batches, crops, flips, resizes and normalizes on the device inside one ``lax.scan``.
+    """
+
+    def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
+        self.spec, self.split, self.config, self.seed = spec, split, config, seed
+        self.dtype = compute_dtype(config)
+        n = len(split.y_train)
+        self.batch_size = min(config.batch_size, n)
+        self.steps_per_epoch = max(1, n // self.batch_size)
+        model = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype)
+        model.train()
+        self.graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
+        model.eval()
+        self.graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
+        self.tx = make_optimizer(config, self.steps_per_epoch)
+        self.state = TrainState(params, rest, self.tx.init(params))
+        x = split.x_train.astype(np.float32) / 255.0
+        self.mean = jnp.asarray(x.mean(axis=(0, 1, 2)), jnp.float32)
+        self.std = jnp.asarray(x.std(axis=(0, 1, 2)) + 1e-6, jnp.float32)
+        self.x_train = jnp.asarray(split.x_train)
+        self.y_train = jnp.asarray(split.y_train, jnp.int32)
+        self.pad = crop_padding(split.native_resolution)
+        self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
+        self._eval = jax.jit(self._eval_fn)
+        self.compile_s = 0.0
+
+    # -- the pure functions -------------------------------------------------------------------
+
+    def _loss(self, model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+        labels = optax.smooth_labels(jax.nn.one_hot(y, self.split.num_classes), self.config.label_smoothing)
+        return optax.softmax_cross_entropy(model(x), labels).mean()
+
+    def _epoch_fn(self, state: TrainState, key: jax.Array) -> tuple[TrainState, jax.Array]:
+        bs, steps = self.batch_size, self.steps_per_epoch
+        pkey, akey = jax.random.split(key)
+        order = jax.random.permutation(pkey, self.x_train.shape[0])[: steps * bs].reshape(steps, bs)
+        res = self.spec.resolution
+
+        def step(carry: TrainState, inp: tuple[jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
+            idx, k = inp
+            x = self.x_train[idx]
+            if self.config.augment:
+                x = random_crop_flip(k, x, self.pad, self.config.flip)
+            x = to_model_input(x, self.mean, self.std, res)
+            # nnx.value_and_grad (not jax's) so batch-norm statistics update across the trace levels.
+            model = nnx.merge(self.graphdef_train, carry.params, carry.rest)
+            loss, grads = nnx.value_and_grad(self._loss)(model, x, self.y_train[idx])
+            rest = nnx.state(model, nnx.Not(nnx.Param))
+            updates, opt_state = self.tx.update(grads, carry.opt_state, carry.params)
+            return TrainState(optax.apply_updates(carry.params, updates), rest, opt_state), loss
+
+        return jax.lax.scan(step, state, (order, jax.random.split(akey, steps)))
+
+    def _eval_fn(self, params: Any, rest: Any, x: jax.Array) -> jax.Array:
+        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time."""
+        model = nnx.merge(self.graphdef_eval, params, rest)
+        return jax.lax.map(lambda b: model(to_model_input(b, self.mean, self.std, self.spec.resolution)), x)
+
+    # -- driving them -------------------------------------------------------------------------
+
+    def compile(self) -> float:
+        """Compile both programs ahead of time; returns seconds spent."""
+        start = time.perf_counter()
+        key = jax.random.key(0)
+        self._epoch = self._epoch.lower(self.state, key).compile()
+        xb = self._eval_batches(self.split.x_val)
+        self._eval = self._eval.lower(self.state.params, self.state.rest, xb).compile()
+        self.compile_s = time.perf_counter() - start
+        return self.compile_s
+
+    def run_epoch(self, epoch: int) -> np.ndarray:
+        key = jax.random.fold_in(jax.random.key(self.seed), epoch)
+        self.state, losses = self._epoch(self.state, key)
+        return np.asarray(losses)  # the one host sync of the epoch
+
+    def _eval_batches(self, x: np.ndarray) -> jax.Array:
+        bs = min(self.config.eval_batch_size, len(x))
+        nb = -(-len(x) // bs)
+        pad = nb * bs - len(x)
+        xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+        return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        out = self._eval(self.state.params, self.state.rest, self._eval_batches(x))
+        return np.asarray(out, np.float32).reshape(-1, out.shape[-1])[: len(x)]
+
+
+def train_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConfig(), seed: int = 0,
+                 progress: ProgressFn | None = None) -> MemberResult:
+    """Train one member for ``config.epochs`` and score it on the validation split."""
+    from search_space.spec import spec_id
+
+    sid = spec_id(spec)
+    curve: list[float] = []
+    try:
+        trainer = MemberTrainer(spec, split, config, seed)
+        compile_s = trainer.compile()
+        start = time.perf_counter()
+        for epoch in range(config.epochs):
+            losses = trainer.run_epoch(epoch)
+            mean = float(losses.mean())
+            curve.append(mean)
+            if progress is not None:
+                progress(epoch + 1, config.epochs, mean)
+            if not np.all(np.isfinite(losses)):
+                return MemberResult(sid, "failed", f"diverged: non-finite loss in epoch {epoch + 1}",
+                                    loss_curve=tuple(curve), compile_s=compile_s,
+                                    train_s=time.perf_counter() - start, epochs=epoch + 1)
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        logits = trainer.logits(split.x_val)
+        eval_s = time.perf_counter() - start
+    except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
+        if _is_oom(e):
+            return MemberResult(sid, "failed", f"out of memory: {str(e).splitlines()[0][:200]}", loss_curve=tuple(curve))
+        raise
+    if not np.all(np.isfinite(logits)):
+        return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
+                            compile_s=compile_s, train_s=train_s, epochs=config.epochs)
+    acc = float((logits.argmax(-1) == split.y_val).mean())
+    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), compile_s=compile_s,
+                        train_s=train_s, eval_s=eval_s, epochs=config.epochs,
+                        steps=config.epochs * trainer.steps_per_epoch)
