@@ -71,6 +71,26 @@ def cmd_calibrate_latency(args: argparse.Namespace) -> int:
                            as_json=args.json)
 
 
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True,
+                   help="fashion_mnist, cifar10, tfds:NAME, idx:DIR, jpeg-npz:PATH, cifar-py:DIR, cifar-bin:DIR, "
+                        "folder:DIR or npz:PATH")
+    p.add_argument("--data-dir", help="TFDS data_dir (for tfds:NAME)")
+    p.add_argument("--manual-dir", help="TFDS manual_dir with downloaded archives (e.g. ImageNet)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nas.train_cli import run_train
+
+    return run_train(args, _spec_from_args(args))
+
+
+def cmd_retrain_spec(args: argparse.Namespace) -> int:
+    from nas.train_cli import run_retrain_spec
+
+    return run_retrain_spec(args, _spec_from_args(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search of diverse ensembles.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -102,6 +122,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", metavar="PATH", help="also write the fitted device JSON here")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_calibrate_latency)
+
+    p = sub.add_parser("train", help="train one member (proxy schedule) and print its validation metrics",
+                       description="Train one member on a seeded train/validation split of the training data and "
+                                   "print its validation accuracy. The test split is not used.")
+    add_spec_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--lr", type=_positive_float, default=0.2, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-examples", type=_positive_int, help="class-balanced subset of the training split")
+    p.add_argument("--val-size", type=_positive_int, default=5000, help="validation examples carved from train")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top-level val_accuracy)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("retrain-spec", help="train one architecture to convergence with checkpoints; test accuracy",
+                       description="Full training on the whole training split with Orbax checkpoints; rerun the "
+                                   "same command to resume after an interruption.")
+    add_spec_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
+    p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", required=True)
+    p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_retrain_spec)
     return parser
 
 

@@ -7,6 +7,13 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# One persistent XLA compilation cache for the session (and the CLI subprocesses it starts): the
+# tests train the same small architectures again and again, and a cache hit turns a 20-35 s CPU
+# compile into about a second.
+_JAX_CACHE = pathlib.Path(os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                                                str(pathlib.Path("/tmp") / f"nas-test-jax-cache-{os.getuid()}")))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 SHARED = pathlib.Path(os.environ.get("NAS_SHARED_DIR", ROOT.parent / "shared"))
 SHARED_DATA = SHARED / "data"
 

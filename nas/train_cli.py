@@ -1,0 +1,68 @@
+"""`nas train` and `nas retrain-spec`: one member, proxy or full schedule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from search_space.errors import UserError
+from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
+from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
+from trainer.config import TrainConfig
+from trainer.data import load_dataset, validation_split
+
+
+def _member_for_data(spec: AnySpec, native: int, resolution_given: bool) -> ArchSpec:
+    """A single member at the data set's native size; named ImageNet nets get the small-input rule."""
+    if isinstance(spec, EnsembleSpec):
+        raise UserError("SPEC: give one member, not an ensemble")
+    if not resolution_given:
+        spec = spec.replace(resolution=native)
+    if isinstance(spec, MobileNetSpec) and native <= SMALL_INPUT_MAX and spec.stem_stride == 2:
+        spec = adapt_for_small_input(spec)
+    return spec
+
+
+def _progress(epoch: int, epochs: int, loss: float) -> None:
+    print(f"  epoch {epoch}/{epochs}  loss {loss:.4f}", file=sys.stderr, flush=True)
+
+
+def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
+    from trainer.train import train_member
+
+    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
+    split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
+    member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
+                         warmup_epochs=min(1.0, 0.1 * args.epochs))
+    print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
+          f"{member.resolution}px, {args.epochs} epochs", file=sys.stderr)
+    r = train_member(member, split, config, seed=args.seed, progress=_progress)
+    out = {**r.summary(), "val_accuracy": r.val_accuracy, "dataset": ds.name, "spec": member.to_dict(),
+           "train_examples": int(len(split.y_train)), "val_examples": int(len(split.y_val))}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{r.status}{': ' + r.reason if r.reason else ''}  val accuracy {r.val_accuracy:.4f}  "
+              f"compile {r.compile_s:.1f}s  train {r.train_s:.1f}s  eval {r.eval_s:.1f}s")
+    return 0 if r.ok else 1
+
+
+def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
+    from trainer.retrain import RECIPES, retrain
+
+    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
+    member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
+    config = RECIPES[args.recipe]
+    if args.epochs:
+        config = config.replace(epochs=args.epochs, warmup_epochs=min(config.warmup_epochs, args.epochs),
+                                step_epochs=tuple(e for e in config.step_epochs if e < args.epochs))
+    r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)
+    assert r is not None
+    out = {"test_accuracy": r.test_accuracy, "epochs": r.epochs, "resumed_from_epoch": r.resumed_from_epoch,
+           "loss_curve": list(r.loss_curve), "compile_s": r.compile_s, "train_s": r.train_s,
+           "spec": member.to_dict(), "dataset": ds.name, "recipe": args.recipe}
+    print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {r.epochs} epochs "
+                                             f"(resumed from epoch {r.resumed_from_epoch})")
+    return 0

@@ -1,0 +1,119 @@
+import gzip
+import hashlib
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_file
+from trainer.data import DataError, load_dataset, validation_split
+
+
+def _write_idx(path, arr, gz=True):
+    header = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    raw = header + arr.astype(np.uint8).tobytes()
+    if gz:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 20)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, gz=False)
+    return tmp_path
+
+
+def test_idx_reader(idx_dir):
+    ds = load_dataset(f"idx:{idx_dir}")
+    assert ds.x_train.shape == (60, 28, 28, 1) and ds.x_train.dtype == np.uint8
+    assert ds.y_test.tolist() == [i % 10 for i in range(20)]
+
+
+def test_cifar_python_and_binary_batches(tmp_path):
+    rng = np.random.default_rng(1)
+    py, binary = tmp_path / "py", tmp_path / "bin"
+    py.mkdir()
+    binary.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        x = rng.integers(0, 255, (4, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, 4)
+        with open(py / name, "wb") as f:
+            pickle.dump({b"data": x, b"labels": list(y)}, f)
+        (binary / f"{name}.bin").write_bytes(np.concatenate([y[:, None].astype(np.uint8), x], 1).tobytes())
+    a, b = load_dataset(f"cifar-py:{py}"), load_dataset(f"cifar-bin:{binary}")
+    assert a.x_train.shape == (20, 32, 32, 3) and np.array_equal(a.x_train, b.x_train)
+    assert np.array_equal(a.y_test, b.y_test) and a.class_names[0] == "airplane"
+
+
+def test_image_folder_and_npz(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / split / c / f"{i}.png")
+    ds = load_dataset(f"folder:{tmp_path / 'imgs'}")
+    assert ds.x_train.shape == (6, 8, 8, 3) and ds.class_names == ("cat", "dog")
+    np.savez(tmp_path / "d.npz", x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
+    assert np.array_equal(load_dataset(f"npz:{tmp_path / 'd.npz'}").x_test, ds.x_test)
+
+
+def test_decoded_once_then_cached(idx_dir):
+    load_dataset(f"idx:{idx_dir}")
+    for f in idx_dir.iterdir():
+        f.unlink()  # the cache must now serve it
+    assert load_dataset(f"idx:{idx_dir}").x_train.shape == (60, 28, 28, 1)
+
+
+@pytest.mark.parametrize("name, msg", [("imagenet", "unknown name"), ("idx:/nonexistent", "does not exist"),
+                                       ("mnist:x", "unknown source"), ("tfds:fashion_mnist", "")])
+def test_missing_data_is_one_clear_error(name, msg, monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match=msg):
+        load_dataset(name, tfds_data_dir=str(tmp_path) if name.startswith("tfds") else None)
+
+
+def test_named_sets_name_the_remedy(monkeypatch, tmp_path):
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match="cifar10_jpeg.npz"):
+        load_dataset("cifar10")
+
+
+def test_validation_split_is_seeded_stratified_and_disjoint(idx_dir):
+    ds = load_dataset(f"idx:{idx_dir}")
+    a, b = validation_split(ds, 10, seed=3), validation_split(ds, 10, seed=3)
+    assert np.array_equal(a.x_val, b.x_val) and a.fingerprint == b.fingerprint
+    assert np.bincount(a.y_val).tolist() == [1] * 10
+    assert len(a.y_train) == 50
+    c = validation_split(ds, 10, seed=4)
+    assert not np.array_equal(a.x_val, c.x_val)
+    sub = validation_split(ds, 10, seed=3, train_examples=20)
+    assert np.bincount(sub.y_train).tolist() == [2] * 10
+    with pytest.raises(DataError, match="val_size"):
+        validation_split(ds, 60)
+
+
+def test_tfds_prepared_fashion_mnist_matches_the_idx_files():
+    tfds_dir = shared_file("tfds", "fashion_mnist")
+    idx = load_dataset(f"idx:{shared_file('fashion_mnist_manual')}")
+    from trainer.data import load_tfds
+
+    ds = load_tfds("fashion_mnist", str(tfds_dir.parent), limit=500)
+    assert ds.x_train.shape == (500, 28, 28, 1) and ds.class_names[0] == "T-shirt/top"
+    # TFDS shuffles records; every TFDS image is one of the IDX test or train images.
+    test_hashes = {hashlib.sha1(x.tobytes()).hexdigest() for x in idx.x_test}
+    assert sum(hashlib.sha1(x.tobytes()).hexdigest() in test_hashes for x in ds.x_test) == 500
+
+
+def test_cifar10_jpeg_copy_decodes_the_documented_pixels():
+    ds = load_dataset(f"jpeg-npz:{shared_file('cifar10_jpeg.npz')}")
+    assert ds.x_train.shape == (50000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
+    assert hashlib.sha256(ds.x_train.tobytes()).hexdigest().startswith("bf3aabd52be912dae02a0435296c4dab")

@@ -1,0 +1,126 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from search_space import MnasNetSpace, scale_width, to_json
+from tests.conftest import ROOT, shared_file
+from trainer.config import TrainConfig
+from trainer.data import Dataset, load_dataset, validation_split
+from trainer.train import MemberTrainer, train_member
+
+
+def tiny_member(native=28, res_index=0):
+    """A searched member at a quarter of MobileNetV2's widths: trains in seconds on a CPU."""
+    vec = [0, 0, 0, 0, 1, 0, 0] * 7 + [res_index]
+    return scale_width(MnasNetSpace(native).decode_member(vec), 0.25, "always")
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    for path in ("/usr/share/datasets/fashion-mnist",):
+        if os.path.isdir(path):
+            return load_dataset("fashion_mnist")
+    return load_dataset(f"idx:{shared_file('fashion_mnist_manual')}")
+
+
+def test_one_epoch_on_2000_real_images_learns_far_above_chance_within_a_minute(fashion):
+    split = validation_split(fashion, 1000, seed=0, train_examples=2000)
+    start = time.perf_counter()
+    r = train_member(tiny_member(), split, TrainConfig(epochs=1, batch_size=32, learning_rate=0.1, warmup_epochs=0.1))
+    wall = time.perf_counter() - start
+    assert r.ok and r.val_logits.shape == (1000, 10)
+    assert r.val_accuracy > 0.35  # chance is 0.10
+    assert wall < 60, f"{wall:.0f} s (compile {r.compile_s:.0f} s, train {r.train_s:.0f} s)"
+    assert r.compile_s > 0 and r.train_s > 0 and r.steps == 62 and len(r.loss_curve) == 1
+
+
+def _small_split(fashion, n=256):
+    return validation_split(fashion, 128, seed=0, train_examples=n)
+
+
+def test_compiled_once_per_architecture_and_divergence_is_a_failed_result(fashion, monkeypatch):
+    traces = []
+    original = MemberTrainer._epoch_fn
+    monkeypatch.setattr(MemberTrainer, "_epoch_fn", lambda self, *a: traces.append(1) or original(self, *a))
+    config = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.5)
+    r = train_member(tiny_member(), _small_split(fashion), config)
+    assert r.ok and len(r.loss_curve) == 2 and len(traces) == 1
+    # Same program, poisoned weights: the loss goes non-finite and the member is a failed result.
+    import trainer.train as tt
+
+    def poisoned(*a, **k):
+        m = tt.init_model(*a, **k)
+        m.stem.conv.kernel[...] = m.stem.conv.kernel[...] * float("nan")
+        return m
+
+    monkeypatch.setattr(tt, "init_model", poisoned)
+    r = train_member(tiny_member(), _small_split(fashion), config)
+    assert r.status == "failed" and "diverged" in r.reason and r.epochs == 1
+
+
+def test_out_of_memory_is_a_failed_result(fashion, monkeypatch):
+    def oom(self, epoch):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 81.2GiB")
+
+    monkeypatch.setattr(MemberTrainer, "compile", lambda self: 0.0)
+    monkeypatch.setattr(MemberTrainer, "run_epoch", oom)
+    r = train_member(tiny_member(), _small_split(fashion), TrainConfig(epochs=1, batch_size=64))
+    assert r.status == "failed" and r.reason.startswith("out of memory")
+
+
+def test_other_errors_are_not_swallowed(fashion, monkeypatch):
+    monkeypatch.setattr(MemberTrainer, "compile", lambda self: 0.0)
+    monkeypatch.setattr(MemberTrainer, "run_epoch", lambda self, e: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        train_member(tiny_member(), _small_split(fashion), TrainConfig(epochs=1, batch_size=64))
+
+
+def test_nas_train_cli_json(fashion, capsys):
+    from nas.cli import main
+
+    spec_path = ROOT / ".pytest_tiny_member.json"
+    spec_path.write_text(to_json(tiny_member()))
+    try:
+        dataset = "fashion_mnist" if os.path.isdir("/usr/share/datasets/fashion-mnist") else \
+            f"idx:{shared_file('fashion_mnist_manual')}"
+        code = main(["train", str(spec_path), "--dataset", dataset, "--epochs", "1", "--train-examples", "2000",
+                     "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--json"])
+    finally:
+        spec_path.unlink()
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["val_accuracy"] > 0.35 and out["train_examples"] == 2000
+
+
+def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
+    small = Dataset("fm", fashion.x_train[:384], fashion.y_train[:384], fashion.x_test[:128], fashion.y_test[:128],
+                    fashion.class_names)
+    np.savez(tmp_path / "fm.npz", x_train=small.x_train, y_train=small.y_train, x_test=small.x_test,
+             y_test=small.y_test)
+    spec = tmp_path / "m.json"
+    spec.write_text(to_json(tiny_member()))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def cmd(ckpt):
+        return [sys.executable, "-m", "nas", "retrain-spec", str(spec), "--dataset", f"npz:{tmp_path / 'fm.npz'}",
+                "--epochs", "3", "--every", "1", "--checkpoint-dir", str(ckpt), "--json"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (killed / "1").is_dir():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "2").is_dir() or (killed / "1").is_dir(), proc.stderr.read().decode()[-2000:]
+    resumed = json.loads(subprocess.run(cmd(killed), env=env, capture_output=True, check=True, cwd=ROOT).stdout)
+    fresh = json.loads(subprocess.run(cmd(tmp_path / "fresh"), env=env, capture_output=True, check=True,
+                                      cwd=ROOT).stdout)
+    assert resumed["resumed_from_epoch"] >= 1 and fresh["resumed_from_epoch"] == 0
+    assert resumed["loss_curve"] == fresh["loss_curve"]
+    assert resumed["test_accuracy"] == fresh["test_accuracy"]
