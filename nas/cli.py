@@ -91,6 +91,30 @@ def cmd_retrain_spec(args: argparse.Namespace) -> int:
     return run_retrain_spec(args, _spec_from_args(args))
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from nas.search_cli import run_search_cmd
+
+    return run_search_cmd(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from nas.search_cli import run_plot_cmd
+
+    return run_plot_cmd(args)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nas.search_cli import run_show_cmd
+
+    return run_show_cmd(args)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from nas.search_cli import run_retrain_cmd
+
+    return run_retrain_cmd(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search of diverse ensembles.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -150,6 +174,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_retrain_spec)
+
+    p = sub.add_parser("search", help="search ensembles of sizes 1..3 (a controller per size) into a run directory",
+                       description="Sample ensembles, train members briefly, reward accuracy x (max latency / T)^w, "
+                                   "update the controllers, record everything. Rerun with --resume after a kill.")
+    p.add_argument("--config", help="a config file defining get_config(), e.g. experiments/demo.py")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
+    p.add_argument("--run-dir", required=True, help="where records, member cache, checkpoints and plots go")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("plot", help="Figure 3 (accuracy vs max latency per size, fronts, medians), curves, fronts CSV",
+                       description="Draw the run's plots and write fronts.csv; works while the search runs.")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("show", help="a summary table of a run", description="Summarize a run per ensemble size.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("retrain", help="retrain the best ensembles of a run to convergence; test accuracy",
+                       description="Retrain the top-K ensembles by reward (or every Pareto point) with a full recipe "
+                                   "and report test accuracy next to the proxy validation accuracy.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--top", type=_positive_int, default=1)
+    p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
+    p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
+    p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
+    p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.set_defaults(func=cmd_retrain)
     return parser
 
 

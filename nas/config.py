@@ -1,0 +1,167 @@
+"""Search configuration: configs are code (``experiments/*.py`` define ``get_config()``), overridden
+on the command line with ``--set a.b=c``; unknown keys and bad values are one clear error."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+from controller.reinforce import ReinforceConfig
+from search_space.errors import UserError
+from trainer.config import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig:
+    """The MnasNet space; ``width_multiplier`` < 1 shrinks every member (CPU demos), 1.0 is the paper's."""
+
+    width_multiplier: float = 1.0
+    head_filters: int = 1280
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """MnasNet reward ACC x (LAT / T)^w, w = alpha if LAT <= T else beta, LAT = max member latency (ms).
+
+    Soft constraint alpha = beta = -0.07; hard constraint alpha = 0, beta = -1. T = 75 ms is the
+    paper's ImageNet-scale target; small inputs (CIFAR 32 px, MNIST 28 px) run about 50x fewer
+    multiply-adds at the same widths, so their configs set a proportionally smaller T.
+    """
+
+    target_ms: float = 75.0
+    alpha: float = -0.07
+    beta: float = -0.07
+    device: str = "pixel1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    val_size: int = 5000
+    train_examples: int | None = None
+    sizes: tuple[int, ...] = (1, 2, 3)
+    samples_per_size: int = 30
+    batch: int = 5  # samples per controller update
+    controller: str = "reinforce"  # or "random"
+    seed: int = 0
+    space: SpaceConfig = SpaceConfig()
+    reward: RewardConfig = RewardConfig()
+    trainer: TrainConfig = TrainConfig()
+    policy: ReinforceConfig = ReinforceConfig()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
+        if not self.sizes or any(not 1 <= s <= 8 for s in self.sizes):
+            raise UserError(f"sizes: must be ensemble sizes in 1..8, got {self.sizes!r}")
+        if self.samples_per_size < 1 or self.batch < 1:
+            raise UserError("samples_per_size and batch: must be positive")
+        if self.controller not in ("reinforce", "random"):
+            raise UserError(f"controller: must be 'reinforce' or 'random', got {self.controller!r}")
+        if not 0 < self.space.width_multiplier <= 4:
+            raise UserError(f"space.width_multiplier: must be in (0, 4], got {self.space.width_multiplier!r}")
+        if self.reward.target_ms <= 0:
+            raise UserError(f"reward.target_ms: must be > 0, got {self.reward.target_ms!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(d: dict[str, Any], cls: type = SearchConfig, prefix: str = "") -> Any:
+    """Rebuild a (nested) config from ``to_dict`` output, rejecting unknown keys."""
+    if not isinstance(d, dict):
+        raise UserError(f"{prefix or 'config'}: expected an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in d.items():
+        if k not in fields:
+            raise UserError(f"{prefix}{k}: unknown config key; known: {', '.join(sorted(fields))}")
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kwargs[k] = from_dict(v, t, f"{prefix}{k}.")
+        elif isinstance(v, list):
+            kwargs[k] = tuple(v)
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+def _coerce(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise UserError(f"--set {key}: expected true or false, got {text!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if current is None or isinstance(current, str):
+        return None if value is None else (text if isinstance(current, str) or not isinstance(value, (int, float))
+                                           else value)
+    if isinstance(current, tuple):
+        if not isinstance(value, list):
+            value = [value]
+        return tuple(value)
+    if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise UserError(f"--set {key}: expected a {type(current).__name__}, got {text!r}")
+
+
+def apply_overrides(config: SearchConfig, overrides: list[str]) -> SearchConfig:
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. trainer.epochs=3")
+        key, text = item.split("=", 1)
+        config = _set(config, key.strip().split("."), text, key.strip())
+    return config
+
+
+def _set(obj: Any, path: list[str], text: str, full: str) -> Any:
+    names = {f.name for f in dataclasses.fields(obj)}
+    if path[0] not in names:
+        raise UserError(f"--set {full}: unknown key {path[0]!r}; known: {', '.join(sorted(names))}")
+    current = getattr(obj, path[0])
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise UserError(f"--set {full}: {path[0]!r} has no sub-keys")
+        value = _set(current, path[1:], text, full)
+    else:
+        if dataclasses.is_dataclass(current):
+            raise UserError(f"--set {full}: {path[0]!r} is a group; set one of its keys")
+        value = _coerce(text, current, full)
+    try:
+        return dataclasses.replace(obj, **{path[0]: value})
+    except (TypeError, ValueError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"--set {full}: {e}") from None
+
+
+def load_config(path: str) -> SearchConfig:
+    """Run ``experiments/X.py`` and call its ``get_config()``."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--config: no such file: {path}")
+    spec = importlib.util.spec_from_file_location(f"nas_config_{p.stem}", p)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a broken config file is a user error
+        raise UserError(f"--config {path}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, "get_config"):
+        raise UserError(f"--config {path}: defines no get_config()")
+    cfg = module.get_config()
+    if not isinstance(cfg, SearchConfig):
+        raise UserError(f"--config {path}: get_config() must return a SearchConfig")
+    return cfg

@@ -1,0 +1,41 @@
+"""Pareto fronts per ensemble size: accuracy up, maximum member latency down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FRONT_COLUMNS = ["size", "sample", "accuracy", "latency_max_ms", "latency_sum_ms", "flops", "params", "reward",
+                 "ensemble_id"]
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [{k: r.get(k) for k in FRONT_COLUMNS + ["status", "best_member_accuracy", "accuracy_arithmetic"]}
+            for r in records]
+    return pd.DataFrame(rows, columns=FRONT_COLUMNS + ["status", "best_member_accuracy", "accuracy_arithmetic"])
+
+
+def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows not dominated by another (at least as accurate and as fast, better in one), by latency."""
+    ok = df[(df["status"] == "ok") & df["accuracy"].notna()].sort_values(["latency_max_ms", "accuracy"],
+                                                                          ascending=[True, False])
+    keep, best = [], -1.0
+    for idx, row in ok.iterrows():
+        if row["accuracy"] > best:
+            keep.append(idx)
+            best = row["accuracy"]
+    return ok.loc[keep]
+
+
+def fronts(records: list[dict[str, Any]]) -> pd.DataFrame:
+    df = records_frame(records)
+    parts = [pareto_front(df[df["size"] == n]) for n in sorted(df["size"].unique())]
+    return pd.concat(parts) if parts else df.iloc[0:0]
+
+
+def write_fronts(records: list[dict[str, Any]], path: Path) -> pd.DataFrame:
+    f = fronts(records)
+    f[FRONT_COLUMNS].to_csv(path, index=False)
+    return f

@@ -1,0 +1,226 @@
+"""The search loop, read top to bottom as DESIGN.md's data flow:
+
+    controller.sample -> train members (cached) -> ensemble accuracy -> latency -> reward
+      -> controller.update -> store.append
+
+One controller per ensemble size; sizes take turns, one batch each per round. Resume is exact: the
+controller is checkpointed after each update, a batch is re-sampled from that state, and samples
+already recorded are read back instead of re-evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import platform
+import sys
+import time
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from controller.random_search import RandomSearch
+from controller.reinforce import ReinforceController
+from latency.estimator import ensemble_latency, get_estimator
+from nas.config import SearchConfig
+from nas.ensemble import evaluate_ensemble
+from nas.reward import mnas_reward
+from nas.store import RunDir
+from search_space.blockstring import scale_width
+from search_space.layers import count
+from search_space.space import MnasNetSpace
+from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
+from trainer.config import TrainConfig
+from trainer.data import Split, load_dataset, validation_split
+from trainer.train import MemberResult, train_member
+
+Log = Callable[[str], None]
+
+
+class Evaluator(Protocol):
+    """Trains members; a pure function of (spec, data, config, seed), so it may run anywhere."""
+
+    def evaluate(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> MemberResult:
+        ...
+
+
+class LocalEvaluator:
+    """In-process evaluation on this machine's default JAX device."""
+
+    def evaluate(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> MemberResult:
+        return train_member(spec, split, config, seed)
+
+
+def member_key(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> str:
+    """Same spec + resolution + data + training config + seed -> same key -> trained once."""
+    text = "|".join([spec_id(spec), split.fingerprint, config.key(), str(seed)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def make_space(config: SearchConfig, native: int) -> Callable[[np.ndarray], EnsembleSpec]:
+    space = MnasNetSpace(native)
+
+    def decode(vec: np.ndarray) -> EnsembleSpec:
+        ens = space.decode([int(x) for x in vec])
+        if config.space.width_multiplier == 1.0 and config.space.head_filters == 1280:
+            return ens
+        return EnsembleSpec(tuple(_shrink(m, config) for m in ens.members))  # type: ignore[arg-type]
+
+    decode.choice_counts = space.choice_counts  # type: ignore[attr-defined]
+    return decode
+
+
+def _shrink(m: MobileNetSpec, config: SearchConfig) -> MobileNetSpec:
+    m = scale_width(m, config.space.width_multiplier, "never")
+    return m.replace(head_filters=config.space.head_filters)
+
+
+def make_controller(config: SearchConfig, counts: tuple[int, ...], size: int):
+    seed = config.seed * 1000 + size
+    if config.controller == "random":
+        return RandomSearch(counts * size, seed)
+    return ReinforceController(counts * size, seed, config.policy)
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import jax
+    import optax
+
+    return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend()}
+
+
+@dataclasses.dataclass
+class SearchContext:
+    config: SearchConfig
+    run: RunDir
+    split: Split
+    decode: Callable[[np.ndarray], EnsembleSpec]
+    evaluator: Evaluator
+    log: Log
+
+
+def evaluate_members(ctx: SearchContext, ens: EnsembleSpec) -> list[tuple[dict[str, Any], np.ndarray | None]]:
+    """Each member trains with seed = search seed + its position (so equal specs still differ)."""
+    out = []
+    for pos, spec in enumerate(ens.members):
+        seed = ctx.config.seed + pos
+        key = member_key(spec, ctx.split, ctx.config.trainer, seed)
+        cached = ctx.run.load_member(key)
+        if cached is not None:
+            summary, logits = cached
+            out.append(({**summary, "cached": True}, logits))
+            continue
+        start = time.perf_counter()
+        r = ctx.evaluator.evaluate(spec, ctx.split, ctx.config.trainer, seed)
+        summary = {**r.summary(), "seed": seed, "key": key, "wall_s": time.perf_counter() - start}
+        ctx.run.save_member(key, summary, r.val_logits)
+        ctx.log(f"    member {spec_id(spec)[:10]} {spec.resolution}px: {r.status} "
+                f"{'acc %.4f' % r.val_accuracy if r.ok else r.reason} "
+                f"(compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
+        out.append(({**summary, "cached": False}, r.val_logits))
+    return out
+
+
+def evaluate_sample(ctx: SearchContext, size: int, index: int, vec: np.ndarray) -> dict[str, Any]:
+    ens = ctx.decode(vec)
+    members = evaluate_members(ctx, ens)
+    est = get_estimator(ctx.config.reward.device)
+    nc = ctx.split.num_classes
+    lat = [est.estimate(m, num_classes=nc) for m in ens.members]
+    agg = ensemble_latency([l.total_ms for l in lat])
+    counts = [count(m, nc) for m in ens.members]
+    ok = all(m[0]["status"] == "ok" for m in members)
+    rec: dict[str, Any] = {
+        "size": size, "sample": index, "decisions": [int(x) for x in vec], "ensemble_id": ens.id,
+        "status": "ok" if ok else "failed", "seed": ctx.config.seed,
+        "latency_max_ms": agg.max_ms, "latency_sum_ms": agg.sum_ms,
+        "latency_makespan_ms": {str(k): v for k, v in agg.makespan_ms.items()},
+        "multiply_adds": sum(c.multiply_adds for c in counts), "flops": sum(c.flops for c in counts),
+        "params": sum(c.params for c in counts),
+        "members": [{"spec": m.to_dict(), "id": m.id, "latency_ms": l.total_ms,
+                     "latency_measured_fraction": l.measured_fraction, "latency_flags": list(l.extrapolation),
+                     "params": c.params, "multiply_adds": c.multiply_adds, **{k: v for k, v in s.items() if k != "spec_id"}}
+                    for m, l, c, (s, _) in zip(ens.members, lat, counts, members)],
+        "time": time.time(), "versions": versions(),
+    }
+    if ok:
+        metrics = evaluate_ensemble([lg for _, lg in members], ctx.split.y_val)
+        rec.update({"accuracy": metrics.accuracy, "accuracy_arithmetic": metrics.accuracy_arithmetic,
+                    "nll": metrics.nll, "nll_arithmetic": metrics.nll_arithmetic, "ece": metrics.ece,
+                    "disagreement": metrics.disagreement, "oracle_accuracy": metrics.oracle_accuracy,
+                    "best_member_accuracy": metrics.best_member_accuracy})
+        r = ctx.config.reward
+        rec["reward"] = mnas_reward(metrics.accuracy, agg.max_ms, r.target_ms, r.alpha, r.beta)
+    else:
+        rec.update({"accuracy": None, "reward": 0.0,
+                    "reason": "; ".join(s["reason"] for s, _ in members if s["status"] != "ok")})
+    return rec
+
+
+def _enable_compilation_cache(run: RunDir) -> None:
+    """XLA's persistent compilation cache in the run (unless one is configured): a member whose
+    compile was interrupted by a kill, or a repeated architecture, compiles in about a second."""
+    import os
+
+    import jax
+
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(run.path / "jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,
+               stop_after: int | None = None) -> int:
+    """Run (or continue) the search in ``run``; returns how many new samples were evaluated.
+
+    ``stop_after`` ends the run after that many new samples (an interruption, for tests).
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    _enable_compilation_cache(run)
+    ds = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+    split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
+    decode = make_space(config, split.native_resolution)
+    ctx = SearchContext(config, run, split, decode, evaluator or LocalEvaluator(), log)
+    counts = decode.choice_counts  # type: ignore[attr-defined]
+    done = {(r["size"], r["sample"]): r for r in run.records()}
+    controllers = {}
+    for n in config.sizes:
+        controllers[n] = make_controller(config, counts, n)
+        state = run.load_controller(n)
+        if state is not None:
+            controllers[n].load_state_dict(state)
+    rounds = math.ceil(config.samples_per_size / config.batch)
+    log(f"search: sizes {list(config.sizes)}, {config.samples_per_size} samples each, {len(split.y_train)} train / "
+        f"{len(split.y_val)} val images of {ds.name}; {len(done)} samples already recorded")
+    new = 0
+    for rnd in range(rounds):
+        for n in config.sizes:
+            ctrl = controllers[n]
+            if ctrl.step > rnd:
+                continue  # this round's update is already checkpointed
+            k = min(config.batch, config.samples_per_size - rnd * config.batch)
+            vecs = ctrl.sample(k)
+            rewards = []
+            for i, vec in enumerate(vecs):
+                index = rnd * config.batch + i
+                rec = done.get((n, index))
+                if rec is None:
+                    if stop_after is not None and new >= stop_after:
+                        return new
+                    log(f"  size {n} sample {index + 1}/{config.samples_per_size}")
+                    rec = evaluate_sample(ctx, n, index, vec)
+                    run.append_record(rec)
+                    done[(n, index)] = rec
+                    new += 1
+                    acc = f"{rec['accuracy']:.4f}" if rec["accuracy"] is not None else "failed"
+                    log(f"  -> size {n} #{index}: accuracy {acc}, max latency {rec['latency_max_ms']:.2f} ms, "
+                        f"reward {rec['reward']:.4f}")
+                rewards.append(rec["reward"])
+            stats = ctrl.update(vecs, rewards)
+            run.append_update({"size": n, "round": rnd, "step": ctrl.step, **stats})
+            run.save_controller(n, ctrl.state_dict())
+    log(f"search done: {len(done)} samples in {run.path}")
+    return new

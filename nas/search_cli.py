@@ -1,0 +1,129 @@
+"""`nas search`, `nas plot`, `nas show`, `nas retrain`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nas.config import SearchConfig, apply_overrides, from_dict, load_config
+from nas.pareto import fronts, records_frame, write_fronts
+from nas.store import RunDir
+from search_space.errors import UserError
+
+
+def run_search_cmd(args: argparse.Namespace) -> int:
+    from nas.search import run_search
+    from trainer.data import load_dataset
+
+    run = RunDir(args.run_dir)
+    if args.resume:
+        if args.config or args.set:
+            raise UserError("--resume: continues the run with its own config; drop --config and --set")
+        config = from_dict(run.read_config())
+    else:
+        if not args.config:
+            raise UserError("--config: required for a new search (e.g. experiments/demo.py)")
+        config = apply_overrides(load_config(args.config), args.set or [])
+        load_dataset(config.dataset, tfds_data_dir=config.data_dir)  # a missing data set fails before the run exists
+        run.create(config.to_dict())
+    run_search(run, config)
+    paths = make_plots(run)
+    print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}")
+    return 0
+
+
+def make_plots(run: RunDir) -> dict[str, Path]:
+    from nas.plots import curves, figure3
+
+    records = run.records()
+    if not records:
+        raise UserError(f"{run.path}: no records yet")
+    (run.path / "plots").mkdir(exist_ok=True)
+    cfg = run.read_config()
+    title = f"{cfg.get('dataset')}: {len(records)} samples, sizes {cfg.get('sizes')}"
+    return {"fronts": (write_fronts(records, run.path / "fronts.csv"), run.path / "fronts.csv")[1],
+            "figure3": figure3(records, run.path / "plots" / "figure3.png", title),
+            "curves": curves(records, run.updates(), run.path / "plots" / "curves.png")}
+
+
+def run_plot_cmd(args: argparse.Namespace) -> int:
+    paths = make_plots(RunDir(args.run))
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def run_show_cmd(args: argparse.Namespace) -> int:
+    run = RunDir(args.run)
+    cfg = run.read_config()
+    records = run.records()
+    df = records_frame(records)
+    summary = []
+    for n in sorted(cfg["sizes"]):
+        d = df[df["size"] == n]
+        ok = d[d["status"] == "ok"]
+        summary.append({"size": int(n), "samples": int(len(d)), "failed": int((d["status"] != "ok").sum()),
+                        "best_accuracy": float(ok["accuracy"].max()) if len(ok) else None,
+                        "median_accuracy": float(ok["accuracy"].median()) if len(ok) else None,
+                        "median_max_latency_ms": float(ok["latency_max_ms"].median()) if len(ok) else None,
+                        "best_reward": float(d["reward"].max()) if len(d) else None,
+                        "front_points": int(len(fronts(records).query(f"size == {n}"))) if len(ok) else 0})
+    if args.json:
+        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "sizes": summary}))
+        return 0
+    print(f"run {run.path}: {cfg['dataset']}, {len(records)} samples of {cfg['samples_per_size']} per size")
+    print(f"{'size':>4}{'samples':>9}{'failed':>8}{'best acc':>10}{'median acc':>12}{'median max ms':>15}"
+          f"{'best reward':>13}{'front':>7}")
+    for s in summary:
+        f = lambda x, p=4: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
+        print(f"{s['size']:>4}{s['samples']:>9}{s['failed']:>8}{f(s['best_accuracy']):>10}"
+              f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
+              f"{s['front_points']:>7}")
+    return 0
+
+
+def run_retrain_cmd(args: argparse.Namespace) -> int:
+    """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
+    from nas.ensemble import evaluate_ensemble
+    from search_space.spec import from_dict as spec_from_dict
+    from trainer.data import load_dataset
+    from trainer.retrain import RECIPES, retrain
+
+    run = RunDir(args.run)
+    cfg = from_dict(run.read_config())
+    records = [r for r in run.records() if r["status"] == "ok"]
+    if not records:
+        raise UserError(f"{run.path}: no successful samples to retrain")
+    if args.pareto:
+        ids = set(fronts(records)["ensemble_id"])
+        chosen = [r for r in records if r["ensemble_id"] in ids]
+    else:
+        chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
+    recipe = RECIPES[args.recipe]
+    if args.epochs:
+        recipe = recipe.replace(epochs=args.epochs, warmup_epochs=min(recipe.warmup_epochs, args.epochs),
+                                step_epochs=tuple(e for e in recipe.step_epochs if e < args.epochs))
+    ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    out_path = run.path / "retrain.jsonl"
+    results = []
+    for r in chosen:
+        logits = []
+        for pos, m in enumerate(r["members"]):
+            spec = spec_from_dict(m["spec"])
+            ckpt = run.path / "retrain" / f"{m['id'][:16]}-seed{cfg.seed + pos}"
+            print(f"retraining {m['id'][:12]} ({args.recipe}, {recipe.epochs} epochs) -> {ckpt}", file=sys.stderr)
+            res = retrain(spec, ds, recipe, cfg.seed + pos, ckpt, every=args.every,
+                          progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
+            logits.append(res.test_logits)
+        metrics = evaluate_ensemble(logits, ds.y_test)
+        row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
+               "epochs": recipe.epochs, "proxy_val_accuracy": r["accuracy"], "test_accuracy": metrics.accuracy,
+               "test_member_accuracies": list(metrics.member_accuracies), "latency_max_ms": r["latency_max_ms"]}
+        run._append_jsonl("retrain.jsonl", row)
+        results.append(row)
+        print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
+              f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
+    print(f"results appended to {out_path}")
+    return 0

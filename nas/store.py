@@ -1,0 +1,155 @@
+"""A run directory: config, append-only records, member cache, controller checkpoints, plots.
+
+    RUN/config.json          the search config (written once)
+    RUN/records.jsonl        one JSON line per evaluated ensemble, flushed and fsynced
+    RUN/updates.jsonl        one JSON line per controller update (entropy, baseline, mean reward)
+    RUN/members/KEY.npz      validation logits and the summary of one trained member
+    RUN/controller/sizeN.pkl the controller after its last update (written atomically)
+    RUN/plots/               figures from `nas plot`
+
+A kill -9 can leave a half-written last line: it was never acknowledged, so it is ignored and
+overwritten; a corrupt line anywhere else is an error that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search_space.errors import UserError
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- creation ---------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def create(self, config: dict[str, Any]) -> None:
+        if self.exists():
+            raise UserError(f"--run-dir {self.path}: already holds a run; use --resume to continue it, "
+                            "or choose another directory")
+        try:
+            for sub in ("", "members", "controller", "plots"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
+        except OSError as e:
+            raise UserError(f"--run-dir {self.path}: cannot write: {e.strerror}") from None
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.exists():
+            raise UserError(f"{self.path}: not a run directory (no config.json)")
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{self.config_path}: unreadable: {e}") from None
+
+    # -- records ----------------------------------------------------------------------------
+
+    def _read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        path = self.path / name
+        if not path.is_file():
+            return []
+        raw = path.read_bytes()
+        lines = raw.split(b"\n")
+        out = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            last = i == len(lines) - 1  # no newline after it: a write that never finished
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if last:
+                    break
+                raise UserError(f"{path}:{i + 1}: corrupt record line; the run cannot be read until it is "
+                                "repaired or removed") from None
+        return out
+
+    def _append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        path = self.path / name
+        with open(path, "ab+") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # drop a half-written line left by a kill
+                    data = path.read_bytes()
+                    f.truncate(data.rfind(b"\n") + 1)
+            f.seek(0, os.SEEK_END)
+            f.write(json.dumps(record, sort_keys=True).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def records(self) -> list[dict[str, Any]]:
+        return self._read_jsonl("records.jsonl")
+
+    def append_record(self, record: dict[str, Any]) -> None:
+        self._append_jsonl("records.jsonl", record)
+
+    def updates(self) -> list[dict[str, Any]]:
+        return self._read_jsonl("updates.jsonl")
+
+    def append_update(self, update: dict[str, Any]) -> None:
+        self._append_jsonl("updates.jsonl", update)
+
+    # -- member cache -----------------------------------------------------------------------
+
+    def member_path(self, key: str) -> Path:
+        return self.path / "members" / f"{key}.npz"
+
+    def load_member(self, key: str) -> tuple[dict[str, Any], np.ndarray | None] | None:
+        path = self.member_path(key)
+        if not path.is_file():
+            return None
+        try:
+            z = np.load(path, allow_pickle=False)
+            summary = json.loads(str(z["summary"]))
+            return summary, (z["logits"] if z["logits"].size else None)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained, not trusted
+            return None
+
+    def save_member(self, key: str, summary: dict[str, Any], logits: np.ndarray | None) -> None:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, summary=np.asarray(json.dumps(summary)),
+                 logits=np.asarray(logits if logits is not None else np.zeros((0,)), np.float32))
+        _atomic_write(self.member_path(key), buf.getvalue())
+
+    # -- controllers ------------------------------------------------------------------------
+
+    def save_controller(self, size: int, state: dict[str, Any]) -> None:
+        _atomic_write(self.path / "controller" / f"size{size}.pkl", pickle.dumps(state))
+
+    def load_controller(self, size: int) -> dict[str, Any] | None:
+        path = self.path / "controller" / f"size{size}.pkl"
+        if not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            return pickle.load(f)

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from nas.config import SearchConfig, apply_overrides, from_dict, load_config
+from nas.pareto import fronts
+from nas.reward import mnas_reward
+from nas.store import RunDir
+from search_space import UserError
+
+
+def test_overrides_and_round_trip():
+    c = apply_overrides(SearchConfig(), ["trainer.epochs=3", "sizes=[1,2]", "reward.target_ms=5",
+                                        "space.width_multiplier=0.5", "controller=random", "train_examples=100"])
+    assert c.trainer.epochs == 3 and c.sizes == (1, 2) and c.reward.target_ms == 5.0
+    assert c.space.width_multiplier == 0.5 and c.controller == "random" and c.train_examples == 100
+    assert from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize("item, msg", [
+    ("trainer.epochz=3", "unknown key 'epochz'"), ("trainer.epochs=three", "expected a int"),
+    ("trainer.epochs=0", "epochs"), ("sizes=[9]", "sizes"), ("space.width_multiplier=0", "width_multiplier"),
+    ("controller=evolution", "controller"), ("trainer=3", "is a group"), ("epochs", "KEY=VALUE"),
+    ("trainer.augment=maybe", "true or false"), ("reward.target_ms=-1", "target_ms"),
+])
+def test_bad_overrides(item, msg):
+    with pytest.raises(UserError, match=msg):
+        apply_overrides(SearchConfig(), [item])
+
+
+def test_load_config_errors(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def get_config(:\n")
+    with pytest.raises(UserError, match="SyntaxError"):
+        load_config(str(bad))
+    (tmp_path / "none.py").write_text("x = 1\n")
+    with pytest.raises(UserError, match="no get_config"):
+        load_config(str(tmp_path / "none.py"))
+    (tmp_path / "wrong.py").write_text("def get_config():\n    return {}\n")
+    with pytest.raises(UserError, match="must return a SearchConfig"):
+        load_config(str(tmp_path / "wrong.py"))
+    assert load_config("experiments/demo.py").dataset == "fashion_mnist"
+
+
+def test_mnas_reward():
+    assert mnas_reward(0.8, 75, 75, -0.07, -0.07) == pytest.approx(0.8)
+    assert mnas_reward(0.8, 150, 75, -0.07, -0.07) == pytest.approx(0.8 * 2 ** -0.07)
+    assert mnas_reward(0.8, 50, 75, 0.0, -1.0) == pytest.approx(0.8)  # hard constraint: no bonus below T
+    assert mnas_reward(0.8, 150, 75, 0.0, -1.0) == pytest.approx(0.4)
+
+
+def test_records_survive_a_torn_last_line_and_reject_corruption(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.create({"x": 1})
+    run.append_record({"size": 1, "sample": 0})
+    with open(run.path / "records.jsonl", "ab") as f:
+        f.write(b'{"size": 1, "sam')  # a kill in the middle of a write
+    assert run.records() == [{"size": 1, "sample": 0}]
+    run.append_record({"size": 1, "sample": 1})
+    assert [r["sample"] for r in run.records()] == [0, 1]
+    text = (run.path / "records.jsonl").read_text().splitlines()
+    (run.path / "records.jsonl").write_text(text[0] + "\n{garbage\n" + text[1] + "\n")
+    with pytest.raises(UserError, match="records.jsonl:2: corrupt"):
+        run.records()
+    with pytest.raises(UserError, match="already holds a run"):
+        run.create({"x": 2})
+    assert json.loads(run.config_path.read_text()) == {"x": 1}
+
+
+def test_member_cache_round_trip(tmp_path):
+    import numpy as np
+
+    run = RunDir(tmp_path)
+    run.create({})
+    logits = np.arange(6, dtype=np.float32).reshape(2, 3)
+    run.save_member("k", {"status": "ok", "val_accuracy": 0.5}, logits)
+    summary, back = run.load_member("k")
+    assert summary["val_accuracy"] == 0.5 and np.array_equal(back, logits)
+    run.member_path("k").write_bytes(b"broken")
+    assert run.load_member("k") is None  # retrained, never trusted
+
+
+def test_pareto_front_per_size():
+    recs = [{"size": 1, "sample": i, "accuracy": a, "latency_max_ms": l, "status": "ok", "reward": 0}
+            for i, (a, l) in enumerate([(0.9, 10), (0.8, 5), (0.85, 12), (0.7, 6), (0.95, 20)])]
+    recs.append({"size": 2, "sample": 0, "accuracy": None, "latency_max_ms": 3, "status": "failed", "reward": 0})
+    f = fronts(recs)
+    assert list(f["sample"]) == [1, 0, 4]

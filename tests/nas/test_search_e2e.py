@@ -1,0 +1,160 @@
+"""A real search through the CLI on Fashion-MNIST: killed mid-way, resumed, checked against an
+uninterrupted run, plotted; and the bad inputs a user can give it."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from nas.cli import main
+from tests.conftest import ROOT, shared_file
+
+CONFIG = """
+from nas.config import RewardConfig, SearchConfig, SpaceConfig
+from trainer.config import TrainConfig
+
+
+def get_config():
+    return SearchConfig(dataset={dataset!r}, val_size=200, train_examples=500, sizes=(1, 2), samples_per_size=2,
+                        batch=2, seed=0, space=SpaceConfig(width_multiplier=0.25, head_filters=128),
+                        reward=RewardConfig(target_ms=3.0),
+                        trainer=TrainConfig(epochs=1, batch_size=50, learning_rate=0.1, warmup_epochs=0.1))
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        return "fashion_mnist"
+    return f"idx:{shared_file('fashion_mnist_manual')}"
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory, dataset):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.py"
+    path.write_text(CONFIG.format(dataset=dataset))
+    return path
+
+
+def _nas(*args, check=True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "nas", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=check)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory, config_file):
+    """Start a search, kill -9 it once two samples are recorded, resume it to the end."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nas", "search", "--config", str(config_file), "--run-dir", str(run)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    records = run / "records.jsonl"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if records.is_file() and records.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_killed = records.read_text().count("\n")
+    assert 2 <= n_killed < 6, proc.stdout.read().decode()[-3000:]
+    out = _nas("search", "--run-dir", str(run), "--resume")
+    return run, n_killed, out
+
+
+def test_resumed_search_completes_with_every_record(resumed_run):
+    run, n_killed, out = resumed_run
+    records = [json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()]
+    assert sorted((r["size"], r["sample"]) for r in records) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for r in records:
+        assert r["status"] == "ok" and 0 < r["accuracy"] <= 1
+        assert r["latency_max_ms"] == max(m["latency_ms"] for m in r["members"])
+        assert r["latency_sum_ms"] == pytest.approx(sum(m["latency_ms"] for m in r["members"]))
+        assert len(r["members"]) == r["size"] and len(r["decisions"]) == 50 * r["size"]
+        assert {"jax", "flax", "optax"} <= set(r["versions"]) and r["flops"] > 0 and r["params"] > 0
+        assert r["accuracy_arithmetic"] is not None and r["reward"] > 0
+    assert any(m["cached"] for r in records for m in r["members"]) or n_killed >= 2
+
+
+def test_resume_gives_the_same_samples_as_an_uninterrupted_run(resumed_run, tmp_path, config_file):
+    run, _, _ = resumed_run
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copytree(run / "members", fresh / "members")  # same members, so no retraining: only the loop runs
+    shutil.copy(run / "config.json", fresh / "config.json")
+    (fresh / "controller").mkdir()
+    _nas("search", "--run-dir", str(fresh), "--resume")
+    key = lambda r: (r["size"], r["sample"])  # noqa: E731
+    a = sorted((json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()), key=key)
+    b = sorted((json.loads(l) for l in (fresh / "records.jsonl").read_text().splitlines()), key=key)
+    assert [r["decisions"] for r in a] == [r["decisions"] for r in b]
+    assert [r["accuracy"] for r in a] == [r["accuracy"] for r in b]
+
+
+def test_fronts_plots_and_show(resumed_run, capsys):
+    run, _, out = resumed_run
+    fronts = pd.read_csv(run / "fronts.csv")
+    assert set(fronts["size"]) == {1, 2} and (fronts["accuracy"] > 0).all()
+    for name in ("figure3.png", "curves.png"):
+        assert (run / "plots" / name).stat().st_size > 10_000
+    assert main(["show", str(run), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert [x["samples"] for x in s["sizes"]] == [2, 2]
+    assert main(["plot", str(run)]) == 0
+
+
+def _snapshot(run):
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["search", "--config", "nope.py", "--run-dir", "{tmp}/a"], "no such file"),
+    (["search", "--run-dir", "{tmp}/a"], "--config: required"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "trainer.epochz=1"], "unknown key"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "sizes=[0]"], "sizes"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "trainer.lr"], "KEY=VALUE"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=imagenet"], "unknown name"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=idx:/nowhere"], "does not exist"),
+    (["search", "--config", "{cfg}", "--run-dir", "/proc/forbidden/run"], "cannot write"),
+    (["search", "--config", "{cfg}", "--run-dir", "{run}"], "already holds a run"),
+    (["search", "--config", "{cfg}", "--run-dir", "{run}", "--resume"], "drop --config"),
+    (["search", "--run-dir", "{tmp}/empty", "--resume"], "not a run directory"),
+    (["show", "{tmp}/nothing"], "not a run directory"),
+    (["plot", "{tmp}/nothing"], "no records"),
+    (["retrain", "{tmp}/nothing"], "not a run directory"),
+    (["describe", "mnasnet-z9"], "not a file, a known architecture"),
+    (["latency", "r1_k3_s33_e1_i32_o16"], "strides"),
+    (["train", "mnasnet-a1", "--dataset", "cifar100"], "unknown name"),
+])
+def test_bad_input_is_one_line_exit_2_and_leaves_the_run_alone(argv, msg, resumed_run, config_file, tmp_path, capsys):
+    run, _, _ = resumed_run
+    before = _snapshot(run)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "nothing").mkdir()
+    if argv[0] == "plot":
+        (tmp_path / "nothing" / "config.json").write_text(json.dumps({"dataset": "x", "sizes": [1]}))
+    args = [a.format(tmp=tmp_path, cfg=config_file, run=run) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+    assert _snapshot(run) == before
+
+
+def test_a_corrupt_record_line_is_named_and_nothing_is_written(resumed_run, tmp_path, capsys):
+    run, _, _ = resumed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    lines = (copy / "records.jsonl").read_text().splitlines()
+    (copy / "records.jsonl").write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    before = _snapshot(copy)
+    for argv in (["show", str(copy)], ["search", "--run-dir", str(copy), "--resume"]):
+        assert main(argv) == 2
+        assert "records.jsonl:2: corrupt" in capsys.readouterr().err
+    assert _snapshot(copy) == before
