@@ -25,7 +25,7 @@ def figure3(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
         if d.empty:
             continue
         c = COLORS.get(int(n), None)
-        ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=14, alpha=0.45, color=c, label=f"{n} member{'s' * (n > 1)}")
+        ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=14, alpha=0.45, color=c, label=f"{int(n)} member{'s' if n > 1 else ''}")
         f = pareto_front(d)
         ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5)
         ax.scatter([np.median(d["latency_max_ms"])], [100 * np.median(d["accuracy"])], marker="*", s=260, color=c,
@@ -46,10 +46,8 @@ def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: P
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for n in sorted(df["size"].unique()):
         d = df[df["size"] == n].sort_values("sample")
-        a.plot(d["sample"], d["reward"], ".", alpha=0.4, color=COLORS.get(int(n)))
-        if len(d) >= 3:
-            a.plot(d["sample"], d["reward"].rolling(5, min_periods=1).mean(), color=COLORS.get(int(n)),
-                   label=f"size {n}")
+        a.plot(d["sample"], d["reward"], ".", alpha=0.5, color=COLORS.get(int(n)), label=f"size {n}")
+        a.plot(d["sample"], d["reward"].rolling(5, min_periods=1).mean(), color=COLORS.get(int(n)))
         u = [x for x in updates if x["size"] == n]
         b.plot([x["step"] for x in u], [x["entropy"] for x in u], "-o", ms=3, color=COLORS.get(int(n)), label=f"size {n}")
     a.set_xlabel("sample")
