@@ -43,7 +43,8 @@ def make_plots(run: RunDir) -> dict[str, Path]:
     (run.path / "plots").mkdir(exist_ok=True)
     cfg = run.read_config()
     title = f"{cfg.get('dataset')}: {len(records)} samples, sizes {cfg.get('sizes')}"
-    return {"fronts": (write_fronts(records, run.path / "fronts.csv"), run.path / "fronts.csv")[1],
+    write_fronts(records, run.path / "fronts.csv")
+    return {"fronts": run.path / "fronts.csv",
             "figure3": figure3(records, run.path / "plots" / "figure3.png", title),
             "curves": curves(records, run.updates(), run.path / "plots" / "curves.png")}
 
@@ -121,7 +122,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
                "epochs": recipe.epochs, "proxy_val_accuracy": r["accuracy"], "test_accuracy": metrics.accuracy,
                "test_member_accuracies": list(metrics.member_accuracies), "latency_max_ms": r["latency_max_ms"]}
-        run._append_jsonl("retrain.jsonl", row)
+        run.append_retrain(row)
         results.append(row)
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
               f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
