@@ -32,7 +32,7 @@ from search_space.layers import count
 from search_space.space import MnasNetSpace
 from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig
-from trainer.data import Split, load_dataset, validation_split
+from trainer.data import Dataset, Split, load_dataset, validation_split
 from trainer.train import MemberResult, train_member
 
 Log = Callable[[str], None]
@@ -173,14 +173,14 @@ def _enable_compilation_cache(run: RunDir) -> None:
 
 
 def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,
-               stop_after: int | None = None) -> int:
+               stop_after: int | None = None, dataset: Dataset | None = None) -> int:
     """Run (or continue) the search in ``run``; returns how many new samples were evaluated.
 
     ``stop_after`` ends the run after that many new samples (an interruption, for tests).
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     _enable_compilation_cache(run)
-    ds = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+    ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
     split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
     decode = make_space(config, split.native_resolution)
     ctx = SearchContext(config, run, split, decode, evaluator or LocalEvaluator(), log)

@@ -18,6 +18,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     from trainer.data import load_dataset
 
     run = RunDir(args.run_dir)
+    dataset = None
     if args.resume:
         if args.config or args.set:
             raise UserError("--resume: continues the run with its own config; drop --config and --set")
@@ -26,9 +27,10 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if not args.config:
             raise UserError("--config: required for a new search (e.g. experiments/demo.py)")
         config = apply_overrides(load_config(args.config), args.set or [])
-        load_dataset(config.dataset, tfds_data_dir=config.data_dir)  # a missing data set fails before the run exists
+        # Loaded before the run directory exists, so a missing data set leaves nothing behind.
+        dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
         run.create(config.to_dict())
-    run_search(run, config)
+    run_search(run, config, dataset=dataset)
     paths = make_plots(run)
     print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}")
     return 0
@@ -90,7 +92,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     from nas.ensemble import evaluate_ensemble
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import load_dataset
-    from trainer.retrain import RECIPES, retrain
+    from trainer.retrain import RECIPES, retrain, with_epochs
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_config())
@@ -102,10 +104,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         chosen = [r for r in records if r["ensemble_id"] in ids]
     else:
         chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
-    recipe = RECIPES[args.recipe]
-    if args.epochs:
-        recipe = recipe.replace(epochs=args.epochs, warmup_epochs=min(recipe.warmup_epochs, args.epochs),
-                                step_epochs=tuple(e for e in recipe.step_epochs if e < args.epochs))
+    recipe = with_epochs(RECIPES[args.recipe], args.epochs)
     ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
     out_path = run.path / "retrain.jsonl"
     results = []

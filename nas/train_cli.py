@@ -50,14 +50,11 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
 
 
 def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
-    from trainer.retrain import RECIPES, retrain
+    from trainer.retrain import RECIPES, retrain, with_epochs
 
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
     member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
-    config = RECIPES[args.recipe]
-    if args.epochs:
-        config = config.replace(epochs=args.epochs, warmup_epochs=min(config.warmup_epochs, args.epochs),
-                                step_epochs=tuple(e for e in config.step_epochs if e < args.epochs))
+    config = with_epochs(RECIPES[args.recipe], args.epochs)
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)
     assert r is not None
     out = {"test_accuracy": r.test_accuracy, "epochs": r.epochs, "resumed_from_epoch": r.resumed_from_epoch,

@@ -31,6 +31,14 @@ FAST_RECIPE = TrainConfig(epochs=40, batch_size=256, optimizer="sgd", learning_r
 RECIPES = {"wrn": WRN_RECIPE, "fast": FAST_RECIPE}
 
 
+def with_epochs(recipe: TrainConfig, epochs: int | None) -> TrainConfig:
+    """A recipe shortened (or lengthened) to ``epochs``: warm-up and step boundaries kept inside it."""
+    if not epochs:
+        return recipe
+    return recipe.replace(epochs=epochs, warmup_epochs=min(recipe.warmup_epochs, epochs),
+                          step_epochs=tuple(e for e in recipe.step_epochs if e < epochs))
+
+
 @dataclasses.dataclass(frozen=True)
 class RetrainResult:
     test_accuracy: float
