@@ -115,6 +115,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return run_retrain_cmd(args)
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from nas.study_cli import run_study_cmd
+
+    return run_study_cmd(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search of diverse ensembles.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -204,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("study", help="the paper's scaling studies: ensembles of n copies per architecture, "
+                                     "accuracy vs FLOPs",
+                       description="Train several seeds per architecture, evaluate geometric-mean ensembles of "
+                                   "n = 1..members (random draws per n), write points.csv, summary.csv, "
+                                   "findings.json and plots/scaling.png. Trained members are cached: rerun with "
+                                   "--resume after a kill, or with --resume --set members=N to extend.")
+    p.add_argument("study", metavar="STUDY", help="wrn, efficientnet (ImageNet), efficientnet-cifar, or a config file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
+    p.add_argument("--run-dir", required=True, help="where members, CSVs and plots go")
+    p.add_argument("--resume", action="store_true", help="continue (or extend) the study in --run-dir")
+    p.add_argument("--max-minutes", type=_positive_float,
+                   help="start no new member after this many minutes; the rest waits for a --resume")
+    p.add_argument("--no-train", action="store_true", help="only evaluate and plot the members already trained")
+    p.add_argument("--json", action="store_true", help="print the outputs and findings as one JSON object")
+    p.set_defaults(func=cmd_study)
     return parser
 
 

@@ -116,38 +116,44 @@ def _coerce(text: str, current: Any, key: str) -> Any:
     raise UserError(f"--set {key}: expected a {type(current).__name__}, got {text!r}")
 
 
-def apply_overrides(config: SearchConfig, overrides: list[str]) -> SearchConfig:
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """``--set a.b=c`` on any frozen config dataclass (SearchConfig, StudyConfig).
+
+    All overrides apply before the result is validated, so ``trainer.epochs=1`` followed by
+    ``trainer.warmup_epochs=0.2`` is fine in either order."""
+    tree = dataclasses.asdict(config)
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. trainer.epochs=3")
         key, text = item.split("=", 1)
-        config = _set(config, key.strip().split("."), text, key.strip())
-    return config
-
-
-def _set(obj: Any, path: list[str], text: str, full: str) -> Any:
-    names = {f.name for f in dataclasses.fields(obj)}
-    if path[0] not in names:
-        raise UserError(f"--set {full}: unknown key {path[0]!r}; known: {', '.join(sorted(names))}")
-    current = getattr(obj, path[0])
-    if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise UserError(f"--set {full}: {path[0]!r} has no sub-keys")
-        value = _set(current, path[1:], text, full)
-    else:
-        if dataclasses.is_dataclass(current):
-            raise UserError(f"--set {full}: {path[0]!r} is a group; set one of its keys")
-        value = _coerce(text, current, full)
+        key = key.strip()
+        _set(type(config), tree, key.split("."), text, key)
     try:
-        return dataclasses.replace(obj, **{path[0]: value})
+        return from_dict(tree, type(config))
     except (TypeError, ValueError) as e:
         if isinstance(e, UserError):
             raise
-        raise UserError(f"--set {full}: {e}") from None
+        raise UserError(f"--set: {e}") from None
 
 
-def load_config(path: str) -> SearchConfig:
-    """Run ``experiments/X.py`` and call its ``get_config()``."""
+def _set(cls: type, tree: dict[str, Any], path: list[str], text: str, full: str) -> None:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    if path[0] not in names:
+        raise UserError(f"--set {full}: unknown key {path[0]!r}; known: {', '.join(sorted(names))}")
+    sub = hints[path[0]]
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(sub):
+            raise UserError(f"--set {full}: {path[0]!r} has no sub-keys")
+        _set(sub, tree[path[0]], path[1:], text, full)
+    elif dataclasses.is_dataclass(sub):
+        raise UserError(f"--set {full}: {path[0]!r} is a group; set one of its keys")
+    else:
+        tree[path[0]] = _coerce(text, tree[path[0]], full)
+
+
+def load_config(path: str, cls: type = SearchConfig) -> Any:
+    """Run ``experiments/X.py`` and call its ``get_config()``, which must return a ``cls``."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"--config: no such file: {path}")
@@ -162,6 +168,6 @@ def load_config(path: str) -> SearchConfig:
     if not hasattr(module, "get_config"):
         raise UserError(f"--config {path}: defines no get_config()")
     cfg = module.get_config()
-    if not isinstance(cfg, SearchConfig):
-        raise UserError(f"--config {path}: get_config() must return a SearchConfig")
+    if not isinstance(cfg, cls):
+        raise UserError(f"--config {path}: get_config() must return a {cls.__name__}")
     return cfg

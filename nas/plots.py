@@ -61,3 +61,37 @@ def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: P
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def scaling_figure(points: Any, path: Path, title: str = "", split_name: str = "test") -> Path:
+    """The paper's Figures 1-2: accuracy (left) and NLL (right) against total FLOPs on a log axis,
+    one curve per architecture through its ensembles of n = 1, 2, ... (n written at each point),
+    mean over draws with the spread (min-max) as error bars."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    cmap = plt.get_cmap("viridis")
+    archs = list(dict.fromkeys(points["architecture"]))
+    for i, arch in enumerate(archs):
+        d = points[points["architecture"] == arch]
+        g = d.groupby("n").agg(flops=("flops", "first"), acc=("accuracy", "mean"), acc_lo=("accuracy", "min"),
+                               acc_hi=("accuracy", "max"), nll=("nll", "mean"), nll_lo=("nll", "min"),
+                               nll_hi=("nll", "max")).reset_index()
+        color = cmap(i / max(1, len(archs) - 1) * 0.9)
+        for ax, key, scale in ((axes[0], "acc", 100.0), (axes[1], "nll", 1.0)):
+            y = scale * g[key]
+            err = [y - scale * g[f"{key}_lo"], scale * g[f"{key}_hi"] - y]
+            ax.errorbar(g["flops"], y, yerr=err, fmt="-o", ms=4, lw=1.4, capsize=2, color=color, label=arch)
+            for _, r in g.iterrows():
+                ax.annotate(str(int(r["n"])), (r["flops"], scale * r[key]), textcoords="offset points",
+                            xytext=(3, 4), fontsize=7, color=color)
+    for ax, label in ((axes[0], f"{split_name} accuracy (%), geometric-mean ensemble"), (axes[1], "NLL (nats)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("total FLOPs of the ensemble (2 x multiply-adds)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "Ensembles of n models per architecture (n at each point)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -117,3 +117,16 @@ def test_cifar10_jpeg_copy_decodes_the_documented_pixels():
     ds = load_dataset(f"jpeg-npz:{shared_file('cifar10_jpeg.npz')}")
     assert ds.x_train.shape == (50000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
     assert hashlib.sha256(ds.x_train.tobytes()).hexdigest().startswith("bf3aabd52be912dae02a0435296c4dab")
+
+
+def test_center_square_crops_the_middle_and_resizes():
+    from trainer.data import center_square
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, 10:50] = 200  # the central 40x40 square
+    sq = center_square(img, 40)
+    assert sq.shape == (40, 40, 3) and (sq == 200).all()
+    small = center_square(img, 16)
+    assert small.shape == (16, 16, 3) and small.dtype == np.uint8 and small.min() >= 190
+    gray = center_square(np.full((30, 20, 1), 7, np.uint8), 10)
+    assert gray.shape == (10, 10, 1) and (gray == 7).all()

@@ -1,0 +1,50 @@
+"""`nas study KIND --run-dir D`: run, resume or extend a scaling study, then write its CSVs and plot."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from nas.config import apply_overrides, from_dict, load_config
+from nas.store import RunDir, _atomic_write
+from nas.study import StudyConfig, run_study
+from search_space.errors import UserError
+
+NAMED_STUDIES = {"wrn": "experiments.study_wrn", "efficientnet": "experiments.study_efficientnet",
+                 "efficientnet-cifar": "experiments.study_efficientnet_cifar"}
+
+
+def study_config(kind: str) -> StudyConfig:
+    """A named study's config (experiments/study_*.py) or a config file's."""
+    if kind in NAMED_STUDIES:
+        return importlib.import_module(NAMED_STUDIES[kind]).get_config()
+    if kind.endswith(".py"):
+        return load_config(kind, StudyConfig)
+    raise UserError(f"study: unknown study {kind!r}; use {', '.join(NAMED_STUDIES)} or a config file (.py)")
+
+
+def run_study_cmd(args: argparse.Namespace) -> int:
+    from trainer.data import load_dataset
+
+    run = RunDir(args.run_dir)
+    if args.resume:
+        config = from_dict(run.read_config(), StudyConfig)
+        config = apply_overrides(config, args.set or [])  # e.g. members=12 extends a study
+    else:
+        config = apply_overrides(study_config(args.study), args.set or [])
+    # Loaded before the run directory is written, so a missing data set leaves nothing behind.
+    dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir, manual_dir=config.manual_dir,
+                           image_size=config.image_size)
+    if args.resume:
+        _atomic_write(run.config_path, json.dumps(config.to_dict(), indent=1, sort_keys=True).encode())
+    else:
+        run.create(config.to_dict())
+    out = run_study(run, config, dataset=dataset, max_minutes=args.max_minutes, train=not args.no_train)
+    if args.json:
+        print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}))
+    else:
+        trained = ", ".join(f"{a}: {k}" for a, k in out["trained"].items())
+        print(f"study {run.path}: members {trained}; points {out['points']}; figure {out['figure']}")
+    return 0

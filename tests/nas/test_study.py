@@ -1,0 +1,166 @@
+"""Scaling studies: subset draws, points, findings, configs; and a miniature study through the CLI
+on real data (two tiny WRNs, one epoch), extended with --resume, as the paper's Figure 1 is built."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nas.config import apply_overrides
+from nas.study import (StudyConfig, TrainedMember, architecture_spec, findings, member_subsets, study_points,
+                       summarize)
+from nas.study_cli import study_config
+from search_space.errors import UserError
+from search_space.layers import count
+from tests.conftest import ROOT, shared_file
+
+
+def test_member_subsets_enumerate_small_cases_and_sample_large_ones():
+    rng = np.random.default_rng(0)
+    assert member_subsets(3, 2, 3, rng) == [(0, 1), (0, 2), (1, 2)]
+    assert member_subsets(3, 3, 8, rng) == [(0, 1, 2)]
+    assert member_subsets(2, 3, 8, rng) == []
+    many = member_subsets(8, 4, 8, rng)  # C(8, 4) = 70 > 8: eight distinct random subsets
+    assert len(many) == 8 == len(set(many)) and all(len(s) == 4 and list(s) == sorted(s) for s in many)
+    assert len(member_subsets(8, 1, 8, rng)) == 8  # C(8, 1) = 8: every single member
+
+
+def _members(arch, accs, labels, rng):
+    out = []
+    for seed, acc in enumerate(accs):
+        right = rng.random(len(labels)) < acc
+        pred = np.where(right, labels, (labels + 1 + rng.integers(0, 8, len(labels))) % 10)
+        out.append(TrainedMember(arch, seed, "ok", acc, 4.0 * np.eye(10)[pred]))
+    return out
+
+
+def test_points_carry_ensemble_flops_and_metrics():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 2000)
+    cfg = StudyConfig(architectures=("wrn-16-1", "wrn-16-2"), members=3, draws=2)
+    members = {"wrn-16-1": _members("wrn-16-1", [0.6, 0.6, 0.6], labels, rng),
+               "wrn-16-2": _members("wrn-16-2", [0.7, 0.7], labels, rng)}
+    pts = study_points(cfg, members, labels, 32, 10)
+    # wrn-16-1: n=1 C(3,1)=3 > 2 draws -> 2; n=2 3 > 2 -> 2; n=3 -> 1. wrn-16-2: n=1 2; n=2 1.
+    assert list(pts.groupby(["architecture", "n"]).size()) == [2, 2, 1, 2, 1]
+    single = count(architecture_spec("wrn-16-1", cfg, 32), 10)
+    row = pts[(pts["architecture"] == "wrn-16-1") & (pts["n"] == 3)].iloc[0]
+    assert row["flops"] == 3 * single.flops and row["params"] == 3 * single.params
+    assert row["seeds"] == "0 1 2"
+    # independent errors: the geometric mean of three 60% members is well above 60%
+    assert row["accuracy"] > 0.7 and row["mean_member_accuracy"] == pytest.approx(0.6, abs=0.03)
+    s = summarize(pts)
+    assert set(s.columns) >= {"architecture", "n", "flops", "accuracy_mean", "accuracy_std", "nll_mean"}
+
+
+def test_findings_name_the_cheapest_smaller_ensemble_that_matches_a_single_model():
+    summary = pd.DataFrame([
+        {"architecture": "small", "n": 1, "flops": 10, "accuracy_mean": 0.80},
+        {"architecture": "small", "n": 2, "flops": 20, "accuracy_mean": 0.84},
+        {"architecture": "small", "n": 3, "flops": 30, "accuracy_mean": 0.86},
+        {"architecture": "big", "n": 1, "flops": 40, "accuracy_mean": 0.85},
+        {"architecture": "big", "n": 2, "flops": 80, "accuracy_mean": 0.88},
+        {"architecture": "huge", "n": 1, "flops": 160, "accuracy_mean": 0.90},
+    ])
+    rows = {r["single"]: r for r in findings(summary)}
+    assert rows["big"]["beaten"] and rows["big"]["ensemble"] == "3 x small"
+    assert rows["big"]["flops_ratio"] == pytest.approx(30 / 40)
+    assert not rows["huge"]["beaten"] and not rows["small"]["beaten"]
+
+
+def test_configs_resolutions_and_validation():
+    cifar = study_config("efficientnet-cifar")
+    assert [architecture_spec(a, cifar, 32).resolution for a in cifar.architectures] == [32, 34, 37, 43, 54, 65]
+    wrn = study_config("wrn")
+    assert wrn.members == 8 and [architecture_spec(a, wrn, 32).width for a in wrn.architectures] == [1, 2, 4, 8]
+    imagenet = study_config("efficientnet")
+    assert imagenet.members == 3 and imagenet.image_size == 64
+    assert architecture_spec("efficientnet-b5", imagenet, 64).resolution == 130
+    with pytest.raises(UserError, match="architectures: unknown name 'wrn-16-x'"):
+        StudyConfig(architectures=("wrn-16-x",))
+    with pytest.raises(UserError, match="eval_split"):
+        StudyConfig(eval_split="train")
+    with pytest.raises(UserError, match="unknown study"):
+        study_config("resnet")
+    # overrides apply together, so an epoch count below the current warm-up is fine before it
+    c = apply_overrides(wrn, ["trainer.epochs=1", "trainer.warmup_epochs=0.5", "members=2"])
+    assert c.trainer.epochs == 1 and c.members == 2
+
+
+MINI = """
+from nas.study import StudyConfig
+from trainer.config import TrainConfig
+
+
+def get_config():
+    return StudyConfig(architectures=("wrn-10-1", "wrn-10-2"), dataset={dataset!r}, members=1, draws=2,
+                       train_examples=256, test_examples=200, resolution_scale=0.5,
+                       trainer=TrainConfig(epochs=1, batch_size=16, learning_rate=0.05, warmup_epochs=0.1))
+"""
+
+
+def _nas(*args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "nas", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        return "fashion_mnist"
+    return f"idx:{shared_file('fashion_mnist_manual')}"
+
+
+def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
+    cfg = tmp_path / "mini.py"
+    cfg.write_text(MINI.format(dataset=dataset))
+    run = tmp_path / "study"
+    out = _nas("study", str(cfg), "--run-dir", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    first = (run / "records.jsonl").read_text().splitlines()
+    assert [json.loads(l)["architecture"] for l in first] == ["wrn-10-1", "wrn-10-2"]
+
+    out = _nas("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = (run / "records.jsonl").read_text().splitlines()
+    assert lines[:2] == first and len(lines) == 4  # the first two members were read back, not retrained
+    assert [json.loads(l)["seed"] for l in lines[2:]] == [1, 1]
+    result = json.loads(out.stdout)
+    assert result["trained"] == {"wrn-10-1": 2, "wrn-10-2": 2}
+    pts = pd.read_csv(run / "points.csv")
+    assert (pts["resolution"] == 14).all()
+    assert sorted(zip(pts["architecture"], pts["n"])) == [("wrn-10-1", 1), ("wrn-10-1", 1), ("wrn-10-1", 2),
+                                                          ("wrn-10-2", 1), ("wrn-10-2", 1), ("wrn-10-2", 2)]
+    assert ((pts["accuracy"] > 0.1) & (pts["accuracy"] <= 1)).all()  # better than chance on 10 classes
+    single = pts[(pts["architecture"] == "wrn-10-1") & (pts["n"] == 1)]["flops"].iloc[0]
+    assert (pts[(pts["architecture"] == "wrn-10-1") & (pts["n"] == 2)]["flops"] == 2 * single).all()
+    assert (run / "plots" / "scaling.png").stat().st_size > 10_000
+    assert [r["single"] for r in json.loads((run / "findings.json").read_text())] == ["wrn-10-1", "wrn-10-2"]
+    assert json.loads((run / "config.json").read_text())["members"] == 2
+    assert not math.isnan(pts["nll"].max())
+
+
+def test_study_time_limit_and_bad_input(tmp_path, dataset):
+    cfg = tmp_path / "mini.py"
+    cfg.write_text(MINI.format(dataset=dataset))
+    out = _nas("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--max-minutes", "0.00001")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "time limit reached; 0/2 members trained" in out.stderr
+    assert not (tmp_path / "s" / "records.jsonl").exists()
+    for args, message in [
+        (("study", "resnet", "--run-dir", str(tmp_path / "a")), "unknown study 'resnet'"),
+        (("study", str(cfg), "--run-dir", str(tmp_path / "b"), "--set", "members=0"), "members: must be in 1..64"),
+        (("study", str(cfg), "--run-dir", str(tmp_path / "c"), "--set", "dataset=npz:/nonexistent.npz"),
+         "does not exist"),
+        (("study", "wrn", "--run-dir", str(tmp_path / "none"), "--resume"), "not a run directory"),
+        (("study", str(cfg), "--run-dir", str(tmp_path / "s")), "already holds a run"),
+    ]:
+        out = _nas(*args)
+        assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, \
+            (args, out.stderr[-2000:])
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
