@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
     p.add_argument("--run-dir", required=True, help="where records, member cache, checkpoints and plots go")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    p.add_argument("--backend", choices=["pipelined", "sequential", "ray"], default="pipelined",
+                   help="where members train: pipelined (default: compile ahead on threads while training), "
+                        "sequential (compile, train, next), or ray (Ray tasks); results are the same")
+    p.add_argument("--compile-workers", type=_positive_int, default=2, help="pipelined: members compiled at once")
+    p.add_argument("--train-workers", type=_positive_int, default=1, help="pipelined: members trained at once")
+    p.add_argument("--address", help="ray: address of an existing Ray cluster (default: start a local instance)")
+    p.add_argument("--gpus-per-member", type=_positive_float,
+                   help="ray: GPUs per member task, a fraction shares a GPU (default: CPU tasks, or 1 where GPUs are)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("plot", help="Figure 3 (accuracy vs max latency per size, fronts, medians), curves, fronts CSV",

@@ -16,7 +16,7 @@ import math
 import platform
 import sys
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,32 +24,19 @@ from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
 from nas.config import SearchConfig
+from nas.evaluators import Evaluator, MemberJob, PipelinedEvaluator
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
 from nas.store import RunDir
 from search_space.blockstring import scale_width
 from search_space.layers import count
 from search_space.space import MnasNetSpace
-from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
+from search_space.spec import EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig
+from trainer.train import MemberResult
 from trainer.data import Dataset, Split, load_dataset, validation_split
-from trainer.train import MemberResult, train_member
 
 Log = Callable[[str], None]
-
-
-class Evaluator(Protocol):
-    """Trains members; a pure function of (spec, data, config, seed), so it may run anywhere."""
-
-    def evaluate(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> MemberResult:
-        ...
-
-
-class LocalEvaluator:
-    """In-process evaluation on this machine's default JAX device."""
-
-    def evaluate(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> MemberResult:
-        return train_member(spec, split, config, seed)
 
 
 def member_key(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> str:
@@ -100,27 +87,55 @@ class SearchContext:
     decode: Callable[[np.ndarray], EnsembleSpec]
     evaluator: Evaluator
     log: Log
+    fresh: set[str] = dataclasses.field(default_factory=set)  # member keys trained by this process
+
+
+def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
+    """Each member trains with seed = search seed + its position (so equal specs still differ)."""
+    jobs = []
+    for pos, spec in enumerate(ens.members):
+        seed = ctx.config.seed + pos
+        jobs.append(MemberJob(member_key(spec, ctx.split, ctx.config.trainer, seed), spec, seed))
+    return jobs
+
+
+def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult) -> dict[str, Any]:
+    summary = {**r.summary(), "seed": job.seed, "key": job.key, "wall_s": r.compile_s + r.train_s + r.eval_s}
+    ctx.run.save_member(job.key, summary, r.val_logits)
+    ctx.fresh.add(job.key)
+    ctx.log(f"    member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {r.status} "
+            f"{'acc %.4f' % r.val_accuracy if r.ok else r.reason} "
+            f"(compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
+    return summary
+
+
+def train_missing(ctx: SearchContext, ensembles: list[EnsembleSpec]) -> None:
+    """Train every member of ``ensembles`` not yet in the member cache, all handed to the evaluator
+    at once (so a pipelined or Ray backend overlaps them); each is cached as soon as it finishes."""
+    jobs: dict[str, MemberJob] = {}
+    for ens in ensembles:
+        for job in member_jobs(ctx, ens):
+            if job.key not in jobs and not ctx.run.member_path(job.key).is_file():
+                jobs[job.key] = job
+    if jobs:
+        ctx.log(f"    training {len(jobs)} member{'s' if len(jobs) > 1 else ''} ({ctx.evaluator.name})")
+    for job, r in ctx.evaluator.evaluate_many(list(jobs.values()), ctx.split, ctx.config.trainer):
+        _save_result(ctx, job, r)
 
 
 def evaluate_members(ctx: SearchContext, ens: EnsembleSpec) -> list[tuple[dict[str, Any], np.ndarray | None]]:
-    """Each member trains with seed = search seed + its position (so equal specs still differ)."""
+    """Member summaries and validation logits from the cache (training any that is missing);
+    ``cached`` is False for the first record that uses a member trained in this process."""
     out = []
-    for pos, spec in enumerate(ens.members):
-        seed = ctx.config.seed + pos
-        key = member_key(spec, ctx.split, ctx.config.trainer, seed)
-        cached = ctx.run.load_member(key)
-        if cached is not None:
-            summary, logits = cached
-            out.append(({**summary, "cached": True}, logits))
-            continue
-        start = time.perf_counter()
-        r = ctx.evaluator.evaluate(spec, ctx.split, ctx.config.trainer, seed)
-        summary = {**r.summary(), "seed": seed, "key": key, "wall_s": time.perf_counter() - start}
-        ctx.run.save_member(key, summary, r.val_logits)
-        ctx.log(f"    member {spec_id(spec)[:10]} {spec.resolution}px: {r.status} "
-                f"{'acc %.4f' % r.val_accuracy if r.ok else r.reason} "
-                f"(compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
-        out.append(({**summary, "cached": False}, r.val_logits))
+    for job in member_jobs(ctx, ens):
+        cached = ctx.run.load_member(job.key)
+        if cached is None:  # not trained ahead, or a damaged cache entry: train it now
+            _, r = next(iter(ctx.evaluator.evaluate_many([job], ctx.split, ctx.config.trainer)))
+            cached = (_save_result(ctx, job, r), r.val_logits)
+        summary, logits = cached
+        fresh = job.key in ctx.fresh
+        ctx.fresh.discard(job.key)
+        out.append(({**summary, "cached": not fresh}, logits))
     return out
 
 
@@ -183,7 +198,17 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
     split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
     decode = make_space(config, split.native_resolution)
-    ctx = SearchContext(config, run, split, decode, evaluator or LocalEvaluator(), log)
+    own = evaluator is None
+    ctx = SearchContext(config, run, split, decode, evaluator or PipelinedEvaluator(), log)
+    try:
+        return _search_loop(ctx, ds.name, stop_after)
+    finally:
+        if own:
+            ctx.evaluator.close()
+
+
+def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) -> int:
+    config, run, log, split, decode = ctx.config, ctx.run, ctx.log, ctx.split, ctx.decode
     counts = decode.choice_counts  # type: ignore[attr-defined]
     done = {(r["size"], r["sample"]): r for r in run.records()}
     controllers = {}
@@ -194,7 +219,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
             controllers[n].load_state_dict(state)
     rounds = math.ceil(config.samples_per_size / config.batch)
     log(f"search: sizes {list(config.sizes)}, {config.samples_per_size} samples each, {len(split.y_train)} train / "
-        f"{len(split.y_val)} val images of {ds.name}; {len(done)} samples already recorded")
+        f"{len(split.y_val)} val images of {dataset_name}; {len(done)} samples already recorded")
     new = 0
     for rnd in range(rounds):
         for n in config.sizes:
@@ -203,6 +228,10 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
                 continue  # this round's update is already checkpointed
             k = min(config.batch, config.samples_per_size - rnd * config.batch)
             vecs = ctrl.sample(k)
+            todo = [i for i in range(k) if (n, rnd * config.batch + i) not in done]
+            if stop_after is not None:
+                todo = todo[: max(0, stop_after - new)]
+            train_missing(ctx, [decode(vecs[i]) for i in todo])
             rewards = []
             for i, vec in enumerate(vecs):
                 index = rnd * config.batch + i

@@ -1,0 +1,138 @@
+"""Member evaluations per device-hour: the naive loop against the optimized path, in one command.
+
+    python -m experiments.bench_throughput --members 24 --epochs 10 --out bench.json      # GPU
+    python -m experiments.bench_throughput --members 3 --epochs 1 --train-examples 1000 \\
+        --width 0.25 --compile-workers 1                                                  # CPU smoke
+
+Both modes train the same randomly sampled MnasNet-space members (same seeds) on the same split,
+each in a fresh subprocess with empty caches, so neither inherits the other's compilations:
+
+- naive: compile, train, next member; no persistent compilation cache.
+- optimized: ``--compile-workers`` threads compile upcoming members while ``--train-workers``
+  threads train compiled ones (nas.evaluators.PipelinedEvaluator), with XLA's persistent
+  compilation cache and, on GPUs, its per-fusion autotuning cache shared by all members (layer
+  shapes repeat across the space).
+
+Prints, per mode, wall seconds, member evaluations per device-hour, summed compile and train
+seconds and mean validation accuracy (the two must agree: the same members are trained), then the
+ratio, with the device; ``--out`` also writes it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _sample_members(native: int, count: int, width: float, head: int, seed: int):
+    import numpy as np
+
+    from search_space.blockstring import scale_width
+    from search_space.space import MnasNetSpace
+
+    space = MnasNetSpace(native)
+    rng = np.random.default_rng(seed)
+    members = []
+    for _ in range(count):
+        m = space.decode(space.sample(rng, 1)).members[0]
+        if width != 1.0 or head != 1280:
+            m = scale_width(m, width, "never").replace(head_filters=head)
+        members.append(m)
+    return members
+
+
+def run_mode(args: argparse.Namespace) -> dict:
+    """One mode in this process (the parent starts one subprocess per mode)."""
+    import jax
+
+    if args.mode == "optimized":
+        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        if jax.default_backend() == "gpu":
+            jax.config.update("jax_persistent_cache_enable_xla_caches", "xla_gpu_per_fusion_autotune_cache_dir")
+    from nas.evaluators import MemberJob, PipelinedEvaluator, SequentialEvaluator
+    from trainer.config import TrainConfig
+    from trainer.data import load_dataset, validation_split
+
+    ds = load_dataset(args.dataset)
+    split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
+    members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    jobs = [MemberJob(str(i), m, args.seed + i) for i, m in enumerate(members)]
+    ev = (SequentialEvaluator() if args.mode == "naive"
+          else PipelinedEvaluator(args.compile_workers, args.train_workers))
+    start = time.perf_counter()
+    results = {}
+    for job, r in ev.evaluate_many(jobs, split, config):
+        results[job.key] = r
+        print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
+              f"acc {r.val_accuracy:.4f} compile {r.compile_s:.1f} s train {r.train_s:.1f} s "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - start
+    ev.close()
+    ok = [r for r in results.values() if r.ok]
+    return {"mode": args.mode, "members": len(jobs), "ok": len(ok), "wall_s": wall,
+            "evals_per_device_hour": len(jobs) / wall * 3600,
+            "compile_s_sum": sum(r.compile_s for r in results.values()),
+            "train_s_sum": sum(r.train_s for r in results.values()),
+            "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
+            "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
+            "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
+            "jax": jax.__version__}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--train-examples", type=int)
+    ap.add_argument("--val-size", type=int, default=5000)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--width", type=float, default=1.0, help="width multiplier of the sampled members")
+    ap.add_argument("--head", type=int, default=1280, help="head filters of the sampled members")
+    ap.add_argument("--compile-workers", type=int, default=8)
+    ap.add_argument("--train-workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the results here as JSON")
+    ap.add_argument("--mode", choices=["naive", "optimized"], help=argparse.SUPPRESS)
+    ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.mode:
+        print(json.dumps(run_mode(args)))
+        return
+    out = {}
+    base = list(sys.argv[1:])  # the same options for both modes, less --out
+    if "--out" in base:
+        i = base.index("--out")
+        del base[i:i + 2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    for mode in ("naive", "optimized"):
+        with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as cache:
+            proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, "--mode", mode,
+                                   "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench_throughput: the {mode} run failed (exit {proc.returncode})")
+        out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    ratio = out["optimized"]["evals_per_device_hour"] / out["naive"]["evals_per_device_hour"]
+    out["ratio"] = ratio
+    for mode in ("naive", "optimized"):
+        r = out[mode]
+        print(f"{mode:>9}: {r['members']} members in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} "
+              f"evaluations per device-hour (compile {r['compile_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s "
+              f"summed; mean val accuracy {r['mean_val_accuracy']:.4f})")
+    print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "
+          f"jax {out['naive']['jax']})")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

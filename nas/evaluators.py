@@ -1,0 +1,132 @@
+"""Where members train: one after another, pipelined on this machine, or as Ray tasks.
+
+An evaluator takes a batch of member jobs and yields each result as it completes. A member's
+result is a pure function of (spec, split, training config, seed), so the backends differ in speed
+only: the search assembles records from the member cache in a fixed order, whatever order the
+members finish in.
+
+- ``sequential``: compile, train, next member (the naive loop; on a GPU over 90% of its time is
+  compilation, see PERF_NOTES.md: 45-55 s to compile a small member that trains in about 3 s).
+- ``pipelined`` (default): ``compile_workers`` threads build and compile upcoming members while
+  ``train_workers`` threads train compiled ones, so compilation leaves the critical path. XLA
+  compiles release the GIL, and the training split is uploaded once and shared (device_data).
+- ``ray`` (nas.ray_backend): members are Ray tasks with fractional GPUs, on a local instance or a
+  cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Protocol, Sequence
+
+from search_space.spec import ArchSpec, spec_id
+from trainer.config import TrainConfig
+from trainer.data import Split
+from trainer.train import MemberResult, prepare_member, run_member, train_member
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberJob:
+    """One member to train: its cache key, architecture and seed."""
+
+    key: str
+    spec: ArchSpec
+    seed: int
+
+
+class Evaluator(Protocol):
+    name: str
+
+    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+                      ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        """Yield (job, result) for every job, in completion order."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def failed_result(spec: ArchSpec, e: BaseException) -> MemberResult:
+    """An unexpected error in one member is that member's failure, not the search's."""
+    text = str(e).splitlines()[0][:300] if str(e) else ""
+    return MemberResult(spec_id(spec), "failed", f"error: {type(e).__name__}: {text}")
+
+
+class SequentialEvaluator:
+    """Compile, train, next member: the baseline."""
+
+    name = "sequential"
+
+    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+                      ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        for job in jobs:
+            try:
+                r = train_member(job.spec, split, config, job.seed)
+            except Exception as e:  # noqa: BLE001
+                r = failed_result(job.spec, e)
+            yield job, r
+
+    def close(self) -> None:
+        pass
+
+
+class PipelinedEvaluator:
+    """Compile ahead on ``compile_workers`` threads, train on ``train_workers`` threads.
+
+    Each job runs on one pool thread: build and compile (at most ``compile_workers`` at once), then
+    train (at most ``train_workers`` at once). So at most compile_workers + train_workers compiled
+    members are alive, which bounds device memory.
+    """
+
+    name = "pipelined"
+
+    def __init__(self, compile_workers: int = 2, train_workers: int = 1):
+        if compile_workers < 1 or train_workers < 1:
+            raise ValueError("compile_workers and train_workers must be positive")
+        self.compile_workers, self.train_workers = compile_workers, train_workers
+        self._compile = threading.Semaphore(compile_workers)
+        self._train = threading.Semaphore(train_workers)
+        self._pool = ThreadPoolExecutor(compile_workers + train_workers, thread_name_prefix="member")
+
+    def _one(self, job: MemberJob, split: Split, config: TrainConfig) -> MemberResult:
+        try:
+            with self._compile:
+                prepared = prepare_member(job.spec, split, config, job.seed)
+            if isinstance(prepared, MemberResult):
+                return prepared
+            with self._train:
+                return run_member(prepared)
+        except Exception as e:  # noqa: BLE001
+            return failed_result(job.spec, e)
+
+    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+                      ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        done: queue.Queue[tuple[MemberJob, MemberResult]] = queue.Queue()
+        for job in jobs:
+            fut = self._pool.submit(self._one, job, split, config)
+            fut.add_done_callback(lambda f, job=job: done.put((job, f.result())))
+        for _ in jobs:
+            yield done.get()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def make_evaluator(backend: str = "pipelined", *, compile_workers: int = 2, train_workers: int = 1,
+                   address: str | None = None, gpus_per_member: float | None = None,
+                   cpus_per_member: float = 1.0, max_retries: int = 1, runtime_env: dict | None = None) -> Evaluator:
+    if backend == "sequential":
+        return SequentialEvaluator()
+    if backend == "pipelined":
+        return PipelinedEvaluator(compile_workers, train_workers)
+    if backend == "ray":
+        from nas.ray_backend import RayEvaluator
+
+        return RayEvaluator(address=address, gpus_per_member=gpus_per_member, cpus_per_member=cpus_per_member,
+                            max_retries=max_retries, runtime_env=runtime_env)
+    from search_space.errors import UserError
+
+    raise UserError(f"--backend: unknown backend {backend!r}; use sequential, pipelined or ray")

@@ -1,0 +1,96 @@
+"""Members as Ray tasks: a local Ray instance (``--backend ray``) or a cluster (``--address``).
+
+Each member is one task with ``num_gpus = gpus_per_member`` (fractions let several small members
+share a GPU) or ``num_cpus`` on CPU-only nodes. The split goes into the object store once per batch.
+A task whose worker dies is retried ``max_retries`` times by Ray, then recorded as a failed
+member; results flow back to the driver, which alone writes the run directory, so ``--resume``
+behaves exactly as with the local backends.
+
+On a cluster the project must be installed on every node (``pip install ensemble-nas``), or shipped
+with ``runtime_env={"working_dir": ...}``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+from nas.evaluators import MemberJob, failed_result
+from search_space.errors import UserError
+from search_space.spec import ArchSpec
+from trainer.config import TrainConfig
+from trainer.data import Split
+from trainer.train import MemberResult
+
+TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
+
+# Passed on to workers so they share the driver's XLA compilation cache and platform choice.
+_FORWARDED_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PLATFORMS",
+                  "NAS_CACHE_DIR", "NAS_DATA_DIR", "XLA_FLAGS")
+
+
+def _train_in_worker(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> MemberResult:
+    from trainer.train import train_member
+
+    return train_member(spec, split, config, seed)
+
+
+class RayEvaluator:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, gpus_per_member: float | None = None,
+                 cpus_per_member: float = 1.0, max_retries: int = 1, runtime_env: dict[str, Any] | None = None,
+                 train_fn: TrainFn | None = None, num_cpus: int | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--backend ray: Ray is not installed (pip install 'ensemble-nas[ray]')") from None
+        # The driver trains nothing: keep its JAX from taking 75% of a GPU the workers need.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        self.ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            try:
+                ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, num_cpus=num_cpus,
+                         logging_level="WARNING", log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                raise UserError(f"--backend ray: cannot start or reach Ray"
+                                f"{' at ' + address if address else ''}: {str(e).splitlines()[0]}") from None
+        if gpus_per_member is None and ray.cluster_resources().get("GPU", 0) > 0:
+            gpus_per_member = 1.0
+        self.gpus_per_member = gpus_per_member
+        env_vars = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+        import jax
+
+        if jax.config.jax_compilation_cache_dir and "JAX_COMPILATION_CACHE_DIR" not in env_vars:
+            env_vars["JAX_COMPILATION_CACHE_DIR"] = str(jax.config.jax_compilation_cache_dir)
+        if gpus_per_member:
+            # JAX takes 75% of a GPU at start by default; a member owning a fraction of it takes that fraction.
+            env_vars["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * min(1.0, gpus_per_member):.3f}"
+        env_vars.update((runtime_env or {}).get("env_vars", {}))
+        options: dict[str, Any] = {"num_cpus": cpus_per_member, "max_retries": max_retries, "retry_exceptions": False,
+                                   "runtime_env": {**(runtime_env or {}), "env_vars": env_vars}}
+        if gpus_per_member:
+            options["num_gpus"] = gpus_per_member
+        self._remote = ray.remote(train_fn or _train_in_worker).options(**options)
+
+    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+                      ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        ray = self.ray
+        if not jobs:
+            return
+        split_ref = ray.put(split)
+        pending = {self._remote.remote(job.spec, split_ref, config, job.seed): job for job in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - a dead worker after its retries, or an error in the task
+                cause = getattr(e, "cause", None) or e
+                result = failed_result(job.spec, cause)
+            yield job, result
+
+    def close(self) -> None:
+        if self._owns and self.ray.is_initialized():
+            self.ray.shutdown()

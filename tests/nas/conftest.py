@@ -1,0 +1,67 @@
+"""The small real search that several test modules check: run through the CLI on Fashion-MNIST,
+killed with SIGKILL once two samples are recorded, and resumed (computed once per session)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, shared_file
+
+CONFIG = """
+from nas.config import RewardConfig, SearchConfig, SpaceConfig
+from trainer.config import TrainConfig
+
+
+def get_config():
+    return SearchConfig(dataset={dataset!r}, val_size=200, train_examples=500, sizes=(1, 2), samples_per_size=2,
+                        batch=2, seed=0, space=SpaceConfig(width_multiplier=0.25, head_filters=128),
+                        reward=RewardConfig(target_ms=3.0),
+                        trainer=TrainConfig(epochs=1, batch_size=50, learning_rate=0.1, warmup_epochs=0.1))
+"""
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        return "fashion_mnist"
+    return f"idx:{shared_file('fashion_mnist_manual')}"
+
+
+@pytest.fixture(scope="session")
+def config_file(tmp_path_factory, dataset):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.py"
+    path.write_text(CONFIG.format(dataset=dataset))
+    return path
+
+
+def _nas(*args, check=True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "nas", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=check)
+
+
+@pytest.fixture(scope="session")
+def resumed_run(tmp_path_factory, config_file):
+    """Start a search, kill -9 it once two samples are recorded, resume it to the end."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nas", "search", "--config", str(config_file), "--run-dir", str(run)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    records = run / "records.jsonl"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if records.is_file() and records.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_killed = records.read_text().count("\n")
+    assert 2 <= n_killed < 6, proc.stdout.read().decode()[-3000:]
+    out = _nas("search", "--run-dir", str(run), "--resume")
+    return run, n_killed, out
+
+

@@ -1,0 +1,59 @@
+"""The local backends: pipelined (compile ahead on threads) gives the same members as sequential,
+and an error in one member is that member's failed result."""
+
+import numpy as np
+import pytest
+
+import nas.evaluators as evaluators
+from nas.evaluators import MemberJob, PipelinedEvaluator, SequentialEvaluator, make_evaluator
+from search_space.errors import UserError
+from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
+from trainer.config import TrainConfig
+
+CONFIG = TrainConfig(epochs=1, batch_size=32, learning_rate=0.1, warmup_epochs=0.1)
+
+
+def _jobs():
+    return [MemberJob("a", tiny_member(res_index=0), 0), MemberJob("b", tiny_member(res_index=1), 1),
+            MemberJob("c", tiny_member(res_index=0), 2)]
+
+
+def test_pipelined_trains_the_same_members_as_sequential(fashion):  # noqa: F811
+    split = _small_split(fashion)
+    seq = {job.key: r for job, r in SequentialEvaluator().evaluate_many(_jobs(), split, CONFIG)}
+    ev = PipelinedEvaluator(compile_workers=2, train_workers=2)
+    try:
+        pipe = {job.key: r for job, r in ev.evaluate_many(_jobs(), split, CONFIG)}
+    finally:
+        ev.close()
+    assert sorted(pipe) == ["a", "b", "c"]
+    for k in seq:
+        assert seq[k].ok and pipe[k].ok
+        np.testing.assert_array_equal(seq[k].val_logits, pipe[k].val_logits)
+        assert seq[k].loss_curve == pipe[k].loss_curve
+
+
+def test_an_error_in_one_member_is_its_failed_result(fashion, monkeypatch):  # noqa: F811
+    split = _small_split(fashion)
+    real = evaluators.prepare_member
+
+    def flaky(spec, split, config, seed):
+        if seed == 1:
+            raise RuntimeError("injected failure\nsecond line")
+        return real(spec, split, config, seed)
+
+    monkeypatch.setattr(evaluators, "prepare_member", flaky)
+    ev = PipelinedEvaluator(compile_workers=1, train_workers=1)
+    try:
+        out = {job.key: r for job, r in ev.evaluate_many(_jobs()[:2], split, CONFIG)}
+    finally:
+        ev.close()
+    assert out["a"].ok
+    assert out["b"].status == "failed" and out["b"].reason == "error: RuntimeError: injected failure"
+
+
+def test_unknown_backend_is_a_user_error():
+    with pytest.raises(UserError, match="unknown backend 'gpu'"):
+        make_evaluator("gpu")
+    with pytest.raises(ValueError):
+        PipelinedEvaluator(compile_workers=0)
