@@ -41,6 +41,18 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=1280, help="head filters for block strings (default 1280; 0 = none)")
 
 
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["pipelined", "sequential", "ray"], default="pipelined",
+                   help="where members train: pipelined (default: compile ahead on threads while training), "
+                        "sequential (compile, train, next), or ray (Ray tasks); results are the same")
+    p.add_argument("--compile-workers", type=_positive_int, default=2, help="pipelined: members compiled at once")
+    p.add_argument("--train-workers", type=_positive_int, default=1, help="pipelined: members trained at once")
+    p.add_argument("--address", help="ray: address of an existing Ray cluster (default: start a local instance)")
+    p.add_argument("--gpus-per-member", type=_positive_float,
+                   help="ray: GPUs per member task, a fraction shares a GPU (default: 1 GPU where the cluster has "
+                        "GPUs, else 1 CPU)")
+
+
 def _spec_from_args(args: argparse.Namespace):
     from nas.specs import resolve_spec
 
@@ -188,14 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
     p.add_argument("--run-dir", required=True, help="where records, member cache, checkpoints and plots go")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
-    p.add_argument("--backend", choices=["pipelined", "sequential", "ray"], default="pipelined",
-                   help="where members train: pipelined (default: compile ahead on threads while training), "
-                        "sequential (compile, train, next), or ray (Ray tasks); results are the same")
-    p.add_argument("--compile-workers", type=_positive_int, default=2, help="pipelined: members compiled at once")
-    p.add_argument("--train-workers", type=_positive_int, default=1, help="pipelined: members trained at once")
-    p.add_argument("--address", help="ray: address of an existing Ray cluster (default: start a local instance)")
-    p.add_argument("--gpus-per-member", type=_positive_float,
-                   help="ray: GPUs per member task, a fraction shares a GPU (default: CPU tasks, or 1 where GPUs are)")
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("plot", help="Figure 3 (accuracy vs max latency per size, fronts, medians), curves, fronts CSV",
@@ -214,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--top", type=_positive_int, default=1)
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
+    p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
     p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
@@ -233,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no new member after this many minutes; the rest waits for a --resume")
     p.add_argument("--no-train", action="store_true", help="only evaluate and plot the members already trained")
     p.add_argument("--json", action="store_true", help="print the outputs and findings as one JSON object")
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_study)
     return parser
 

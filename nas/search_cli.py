@@ -105,9 +105,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_config())
-    records = [r for r in run.records() if r["status"] == "ok"]
+    records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
     if not records:
-        raise UserError(f"{run.path}: no successful samples to retrain")
+        raise UserError(f"{run.path}: no successful samples{f' of size {args.size}' if args.size else ''} to retrain")
     if args.pareto:
         ids = set(fronts(records)["ensemble_id"])
         chosen = [r for r in records if r["ensemble_id"] in ids]

@@ -10,8 +10,9 @@ accuracy against total FLOPs, one curve per architecture (Kondratyuk et al., Fig
 
 Trained members live in the study directory's member cache (``members/KEY.npz``, the search's
 format and key), so a study that is killed, rerun or extended (more members, more draws) trains
-only what is missing. Training goes round-robin over architectures, seed by seed, so that a
-time-limited run has every architecture's first members before anyone's eighth.
+only what is missing. Training goes seed by seed, each seed's architectures handed to the evaluator
+together (so a pipelined or Ray backend overlaps them), so that a time-limited run has every
+architecture's first members before anyone's eighth.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from nas.ensemble import evaluate_ensemble
+from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator
 from nas.store import RunDir
 from search_space import zoo
 from search_space.errors import UserError
@@ -34,7 +36,6 @@ from search_space.layers import count
 from search_space.spec import ArchSpec
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split, load_dataset, test_split, validation_split
-from trainer.train import train_member
 
 Log = Callable[[str], None]
 
@@ -126,50 +127,51 @@ def _member_key(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) ->
 
 
 def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log,
-                        deadline: float | None = None, train: bool = True) -> dict[str, list[TrainedMember]]:
-    """Train (or read back) every member, round-robin over architectures, seed by seed.
+                        deadline: float | None = None, train: bool = True,
+                        evaluator: Evaluator | None = None) -> dict[str, list[TrainedMember]]:
+    """Train (or read back) every member, seed by seed, each seed's architectures together.
 
-    Stops starting new members once ``time.time()`` passes ``deadline``; with ``train=False``
-    only reads back what is already trained.
+    Starts no new seed once ``time.time()`` passes ``deadline``; with ``train=False`` only reads
+    back what is already trained. ``evaluator`` (default: sequential) decides where members train.
     """
     specs = {a: architecture_spec(a, config, split.native_resolution) for a in config.architectures}
+    evaluator = evaluator or SequentialEvaluator()
     out: dict[str, list[TrainedMember]] = {a: [] for a in config.architectures}
-    total = len(specs) * config.members
-    done = 0
-    stopped = False
+    total, available, stopped = len(specs) * config.members, 0, False
     for i in range(config.members):
         seed = config.seed + i
-        for arch, spec in specs.items():
-            key = _member_key(spec, split, config.trainer, seed)
-            cached = run.load_member(key)
-            if cached is None and train and not stopped and deadline is not None and time.time() > deadline:
-                log(f"study: time limit reached; {done}/{total} members trained, the rest left for a rerun")
-                stopped = True
-            if cached is None and (stopped or not train):
-                continue
-            if cached is None:
-                log(f"study: member {done + 1}/{total}: {arch} seed {seed} at {spec.resolution}px")
-                start = time.perf_counter()
-
-                def progress(epoch: int, epochs: int, loss: float, arch: str = arch) -> None:
-                    log(f"    {arch} epoch {epoch}/{epochs}: loss {loss:.4f}")
-
-                r = train_member(spec, split, config.trainer, seed, progress=progress)
-                summary = {**r.summary(), "architecture": arch, "seed": seed, "key": key,
-                           "wall_s": time.perf_counter() - start}
-                run.save_member(key, summary, r.val_logits)
+        keys = {a: _member_key(spec, split, config.trainer, seed) for a, spec in specs.items()}
+        missing = [MemberJob(keys[a], specs[a], seed) for a in specs if not run.member_path(keys[a]).is_file()]
+        if missing and train and not stopped and deadline is not None and time.time() > deadline:
+            log(f"study: time limit reached; {available}/{total} members trained, the rest left for a --resume")
+            stopped = True
+        if missing and train and not stopped:
+            log(f"study: seed {seed}: training {', '.join(f'{j.spec.resolution}px ' + _arch(keys, j) for j in missing)} "
+                f"({evaluator.name})")
+            for job, r in evaluator.evaluate_many(missing, split, config.trainer):
+                arch = _arch(keys, job)
+                summary = {**r.summary(), "architecture": arch, "seed": seed, "key": job.key,
+                           "wall_s": r.compile_s + r.train_s + r.eval_s}
+                run.save_member(job.key, summary, r.val_logits)
                 run.append_record(summary)
                 log(f"    -> {arch} seed {seed}: {r.status} "
                     f"{'accuracy %.4f' % r.val_accuracy if r.ok else r.reason} "
                     f"(compile {r.compile_s:.1f} s, train {r.train_s:.1f} s)")
-                cached = (summary, r.val_logits)
+        for arch in specs:
+            cached = run.load_member(keys[arch])
+            if cached is None:
+                continue
             summary, logits = cached
             ok = summary["status"] == "ok" and logits is not None
             out[arch].append(TrainedMember(arch, seed, summary["status"],
                                            float(summary["val_accuracy"]) if ok else float("nan"),
                                            logits if ok else None))
-            done += 1
+            available += 1
     return out
+
+
+def _arch(keys: dict[str, str], job: MemberJob) -> str:
+    return next(a for a, k in keys.items() if k == job.key)
 
 
 def member_subsets(count_ok: int, n: int, draws: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
@@ -254,7 +256,8 @@ def format_findings(rows: list[dict[str, Any]]) -> str:
 
 
 def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = None, log: Log | None = None,
-              max_minutes: float | None = None, train: bool = True) -> dict[str, Any]:
+              max_minutes: float | None = None, train: bool = True,
+              evaluator: Evaluator | None = None) -> dict[str, Any]:
     """Train what is missing, then write points.csv, summary.csv, findings.json and the figure."""
     import json
 
@@ -271,7 +274,7 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
         f"({len(split.y_train)} train / {len(split.y_val)} {config.eval_split} images), "
         f"{config.trainer.epochs} epochs each")
     deadline = time.time() + 60 * max_minutes if max_minutes else None
-    members = train_study_members(run, config, split, log, deadline, train)
+    members = train_study_members(run, config, split, log, deadline, train, evaluator)
     points = study_points(config, members, split.y_val, split.native_resolution, split.num_classes)
     summary = summarize(points)
     found = findings(summary)

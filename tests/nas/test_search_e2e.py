@@ -10,6 +10,8 @@ import pytest
 from nas.cli import main
 from tests.nas.conftest import _nas
 
+pytestmark = pytest.mark.xdist_group("search")
+
 
 def test_resumed_search_completes_with_every_record(resumed_run):
     run, n_killed, out = resumed_run

@@ -123,7 +123,7 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     out = _nas("study", str(cfg), "--run-dir", str(run))
     assert out.returncode == 0, out.stderr[-3000:]
     first = (run / "records.jsonl").read_text().splitlines()
-    assert [json.loads(l)["architecture"] for l in first] == ["wrn-10-1", "wrn-10-2"]
+    assert sorted(json.loads(l)["architecture"] for l in first) == ["wrn-10-1", "wrn-10-2"]
 
     out = _nas("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json")
     assert out.returncode == 0, out.stderr[-3000:]
