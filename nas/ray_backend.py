@@ -56,8 +56,12 @@ class RayEvaluator:
             except (ConnectionError, ValueError, RuntimeError) as e:
                 raise UserError(f"--backend ray: cannot start or reach Ray"
                                 f"{' at ' + address if address else ''}: {str(e).splitlines()[0]}") from None
-        if gpus_per_member is None and ray.cluster_resources().get("GPU", 0) > 0:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus_per_member is None and gpus > 0:
             gpus_per_member = 1.0
+        if gpus_per_member and gpus == 0:
+            self.close()  # tasks asking for GPUs would wait forever on a cluster without any
+            raise UserError(f"--gpus-per-member {gpus_per_member}: the Ray cluster has no GPUs")
         self.gpus_per_member = gpus_per_member
         env_vars = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         import jax

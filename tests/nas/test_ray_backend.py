@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from nas.evaluators import MemberJob
+from search_space.errors import UserError
 from tests.nas.test_evaluators import CONFIG
 from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
 from tests.conftest import ROOT
@@ -44,6 +45,8 @@ def test_a_dead_worker_is_retried_then_recorded_as_failed(fashion, tmp_path):  #
     ev2 = RayEvaluator(train_fn=_always_dies, max_retries=1)
     (_, r), = list(ev2.evaluate_many(job, split, CONFIG))
     assert r.status == "failed" and r.reason.startswith("error: ") and "Worker" in r.reason, r.reason
+    with pytest.raises(UserError, match="the Ray cluster has no GPUs"):
+        RayEvaluator(gpus_per_member=0.5)  # would otherwise wait forever for a GPU
     ev.close()
 
 
