@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive_int, default=1)
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
     p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
+    p.add_argument("--train-examples", type=_positive_int,
+                   help="train on a class-balanced subset of this many training images (quick checks)")
     p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")

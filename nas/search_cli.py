@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
     from nas.ensemble import evaluate_ensemble
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset
+    from trainer.data import load_dataset, test_split
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     run = RunDir(args.run)
@@ -115,21 +116,33 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
     recipe = with_epochs(RECIPES[args.recipe], args.epochs)
     ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    subset = args.train_examples
+    if subset is not None:  # a class-balanced subset of the training split, for quick checks
+        part = test_split(ds, cfg.seed, subset, None)
+        ds = dataclasses.replace(ds, x_train=part.x_train, y_train=part.y_train)
     out_path = run.path / "retrain.jsonl"
     results = []
+    finished = {(x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")): x for x in run.retrains()}
     for r in chosen:
+        prior = finished.get((r["ensemble_id"], args.recipe, recipe.epochs, subset))
+        if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
+            print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {prior['test_accuracy']:.4f} "
+                  f"(retrained earlier)")
+            results.append(prior)
+            continue
         logits = []
         for pos, m in enumerate(r["members"]):
             spec = spec_from_dict(m["spec"])
-            ckpt = run.path / "retrain" / f"{m['id'][:16]}-seed{cfg.seed + pos}"
+            ckpt = run.path / "retrain" / (f"{m['id'][:16]}-seed{cfg.seed + pos}-{args.recipe}{recipe.epochs}"
+                                           + (f"-n{subset}" if subset else ""))
             print(f"retraining {m['id'][:12]} ({args.recipe}, {recipe.epochs} epochs) -> {ckpt}", file=sys.stderr)
             res = retrain(spec, ds, recipe, cfg.seed + pos, ckpt, every=args.every,
                           progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
             logits.append(res.test_logits)
         metrics = evaluate_ensemble(logits, ds.y_test)
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
-               "epochs": recipe.epochs, "proxy_val_accuracy": r["accuracy"], "test_accuracy": metrics.accuracy,
-               "test_member_accuracies": list(metrics.member_accuracies), "latency_max_ms": r["latency_max_ms"]}
+               "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
+               "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies), "latency_max_ms": r["latency_max_ms"]}
         run.append_retrain(row)
         results.append(row)
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "

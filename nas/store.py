@@ -118,6 +118,9 @@ class RunDir:
     def append_update(self, update: dict[str, Any]) -> None:
         self._append_jsonl("updates.jsonl", update)
 
+    def retrains(self) -> list[dict[str, Any]]:
+        return self._read_jsonl("retrain.jsonl")
+
     def append_retrain(self, row: dict[str, Any]) -> None:
         self._append_jsonl("retrain.jsonl", row)
 

@@ -54,6 +54,23 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert main(["plot", str(run)]) == 0
 
 
+def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tmp_path):
+    run, _, _ = resumed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    args = ("retrain", str(copy), "--size", "1", "--epochs", "1", "--train-examples", "256", "--every", "1")
+    _nas(*args)
+    rows = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
+    best = max((json.loads(l) for l in (run / "records.jsonl").read_text().splitlines() if '"size": 1' in l),
+               key=lambda r: r["reward"])
+    assert len(rows) == 1 and rows[0]["ensemble_id"] == best["ensemble_id"] and rows[0]["train_examples"] == 256
+    assert 0 <= rows[0]["test_accuracy"] <= 1 and len(rows[0]["test_member_accuracies"]) == 1
+    assert rows[0]["proxy_val_accuracy"] == best["accuracy"]
+    again = _nas(*args)  # a rerun reports the finished ensemble, it does not retrain or duplicate it
+    assert "retrained earlier" in again.stdout
+    assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
+
+
 def _snapshot(run):
     return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
