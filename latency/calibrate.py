@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import math
 from pathlib import Path
 from typing import Any, Sequence
 

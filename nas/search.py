@@ -31,7 +31,7 @@ from nas.store import RunDir
 from search_space.blockstring import scale_width
 from search_space.layers import count
 from search_space.space import MnasNetSpace
-from search_space.spec import EnsembleSpec, MobileNetSpec, spec_id
+from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.train import MemberResult
 from trainer.data import Dataset, Split, load_dataset, validation_split

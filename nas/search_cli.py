@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from nas.config import SearchConfig, apply_overrides, from_dict, load_config
+from nas.config import apply_overrides, from_dict, load_config
 from nas.pareto import fronts, records_frame, write_fronts
 from nas.store import RunDir
 from search_space.errors import UserError
