@@ -24,7 +24,7 @@ from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
 from nas.config import SearchConfig
-from nas.evaluators import Evaluator, MemberJob, PipelinedEvaluator
+from nas.evaluators import Evaluator, MemberJob, PipelinedEvaluator, member_summary, result_line
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
 from nas.store import RunDir
@@ -100,12 +100,10 @@ def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
 
 
 def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult) -> dict[str, Any]:
-    summary = {**r.summary(), "seed": job.seed, "key": job.key, "wall_s": r.compile_s + r.train_s + r.eval_s}
+    summary = member_summary(job, r)
     ctx.run.save_member(job.key, summary, r.val_logits)
     ctx.fresh.add(job.key)
-    ctx.log(f"    member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {r.status} "
-            f"{'acc %.4f' % r.val_accuracy if r.ok else r.reason} "
-            f"(compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
+    ctx.log(f"    member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {result_line(r)}")
     return summary
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from nas.ensemble import evaluate_ensemble
-from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator
+from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator, member_summary, result_line
+from nas.search import member_key
 from nas.store import RunDir
 from search_space import zoo
 from search_space.errors import UserError
@@ -120,12 +121,6 @@ class TrainedMember:
     logits: np.ndarray | None
 
 
-def _member_key(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> str:
-    from nas.search import member_key
-
-    return member_key(spec, split, config, seed)
-
-
 def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log,
                         deadline: float | None = None, train: bool = True,
                         evaluator: Evaluator | None = None) -> dict[str, list[TrainedMember]]:
@@ -140,23 +135,20 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
     total, available, stopped = len(specs) * config.members, 0, False
     for i in range(config.members):
         seed = config.seed + i
-        keys = {a: _member_key(spec, split, config.trainer, seed) for a, spec in specs.items()}
+        keys = {a: member_key(spec, split, config.trainer, seed) for a, spec in specs.items()}
+        arch_of = {k: a for a, k in keys.items()}
         missing = [MemberJob(keys[a], specs[a], seed) for a in specs if not run.member_path(keys[a]).is_file()]
         if missing and train and not stopped and deadline is not None and time.time() > deadline:
             log(f"study: time limit reached; {available}/{total} members trained, the rest left for a --resume")
             stopped = True
         if missing and train and not stopped:
-            log(f"study: seed {seed}: training {', '.join(f'{j.spec.resolution}px ' + _arch(keys, j) for j in missing)} "
+            log(f"study: seed {seed}: training {', '.join(f'{arch_of[j.key]} {j.spec.resolution}px' for j in missing)} "
                 f"({evaluator.name})")
             for job, r in evaluator.evaluate_many(missing, split, config.trainer):
-                arch = _arch(keys, job)
-                summary = {**r.summary(), "architecture": arch, "seed": seed, "key": job.key,
-                           "wall_s": r.compile_s + r.train_s + r.eval_s}
+                summary = {**member_summary(job, r), "architecture": arch_of[job.key]}
                 run.save_member(job.key, summary, r.val_logits)
                 run.append_record(summary)
-                log(f"    -> {arch} seed {seed}: {r.status} "
-                    f"{'accuracy %.4f' % r.val_accuracy if r.ok else r.reason} "
-                    f"(compile {r.compile_s:.1f} s, train {r.train_s:.1f} s)")
+                log(f"    -> {arch_of[job.key]} seed {seed}: {result_line(r)}")
         for arch in specs:
             cached = run.load_member(keys[arch])
             if cached is None:
@@ -168,10 +160,6 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
                                            logits if ok else None))
             available += 1
     return out
-
-
-def _arch(keys: dict[str, str], job: MemberJob) -> str:
-    return next(a for a, k in keys.items() if k == job.key)
 
 
 def member_subsets(count_ok: int, n: int, draws: int, rng: np.random.Generator) -> list[tuple[int, ...]]:

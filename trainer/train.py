@@ -89,6 +89,10 @@ def _is_oom(e: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
+def _oom_result(sid: str, e: BaseException, **fields: Any) -> MemberResult:
+    return MemberResult(sid, "failed", f"out of memory: {str(e).splitlines()[0][:200]}", **fields)
+
+
 class MemberTrainer:
     """Compiles the epoch and evaluation programs of one architecture and runs them.
 
@@ -192,7 +196,7 @@ def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConf
         return trainer
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if _is_oom(e):
-            return MemberResult(spec_id(spec), "failed", f"out of memory: {str(e).splitlines()[0][:200]}")
+            return _oom_result(spec_id(spec), e)
         raise
 
 
@@ -222,8 +226,7 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
         eval_s = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if _is_oom(e):
-            return MemberResult(sid, "failed", f"out of memory: {str(e).splitlines()[0][:200]}",
-                                loss_curve=tuple(curve), compile_s=compile_s)
+            return _oom_result(sid, e, loss_curve=tuple(curve), compile_s=compile_s)
         raise
     if not np.all(np.isfinite(logits)):
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
