@@ -53,6 +53,16 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "GPUs, else 1 CPU)")
 
 
+def evaluator_from_args(args: argparse.Namespace):
+    """The evaluator that add_backend_arguments' options ask for; the caller closes it."""
+    from nas.evaluators import make_evaluator
+
+    if args.address and args.backend != "ray":
+        raise UserError("--address: only with --backend ray")
+    return make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
+                          address=args.address, gpus_per_member=args.gpus_per_member)
+
+
 def _spec_from_args(args: argparse.Namespace):
     from nas.specs import resolve_spec
 

@@ -62,7 +62,6 @@ class RayEvaluator:
         if gpus_per_member and gpus == 0:
             self.close()  # tasks asking for GPUs would wait forever on a cluster without any
             raise UserError(f"--gpus-per-member {gpus_per_member}: the Ray cluster has no GPUs")
-        self.gpus_per_member = gpus_per_member
         env_vars = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         import jax
 

@@ -15,7 +15,7 @@ from search_space.errors import UserError
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
-    from nas.evaluators import make_evaluator
+    from nas.cli import evaluator_from_args
     from nas.search import run_search
     from trainer.data import load_dataset
 
@@ -31,13 +31,10 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         config = apply_overrides(load_config(args.config), args.set or [])
         # Loaded before the run directory exists, so a missing data set leaves nothing behind.
         dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
-    if args.address and args.backend != "ray":
-        raise UserError("--address: only with --backend ray")
-    if not args.resume:
-        run.create(config.to_dict())
-    evaluator = make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
-                               address=args.address, gpus_per_member=args.gpus_per_member)
+    evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
+        if not args.resume:
+            run.create(config.to_dict())
         run_search(run, config, dataset=dataset, evaluator=evaluator)
     finally:
         evaluator.close()

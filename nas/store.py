@@ -58,9 +58,12 @@ class RunDir:
         try:
             for sub in ("", "members", "controller", "plots"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
+            self.write_config(config)
         except OSError as e:
             raise UserError(f"--run-dir {self.path}: cannot write: {e.strerror}") from None
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        _atomic_write(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
 
     def read_config(self) -> dict[str, Any]:
         if not self.exists():

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from nas.config import apply_overrides, from_dict, load_config
-from nas.store import RunDir, _atomic_write
+from nas.store import RunDir
 from nas.study import StudyConfig, run_study
 from search_space.errors import UserError
 
@@ -26,7 +26,7 @@ def study_config(kind: str) -> StudyConfig:
 
 
 def run_study_cmd(args: argparse.Namespace) -> int:
-    from nas.evaluators import make_evaluator
+    from nas.cli import evaluator_from_args
     from trainer.data import load_dataset
 
     run = RunDir(args.run_dir)
@@ -35,18 +35,15 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         config = apply_overrides(config, args.set or [])  # e.g. members=12 extends a study
     else:
         config = apply_overrides(study_config(args.study), args.set or [])
-    if args.address and args.backend != "ray":
-        raise UserError("--address: only with --backend ray")
     # Loaded before the run directory is written, so a missing data set leaves nothing behind.
     dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir, manual_dir=config.manual_dir,
                            image_size=config.image_size)
-    if args.resume:
-        _atomic_write(run.config_path, json.dumps(config.to_dict(), indent=1, sort_keys=True).encode())
-    else:
-        run.create(config.to_dict())
-    evaluator = make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
-                               address=args.address, gpus_per_member=args.gpus_per_member)
+    evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
+        if args.resume:
+            run.write_config(config.to_dict())  # an extended study (e.g. members=12) keeps its new size
+        else:
+            run.create(config.to_dict())
         out = run_study(run, config, dataset=dataset, max_minutes=args.max_minutes, train=not args.no_train,
                         evaluator=evaluator)
     finally:
