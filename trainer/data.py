@@ -23,6 +23,7 @@ validation split and score on that split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -82,9 +83,10 @@ class Split:
     def native_resolution(self) -> int:
         return int(self.x_train.shape[1])
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Content hash (sha256 of labels and a pixel sample): part of every member-cache key."""
+        """Content hash (sha256 of labels and a pixel sample): part of every member-cache key.
+        Computed once per split (it hashes all validation pixels, 15 MB for CIFAR-10's 5k)."""
         h = hashlib.sha256()
         for a in (self.x_train[:: max(1, len(self.x_train) // 256)], self.y_train, self.x_val, self.y_val):
             h.update(np.ascontiguousarray(a).tobytes())
