@@ -119,7 +119,10 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
     mean, std = xf.mean((0, 1, 2)), xf.std((0, 1, 2)) + 1e-6
     del xf
     steps = len(y) // batch
-    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    # A tensor learning rate: with a float, the scheduler's every change is a new constant to
+    # torch.compile, which recompiles the step (PyTorch's "compiled optimizer with an LR scheduler").
+    lr = torch.tensor(0.2) if mode == "compile" else 0.2
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.2, total_steps=steps * epochs, pct_start=min(1.0, 1 / epochs))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     res, pad = spec.resolution, 4 * split.native_resolution // 32

@@ -8,12 +8,16 @@ Both modes train the same randomly sampled MnasNet-space members (same seeds) on
 each in a fresh subprocess with empty caches, so neither inherits the other's compilations:
 
 - naive: compile, train, next member; no persistent compilation cache.
-- optimized: ``--compile-workers`` threads compile upcoming members while ``--train-workers``
-  threads train compiled ones (nas.evaluators.PipelinedEvaluator), with XLA's persistent
-  compilation cache and, on GPUs, its per-fusion autotuning cache shared by all members (layer
-  shapes repeat across the space).
+- optimized: the search's default backend (``--backend auto``): on a GPU, ``--workers`` worker
+  processes that each compile, autotune and train one member at a time side by side
+  (nas.process_backend; within one process XLA serializes GPU autotuning and stalls running
+  programs behind it); elsewhere ``--compile-workers`` threads compile upcoming members while
+  ``--train-workers`` threads train compiled ones (nas.evaluators.PipelinedEvaluator). Both with
+  XLA's persistent compilation cache and, on GPUs, its per-fusion autotuning cache shared by all
+  members (layer shapes repeat across the space).
 
-``--naive-members N`` runs the naive loop on the first N members only: every naive member compiles
+``--naive-members N`` runs the naive loop on the first N members only, and ``--naive-time-limit S``
+starts no naive member after S seconds (the optimized mode runs first): every naive member compiles
 and trains alone, so its rate does not depend on how many there are, while the optimized path
 needs a long queue to keep its compile threads busy. The naive run is the expensive one (about 55 s
 a member on an H100), so this is what makes 24 optimized members fit a device budget. Members
@@ -60,9 +64,8 @@ def run_mode(args: argparse.Namespace) -> dict:
         jax.config.update("jax_compilation_cache_dir", args.cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-        if jax.default_backend() == "gpu":
-            jax.config.update("jax_persistent_cache_enable_xla_caches", "xla_gpu_per_fusion_autotune_cache_dir")
-    from nas.evaluators import MemberJob, PipelinedEvaluator, SequentialEvaluator
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "xla_gpu_per_fusion_autotune_cache_dir")
+    from nas.evaluators import MemberJob, SequentialEvaluator, default_backend, make_evaluator
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
 
@@ -73,20 +76,27 @@ def run_mode(args: argparse.Namespace) -> dict:
     jobs = [MemberJob(str(i), m, args.seed + i) for i, m in enumerate(members)]
     if args.mode == "naive" and args.naive_members:
         jobs = jobs[: args.naive_members]  # its rate is per member: each compiles and trains alone
+    backend = "sequential" if args.mode == "naive" else (
+        default_backend() if args.backend == "auto" else args.backend)
     ev = (SequentialEvaluator() if args.mode == "naive"
-          else PipelinedEvaluator(args.compile_workers, args.train_workers))
+          else make_evaluator(backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
+                              workers=args.workers))
     start = time.perf_counter()
     results = {}
     for job, r in ev.evaluate_many(jobs, split, config):
         results[job.key] = r
+        if args.mode == "naive" and args.naive_time_limit and time.perf_counter() - start > args.naive_time_limit:
+            print(f"[naive] time limit reached after {len(results)} members; its rate is per member",
+                  file=sys.stderr, flush=True)
+            break  # the sequential evaluator is lazy: the next member is not started
         print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
               f"acc {r.val_accuracy:.4f} compile {r.compile_s:.1f} s train {r.train_s:.1f} s "
               f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
     ev.close()
     ok = [r for r in results.values() if r.ok]
-    return {"mode": args.mode, "members": len(jobs), "ok": len(ok), "wall_s": wall,
-            "evals_per_device_hour": len(jobs) / wall * 3600,
+    return {"mode": args.mode, "evaluator": backend, "members": len(results), "ok": len(ok), "wall_s": wall,
+            "evals_per_device_hour": len(results) / wall * 3600,
             "compile_s_sum": sum(r.compile_s for r in results.values()),
             "train_s_sum": sum(r.train_s for r in results.values()),
             "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
@@ -105,12 +115,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--width", type=float, default=1.0, help="width multiplier of the sampled members")
     ap.add_argument("--head", type=int, default=1280, help="head filters of the sampled members")
+    ap.add_argument("--backend", default="auto", choices=["auto", "processes", "pipelined"],
+                    help="the optimized mode's evaluator (auto: processes on a GPU, else pipelined)")
+    ap.add_argument("--workers", type=int, default=8, help="processes: members in flight at once")
     ap.add_argument("--compile-workers", type=int, default=8)
     ap.add_argument("--train-workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--naive-members", type=int,
                     help="run the naive loop on only the first N members (its rate is per member; the optimized "
                          "path needs many members to fill its pipeline), to fit a device-time budget")
+    ap.add_argument("--naive-time-limit", type=float,
+                    help="seconds: the naive loop starts no new member after this (its rate is per member)")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--mode", choices=["naive", "optimized"], help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -124,13 +139,16 @@ def main() -> None:
         i = base.index("--out")
         del base[i:i + 2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-    for mode in ("naive", "optimized"):
+    for mode in ("optimized", "naive"):  # the naive one last: it is the one a time limit may cut short
         with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as cache:
             proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, "--mode", mode,
                                    "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             sys.exit(f"bench_throughput: the {mode} run failed (exit {proc.returncode})")
         out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+        if args.out:  # each mode's figures are kept as soon as they exist
+            with open(args.out, "w") as f:
+                json.dump(out, f, indent=1)
     ratio = out["optimized"]["evals_per_device_hour"] / out["naive"]["evals_per_device_hour"]
     out["ratio"] = ratio
     common = sorted(set(out["naive"]["accuracies"]) & set(out["optimized"]["accuracies"]), key=int)
@@ -138,7 +156,7 @@ def main() -> None:
     out["max_accuracy_difference"] = max(diffs) if diffs else None
     for mode in ("naive", "optimized"):
         r = out[mode]
-        print(f"{mode:>9}: {r['members']} members in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} "
+        print(f"{mode:>9} ({r['evaluator']}): {r['members']} members in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} "
               f"evaluations per device-hour (compile {r['compile_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s "
               f"summed; mean val accuracy {r['mean_val_accuracy']:.4f})")
     print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "

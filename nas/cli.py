@@ -42,9 +42,12 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["pipelined", "sequential", "ray"], default="pipelined",
-                   help="where members train: pipelined (default: compile ahead on threads while training), "
-                        "sequential (compile, train, next), or ray (Ray tasks); results are the same")
+    p.add_argument("--backend", choices=["auto", "processes", "pipelined", "sequential", "ray"], default="auto",
+                   help="where members train: processes (worker processes share the GPU: each compiles, "
+                        "autotunes and trains its own member), pipelined (compile ahead on threads while "
+                        "training), sequential (compile, train, next), or ray (Ray tasks); auto (default) is "
+                        "processes on a GPU and pipelined elsewhere; results are the same")
+    p.add_argument("--workers", type=_positive_int, default=4, help="processes: members in flight at once")
     p.add_argument("--compile-workers", type=_positive_int, default=2, help="pipelined: members compiled at once")
     p.add_argument("--train-workers", type=_positive_int, default=1, help="pipelined: members trained at once")
     p.add_argument("--address", help="ray: address of an existing Ray cluster (default: start a local instance)")
@@ -60,7 +63,7 @@ def evaluator_from_args(args: argparse.Namespace):
     if args.address and args.backend != "ray":
         raise UserError("--address: only with --backend ray")
     return make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
-                          address=args.address, gpus_per_member=args.gpus_per_member)
+                          workers=args.workers, address=args.address, gpus_per_member=args.gpus_per_member)
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -243,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "n = 1..members (random draws per n), write points.csv, summary.csv, "
                                    "findings.json and plots/scaling.png. Trained members are cached: rerun with "
                                    "--resume after a kill, or with --resume --set members=N to extend.")
-    p.add_argument("study", metavar="STUDY", help="wrn, efficientnet (ImageNet), efficientnet-cifar, or a config file")
+    p.add_argument("study", metavar="STUDY", help="wrn, efficientnet (ImageNet), efficientnet-cifar, mobilenetv2-cifar, or a config file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
     p.add_argument("--run-dir", required=True, help="where members, CSVs and plots go")
     p.add_argument("--resume", action="store_true", help="continue (or extend) the study in --run-dir")

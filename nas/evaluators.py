@@ -7,9 +7,12 @@ members finish in.
 
 - ``sequential``: compile, train, next member (the naive loop; on a GPU over 90% of its time is
   compilation, see PERF_NOTES.md: 45-55 s to compile a small member that trains in about 3 s).
-- ``pipelined`` (default): ``compile_workers`` threads build and compile upcoming members while
+- ``pipelined`` (the default without a GPU): ``compile_workers`` threads build and compile upcoming members while
   ``train_workers`` threads train compiled ones, so compilation leaves the critical path. XLA
   compiles release the GIL, and the training split is uploaded once and shared (device_data).
+- ``processes`` (nas.process_backend; the default on a GPU): worker processes each compile and train
+  one member at a time, side by side on the one GPU; within one process XLA serializes GPU
+  autotuning and makes running programs wait for it, which is what stalls threads on a GPU.
 - ``ray`` (nas.ray_backend): members are Ray tasks with fractional GPUs, on a local instance or a
   cluster.
 """
@@ -126,11 +129,28 @@ class PipelinedEvaluator:
         self._pool.shutdown(wait=True)
 
 
-def make_evaluator(backend: str = "pipelined", *, compile_workers: int = 2, train_workers: int = 1,
+def default_backend() -> str:
+    """``processes`` where JAX sees a GPU (XLA serializes GPU autotuning within a process, see
+    nas.process_backend), else ``pipelined``."""
+    import os
+
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before JAX first touches a GPU
+    import jax
+
+    return "processes" if jax.default_backend() == "gpu" else "pipelined"
+
+
+def make_evaluator(backend: str = "auto", *, compile_workers: int = 2, train_workers: int = 1, workers: int = 4,
                    address: str | None = None, gpus_per_member: float | None = None,
                    cpus_per_member: float = 1.0, max_retries: int = 1, runtime_env: dict | None = None) -> Evaluator:
+    if backend == "auto":
+        backend = default_backend()
     if backend == "sequential":
         return SequentialEvaluator()
+    if backend == "processes":
+        from nas.process_backend import ProcessEvaluator
+
+        return ProcessEvaluator(workers)
     if backend == "pipelined":
         return PipelinedEvaluator(compile_workers, train_workers)
     if backend == "ray":
@@ -140,4 +160,4 @@ def make_evaluator(backend: str = "pipelined", *, compile_workers: int = 2, trai
                             max_retries=max_retries, runtime_env=runtime_env)
     from search_space.errors import UserError
 
-    raise UserError(f"--backend: unknown backend {backend!r}; use sequential, pipelined or ray")
+    raise UserError(f"--backend: unknown backend {backend!r}; use auto, processes, pipelined, sequential or ray")

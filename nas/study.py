@@ -34,7 +34,8 @@ from nas.store import RunDir
 from search_space import zoo
 from search_space.errors import UserError
 from search_space.layers import count
-from search_space.spec import ArchSpec
+from search_space.space import SMALL_INPUT_MAX, adapt_for_small_input
+from search_space.spec import ArchSpec, MobileNetSpec
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split, load_dataset, test_split, validation_split
 
@@ -99,7 +100,13 @@ def architecture_spec(name: str, config: StudyConfig, native: int) -> ArchSpec:
     res = base if config.resolution_scale is None else max(8, int(round(base * config.resolution_scale)))
     if wrn:
         return zoo.get(name, resolution=res)
-    return zoo.get(name, resolution=res, width_multiplier=config.width_multiplier)
+    spec = zoo.get(name, resolution=res, width_multiplier=config.width_multiplier)
+    # ImageNet networks on small data (CIFAR 32 px, MNIST 28 px) take the search space's small-input
+    # rule, decided by the data's native size as in the search: stride 8 instead of 32, so that a
+    # 32 px input does not end as a 1x1 feature map.
+    if isinstance(spec, MobileNetSpec) and native <= SMALL_INPUT_MAX and spec.stem_stride == 2:
+        spec = adapt_for_small_input(spec)
+    return spec
 
 
 def study_split(config: StudyConfig, ds: Dataset) -> Split:

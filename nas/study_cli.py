@@ -13,7 +13,8 @@ from nas.study import StudyConfig, run_study
 from search_space.errors import UserError
 
 NAMED_STUDIES = {"wrn": "experiments.study_wrn", "efficientnet": "experiments.study_efficientnet",
-                 "efficientnet-cifar": "experiments.study_efficientnet_cifar"}
+                 "efficientnet-cifar": "experiments.study_efficientnet_cifar",
+                 "mobilenetv2-cifar": "experiments.study_mobilenetv2_cifar"}
 
 
 def study_config(kind: str) -> StudyConfig:

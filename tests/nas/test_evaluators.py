@@ -51,6 +51,14 @@ def test_an_error_in_one_member_is_its_failed_result(fashion, monkeypatch):  # n
     assert out["b"].status == "failed" and out["b"].reason == "error: RuntimeError: injected failure"
 
 
+def test_auto_is_pipelined_without_a_gpu():
+    ev = make_evaluator("auto")
+    try:
+        assert isinstance(ev, PipelinedEvaluator)
+    finally:
+        ev.close()
+
+
 def test_unknown_backend_is_a_user_error():
     with pytest.raises(UserError, match="unknown backend 'gpu'"):
         make_evaluator("gpu")

@@ -76,6 +76,13 @@ def test_findings_name_the_cheapest_smaller_ensemble_that_matches_a_single_model
 def test_configs_resolutions_and_validation():
     cifar = study_config("efficientnet-cifar")
     assert [architecture_spec(a, cifar, 32).resolution for a in cifar.architectures] == [32, 34, 37, 43, 54, 65]
+    # small data gets the search space's small-input rule (stride 8), decided by the native size
+    assert {architecture_spec(a, cifar, 32).stem_stride for a in cifar.architectures} == {1}
+    assert architecture_spec("efficientnet-b0", study_config("efficientnet"), 224).stem_stride == 2
+    mnv2 = study_config("mobilenetv2-cifar")
+    spec = architecture_spec("mobilenetv2", mnv2, 32)
+    assert (spec.resolution, spec.stem_stride, mnv2.members, mnv2.eval_split) == (32, 1, 3, "validation")
+    assert sum(b.strides == 2 for b in spec.blocks) == 3  # 32 px ends at 4x4
     wrn = study_config("wrn")
     assert wrn.members == 8 and [architecture_spec(a, wrn, 32).width for a in wrn.architectures] == [1, 2, 4, 8]
     imagenet = study_config("efficientnet")

@@ -1,0 +1,212 @@
+"""Members in worker processes on this machine (``--backend processes``): the fast path on one GPU.
+
+Why processes and not threads: inside one process XLA serializes GPU autotuning behind a
+per-device lock, and a running program takes the same lock for reading (XLA's ``GetGpuMutex``), so
+a compile thread that autotunes a new member stalls the members training beside it, and two
+compiles autotune one after the other. Autotuning is most of a new member's compile on a GPU
+(45-55 s cold, 3.9 s with autotuning off: ``PERF_NOTES.md``). Separate processes hold separate
+locks, so ``workers`` members compile, autotune and train at once on the one GPU, and small members
+that leave the GPU mostly idle share it. The workers share the driver's persistent compilation
+cache and, on GPUs, XLA's per-fusion autotuning cache, so a layer shape autotuned for one member is
+not autotuned again for the next.
+
+Each worker is a spawned process that loads the split once (from a pickle the driver writes per
+split) and then trains one member at a time: ``train_member(spec, split, config, seed)``, so
+results are the same as in-process ones. A worker that dies (killed, out of host memory, a crash in
+native code) is replaced; its member is retried ``max_retries`` times and then recorded as failed,
+and the other members go on.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from nas.evaluators import MemberJob
+from search_space.spec import ArchSpec, spec_id
+from trainer.config import TrainConfig
+from trainer.data import Split
+from trainer.train import MemberResult
+
+TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
+
+# Passed on to workers (spawned processes inherit os.environ; these are made explicit so that a
+# cache directory set through jax.config in the driver reaches them too).
+_WORKER_ENV_DEFAULTS = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # N workers share one GPU's memory
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None) -> None:
+    """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult."""
+    os.environ.update(env)
+    import jax
+
+    if env.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", env["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    from nas.evaluators import failed_result as _failed
+    from trainer.train import train_member
+
+    splits: dict[str, Split] = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        split_path, spec, config, seed = msg
+        try:
+            if split_path not in splits:
+                splits.clear()
+                with open(split_path, "rb") as f:
+                    splits[split_path] = pickle.load(f)
+            result = (train_fn or train_member)(spec, splits[split_path], config, seed)
+        except Exception as e:  # noqa: BLE001 - a failing member is a result
+            result = _failed(spec, e)
+        conn.send(result)
+
+
+class _Worker:
+    def __init__(self, ctx: Any, env: dict[str, str], train_fn: TrainFn | None):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, env, train_fn), daemon=True,
+                                name="nas-member-worker")
+        self.proc.start()
+        child.close()
+        self.job: MemberJob | None = None
+        self.attempt = 0
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+class ProcessEvaluator:
+    """``workers`` spawned processes, each compiling and training one member at a time."""
+
+    name = "processes"
+
+    def __init__(self, workers: int = 4, max_retries: int = 1, env: dict[str, str] | None = None,
+                 train_fn: TrainFn | None = None):
+        """``env`` adds to the workers' environment; ``train_fn`` (a module-level function, for tests)
+        replaces ``trainer.train.train_member``."""
+        if workers < 1:
+            raise ValueError("workers must be positive")
+        import jax
+
+        # The driver trains nothing: its JAX must not take 75% of the GPU that the workers share.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        self.workers, self.max_retries, self._train_fn = workers, max_retries, train_fn
+        self._env = {**_WORKER_ENV_DEFAULTS, **{k: v for k, v in os.environ.items()
+                                                 if k.startswith(("JAX_", "XLA_", "NAS_", "CUDA_"))}}
+        if jax.config.jax_compilation_cache_dir and "JAX_COMPILATION_CACHE_DIR" not in self._env:
+            self._env["JAX_COMPILATION_CACHE_DIR"] = str(jax.config.jax_compilation_cache_dir)
+        self._env.update(env or {})
+        self._ctx = multiprocessing.get_context("spawn")  # fork would copy the driver's XLA state
+        self._pool: list[_Worker] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="nas-split-")
+        self._split_paths: dict[int, tuple[Split, str]] = {}
+
+    def _split_path(self, split: Split) -> str:
+        hit = self._split_paths.get(id(split))
+        if hit is not None and hit[0] is split:
+            return hit[1]
+        path = Path(self._tmp.name) / f"split-{split.fingerprint[:16]}.pkl"
+        if not path.is_file():
+            with open(path.with_suffix(".tmp"), "wb") as f:
+                pickle.dump(split, f, protocol=pickle.HIGHEST_PROTOCOL)
+            path.with_suffix(".tmp").replace(path)
+        self._split_paths = {id(split): (split, str(path))}  # holding the split keeps its id unique
+        return str(path)
+
+    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+                      ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        if not jobs:
+            return
+        split_path = self._split_path(split)
+        queue: collections.deque[tuple[MemberJob, int]] = collections.deque((j, 0) for j in jobs)
+        while len(self._pool) < min(self.workers, len(jobs)):
+            self._pool.append(_Worker(self._ctx, self._env, self._train_fn))
+        busy: list[_Worker] = []
+        try:
+            yield from self._drive(queue, busy, split_path, config)
+        finally:
+            for w in busy:  # the caller stopped early: a late result must not reach the next batch
+                w.job = None
+                self._replace(w)
+
+    def _drive(self, queue: collections.deque[tuple[MemberJob, int]], busy: list[_Worker], split_path: str,
+               config: TrainConfig) -> Iterator[tuple[MemberJob, MemberResult]]:
+        while queue or busy:
+            for w in self._pool:
+                if w.job is None and queue:
+                    w.job, w.attempt = queue.popleft()
+                    try:
+                        w.conn.send((split_path, w.job.spec, config, w.job.seed))
+                        busy.append(w)
+                    except (OSError, BrokenPipeError):  # died while idle: replace it, requeue
+                        queue.appendleft((w.job, w.attempt))
+                        self._replace(w)
+            if not busy:
+                continue
+            waitables = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
+            multiprocessing.connection.wait(waitables)
+            for w in list(busy):
+                result = self._poll(w)
+                if result is None:
+                    continue
+                job, attempt = w.job, w.attempt
+                assert job is not None
+                busy.remove(w)
+                w.job = None
+                if isinstance(result, MemberResult):
+                    yield job, result
+                    continue
+                # The worker died mid-member: replace it; retry the member or record it as failed.
+                self._replace(w)
+                if attempt < self.max_retries:
+                    queue.appendleft((job, attempt + 1))
+                else:
+                    yield job, MemberResult(spec_id(job.spec), "failed",
+                                            f"error: worker process died ({result}) on {attempt + 1} attempts")
+
+    @staticmethod
+    def _poll(w: _Worker) -> MemberResult | str | None:
+        """The worker's result, a reason string if it died, or None if it is still working."""
+        try:
+            if w.conn.poll():
+                return w.conn.recv()
+        except (EOFError, OSError):
+            pass
+        else:
+            if w.proc.is_alive():
+                return None
+        w.proc.join(timeout=5)
+        return f"exit code {w.proc.exitcode}"
+
+    def _replace(self, w: _Worker) -> None:
+        i = self._pool.index(w)
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join()
+        w.conn.close()
+        self._pool[i] = _Worker(self._ctx, self._env, self._train_fn)
+
+    def close(self) -> None:
+        for w in self._pool:
+            w.stop()
+        self._pool = []
+        self._tmp.cleanup()

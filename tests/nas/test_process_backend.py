@@ -1,0 +1,79 @@
+"""The worker-process backend: the same members as in-process training, and a worker that dies has
+its member retried, then recorded as failed, while the other members go on."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.evaluators import MemberJob, SequentialEvaluator
+from nas.process_backend import ProcessEvaluator
+from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
+from trainer.config import TrainConfig
+from trainer.train import MemberResult
+
+CONFIG = TrainConfig(epochs=1, batch_size=32, learning_rate=0.1, warmup_epochs=0.1)
+
+
+def _quick(spec, split, config, seed):
+    """A stand-in member: its 'accuracy' is the seed, so results can be told apart."""
+    if seed == 13:
+        raise ValueError("injected error")
+    return MemberResult("x", "ok", val_accuracy=float(seed), val_logits=np.full((len(split.y_val), 2), seed, np.float32))
+
+
+def _dies_once(spec, split, config, seed):
+    """Seed 1's worker dies the first time (a marker file remembers), then the member trains."""
+    marker = Path(os.environ["NAS_TEST_MARKER_DIR"]) / f"died-{seed}"
+    if seed == 1 and not marker.exists():
+        marker.touch()
+        os._exit(3)
+    return _quick(spec, split, config, seed)
+
+
+def _seed_2_always_dies(spec, split, config, seed):
+    if seed == 2:
+        os._exit(4)
+    return _quick(spec, split, config, seed)
+
+
+@pytest.mark.xdist_group("process_backend")
+def test_workers_train_the_same_members_as_in_process(fashion):  # noqa: F811
+    split = _small_split(fashion, 128)
+    jobs = [MemberJob("a", tiny_member(), 0), MemberJob("b", tiny_member(), 1)]
+    seq = {job.key: r for job, r in SequentialEvaluator().evaluate_many(jobs, split, CONFIG)}
+    ev = ProcessEvaluator(workers=2)
+    try:
+        out = {job.key: r for job, r in ev.evaluate_many(jobs, split, CONFIG)}
+    finally:
+        ev.close()
+    assert sorted(out) == ["a", "b"]
+    for k in seq:
+        assert seq[k].ok and out[k].ok
+        np.testing.assert_array_equal(seq[k].val_logits, out[k].val_logits)
+        assert seq[k].loss_curve == out[k].loss_curve
+
+
+@pytest.mark.xdist_group("process_backend")
+def test_a_dead_worker_is_replaced_and_its_member_retried_or_failed(fashion, tmp_path):  # noqa: F811
+    split = _small_split(fashion, 64)
+    jobs = [MemberJob(str(s), tiny_member(), s) for s in (0, 1, 2, 13, 4)]
+    ev = ProcessEvaluator(workers=2, max_retries=1, env={"NAS_TEST_MARKER_DIR": str(tmp_path)}, train_fn=_dies_once)
+    try:
+        out = {job.key: r for job, r in ev.evaluate_many(jobs, split, CONFIG)}
+        assert (tmp_path / "died-1").exists()  # seed 1's first worker did die
+        assert [out[k].val_accuracy for k in ("0", "1", "2", "4")] == [0.0, 1.0, 2.0, 4.0]
+        assert out["13"].status == "failed" and out["13"].reason == "error: ValueError: injected error"
+        # the same evaluator (its replaced workers) serves the next batch
+        again = dict(ev.evaluate_many([MemberJob("5", tiny_member(), 5)], split, CONFIG))
+        assert list(again.values())[0].val_accuracy == 5.0
+    finally:
+        ev.close()
+    ev = ProcessEvaluator(workers=2, max_retries=1, train_fn=_seed_2_always_dies)
+    try:
+        out = {job.key: r for job, r in ev.evaluate_many(jobs[:3], split, CONFIG)}
+    finally:
+        ev.close()
+    assert out["0"].ok and out["1"].ok
+    assert out["2"].status == "failed" and "worker process died (exit code 4) on 2 attempts" in out["2"].reason
