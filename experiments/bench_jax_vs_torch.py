@@ -163,6 +163,7 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
         if dev == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        print(f"[torch-{mode}] epoch {e + 1}/{epochs}: {times[-1]:.1f} s", file=sys.stderr, flush=True)
     model.eval()
     correct = 0
     with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16):
@@ -191,7 +192,7 @@ def main() -> None:
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--jax-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    ap.add_argument("--torch-modes", default="compile,eager")
+    ap.add_argument("--torch-modes", default="eager,compile", help="PyTorch loops to time, in this order")
     ap.add_argument("--out")
     args = ap.parse_args()
     from search_space.layers import count
@@ -211,6 +212,7 @@ def main() -> None:
           f"{c.multiply_adds / 1e6:.1f}M multiply-adds; {len(split.y_train)} training images", file=sys.stderr)
     results = [run_jax(spec, split, args.epochs, args.batch_size, args.jax_dtype)]
     print(json.dumps(results[-1]), file=sys.stderr)
+    _save(args.out, results)
     for mode in [m for m in args.torch_modes.split(",") if m]:
         r = run_torch(spec, split, args.epochs, args.batch_size, mode)
         if r["params"] != c.params + c.bn_params:
@@ -218,13 +220,17 @@ def main() -> None:
                      f"{c.params + c.bn_params}: the two networks differ")
         results.append(r)
         print(json.dumps(r), file=sys.stderr)
+        _save(args.out, results)  # each framework's figures are kept as soon as they exist
     base = results[0]["images_per_s"]
     for r in results:
         print(f"{r['framework']:>14}: {r['images_per_s']:9.0f} img/s  first epoch incl. compile "
               f"{r['compile_and_first_epoch_s']:6.1f} s  val acc {r['val_accuracy']:.4f}  "
               f"jax/this {base / r['images_per_s']:.2f}x  ({r['device']})")
-    if args.out:
-        with open(args.out, "w") as f:
+
+
+def _save(path: str | None, results: list[dict]) -> None:
+    if path:
+        with open(path, "w") as f:
             json.dump(results, f, indent=1)
 
 

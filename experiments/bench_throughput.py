@@ -16,6 +16,10 @@ each in a fresh subprocess with empty caches, so neither inherits the other's co
   XLA's persistent compilation cache and, on GPUs, its per-fusion autotuning cache shared by all
   members (layer shapes repeat across the space).
 
+``--optimized-variant NAME`` gives the optimized mode (only) the compile options of one of
+``experiments.bench_compile_options``'s variants (XLA flags, depthwise mode, dtype), e.g. less
+autotuning; its accuracies then agree with the naive ones only approximately (printed).
+
 ``--naive-members N`` runs the naive loop on the first N members only, and ``--naive-time-limit S``
 starts no naive member after S seconds (the optimized mode runs first): every naive member compiles
 and trains alone, so its rate does not depend on how many there are, while the optimized path
@@ -72,7 +76,12 @@ def run_mode(args: argparse.Namespace) -> dict:
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
     members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    dtype = "auto"
+    if args.mode == "optimized" and args.optimized_variant:
+        from experiments.bench_compile_options import VARIANTS
+
+        dtype = VARIANTS[args.optimized_variant].get("dtype", "auto")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, dtype=dtype)
     jobs = [MemberJob(str(i), m, args.seed + i) for i, m in enumerate(members)]
     if args.mode == "naive" and args.naive_members:
         jobs = jobs[: args.naive_members]  # its rate is per member: each compiles and trains alone
@@ -95,7 +104,8 @@ def run_mode(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - start
     ev.close()
     ok = [r for r in results.values() if r.ok]
-    return {"mode": args.mode, "evaluator": backend, "members": len(results), "ok": len(ok), "wall_s": wall,
+    return {"mode": args.mode, "evaluator": backend, "variant": (args.optimized_variant or "default")
+            if args.mode == "optimized" else "default", "dtype": config.dtype, "members": len(results), "ok": len(ok), "wall_s": wall,
             "evals_per_device_hour": len(results) / wall * 3600,
             "compile_s_sum": sum(r.compile_s for r in results.values()),
             "train_s_sum": sum(r.train_s for r in results.values()),
@@ -115,7 +125,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--width", type=float, default=1.0, help="width multiplier of the sampled members")
     ap.add_argument("--head", type=int, default=1280, help="head filters of the sampled members")
-    ap.add_argument("--backend", default="auto", choices=["auto", "processes", "pipelined"],
+    ap.add_argument("--optimized-variant",
+                    help="compile options for the optimized mode only, a variant of bench_compile_options "
+                         "(e.g. autotune0-shift); the naive mode keeps the defaults")
+    ap.add_argument("--backend", default="auto", choices=["auto", "processes", "pipelined", "sequential"],
                     help="the optimized mode's evaluator (auto: processes on a GPU, else pipelined)")
     ap.add_argument("--workers", type=int, default=8, help="processes: members in flight at once")
     ap.add_argument("--compile-workers", type=int, default=8)
@@ -138,8 +151,15 @@ def main() -> None:
     if "--out" in base:
         i = base.index("--out")
         del base[i:i + 2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    if args.optimized_variant:
+        from experiments.bench_compile_options import VARIANTS, variant_env
+
+        if args.optimized_variant not in VARIANTS:
+            sys.exit(f"bench_throughput: unknown variant {args.optimized_variant!r}; known: {', '.join(VARIANTS)}")
     for mode in ("optimized", "naive"):  # the naive one last: it is the one a time limit may cut short
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+        if mode == "optimized" and args.optimized_variant:
+            env = variant_env(args.optimized_variant, env)
         with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as cache:
             proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, "--mode", mode,
                                    "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
@@ -156,7 +176,7 @@ def main() -> None:
     out["max_accuracy_difference"] = max(diffs) if diffs else None
     for mode in ("naive", "optimized"):
         r = out[mode]
-        print(f"{mode:>9} ({r['evaluator']}): {r['members']} members in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} "
+        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} members in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} "
               f"evaluations per device-hour (compile {r['compile_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s "
               f"summed; mean val accuracy {r['mean_val_accuracy']:.4f})")
     print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# The GPU checks, as two device calls (each under the 10-minute per-call limit), from the repo root:
+# The GPU checks, as device calls (each under the 10-minute per-call limit), from the repo root;
+# several phases may go in one call, in the order given:
 #
-#   bash experiments/gpu_session.sh accuracy      # WRN and MobileNetV2 studies side by side, then JAX vs PyTorch
+#   bash experiments/gpu_session.sh accuracy      # the MobileNetV2 ensemble study, then JAX vs PyTorch
+#   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
+#   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
 #   bash experiments/gpu_session.sh throughput    # naive vs optimized member evaluations per GPU-hour
+#
+# Autotuning measures kernels on the GPU itself: a compile beside other GPU work is slowed several
+# times over (seen on an H200: the MobileNetV2 member beside the WRN study did not finish its
+# compile and 10 epochs in 5 minutes; alone, the same network compiled in 82 s in bench_jax_vs_torch),
+# so phases run one at a time.
 #
 # Needs CIFAR-10 as $NAS_DATA_DIR/cifar10_jpeg.npz (default .data/, git-ignored: copy
 # ../shared/data/cifar10_jpeg.npz there and carry .data). Writes logs and a results archive under
 # $OUT (default ./gpu_out). The studies' accuracies do not depend on what else runs; their timings
 # do, so the two timing benchmarks run alone. SMOKE=1 shrinks everything for a CPU dry run.
 set -u
-phase=${1:?usage: gpu_session.sh accuracy|throughput}
+[ $# -ge 1 ] || { echo "usage: gpu_session.sh accuracy|wrn|compile|throughput ..." >&2; exit 2; }
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export NAS_DATA_DIR=${NAS_DATA_DIR:-.data} NAS_CACHE_DIR=${NAS_CACHE_DIR:-/tmp/nas-cache} PYTHONUNBUFFERED=1
@@ -18,13 +26,16 @@ PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/nas-runs}
 STUDY_SET=()
 TORCH_ARGS=(--epochs 3)
-BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers 8 --naive-members "${NAIVE_MEMBERS:-3}")
+BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
+            ${OPT_VARIANT:+--optimized-variant "$OPT_VARIANT"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
+COMPILE_ARGS=(--members 1 --timeout 120)
 if [ "${SMOKE:-0}" = 1 ]; then
   STUDY_SET=(--set members=2 --set draws=2 --set train_examples=500 --set test_examples=200 --set val_size=200
              --set trainer.epochs=1 --set trainer.warmup_epochs=0.5 --set width_multiplier=0.25)
   TORCH_ARGS=(--epochs 2 --train-examples 1024 --width 0.25)
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --naive-members 2
               --naive-time-limit 30)
+  COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --variants default,shift)
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 
@@ -49,19 +60,25 @@ study() {  # name, run dir, limit s, extra args: the processes backend, then the
   fi
 }
 
+for phase in "$@"; do
 case $phase in
 accuracy)
-  log "studies: wrn and mobilenetv2-cifar side by side"
-  study wrn "$RUNS/study_wrn" 330 --workers 4 --max-minutes 4.5 &
-  study mobilenetv2-cifar "$RUNS/study_mnv2" 300 --workers 1 &
-  wait
+  log "study mobilenetv2-cifar (alone on the GPU)"
+  study mobilenetv2-cifar "$RUNS/study_mnv2" 300 --workers 1
   log "JAX vs PyTorch trainer benchmark (alone on the GPU)"
-  timeout 200 $PY -m experiments.bench_jax_vs_torch "${TORCH_ARGS[@]}" --out "$OUT/bench_torch.json" \
+  timeout "${TORCH_LIMIT:-240}" $PY -m experiments.bench_jax_vs_torch "${TORCH_ARGS[@]}" --out "$OUT/bench_torch.json" \
     > "$OUT/bench_torch.log" 2>&1
   log "bench_jax_vs_torch exit $?"
-  # one archive of the study outputs (points, summaries, findings, plots, member records and logits)
-  tar -czf "$OUT/studies.tgz" -C "$RUNS" . 2>/dev/null
-  log "archived: $(du -h "$OUT/studies.tgz" | cut -f1)"
+  ;;
+wrn)
+  log "study wrn"
+  study wrn "$RUNS/study_wrn" "${WRN_LIMIT:-420}" --workers 4 --max-minutes "${WRN_MINUTES:-5}"
+  ;;
+compile)
+  log "compile options: compile seconds vs training speed"
+  timeout "${COMPILE_LIMIT:-420}" $PY -m experiments.bench_compile_options "${COMPILE_ARGS[@]}" \
+    --out "$OUT/bench_compile_options.json" > "$OUT/bench_compile_options.log" 2>&1
+  log "bench_compile_options exit $?"
   ;;
 throughput)
   log "naive vs optimized member evaluations per GPU-hour"
@@ -71,3 +88,9 @@ throughput)
   ;;
 *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
+done
+# one archive of the study outputs (points, summaries, findings, plots, member records and logits)
+if [ -d "$RUNS" ]; then
+  tar -czf "$OUT/studies.tgz" -C "$RUNS" . 2>/dev/null
+  log "archived: $(du -h "$OUT/studies.tgz" | cut -f1)"
+fi

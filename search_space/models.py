@@ -63,6 +63,19 @@ def depthwise_shift_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Arr
     return out
 
 
+def depthwise_mode() -> str:
+    """How depthwise convolutions run: ``shift`` (sum of shifted copies; the default on CPUs, where
+    XLA's grouped convolution is slow) or ``grouped`` (one grouped convolution; the default
+    elsewhere). ``NAS_DEPTHWISE=shift|grouped`` overrides it, e.g. to compare compile times on a GPU,
+    where grouped convolutions are autotuned and the shifted sum is plain fused arithmetic."""
+    import os
+
+    mode = os.environ.get("NAS_DEPTHWISE", "")
+    if mode in ("shift", "grouped"):
+        return mode
+    return "shift" if jax.default_backend() == "cpu" else "grouped"
+
+
 class DepthwiseConv(nnx.Module):
     """kxk depthwise conv without bias; kernel (k, k, 1, C) like ``nnx.Conv`` with feature groups = C."""
 
@@ -74,7 +87,7 @@ class DepthwiseConv(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         w = self.kernel[...].astype(self.dtype)
         x = x.astype(self.dtype)
-        if jax.default_backend() == "cpu":
+        if depthwise_mode() == "shift":
             return depthwise_shift_sum(x, w, self.stride)
         return jax.lax.conv_general_dilated(x, w, (self.stride, self.stride), "SAME",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"),

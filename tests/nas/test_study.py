@@ -132,8 +132,11 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     first = (run / "records.jsonl").read_text().splitlines()
     assert sorted(json.loads(l)["architecture"] for l in first) == ["wrn-10-1", "wrn-10-2"]
 
-    out = _nas("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json")
+    # extended through worker processes (the GPU default), which share the run's compilation cache
+    out = _nas("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json",
+               "--backend", "processes", "--workers", "2")
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "seed 1: training wrn-10-1 14px, wrn-10-2 14px (processes)" in out.stderr
     lines = (run / "records.jsonl").read_text().splitlines()
     assert lines[:2] == first and len(lines) == 4  # the first two members were read back, not retrained
     assert [json.loads(l)["seed"] for l in lines[2:]] == [1, 1]

@@ -110,3 +110,20 @@ def test_depthwise_shift_sum_equals_grouped_conv(k, stride, size):
     ref = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                        feature_group_count=5)
     np.testing.assert_allclose(depthwise_shift_sum(x, w, stride), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_mode_follows_the_backend_unless_overridden(monkeypatch):
+    from flax import nnx
+
+    from search_space.models import DepthwiseConv, depthwise_mode
+
+    monkeypatch.delenv("NAS_DEPTHWISE", raising=False)
+    assert depthwise_mode() == "shift"  # the CPU default
+    conv = DepthwiseConv(8, 3, 2, nnx.Rngs(0), jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (2, 9, 9, 8))
+    shifted = conv(x)
+    monkeypatch.setenv("NAS_DEPTHWISE", "grouped")
+    assert depthwise_mode() == "grouped"
+    np.testing.assert_allclose(conv(x), shifted, rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("NAS_DEPTHWISE", "bogus")  # anything else: the backend's default
+    assert depthwise_mode() == "shift"

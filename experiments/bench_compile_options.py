@@ -1,0 +1,161 @@
+"""What a new member costs under different compile options: compile seconds against training speed.
+
+    python -m experiments.bench_compile_options --out compile_options.json                  # GPU
+    python -m experiments.bench_compile_options --members 1 --train-examples 1000 --width 0.25 \\
+        --variants default,shift                                                           # CPU smoke
+
+On a GPU, compiling a new small MnasNet-style member takes 45-55 s in bf16, almost all of it XLA's
+autotuning (3.9 s with autotuning off, but that build trained at 1.0k img/s: PERF_NOTES.md), and
+autotuning runs on the GPU itself, so several compiles at once, or a compile beside training, slow
+each other down (on an H200, eight members compiled in eight worker processes took 150-200 s each).
+So the cheapest evaluation may come from compiling less rather than compiling in parallel. Each
+variant below runs in a fresh process (no compilation cache) on the same sampled members:
+
+- default: bf16, XLA's default autotuning.
+- no-triton-gemm: matrix products through cuBLAS instead of autotuned Triton fusions.
+- autotune0: ``--xla_gpu_autotune_level=0`` (no autotuning).
+- shift / autotune0-shift: depthwise convolutions as sums of shifted copies (``NAS_DEPTHWISE=shift``,
+  plain fused arithmetic with nothing to autotune) instead of grouped convolutions.
+- f32 / f32-autotune0: float32 compute (TF32 matrix units on GPUs).
+
+For each variant: compile seconds and training images/s per member, validation accuracy after
+``--epochs``, and the implied cost of one 10-epoch proxy evaluation on 45,000 images
+(compile + 450,000 / images-per-second) with its evaluations per device-hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "default": {},
+    "no-triton-gemm": {"xla": "--xla_gpu_enable_triton_gemm=false"},
+    "autotune0": {"xla": "--xla_gpu_autotune_level=0"},
+    "shift": {"depthwise": "shift"},
+    "autotune0-shift": {"xla": "--xla_gpu_autotune_level=0", "depthwise": "shift"},
+    "f32": {"dtype": "float32"},
+    "f32-autotune0": {"dtype": "float32", "xla": "--xla_gpu_autotune_level=0"},
+}
+PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k training side
+
+
+def variant_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with variant ``name``'s XLA flags appended and its depthwise mode set (its dtype is a
+    TrainConfig field, which the caller sets); no persistent compilation cache."""
+    v = VARIANTS[name]
+    out = {k: val for k, val in env.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    out["XLA_FLAGS"] = " ".join(x for x in (env.get("XLA_FLAGS", ""), v.get("xla", "")) if x)
+    if "depthwise" in v:
+        out["NAS_DEPTHWISE"] = v["depthwise"]
+    return out
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    """One variant in this process (the parent set its environment)."""
+    import jax
+    import numpy as np
+
+    from experiments.bench_throughput import _sample_members
+    from search_space.models import depthwise_mode
+    from trainer.config import TrainConfig
+    from trainer.data import load_dataset, validation_split
+    from trainer.train import MemberTrainer
+
+    v = VARIANTS[args.variant]
+    ds = load_dataset(args.dataset)
+    split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
+    members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, dtype=v.get("dtype", "auto"),
+                         warmup_epochs=min(1.0, args.epochs / 2))
+    rows = []
+    for i, m in enumerate(members):
+        t = MemberTrainer(m, split, config, seed=args.seed + i)
+        compile_s = t.compile()
+        start = time.perf_counter()
+        for e in range(args.epochs):
+            losses = t.run_epoch(e)
+        train_s = time.perf_counter() - start
+        acc = float((t.logits(split.x_val).argmax(-1) == split.y_val).mean())
+        ips = args.epochs * t.steps_per_epoch * t.batch_size / train_s
+        rows.append({"member": i, "resolution": m.resolution, "compile_s": compile_s, "images_per_s": ips,
+                     "val_accuracy": acc, "final_loss": float(np.mean(losses))})
+        print(f"[{args.variant}] member {i + 1}/{len(members)} {m.resolution}px: compile {compile_s:.1f} s, "
+              f"{ips:.0f} img/s, acc {acc:.4f}", file=sys.stderr, flush=True)
+    compile_mean = sum(r["compile_s"] for r in rows) / len(rows)
+    ips_mean = sum(r["images_per_s"] for r in rows) / len(rows)
+    proxy_s = sum(r["compile_s"] + PROXY_IMAGES / r["images_per_s"] for r in rows) / len(rows)
+    return {"variant": args.variant, **v, "depthwise_mode": depthwise_mode(), "members": rows,
+            "compile_s_mean": compile_mean, "images_per_s_mean": ips_mean, "proxy_member_s": proxy_s,
+            "proxy_evals_per_hour": 3600 / proxy_s,
+            "mean_val_accuracy": sum(r["val_accuracy"] for r in rows) / len(rows),
+            "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(), "jax": jax.__version__}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    ap.add_argument("--members", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--train-examples", type=int, default=10_000)
+    ap.add_argument("--val-size", type=int, default=5000)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--head", type=int, default=1280)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is skipped")
+    ap.add_argument("--out", help="write the results here as JSON (after every variant)")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return
+    names = [n for n in args.variants.split(",") if n]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(f"bench_compile_options: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    base = list(sys.argv[1:])
+    for flag in ("--out", "--variants"):
+        if flag in base:
+            i = base.index(flag)
+            del base[i:i + 2]
+    out: list[dict] = []
+    for name in names:
+        env = variant_env(name, dict(os.environ))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "experiments.bench_compile_options", *base,
+                                   "--variant", name], env=env, stdout=subprocess.PIPE, text=True,
+                                  timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"[{name}] skipped: over {args.timeout:.0f} s", file=sys.stderr, flush=True)
+            out.append({"variant": name, "skipped": f"over {args.timeout:.0f} s"})
+            continue
+        if proc.returncode != 0:
+            out.append({"variant": name, "skipped": f"exit {proc.returncode}"})
+            continue
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(out, f, indent=1)
+    done = [r for r in out if "skipped" not in r]
+    base_row = next((r for r in done if r["variant"] == "default"), done[0] if done else None)
+    for r in out:
+        if "skipped" in r:
+            print(f"{r['variant']:>16}: skipped ({r['skipped']})")
+            continue
+        print(f"{r['variant']:>16}: compile {r['compile_s_mean']:6.1f} s  {r['images_per_s_mean']:8.0f} img/s  "
+              f"acc {r['mean_val_accuracy']:.4f}  10-epoch proxy member {r['proxy_member_s']:6.1f} s = "
+              f"{r['proxy_evals_per_hour']:5.0f}/h ({r['proxy_evals_per_hour'] / base_row['proxy_evals_per_hour']:.2f}x "
+              f"{base_row['variant']})  [{r['device']}]")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
