@@ -44,6 +44,7 @@ _WORKER_ENV_DEFAULTS = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # N workers s
 def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None) -> None:
     """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult."""
     os.environ.update(env)
+    _exit_with_parent()
     import jax
 
     if env.get("JAX_COMPILATION_CACHE_DIR"):
@@ -70,6 +71,23 @@ def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str
         except Exception as e:  # noqa: BLE001 - a failing member is a result
             result = _failed(spec, e)
         conn.send(result)
+
+
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this worker soon after its driver dies (a driver killed with SIGKILL cannot stop it), so a
+    killed search leaves nothing holding the GPU before it is resumed."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 class _Worker:

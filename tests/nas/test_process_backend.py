@@ -77,3 +77,60 @@ def test_a_dead_worker_is_replaced_and_its_member_retried_or_failed(fashion, tmp
         ev.close()
     assert out["0"].ok and out["1"].ok
     assert out["2"].status == "failed" and "worker process died (exit code 4) on 2 attempts" in out["2"].reason
+
+
+def _sleeps(spec, split, config, seed):
+    import time
+
+    time.sleep(600)
+
+
+DRIVER = """
+import os, sys
+from nas.evaluators import MemberJob
+from nas.process_backend import ProcessEvaluator
+from tests.nas.test_process_backend import _sleeps
+from tests.trainer.test_train import tiny_member
+from trainer.data import Split
+import numpy as np
+
+if __name__ == "__main__":
+    split = Split("t", np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.int64), np.zeros((2, 8, 8, 1), np.uint8),
+                  np.zeros(2, np.int64), ("a", "b"))
+    ev = ProcessEvaluator(workers=1, train_fn=_sleeps)
+    it = ev.evaluate_many([MemberJob("a", tiny_member(), 0)], split, None)
+    import threading
+    threading.Timer(3, lambda: print(ev._pool[0].proc.pid, flush=True)).start()
+    next(it)
+"""
+
+
+@pytest.mark.xdist_group("process_backend")
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    driver = subprocess.Popen([sys.executable, str(script)], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(driver.stdout.readline())  # the worker is up and training (sleeping)
+        os.kill(worker, 0)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its killed driver by 30 s")
+    finally:
+        driver.kill()
