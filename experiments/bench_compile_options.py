@@ -17,6 +17,9 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - shift / autotune0-shift: depthwise convolutions as sums of shifted copies (``NAS_DEPTHWISE=shift``,
   plain fused arithmetic with nothing to autotune) instead of grouped convolutions.
 - f32 / f32-autotune0: float32 compute (TF32 matrix units on GPUs).
+- eval-at-train-batch: the validation program at the training batch size (256) instead of 1000, so
+  that its forward convolutions have the training program's shapes and may reuse their autotuning
+  (the evaluation program is a second compile with its own autotuning).
 
 For each variant: compile seconds and training images/s per member, validation accuracy after
 ``--epochs``, and the implied cost of one 10-epoch proxy evaluation on 45,000 images
@@ -40,6 +43,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "autotune0-shift": {"xla": "--xla_gpu_autotune_level=0", "depthwise": "shift"},
     "f32": {"dtype": "float32"},
     "f32-autotune0": {"dtype": "float32", "xla": "--xla_gpu_autotune_level=0"},
+    "eval-at-train-batch": {"eval_batch": "train"},
 }
 PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k training side
 
@@ -71,7 +75,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
     members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, dtype=v.get("dtype", "auto"),
-                         warmup_epochs=min(1.0, args.epochs / 2))
+                         warmup_epochs=min(1.0, args.epochs / 2),
+                         eval_batch_size=args.batch_size if v.get("eval_batch") == "train" else 1000)
     rows = []
     for i, m in enumerate(members):
         t = MemberTrainer(m, split, config, seed=args.seed + i)

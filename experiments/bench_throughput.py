@@ -17,8 +17,9 @@ each in a fresh subprocess with empty caches, so neither inherits the other's co
   members (layer shapes repeat across the space).
 
 ``--optimized-variant NAME`` gives the optimized mode (only) the compile options of one of
-``experiments.bench_compile_options``'s variants (XLA flags, depthwise mode, dtype), e.g. less
-autotuning; its accuracies then agree with the naive ones only approximately (printed).
+``experiments.bench_compile_options``'s variants (XLA flags, depthwise mode, dtype, evaluation
+batch), e.g. less autotuning; its accuracies then agree with the naive ones only approximately
+(printed).
 
 ``--naive-members N`` runs the naive loop on the first N members only, and ``--naive-time-limit S``
 starts no naive member after S seconds (the optimized mode runs first): every naive member compiles
@@ -76,12 +77,13 @@ def run_mode(args: argparse.Namespace) -> dict:
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
     members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
-    dtype = "auto"
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
     if args.mode == "optimized" and args.optimized_variant:
         from experiments.bench_compile_options import VARIANTS
 
-        dtype = VARIANTS[args.optimized_variant].get("dtype", "auto")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, dtype=dtype)
+        v = VARIANTS[args.optimized_variant]
+        config = config.replace(dtype=v.get("dtype", "auto"),
+                                eval_batch_size=args.batch_size if v.get("eval_batch") == "train" else 1000)
     jobs = [MemberJob(str(i), m, args.seed + i) for i, m in enumerate(members)]
     if args.mode == "naive" and args.naive_members:
         jobs = jobs[: args.naive_members]  # its rate is per member: each compiles and trains alone
@@ -104,8 +106,9 @@ def run_mode(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - start
     ev.close()
     ok = [r for r in results.values() if r.ok]
-    return {"mode": args.mode, "evaluator": backend, "variant": (args.optimized_variant or "default")
-            if args.mode == "optimized" else "default", "dtype": config.dtype, "members": len(results), "ok": len(ok), "wall_s": wall,
+    variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
+    return {"mode": args.mode, "evaluator": backend, "variant": variant, "dtype": config.dtype,
+            "members": len(results), "ok": len(ok), "wall_s": wall,
             "evals_per_device_hour": len(results) / wall * 3600,
             "compile_s_sum": sum(r.compile_s for r in results.values()),
             "train_s_sum": sum(r.train_s for r in results.values()),
@@ -176,9 +179,10 @@ def main() -> None:
     out["max_accuracy_difference"] = max(diffs) if diffs else None
     for mode in ("naive", "optimized"):
         r = out[mode]
-        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} members in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} "
-              f"evaluations per device-hour (compile {r['compile_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s "
-              f"summed; mean val accuracy {r['mean_val_accuracy']:.4f})")
+        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} members in "
+              f"{r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
+              f"(compile {r['compile_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s summed; "
+              f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "
           f"jax {out['naive']['jax']}); the {len(common)} members both trained differ in validation accuracy "
           f"by at most {out['max_accuracy_difference']:.4f}")
