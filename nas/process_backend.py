@@ -10,6 +10,11 @@ that leave the GPU mostly idle share it. The workers share the driver's persiste
 cache and, on GPUs, XLA's per-fusion autotuning cache, so a layer shape autotuned for one member is
 not autotuned again for the next.
 
+What it buys is bounded by autotuning itself, which times kernels on the shared GPU: on an H200,
+eight workers compiling at once took 150-196 s per member against 45-55 s for one alone (H100,
+``PERF_NOTES.md``), hence a default of 4 workers (``experiments/bench_compile_options.py``
+measures the other lever, compiling less).
+
 Each worker is a spawned process that loads the split once (from a pickle the driver writes per
 split) and then trains one member at a time: ``train_member(spec, split, config, seed)``, so
 results are the same as in-process ones. A worker that dies (killed, out of host memory, a crash in
@@ -36,9 +41,9 @@ from trainer.train import MemberResult
 
 TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
 
-# Passed on to workers (spawned processes inherit os.environ; these are made explicit so that a
-# cache directory set through jax.config in the driver reaches them too).
-_WORKER_ENV_DEFAULTS = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # N workers share one GPU's memory
+# Set in every worker unless the caller's environment says otherwise: N workers share one GPU's
+# memory, so none may take JAX's default 75% of it at start.
+_WORKER_ENV_DEFAULTS = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None) -> None:
