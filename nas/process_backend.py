@@ -15,8 +15,9 @@ eight workers compiling at once took 150-196 s per member against 45-55 s for on
 ``PERF_NOTES.md``), hence a default of 4 workers (``experiments/bench_compile_options.py``
 measures the other lever, compiling less).
 
-Each worker is a spawned process that loads the split once (from a pickle the driver writes per
-split) and then trains one member at a time: ``train_member(spec, split, config, seed)``, so
+Each worker is a spawned process that maps the split once (the driver writes its arrays as .npy
+files per split; workers open them memory-mapped, so N workers share one copy in host memory) and
+then trains one member at a time: ``train_member(spec, split, config, seed)``, so
 results are the same as in-process ones. A worker that dies (killed, out of host memory, a crash in
 native code) is replaced; its member is retried ``max_retries`` times and then recorded as failed,
 and the other members go on.
@@ -28,7 +29,7 @@ import collections
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -70,12 +71,35 @@ def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str
         try:
             if split_path not in splits:
                 splits.clear()
-                with open(split_path, "rb") as f:
-                    splits[split_path] = pickle.load(f)
+                splits[split_path] = _read_split(split_path)
             result = (train_fn or train_member)(spec, splits[split_path], config, seed)
         except Exception as e:  # noqa: BLE001 - a failing member is a result
             result = _failed(spec, e)
         conn.send(result)
+
+
+_SPLIT_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
+
+
+def _write_split(split: Split, folder: Path) -> None:
+    """The split's arrays as .npy files plus its name and class names, written under a temporary
+    name and renamed, so a folder that exists is complete."""
+    import numpy as np
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in _SPLIT_ARRAYS:
+        np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(split, name)))
+    (tmp / "meta.json").write_text(json.dumps({"name": split.name, "class_names": list(split.class_names)}))
+    tmp.replace(folder)
+
+
+def _read_split(folder: str) -> Split:
+    import numpy as np
+
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    arrays = {name: np.load(Path(folder) / f"{name}.npy", mmap_mode="r") for name in _SPLIT_ARRAYS}
+    return Split(meta["name"], class_names=tuple(meta["class_names"]), **arrays)
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
@@ -147,11 +171,9 @@ class ProcessEvaluator:
         hit = self._split_paths.get(id(split))
         if hit is not None and hit[0] is split:
             return hit[1]
-        path = Path(self._tmp.name) / f"split-{split.fingerprint[:16]}.pkl"
-        if not path.is_file():
-            with open(path.with_suffix(".tmp"), "wb") as f:
-                pickle.dump(split, f, protocol=pickle.HIGHEST_PROTOCOL)
-            path.with_suffix(".tmp").replace(path)
+        path = Path(self._tmp.name) / f"split-{split.fingerprint[:16]}"
+        if not path.is_dir():
+            _write_split(split, path)
         self._split_paths = {id(split): (split, str(path))}  # holding the split keeps its id unique
         return str(path)
 
