@@ -6,6 +6,7 @@
 #   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
 #   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
 #   bash experiments/gpu_session.sh throughput    # naive vs optimized member evaluations per GPU-hour
+#   bash experiments/gpu_session.sh search        # the CIFAR-10 search (experiments/search_cifar10.py)
 #
 # Autotuning measures kernels on the GPU itself: a compile beside other GPU work is slowed several
 # times over (seen on an H200: the MobileNetV2 member beside the WRN study did not finish its
@@ -85,6 +86,19 @@ throughput)
   timeout "${BENCH_LIMIT:-520}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
+  ;;
+search)
+  # Resumable: a run directory carried in as $SEARCH_RUN (e.g. .runs/search_cifar10) is continued.
+  run=${SEARCH_RUN:-$RUNS/search_cifar10}
+  if [ -f "$run/config.json" ]; then args=(--run-dir "$run" --resume); else
+    args=(--config experiments/search_cifar10.py --run-dir "$run"); fi
+  log "search: ${args[*]}"
+  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" > "$OUT/search.log" 2>&1
+  log "search exit $? (124: stopped by its time limit; --resume continues it)"
+  $PY -m nas plot "$run" >> "$OUT/search.log" 2>&1
+  $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
+  tar -czf "$OUT/search_run.tgz" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null
+  log "search run archived: $(du -h "$OUT/search_run.tgz" | cut -f1)"
   ;;
 *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
