@@ -129,6 +129,20 @@ class PipelinedEvaluator:
         self._pool.shutdown(wait=True)
 
 
+def compilation_cache_env() -> dict[str, str]:
+    """The driver's persistent compilation cache as an environment variable for worker processes:
+    a cache directory set through ``jax.config`` (as the search and study do) reaches them no
+    other way. Empty when there is none, or when the environment already names one."""
+    import os
+
+    import jax
+
+    cache = jax.config.jax_compilation_cache_dir
+    if not cache or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return {}
+    return {"JAX_COMPILATION_CACHE_DIR": str(cache)}
+
+
 def default_backend() -> str:
     """``processes`` where JAX sees a GPU (XLA serializes GPU autotuning within a process, see
     nas.process_backend), else ``pipelined``."""

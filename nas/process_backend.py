@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from nas.evaluators import MemberJob
+from nas.evaluators import MemberJob, compilation_cache_env
 from search_space.spec import ArchSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.data import Split
@@ -42,19 +42,14 @@ from trainer.train import MemberResult
 
 TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
 
-# Set in every worker unless the caller's environment says otherwise: N workers share one GPU's
-# memory, so none may take JAX's default 75% of it at start.
-_WORKER_ENV_DEFAULTS = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-
-
 def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None) -> None:
     """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult."""
     os.environ.update(env)
     _exit_with_parent()
     import jax
 
-    if env.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir", env["JAX_COMPILATION_CACHE_DIR"])
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     from nas.evaluators import failed_result as _failed
     from trainer.train import train_member
@@ -152,16 +147,11 @@ class ProcessEvaluator:
         replaces ``trainer.train.train_member``."""
         if workers < 1:
             raise ValueError("workers must be positive")
-        import jax
-
-        # The driver trains nothing: its JAX must not take 75% of the GPU that the workers share.
+        # Spawned workers inherit the driver's environment. Neither the driver, which trains
+        # nothing, nor any of the N workers sharing one GPU may take JAX's default 75% of it.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         self.workers, self.max_retries, self._train_fn = workers, max_retries, train_fn
-        self._env = {**_WORKER_ENV_DEFAULTS, **{k: v for k, v in os.environ.items()
-                                                 if k.startswith(("JAX_", "XLA_", "NAS_", "CUDA_"))}}
-        if jax.config.jax_compilation_cache_dir and "JAX_COMPILATION_CACHE_DIR" not in self._env:
-            self._env["JAX_COMPILATION_CACHE_DIR"] = str(jax.config.jax_compilation_cache_dir)
-        self._env.update(env or {})
+        self._env = {**compilation_cache_env(), **(env or {})}  # on top of the inherited environment
         self._ctx = multiprocessing.get_context("spawn")  # fork would copy the driver's XLA state
         self._pool: list[_Worker] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="nas-split-")

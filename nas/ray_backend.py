@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterator, Sequence
 
-from nas.evaluators import MemberJob, failed_result
+from nas.evaluators import MemberJob, compilation_cache_env, failed_result
 from search_space.errors import UserError
 from search_space.spec import ArchSpec
 from trainer.config import TrainConfig
@@ -62,11 +62,7 @@ class RayEvaluator:
         if gpus_per_member and gpus == 0:
             self.close()  # tasks asking for GPUs would wait forever on a cluster without any
             raise UserError(f"--gpus-per-member {gpus_per_member}: the Ray cluster has no GPUs")
-        env_vars = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
-        import jax
-
-        if jax.config.jax_compilation_cache_dir and "JAX_COMPILATION_CACHE_DIR" not in env_vars:
-            env_vars["JAX_COMPILATION_CACHE_DIR"] = str(jax.config.jax_compilation_cache_dir)
+        env_vars = {**{k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}, **compilation_cache_env()}
         if gpus_per_member:
             # JAX takes 75% of a GPU at start by default; a member owning a fraction of it takes that fraction.
             env_vars["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * min(1.0, gpus_per_member):.3f}"

@@ -24,7 +24,7 @@ from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
 from nas.config import SearchConfig
-from nas.evaluators import Evaluator, MemberJob, PipelinedEvaluator, member_summary, result_line
+from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
 from nas.store import RunDir
@@ -197,7 +197,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
     decode = make_space(config, split.native_resolution)
     own = evaluator is None
-    ctx = SearchContext(config, run, split, decode, evaluator or PipelinedEvaluator(), log)
+    ctx = SearchContext(config, run, split, decode, evaluator or make_evaluator(), log)
     try:
         return _search_loop(ctx, ds.name, stop_after)
     finally:

@@ -139,7 +139,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         metrics = evaluate_ensemble(logits, ds.y_test)
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
                "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
-               "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies), "latency_max_ms": r["latency_max_ms"]}
+               "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
+               "latency_max_ms": r["latency_max_ms"]}
         run.append_retrain(row)
         results.append(row)
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
