@@ -3,6 +3,7 @@
     python -m experiments.bench_compile_options --out compile_options.json                  # GPU
     python -m experiments.bench_compile_options --members 1 --train-examples 1000 --width 0.25 \\
         --variants default,shift                                                           # CPU smoke
+    python -m experiments.bench_compile_options --pick compile_options.json   # prints the best variant
 
 On a GPU, compiling a new small MnasNet-style member takes 45-55 s in bf16, almost all of it XLA's
 autotuning (3.9 s with autotuning off, but that build trained at 1.0k img/s: PERF_NOTES.md), and
@@ -16,6 +17,10 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - autotune0: ``--xla_gpu_autotune_level=0`` (no autotuning).
 - shift / autotune0-shift: depthwise convolutions as sums of shifted copies (``NAS_DEPTHWISE=shift``,
   plain fused arithmetic with nothing to autotune) instead of grouped convolutions.
+- matmul / autotune0-matmul / autotune0-matmul-cublas: no convolution left at all: dense
+  convolutions as matrix products over stacked shifted inputs (``NAS_CONV=matmul``, im2col) and
+  depthwise ones as shifted sums; with autotuning off, cuBLAS still picks matrix-product kernels by
+  heuristics (``-cublas`` also routes fused products away from Triton's untuned tilings).
 - f32 / f32-autotune0: float32 compute (TF32 matrix units on GPUs).
 - eval-at-train-batch: the validation program at the training batch size (256) instead of 1000, so
   that its forward convolutions have the training program's shapes and may reuse their autotuning
@@ -41,6 +46,10 @@ VARIANTS: dict[str, dict[str, str]] = {
     "autotune0": {"xla": "--xla_gpu_autotune_level=0"},
     "shift": {"depthwise": "shift"},
     "autotune0-shift": {"xla": "--xla_gpu_autotune_level=0", "depthwise": "shift"},
+    "matmul": {"conv": "matmul", "depthwise": "shift"},
+    "autotune0-matmul": {"xla": "--xla_gpu_autotune_level=0", "conv": "matmul", "depthwise": "shift"},
+    "autotune0-matmul-cublas": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_triton_gemm=false",
+                                "conv": "matmul", "depthwise": "shift"},
     "f32": {"dtype": "float32"},
     "f32-autotune0": {"dtype": "float32", "xla": "--xla_gpu_autotune_level=0"},
     "eval-at-train-batch": {"eval_batch": "train"},
@@ -49,14 +58,42 @@ PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k tr
 
 
 def variant_env(name: str, env: dict[str, str]) -> dict[str, str]:
-    """``env`` with variant ``name``'s XLA flags appended and its depthwise mode set (its dtype is a
-    TrainConfig field, which the caller sets); no persistent compilation cache."""
+    """``env`` with variant ``name``'s XLA flags appended and its convolution lowering set (its dtype
+    is a TrainConfig field, which the caller sets); no persistent compilation cache."""
     v = VARIANTS[name]
     out = {k: val for k, val in env.items() if not k.startswith("JAX_COMPILATION_CACHE")}
     out["XLA_FLAGS"] = " ".join(x for x in (env.get("XLA_FLAGS", ""), v.get("xla", "")) if x)
-    if "depthwise" in v:
-        out["NAS_DEPTHWISE"] = v["depthwise"]
+    for key, var in (("depthwise", "NAS_DEPTHWISE"), ("conv", "NAS_CONV")):
+        if key in v:
+            out[var] = v[key]
     return out
+
+
+def shell_exports(name: str) -> str:
+    """Shell ``export`` lines that give a search or study process variant ``name``'s XLA flags and
+    convolution lowering. Exits with an error for variants that change the trainer config instead
+    (dtype, evaluation batch): those are ``--set trainer.*`` settings."""
+    import shlex
+
+    if name not in VARIANTS:
+        sys.exit(f"bench_compile_options: unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    v = VARIANTS[name]
+    if "dtype" in v or "eval_batch" in v:
+        sys.exit(f"bench_compile_options: variant {name!r} changes the trainer config, not the environment")
+    env = variant_env(name, {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})
+    return "\n".join(f"export {k}={shlex.quote(val)}" for k, val in sorted(env.items()) if val)
+
+
+def pick_best(rows: list[dict], accuracy_tolerance: float = 0.05) -> str:
+    """The measured variant with the most implied 10-epoch evaluations per hour among those whose
+    accuracy is within ``accuracy_tolerance`` of the most accurate one (a lowering that trains
+    fast but badly is no saving). Raises ValueError when no variant was measured."""
+    done = [r for r in rows if "skipped" not in r]
+    if not done:
+        raise ValueError("no variant was measured")
+    top = max(r["mean_val_accuracy"] for r in done)
+    fair = [r for r in done if r["mean_val_accuracy"] >= top - accuracy_tolerance]
+    return max(fair, key=lambda r: r["proxy_evals_per_hour"])["variant"]
 
 
 def run_variant(args: argparse.Namespace) -> dict:
@@ -65,7 +102,6 @@ def run_variant(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from experiments.bench_throughput import _sample_members
-    from search_space.models import depthwise_mode
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
     from trainer.train import MemberTrainer
@@ -87,14 +123,15 @@ def run_variant(args: argparse.Namespace) -> dict:
         train_s = time.perf_counter() - start
         acc = float((t.logits(split.x_val).argmax(-1) == split.y_val).mean())
         ips = args.epochs * t.steps_per_epoch * t.batch_size / train_s
-        rows.append({"member": i, "resolution": m.resolution, "compile_s": compile_s, "images_per_s": ips,
+        rows.append({"member": i, "resolution": m.resolution, "lowering": t.lowering, "compile_s": compile_s,
+                     "images_per_s": ips,
                      "val_accuracy": acc, "final_loss": float(np.mean(losses))})
         print(f"[{args.variant}] member {i + 1}/{len(members)} {m.resolution}px: compile {compile_s:.1f} s, "
               f"{ips:.0f} img/s, acc {acc:.4f}", file=sys.stderr, flush=True)
     compile_mean = sum(r["compile_s"] for r in rows) / len(rows)
     ips_mean = sum(r["images_per_s"] for r in rows) / len(rows)
     proxy_s = sum(r["compile_s"] + PROXY_IMAGES / r["images_per_s"] for r in rows) / len(rows)
-    return {"variant": args.variant, **v, "depthwise_mode": depthwise_mode(), "members": rows,
+    return {"variant": args.variant, **v, "lowering": rows[0]["lowering"], "members": rows,
             "compile_s_mean": compile_mean, "images_per_s_mean": ips_mean, "proxy_member_s": proxy_s,
             "proxy_evals_per_hour": 3600 / proxy_s,
             "mean_val_accuracy": sum(r["val_accuracy"] for r in rows) / len(rows),
@@ -115,8 +152,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is skipped")
     ap.add_argument("--out", help="write the results here as JSON (after every variant)")
+    ap.add_argument("--pick", metavar="JSON",
+                    help="print the best variant of an earlier --out file (most evaluations per hour among "
+                         "those within 0.05 of the best accuracy) and exit")
+    ap.add_argument("--exports", metavar="VARIANT",
+                    help="print a variant's environment as shell exports (for a search or study to use it) and exit")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.exports:
+        print(shell_exports(args.exports))
+        return
+    if args.pick:
+        try:
+            with open(args.pick) as f:
+                print(pick_best(json.load(f)))
+        except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+            sys.exit(f"bench_compile_options: cannot pick from {args.pick}: {e}")
+        return
     if args.variant:
         print(json.dumps(run_variant(args)))
         return

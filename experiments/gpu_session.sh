@@ -5,7 +5,10 @@
 #   bash experiments/gpu_session.sh accuracy      # the MobileNetV2 ensemble study, then JAX vs PyTorch
 #   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
 #   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
+#                                                 # (COMPILE_VARIANTS=default,... to include the defaults)
 #   bash experiments/gpu_session.sh throughput    # naive vs optimized member evaluations per GPU-hour
+#   bash experiments/gpu_session.sh compile throughput   # one call of at most about 9.5 minutes:
+#       the optimized mode takes the compile phase's best variant (OPT_VARIANT=best, the default)
 #   bash experiments/gpu_session.sh search        # the CIFAR-10 search (experiments/search_cifar10.py)
 #
 # Autotuning measures kernels on the GPU itself: a compile beside other GPU work is slowed several
@@ -27,16 +30,24 @@ PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/nas-runs}
 STUDY_SET=()
 TORCH_ARGS=(--epochs 3)
+OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the throughput phase); none: defaults
+# Sized so that `compile throughput` fits one 10-minute call (with about 20 s to decode CIFAR-10):
+# compile <= 150 s (three variants with nothing to autotune, each a fresh process: start, data,
+# compile, one epoch; the default options are what the throughput phase's naive mode measures),
+# throughput <= 380 s: the optimized mode first, stopped after 120 s; then the naive loop, starting
+# members for 90 s (each about 60-100 s: compile with autotuning, then 10 epochs).
 BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
-            ${OPT_VARIANT:+--optimized-variant "$OPT_VARIANT"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
-COMPILE_ARGS=(--members 1 --timeout 120)
+            --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
+            ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
+COMPILE_ARGS=(--members 1 --timeout 70
+              --variants "${COMPILE_VARIANTS:-autotune0-matmul,autotune0-matmul-cublas,autotune0-shift}")
 if [ "${SMOKE:-0}" = 1 ]; then
   STUDY_SET=(--set members=2 --set draws=2 --set train_examples=500 --set test_examples=200 --set val_size=200
              --set trainer.epochs=1 --set trainer.warmup_epochs=0.5 --set width_multiplier=0.25)
   TORCH_ARGS=(--epochs 2 --train-examples 1024 --width 0.25)
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --naive-members 2
               --naive-time-limit 30)
-  COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --variants default,shift)
+  COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --variants default,autotune0-matmul)
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 
@@ -61,6 +72,12 @@ study() {  # name, run dir, limit s, extra args: the processes backend, then the
   fi
 }
 
+pick_variant() {  # OPT_VARIANT, with "best" resolved from this session's compile phase (else none)
+  if [ "$OPT_VARIANT" = best ]; then
+    $PY -m experiments.bench_compile_options --pick "$OUT/bench_compile_options.json" 2>/dev/null || echo none
+  else echo "$OPT_VARIANT"; fi
+}
+
 for phase in "$@"; do
 case $phase in
 accuracy)
@@ -77,13 +94,15 @@ wrn)
   ;;
 compile)
   log "compile options: compile seconds vs training speed"
-  timeout "${COMPILE_LIMIT:-420}" $PY -m experiments.bench_compile_options "${COMPILE_ARGS[@]}" \
+  timeout "${COMPILE_LIMIT:-150}" $PY -m experiments.bench_compile_options "${COMPILE_ARGS[@]}" \
     --out "$OUT/bench_compile_options.json" > "$OUT/bench_compile_options.log" 2>&1
   log "bench_compile_options exit $?"
   ;;
 throughput)
-  log "naive vs optimized member evaluations per GPU-hour"
-  timeout "${BENCH_LIMIT:-520}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
+  variant=$(pick_variant)
+  [ "$variant" = none ] || BENCH_ARGS+=(--optimized-variant "$variant")
+  log "naive vs optimized member evaluations per GPU-hour (optimized variant: $variant)"
+  timeout "${BENCH_LIMIT:-380}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
   ;;
@@ -92,7 +111,11 @@ search)
   run=${SEARCH_RUN:-$RUNS/search_cifar10}
   if [ -f "$run/config.json" ]; then args=(--run-dir "$run" --resume); else
     args=(--config experiments/search_cifar10.py --run-dir "$run"); fi
-  log "search: ${args[*]}"
+  variant=$(pick_variant)
+  if [ "$variant" != none ]; then
+    exports=$($PY -m experiments.bench_compile_options --exports "$variant") && eval "$exports"
+  fi
+  log "search: ${args[*]} (compile variant: $variant)"
   timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" > "$OUT/search.log" 2>&1
   log "search exit $? (124: stopped by its time limit; --resume continues it)"
   $PY -m nas plot "$run" >> "$OUT/search.log" 2>&1

@@ -42,10 +42,11 @@ from trainer.train import MemberResult
 
 TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
 
-def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None,
+                 driver_pid: int) -> None:
     """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult."""
+    _exit_with_parent(driver_pid)
     os.environ.update(env)
-    _exit_with_parent()
     import jax
 
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
@@ -97,18 +98,23 @@ def _read_split(folder: str) -> Split:
     return Split(meta["name"], class_names=tuple(meta["class_names"]), **arrays)
 
 
-def _exit_with_parent(poll_s: float = 1.0) -> None:
+def _exit_with_parent(driver_pid: int, poll_s: float = 1.0) -> None:
     """End this worker soon after its driver dies (a driver killed with SIGKILL cannot stop it), so a
-    killed search leaves nothing holding the GPU before it is resumed."""
+    killed search leaves nothing holding the GPU before it is resumed.
+
+    The driver's pid comes from the driver: a spawned worker imports JAX and the trainer before this
+    runs (seconds, more under load), and a driver killed meanwhile has already left the worker to
+    another parent, which this worker would otherwise take for its own."""
     import threading
     import time
 
-    parent = os.getppid()
+    if os.getppid() != driver_pid:
+        os._exit(0)
 
     def watch() -> None:
         while True:
             time.sleep(poll_s)
-            if os.getppid() != parent:
+            if os.getppid() != driver_pid:
                 os._exit(0)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
@@ -117,7 +123,7 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
 class _Worker:
     def __init__(self, ctx: Any, env: dict[str, str], train_fn: TrainFn | None):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, env, train_fn), daemon=True,
+        self.proc = ctx.Process(target=_worker_main, args=(child, env, train_fn, os.getpid()), daemon=True,
                                 name="nas-member-worker")
         self.proc.start()
         child.close()

@@ -33,13 +33,27 @@ BN_EPSILON = 1e-3
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, rngs: nnx.Rngs, dtype: Any, groups: int = 1,
-          bias: bool = False) -> nnx.Conv:
-    return nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding="SAME", feature_group_count=groups,
-                    use_bias=bias, kernel_init=_CONV_INIT, dtype=dtype, rngs=rngs)
+          bias: bool = False) -> "Conv":
+    return Conv(cin, cout, kernel, stride, rngs, dtype, groups=groups, bias=bias)
 
 
 def _bn(c: int, rngs: nnx.Rngs, dtype: Any) -> nnx.BatchNorm:
     return nnx.BatchNorm(c, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
+
+
+def _same_pad(x: jax.Array, k: int, stride: int) -> tuple[jax.Array, int, int]:
+    """``x`` (NHWC) padded as XLA's 'SAME' pads a kxk window at ``stride``; also the output size."""
+    _, h, w, _ = x.shape
+    ho, wo = -(-h // stride), -(-w // stride)
+    th, tw = max((ho - 1) * stride + k - h, 0), max((wo - 1) * stride + k - w, 0)
+    if th or tw:
+        x = jnp.pad(x, ((0, 0), (th // 2, th - th // 2), (tw // 2, tw - tw // 2), (0, 0)))
+    return x, ho, wo
+
+
+def _shifted(xp: jax.Array, i: int, j: int, ho: int, wo: int, stride: int) -> jax.Array:
+    """The window offset (i, j) of every output position: xp[:, i + stride*y, j + stride*x, :]."""
+    return xp[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride, :]
 
 
 def depthwise_shift_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
@@ -51,14 +65,11 @@ def depthwise_shift_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Arr
     project's 2-core CPU machines. GPUs keep the grouped conv (about 150 us with gradients on an H100).
     """
     k = kernel.shape[0]
-    n, h, w, c = x.shape
-    ho, wo = -(-h // stride), -(-w // stride)
-    th, tw = max((ho - 1) * stride + k - h, 0), max((wo - 1) * stride + k - w, 0)
-    xp = jnp.pad(x, ((0, 0), (th // 2, th - th // 2), (tw // 2, tw - tw // 2), (0, 0)))
+    xp, ho, wo = _same_pad(x, k, stride)
     out = None
     for i in range(k):
         for j in range(k):
-            term = xp[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride, :] * kernel[i, j, 0]
+            term = _shifted(xp, i, j, ho, wo, stride) * kernel[i, j, 0]
             out = term if out is None else out + term
     return out
 
@@ -74,6 +85,96 @@ def depthwise_mode() -> str:
     if mode in ("shift", "grouped"):
         return mode
     return "shift" if jax.default_backend() == "cpu" else "grouped"
+
+
+# On CPUs the matrix-product lowering paid for its longer compile after 1,400-1,700 training images
+# (5-10 s more compile against 3.5-5.6 ms less per image on three sampled Fashion-MNIST members at
+# width 0.25, batch 32); 4,000 leaves room for compile-heavy members. Shorter runs (the test
+# suite's, the one-epoch demo's 2,000 images) keep XLA convolutions.
+MATMUL_MIN_TRAIN_IMAGES = 4_000
+
+
+def conv_mode(train_images: int | None = None) -> str:
+    """How dense (non-depthwise) convolutions run: ``conv`` (one XLA convolution) or ``matmul``
+    (one matrix product: 1x1 convolutions directly, kxk ones over their k*k shifted input copies
+    stacked on the channel axis, i.e. im2col). ``NAS_CONV=conv|matmul`` decides; otherwise GPUs/TPUs
+    use ``conv`` and CPUs ``matmul`` for a training run of at least ``MATMUL_MIN_TRAIN_IMAGES``
+    images (epochs x examples), else ``conv``.
+
+    Measured on this project's 2-core CPU machines (float32, sampled MnasNet-space members, width
+    0.25-0.5, batch 32-64, one epoch): ``matmul`` trains 3-10x faster (354-575 against 123-192 img/s
+    on Fashion-MNIST, 126-133 against 12-32 img/s on CIFAR-10; XLA's kxk convolutions are the slow
+    part) but compiles 25-70% longer (23-36 s against 14-28 s; the test suite took 10.7 instead of
+    6.2 minutes with it everywhere).
+
+    Why it matters on a GPU: each convolution shape is autotuned over cuDNN's algorithms when a
+    member compiles, most of a new member's 45-55 s compile (PERF_NOTES.md); with autotuning off
+    that member trained at 1.0k img/s (which kernels were slow was not recorded). With autotuning
+    off, cuBLAS picks matrix-product kernels by heuristics, and with ``NAS_DEPTHWISE=shift`` a member
+    has no convolution left to autotune; whether its untuned speed is usable is what
+    experiments/bench_compile_options.py measures there."""
+    import os
+
+    mode = os.environ.get("NAS_CONV", "")
+    if mode in ("conv", "matmul"):
+        return mode
+    if jax.default_backend() != "cpu" or train_images is None:
+        return "conv"
+    return "matmul" if train_images >= MATMUL_MIN_TRAIN_IMAGES else "conv"
+
+
+def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """A dense kxk convolution with 'SAME' padding (kernel HWIO) as one matrix product over the
+    stacked shifted copies of the input (im2col); 1x1 convolutions need no copies. Same result as
+    ``conv_general_dilated`` up to float summation order."""
+    k, _, cin, cout = kernel.shape
+    xp, ho, wo = _same_pad(x, k, stride)
+    if k == 1:
+        cols = _shifted(xp, 0, 0, ho, wo, stride)
+    else:  # concatenation order (i, j, c) is the HWIO kernel's row-major flattening
+        cols = jnp.concatenate([_shifted(xp, i, j, ho, wo, stride) for i in range(k) for j in range(k)], axis=-1)
+    return jnp.einsum("nhwc,cd->nhwd", cols, kernel.reshape(k * k * cin, cout))
+
+
+class Conv(nnx.Module):
+    """kxk convolution, 'SAME' padding, optional bias; parameters named and shaped as ``nnx.Conv``'s
+    (kernel HWIO, float32), computed in ``dtype`` either as an XLA convolution or as a matrix
+    product (``conv_mode``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, rngs: nnx.Rngs, dtype: Any,
+                 groups: int = 1, bias: bool = False):
+        self.kernel = nnx.Param(_CONV_INIT(rngs.params(), (kernel, kernel, cin // groups, cout), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32)) if bias else None
+        self.stride = stride
+        self.groups = groups
+        self.dtype = dtype
+        self.lowering: str | None = None  # conv | matmul; None: conv_mode() when traced
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(self.dtype)
+        w = self.kernel[...].astype(self.dtype)
+        if self.groups == 1 and (self.lowering or conv_mode()) == "matmul":
+            y = conv_as_matmul(x, w, self.stride)
+        else:
+            y = jax.lax.conv_general_dilated(x, w, (self.stride, self.stride), "SAME",
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                             feature_group_count=self.groups)
+        return y + self.bias[...].astype(self.dtype) if self.bias is not None else y
+
+
+def set_conv_lowering(model: nnx.Module, mode: str) -> None:
+    """Fix how ``model``'s dense convolutions run (``conv`` or ``matmul``; see ``conv_mode``)."""
+    if mode not in ("conv", "matmul"):
+        raise ValueError(f"conv lowering must be conv or matmul, got {mode!r}")
+    for _, m in nnx.iter_modules(model):
+        if isinstance(m, Conv):
+            m.lowering = mode
+
+
+def lowering(train_images: int | None = None) -> dict[str, str]:
+    """How this process lowers convolutions for a training run of ``train_images`` images
+    (recorded with results: it changes speed and float summation order, not the network)."""
+    return {"conv": conv_mode(train_images), "depthwise": depthwise_mode()}
 
 
 class DepthwiseConv(nnx.Module):

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from search_space.models import init_model
+from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, to_model_input
 from trainer.config import TrainConfig, compute_dtype, make_optimizer
@@ -41,6 +41,7 @@ class MemberResult:
     eval_s: float = 0.0
     epochs: int = 0
     steps: int = 0
+    lowering: str = ""  # how convolutions ran, e.g. "conv=matmul,depthwise=shift" (speed, not the network)
 
     @property
     def ok(self) -> bool:
@@ -107,6 +108,9 @@ class MemberTrainer:
         self.batch_size = min(config.batch_size, n)
         self.steps_per_epoch = max(1, n // self.batch_size)
         model = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype)
+        self.conv_lowering = conv_mode(train_images=config.epochs * n)
+        set_conv_lowering(model, self.conv_lowering)
+        self.lowering = f"conv={self.conv_lowering},depthwise={depthwise_mode()}"
         model.train()
         self.graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
         model.eval()
@@ -218,7 +222,7 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
                 progress(epoch + 1, config.epochs, mean)
             if not np.all(np.isfinite(losses)):
                 return MemberResult(sid, "failed", f"diverged: non-finite loss in epoch {epoch + 1}",
-                                    loss_curve=tuple(curve), compile_s=compile_s,
+                                    loss_curve=tuple(curve), compile_s=compile_s, lowering=trainer.lowering,
                                     train_s=time.perf_counter() - start, epochs=epoch + 1)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -230,9 +234,11 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
         raise
     if not np.all(np.isfinite(logits)):
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
+                            lowering=trainer.lowering,
                             compile_s=compile_s, train_s=train_s, epochs=config.epochs)
     acc = float((logits.argmax(-1) == split.y_val).mean())
     return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), compile_s=compile_s,
+                        lowering=trainer.lowering,
                         train_s=train_s, eval_s=eval_s, epochs=config.epochs,
                         steps=config.epochs * trainer.steps_per_epoch)
 

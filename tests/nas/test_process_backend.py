@@ -100,13 +100,38 @@ if __name__ == "__main__":
     ev = ProcessEvaluator(workers=1, train_fn=_sleeps)
     it = ev.evaluate_many([MemberJob("a", tiny_member(), 0)], split, None)
     import threading
-    threading.Timer(3, lambda: print(ev._pool[0].proc.pid, flush=True)).start()
+    import time
+
+    def report():  # the worker's pid, once it exists, after the given delay
+        while not ev._pool:
+            time.sleep(0.01)
+        time.sleep(float(sys.argv[1]))
+        print(ev._pool[0].proc.pid, flush=True)
+
+    threading.Thread(target=report, daemon=True).start()
     next(it)
 """
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and has not exited: an orphan that exited stays a zombie until whoever
+    adopted it reaps it, and a container's init may never do so."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: signal 0 tells existence only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
 @pytest.mark.xdist_group("process_backend")
-def test_workers_exit_when_their_driver_is_killed(tmp_path):
+@pytest.mark.parametrize("delay", [0.0, 3.0], ids=["while-starting", "while-training"])
+def test_workers_exit_when_their_driver_is_killed(tmp_path, delay):
     import signal
     import subprocess
     import sys
@@ -116,17 +141,21 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path):
     script.write_text(DRIVER)
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    driver = subprocess.Popen([sys.executable, str(script)], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    driver = subprocess.Popen([sys.executable, str(script), str(delay)], cwd=root, env=env, stdout=subprocess.PIPE,
+                              text=True)
     try:
-        worker = int(driver.stdout.readline())  # the worker is up and training (sleeping)
+        # 0 s: the worker is still importing JAX (a killed driver leaves it to another parent before
+        # its own code runs); 3 s: usually up and training (sleeping)
+        import select
+
+        assert select.select([driver.stdout], [], [], 120)[0], "the driver printed no worker pid in 120 s"
+        worker = int(driver.stdout.readline())
         os.kill(worker, 0)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         deadline = time.time() + 30
         while time.time() < deadline:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
+            if not _running(worker):
                 break
             time.sleep(0.2)
         else:

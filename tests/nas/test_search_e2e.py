@@ -24,6 +24,7 @@ def test_resumed_search_completes_with_every_record(resumed_run):
         assert len(r["members"]) == r["size"] and len(r["decisions"]) == 50 * r["size"]
         assert {"jax", "flax", "optax"} <= set(r["versions"]) and r["flops"] > 0 and r["params"] > 0
         assert r["accuracy_arithmetic"] is not None and r["reward"] > 0
+        assert all(m["lowering"].startswith("conv=") for m in r["members"])  # how each member ran
     assert any(m["cached"] for r in records for m in r["members"]) or n_killed >= 2
 
 

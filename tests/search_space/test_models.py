@@ -127,3 +127,49 @@ def test_depthwise_mode_follows_the_backend_unless_overridden(monkeypatch):
     np.testing.assert_allclose(conv(x), shifted, rtol=1e-5, atol=1e-5)
     monkeypatch.setenv("NAS_DEPTHWISE", "bogus")  # anything else: the backend's default
     assert depthwise_mode() == "shift"
+
+
+@pytest.mark.parametrize("k, stride, size", [(1, 1, 6), (1, 2, 7), (3, 1, 7), (3, 2, 8), (5, 2, 7), (5, 1, 6)])
+def test_conv_as_matmul_equals_xla_convolution_with_gradients(k, stride, size):
+    from search_space.models import conv_as_matmul
+
+    rng = np.random.default_rng(10 * k + stride + size)
+    x = jnp.asarray(rng.normal(size=(2, size, size + 1, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 4, 6)), jnp.float32)
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(conv_as_matmul(x, w, stride), xla(x, w), rtol=1e-5, atol=1e-4)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731 - a non-linear cotangent
+    for got, ref in zip(jax.grad(loss(lambda x, w: conv_as_matmul(x, w, stride)), (0, 1))(x, w),
+                        jax.grad(loss(xla), (0, 1))(x, w)):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["mnasnet-a1", "wrn-16-2"])
+def test_both_convolution_lowerings_compute_the_same_network(monkeypatch, name):
+    from search_space.models import MATMUL_MIN_TRAIN_IMAGES, conv_mode, lowering, set_conv_lowering
+
+    monkeypatch.delenv("NAS_CONV", raising=False)
+    monkeypatch.delenv("NAS_DEPTHWISE", raising=False)
+    # CPU defaults: XLA convolutions for short runs, matrix products from the break-even on
+    assert conv_mode() == conv_mode(MATMUL_MIN_TRAIN_IMAGES - 1) == "conv"
+    assert lowering(MATMUL_MIN_TRAIN_IMAGES) == {"conv": "matmul", "depthwise": "shift"}
+    monkeypatch.setenv("NAS_CONV", "conv")  # the environment overrides
+    assert conv_mode(10**6) == "conv"
+    monkeypatch.setenv("NAS_CONV", "bogus")  # anything else: the default
+    assert conv_mode(10**6) == "matmul"
+
+    spec = zoo.get(name, resolution=32)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 32, 32, 3)), jnp.float32)
+    model = init_model(spec, 10, seed=1)
+    model.eval()
+    set_conv_lowering(model, "conv")
+    ref = model(x)
+    assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: model(x))(x))
+    set_conv_lowering(model, "matmul")
+    np.testing.assert_allclose(model(x), ref, rtol=1e-4, atol=1e-4)
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda x: model(x))(x))  # nothing left to autotune
+    with pytest.raises(ValueError, match="conv or matmul"):
+        set_conv_lowering(model, "fft")

@@ -38,6 +38,20 @@ def test_one_epoch_on_2000_real_images_learns_far_above_chance_within_a_minute(f
     assert r.val_accuracy > 0.35  # chance is 0.10
     assert wall < 60, f"{wall:.0f} s (compile {r.compile_s:.0f} s, train {r.train_s:.0f} s)"
     assert r.compile_s > 0 and r.train_s > 0 and r.steps == 62 and len(r.loss_curve) == 1
+    assert r.lowering == "conv=conv,depthwise=shift"  # a short run on the CPU: XLA convolutions
+
+
+def test_long_cpu_runs_lower_convolutions_to_matrix_products(fashion, monkeypatch):
+    from search_space.models import MATMUL_MIN_TRAIN_IMAGES
+
+    monkeypatch.delenv("NAS_CONV", raising=False)
+    split = _small_split(fashion)
+    epochs = -(-MATMUL_MIN_TRAIN_IMAGES // len(split.y_train))
+    t = MemberTrainer(tiny_member(), split, TrainConfig(epochs=epochs), seed=0)
+    assert t.lowering == "conv=matmul,depthwise=shift"
+    assert MemberTrainer(tiny_member(), split, TrainConfig(epochs=epochs - 1), seed=0).conv_lowering == "conv"
+    monkeypatch.setenv("NAS_CONV", "conv")
+    assert MemberTrainer(tiny_member(), split, TrainConfig(epochs=epochs), seed=0).conv_lowering == "conv"
 
 
 def _small_split(fashion, n=256):
