@@ -42,8 +42,53 @@ def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path
     assert all("10-epoch proxy member" in line and "x autotune0-matmul)" in line for line in lines)
 
 
+def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path, dataset):
+    out = tmp_path / "bt.json"
+    r = _run("experiments.bench_throughput", "--dataset", dataset, "--members", "2", "--epochs", "1",
+             "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--naive-members", "1",
+             "--optimized-time-limit", "0.1", "--compile-workers", "1", "--train-workers", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(out.read_text())
+    assert d["optimized"]["members"] == 1  # stopped by its time limit after the first member
+    assert d["naive"]["members"] == 1 and d["naive"]["evaluator"] == "sequential"
+    for mode in ("optimized", "naive"):
+        assert d[mode]["evals_per_device_hour"] == pytest.approx(3600 * d[mode]["members"] / d[mode]["wall_s"])
+    assert d["ratio"] == pytest.approx(d["optimized"]["evals_per_device_hour"] / d["naive"]["evals_per_device_hour"])
+    assert d["max_accuracy_difference"] == 0.0  # the same member, the same compile options
+    assert "ratio optimized / naive" in r.stdout and "time limit reached after 1 members" in r.stderr
+
+
 def test_benchmarks_reject_unknown_variants():
     r = _run("experiments.bench_compile_options", "--variants", "default,nope")
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
     r = _run("experiments.bench_throughput", "--optimized-variant", "nope")
     assert r.returncode != 0 and "unknown variant 'nope'" in r.stderr
+
+
+def test_pick_takes_the_fastest_variant_that_still_learns(tmp_path):
+    from experiments.bench_compile_options import pick_best
+
+    rows = [{"variant": "default", "mean_val_accuracy": 0.50, "proxy_evals_per_hour": 60},
+            {"variant": "autotune0", "mean_val_accuracy": 0.20, "proxy_evals_per_hour": 900},  # fast, learns little
+            {"variant": "autotune0-matmul", "mean_val_accuracy": 0.47, "proxy_evals_per_hour": 500},
+            {"variant": "shift", "skipped": "over 70 s"}]
+    assert pick_best(rows) == "autotune0-matmul"
+    assert pick_best(rows, accuracy_tolerance=0.5) == "autotune0"
+    with pytest.raises(ValueError, match="no variant"):
+        pick_best([{"variant": "shift", "skipped": "exit 1"}])
+    out = tmp_path / "rows.json"
+    out.write_text(json.dumps(rows))
+    r = _run("experiments.bench_compile_options", "--pick", str(out))
+    assert r.returncode == 0 and r.stdout.strip() == "autotune0-matmul"
+    r = _run("experiments.bench_compile_options", "--pick", str(tmp_path / "missing.json"))
+    assert r.returncode != 0 and "cannot pick from" in r.stderr
+
+
+def test_exports_give_a_search_the_variants_environment():
+    r = _run("experiments.bench_compile_options", "--exports", "autotune0-matmul-cublas")
+    assert r.returncode == 0
+    env = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.strip().splitlines())
+    assert env["NAS_CONV"] == "matmul" and env["NAS_DEPTHWISE"] == "shift"
+    assert env["XLA_FLAGS"].strip("'").split() == ["--xla_gpu_autotune_level=0", "--xla_gpu_enable_triton_gemm=false"]
+    r = _run("experiments.bench_compile_options", "--exports", "f32")  # a trainer setting, not the environment
+    assert r.returncode != 0 and "changes the trainer config" in r.stderr
