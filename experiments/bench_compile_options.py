@@ -69,15 +69,20 @@ def variant_env(name: str, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def require_variant(name: str, prog: str) -> dict[str, str]:
+    """Variant ``name``'s settings, or exit with one error line naming the known ones."""
+    if name not in VARIANTS:
+        sys.exit(f"{prog}: unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
 def shell_exports(name: str) -> str:
     """Shell ``export`` lines that give a search or study process variant ``name``'s XLA flags and
     convolution lowering. Exits with an error for variants that change the trainer config instead
     (dtype, evaluation batch): those are ``--set trainer.*`` settings."""
     import shlex
 
-    if name not in VARIANTS:
-        sys.exit(f"bench_compile_options: unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-    v = VARIANTS[name]
+    v = require_variant(name, "bench_compile_options")
     if "dtype" in v or "eval_batch" in v:
         sys.exit(f"bench_compile_options: variant {name!r} changes the trainer config, not the environment")
     env = variant_env(name, {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})

@@ -162,10 +162,9 @@ def main() -> None:
         i = base.index("--out")
         del base[i:i + 2]
     if args.optimized_variant:
-        from experiments.bench_compile_options import VARIANTS, variant_env
+        from experiments.bench_compile_options import require_variant, variant_env
 
-        if args.optimized_variant not in VARIANTS:
-            sys.exit(f"bench_throughput: unknown variant {args.optimized_variant!r}; known: {', '.join(VARIANTS)}")
+        require_variant(args.optimized_variant, "bench_throughput")
     for mode in ("optimized", "naive"):  # the naive one last: it is the one a time limit may cut short
         env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
         if mode == "optimized" and args.optimized_variant:

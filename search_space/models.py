@@ -32,11 +32,6 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-3
 
 
-def _conv(cin: int, cout: int, kernel: int, stride: int, rngs: nnx.Rngs, dtype: Any, groups: int = 1,
-          bias: bool = False) -> "Conv":
-    return Conv(cin, cout, kernel, stride, rngs, dtype, groups=groups, bias=bias)
-
-
 def _bn(c: int, rngs: nnx.Rngs, dtype: Any) -> nnx.BatchNorm:
     return nnx.BatchNorm(c, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
 
@@ -171,12 +166,6 @@ def set_conv_lowering(model: nnx.Module, mode: str) -> None:
             m.lowering = mode
 
 
-def lowering(train_images: int | None = None) -> dict[str, str]:
-    """How this process lowers convolutions for a training run of ``train_images`` images
-    (recorded with results: it changes speed and float summation order, not the network)."""
-    return {"conv": conv_mode(train_images), "depthwise": depthwise_mode()}
-
-
 class DepthwiseConv(nnx.Module):
     """kxk depthwise conv without bias; kernel (k, k, 1, C) like ``nnx.Conv`` with feature groups = C."""
 
@@ -203,7 +192,7 @@ class ConvBN(nnx.Module):
         if groups > 1 and groups == cin == cout:
             self.conv = DepthwiseConv(cin, kernel, stride, rngs, dtype)
         else:
-            self.conv = _conv(cin, cout, kernel, stride, rngs, dtype, groups)
+            self.conv = Conv(cin, cout, kernel, stride, rngs, dtype, groups)
         self.bn = _bn(cout, rngs, dtype)
         self.act = act
 
@@ -214,8 +203,8 @@ class ConvBN(nnx.Module):
 
 class SqueezeExcite(nnx.Module):
     def __init__(self, channels: int, reduced: int, act: Callable, rngs: nnx.Rngs, dtype: Any):
-        self.reduce = _conv(channels, reduced, 1, 1, rngs, dtype, bias=True)
-        self.expand = _conv(reduced, channels, 1, 1, rngs, dtype, bias=True)
+        self.reduce = Conv(channels, reduced, 1, 1, rngs, dtype, bias=True)
+        self.expand = Conv(reduced, channels, 1, 1, rngs, dtype, bias=True)
         self.act = act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -307,11 +296,11 @@ class WideBasic(nnx.Module):
 
     def __init__(self, layer: Layer, dropout: float, rngs: nnx.Rngs, dtype: Any):
         self.bn1 = _bn(layer.cin, rngs, dtype)
-        self.conv1 = _conv(layer.cin, layer.cout, 3, layer.stride, rngs, dtype)
+        self.conv1 = Conv(layer.cin, layer.cout, 3, layer.stride, rngs, dtype)
         self.bn2 = _bn(layer.cout, rngs, dtype)
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
-        self.conv2 = _conv(layer.cout, layer.cout, 3, 1, rngs, dtype)
-        self.proj = _conv(layer.cin, layer.cout, 1, layer.stride, rngs, dtype) if layer.shortcut == "proj" else None
+        self.conv2 = Conv(layer.cout, layer.cout, 3, 1, rngs, dtype)
+        self.proj = Conv(layer.cin, layer.cout, 1, layer.stride, rngs, dtype) if layer.shortcut == "proj" else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         o = jax.nn.relu(self.bn1(x))
@@ -324,7 +313,7 @@ class WideBasic(nnx.Module):
 class WideResNet(nnx.Module):
     def __init__(self, spec: WideResNetSpec, num_classes: int, *, rngs: nnx.Rngs, dtype: Any = jnp.float32):
         plan = layer_plan(spec, num_classes)
-        self.stem = _conv(3, 16, 3, 1, rngs, dtype)
+        self.stem = Conv(3, 16, 3, 1, rngs, dtype)
         self.blocks = nnx.List([WideBasic(l, spec.dropout, rngs, dtype) for l in plan if l.op == "wrn_basic"])
         self.bn = _bn(plan[-1].cin, rngs, dtype)
         self.classifier = Classifier(plan[-1].cin, num_classes, 0.0, rngs, dtype)

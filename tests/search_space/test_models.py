@@ -149,13 +149,13 @@ def test_conv_as_matmul_equals_xla_convolution_with_gradients(k, stride, size):
 
 @pytest.mark.parametrize("name", ["mnasnet-a1", "wrn-16-2"])
 def test_both_convolution_lowerings_compute_the_same_network(monkeypatch, name):
-    from search_space.models import MATMUL_MIN_TRAIN_IMAGES, conv_mode, lowering, set_conv_lowering
+    from search_space.models import MATMUL_MIN_TRAIN_IMAGES, conv_mode, depthwise_mode, set_conv_lowering
 
     monkeypatch.delenv("NAS_CONV", raising=False)
     monkeypatch.delenv("NAS_DEPTHWISE", raising=False)
     # CPU defaults: XLA convolutions for short runs, matrix products from the break-even on
     assert conv_mode() == conv_mode(MATMUL_MIN_TRAIN_IMAGES - 1) == "conv"
-    assert lowering(MATMUL_MIN_TRAIN_IMAGES) == {"conv": "matmul", "depthwise": "shift"}
+    assert (conv_mode(MATMUL_MIN_TRAIN_IMAGES), depthwise_mode()) == ("matmul", "shift")
     monkeypatch.setenv("NAS_CONV", "conv")  # the environment overrides
     assert conv_mode(10**6) == "conv"
     monkeypatch.setenv("NAS_CONV", "bogus")  # anything else: the default
