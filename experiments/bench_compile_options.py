@@ -34,11 +34,13 @@ For each variant: compile seconds and training images/s per member, validation a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from typing import Any, Iterator
 
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
@@ -101,6 +103,82 @@ def pick_best(rows: list[dict], accuracy_tolerance: float = 0.05) -> str:
     return max(fair, key=lambda r: r["proxy_evals_per_hour"])["variant"]
 
 
+@contextlib.contextmanager
+def timing_lock() -> Iterator[None]:
+    """Exclusive use of the device while a variant times its training, when variants run side by
+    side (``--parallel``): the parent names a lock file in ``NAS_BENCH_TIMING_LOCK``; without it,
+    nothing to wait for."""
+    path = os.environ.get("NAS_BENCH_TIMING_LOCK")
+    if not path:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_variants(names: list[str], base: list[str], timeout: float, parallel: int,
+                 out_path: str | None) -> list[dict]:
+    """Each variant in a fresh process, ``parallel`` at a time, in ``names``' order in the result.
+
+    Side by side, the processes compile at once (on a GPU, variants without autotuning compile on
+    the host CPU only) but take turns for the timed training and evaluation (``timing_lock``), so
+    images/s is measured alone on the device; compile seconds then include sharing the host's
+    cores. A variant over ``timeout`` seconds (from its start) is killed and recorded as skipped."""
+    import tempfile
+
+    results: dict[str, dict] = {}
+    pending = list(names)
+    running: dict[str, tuple[subprocess.Popen, float, Any]] = {}
+    lock = tempfile.NamedTemporaryFile(prefix="nas-bench-timing-", suffix=".lock", delete=False)
+    lock.close()
+
+    def record(name: str, row: dict) -> None:
+        results[name] = row
+        if out_path:
+            with open(out_path, "w") as f:
+                json.dump([results[n] for n in names if n in results], f, indent=1)
+
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, parallel):
+                name = pending.pop(0)
+                env = variant_env(name, dict(os.environ))
+                if parallel > 1:
+                    env["NAS_BENCH_TIMING_LOCK"] = lock.name
+                stdout = tempfile.TemporaryFile(mode="w+")
+                proc = subprocess.Popen([sys.executable, "-m", "experiments.bench_compile_options", *base,
+                                         "--variant", name], env=env, stdout=stdout, text=True)
+                running[name] = (proc, time.monotonic(), stdout)
+            time.sleep(0.2)
+            for name, (proc, started, stdout) in list(running.items()):
+                if proc.poll() is None and time.monotonic() - started <= timeout:
+                    continue
+                del running[name]
+                if proc.returncode is None:
+                    proc.kill()
+                    proc.wait()
+                    print(f"[{name}] skipped: over {timeout:.0f} s", file=sys.stderr, flush=True)
+                    record(name, {"variant": name, "skipped": f"over {timeout:.0f} s"})
+                elif proc.returncode != 0:
+                    record(name, {"variant": name, "skipped": f"exit {proc.returncode}"})
+                else:
+                    stdout.seek(0)
+                    record(name, json.loads(stdout.read().strip().splitlines()[-1]))
+                stdout.close()
+    finally:
+        for proc, _, stdout in running.values():
+            proc.kill()
+            stdout.close()
+        os.unlink(lock.name)
+    return [results[n] for n in names]
+
+
 def run_variant(args: argparse.Namespace) -> dict:
     """One variant in this process (the parent set its environment)."""
     import jax
@@ -122,15 +200,18 @@ def run_variant(args: argparse.Namespace) -> dict:
     for i, m in enumerate(members):
         t = MemberTrainer(m, split, config, seed=args.seed + i)
         compile_s = t.compile()
-        start = time.perf_counter()
-        for e in range(args.epochs):
-            losses = t.run_epoch(e)
-        train_s = time.perf_counter() - start
-        acc = float((t.logits(split.x_val).argmax(-1) == split.y_val).mean())
+        with timing_lock():
+            window = [time.time()]  # wall clock, comparable across the variants' processes
+            start = time.perf_counter()
+            for e in range(args.epochs):
+                losses = t.run_epoch(e)
+            train_s = time.perf_counter() - start
+            acc = float((t.logits(split.x_val).argmax(-1) == split.y_val).mean())
+            window.append(time.time())
         ips = args.epochs * t.steps_per_epoch * t.batch_size / train_s
         rows.append({"member": i, "resolution": m.resolution, "lowering": t.lowering, "compile_s": compile_s,
                      "images_per_s": ips,
-                     "val_accuracy": acc, "final_loss": float(np.mean(losses))})
+                     "val_accuracy": acc, "final_loss": float(np.mean(losses)), "timed_window": window})
         print(f"[{args.variant}] member {i + 1}/{len(members)} {m.resolution}px: compile {compile_s:.1f} s, "
               f"{ips:.0f} img/s, acc {acc:.4f}", file=sys.stderr, flush=True)
     compile_mean = sum(r["compile_s"] for r in rows) / len(rows)
@@ -156,6 +237,9 @@ def main() -> None:
     ap.add_argument("--head", type=int, default=1280)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is skipped")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="variants run side by side: they compile at once and take turns to time their training "
+                         "(for variants whose compile does not use the GPU, i.e. without autotuning)")
     ap.add_argument("--out", help="write the results here as JSON (after every variant)")
     ap.add_argument("--pick", metavar="JSON",
                     help="print the best variant of an earlier --out file (most evaluations per hour among "
@@ -174,6 +258,8 @@ def main() -> None:
         except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
             sys.exit(f"bench_compile_options: cannot pick from {args.pick}: {e}")
         return
+    if args.parallel < 1:
+        sys.exit(f"bench_compile_options: --parallel must be at least 1, got {args.parallel}")
     if args.variant:
         print(json.dumps(run_variant(args)))
         return
@@ -182,28 +268,11 @@ def main() -> None:
     if unknown:
         sys.exit(f"bench_compile_options: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     base = list(sys.argv[1:])
-    for flag in ("--out", "--variants"):
+    for flag in ("--out", "--variants", "--parallel"):
         if flag in base:
             i = base.index(flag)
             del base[i:i + 2]
-    out: list[dict] = []
-    for name in names:
-        env = variant_env(name, dict(os.environ))
-        try:
-            proc = subprocess.run([sys.executable, "-m", "experiments.bench_compile_options", *base,
-                                   "--variant", name], env=env, stdout=subprocess.PIPE, text=True,
-                                  timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            print(f"[{name}] skipped: over {args.timeout:.0f} s", file=sys.stderr, flush=True)
-            out.append({"variant": name, "skipped": f"over {args.timeout:.0f} s"})
-            continue
-        if proc.returncode != 0:
-            out.append({"variant": name, "skipped": f"exit {proc.returncode}"})
-            continue
-        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(out, f, indent=1)
+    out = run_variants(names, base, args.timeout, args.parallel, args.out)
     done = [r for r in out if "skipped" not in r]
     base_row = next((r for r in done if r["variant"] == "default"), done[0] if done else None)
     for r in out:
