@@ -48,6 +48,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   STUDY_SET=(--set members=2 --set draws=2 --set train_examples=500 --set test_examples=200 --set val_size=200
              --set trainer.epochs=1 --set trainer.warmup_epochs=0.5 --set width_multiplier=0.25)
   TORCH_ARGS=(--epochs 2 --train-examples 1024 --width 0.25 --torch-modes "${TORCH_MODES:-eager}")
+  : "${TORCH_LIMIT:=600}"  # PyTorch's bf16 autocast is slow on CPUs
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --naive-members 2
               --naive-time-limit 30)
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --variants default,autotune0-matmul
@@ -74,6 +75,16 @@ study() {  # name, run dir, limit s, extra args: the processes backend, then the
       >> "$OUT/study_$name.log" 2>&1
     log "study $name resumed in-process: exit $?"
   fi
+}
+
+archive() {  # archive.tgz, tar args: gzip them into $OUT; over 15 MiB, as parts of 15 MiB (files come
+  # back from a device call at up to 16 MiB each, 8 files in all); joined again by `cat NAME.part* > NAME`
+  local name=$1; shift
+  tar -czf "$OUT/$name" "$@" 2>/dev/null
+  if [ "$(stat -c %s "$OUT/$name")" -gt $((15 * 1024 * 1024)) ]; then
+    split -b 15m -d -a 1 "$OUT/$name" "$OUT/$name.part" && rm "$OUT/$name"
+  fi
+  du -ch "$OUT/$name"* | tail -1 | cut -f1
 }
 
 pick_variant() {  # OPT_VARIANT, with "best" resolved from this session's compile phase (else none)
@@ -115,7 +126,10 @@ throughput)
   log "bench_throughput exit $?"
   ;;
 search)
-  # Resumable: a run directory carried in as $SEARCH_RUN (e.g. .runs/search_cifar10) is continued.
+  # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:
+  #   mkdir -p .runs && cat search_run.tgz* | tar -xz -C .runs   (one file, or its parts in order)
+  # then SEARCH_RUN=.runs/search_cifar10 with carry [".data", ".runs"] (64 MiB in all: CIFAR-10 is
+  # 21 MB, a 180-member run about 36 MB).
   run=${SEARCH_RUN:-$RUNS/search_cifar10}
   if [ -f "$run/config.json" ]; then args=(--run-dir "$run" --resume); else
     args=(--config experiments/search_cifar10.py --run-dir "$run"); fi
@@ -128,14 +142,15 @@ search)
   log "search exit $? (124: stopped by its time limit; --resume continues it)"
   $PY -m nas plot "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
-  tar -czf "$OUT/search_run.tgz" -C "$(dirname "$run")" "$(basename "$run")" 2>/dev/null
-  log "search run archived: $(du -h "$OUT/search_run.tgz" | cut -f1)"
+  # Without XLA's caches (hundreds of MB of compiled programs); the records, controller checkpoints
+  # and member logits (200 kB a CIFAR-10 member) are what a resume and the results need.
+  log "search run archived: $(archive search_run.tgz --exclude=jax_cache -C "$(dirname "$run")" "$(basename "$run")")"
   ;;
 *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
 done
-# one archive of the study outputs (points, summaries, findings, plots, member records and logits)
-if [ -d "$RUNS" ]; then
-  tar -czf "$OUT/studies.tgz" -C "$RUNS" . 2>/dev/null
-  log "archived: $(du -h "$OUT/studies.tgz" | cut -f1)"
+# one archive of the study outputs (points, summaries, findings, plots, member records and logits);
+# the search run and compilation caches are left out (the search phase archives its run itself)
+if [ -n "$(ls -A "$RUNS" 2>/dev/null | grep -v -e '^search_cifar10$' -e 'jax_cache$')" ]; then
+  log "studies archived: $(archive studies.tgz --exclude='*jax_cache*' --exclude=./search_cifar10 -C "$RUNS" .)"
 fi

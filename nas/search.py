@@ -220,16 +220,22 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) 
         f"{len(split.y_val)} val images of {dataset_name}; {len(done)} samples already recorded")
     new = 0
     for rnd in range(rounds):
+        # Every size's samples of this round are drawn before any is trained, and their missing
+        # members go to the evaluator as one batch (30 members a round for sizes 1-3 at batch 5), so
+        # parallel backends drain once a round instead of once per size. Each controller still
+        # samples at the same point of its own sequence (before its update for this round), so the
+        # samples are those of training size after size.
+        drawn: list[tuple[int, np.ndarray]] = []
         for n in config.sizes:
-            ctrl = controllers[n]
-            if ctrl.step > rnd:
+            if controllers[n].step > rnd:
                 continue  # this round's update is already checkpointed
-            k = min(config.batch, config.samples_per_size - rnd * config.batch)
-            vecs = ctrl.sample(k)
-            todo = [i for i in range(k) if (n, rnd * config.batch + i) not in done]
-            if stop_after is not None:
-                todo = todo[: max(0, stop_after - new)]
-            train_missing(ctx, [decode(vecs[i]) for i in todo])
+            drawn.append((n, controllers[n].sample(min(config.batch, config.samples_per_size - rnd * config.batch))))
+        todo = [(n, vec) for n, vecs in drawn for i, vec in enumerate(vecs)
+                if (n, rnd * config.batch + i) not in done]
+        if stop_after is not None:
+            todo = todo[: max(0, stop_after - new)]
+        train_missing(ctx, [decode(vec) for _, vec in todo])
+        for n, vecs in drawn:
             rewards = []
             for i, vec in enumerate(vecs):
                 index = rnd * config.batch + i
@@ -246,6 +252,7 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) 
                     log(f"  -> size {n} #{index}: accuracy {acc}, max latency {rec['latency_max_ms']:.2f} ms, "
                         f"reward {rec['reward']:.4f}")
                 rewards.append(rec["reward"])
+            ctrl = controllers[n]
             stats = ctrl.update(vecs, rewards)
             run.append_update({"size": n, "round": rnd, "step": ctrl.step, **stats})
             run.save_controller(n, ctrl.state_dict())

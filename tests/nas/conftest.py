@@ -1,5 +1,5 @@
 """The small real search that several test modules check: run through the CLI on Fashion-MNIST,
-killed with SIGKILL once two samples are recorded, and resumed (computed once per session)."""
+killed with SIGKILL half-way through training its members, and resumed (computed once per session)."""
 
 import os
 import signal
@@ -44,30 +44,35 @@ def _nas(*args, check=True):
                           check=check)
 
 
-def search_killed_after(run, records_wanted, *extra):
+def search_killed_after(run, records_wanted, *extra, members_wanted=0):
     """Start ``nas search ... --run-dir run *extra``, SIGKILL it once ``records_wanted`` records are
-    written, and return how many were."""
+    written and ``members_wanted`` members cached, and return how many records were."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "nas", "search", "--run-dir", str(run), *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     records = run / "records.jsonl"
+
+    def n_records():
+        return records.read_text().count("\n") if records.is_file() else 0
+
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
-        if records.is_file() and records.read_text().count("\n") >= records_wanted:
+        if n_records() >= records_wanted and len(list((run / "members").glob("*.npz"))) >= members_wanted:
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    n_killed = records.read_text().count("\n") if records.is_file() else 0
+    n_killed = n_records()
     assert n_killed >= records_wanted, proc.stdout.read().decode()[-3000:]
     return n_killed
 
 
 @pytest.fixture(scope="session")
 def resumed_run(tmp_path_factory, config_file):
-    """Start a search, kill -9 it once two samples are recorded, resume it to the end."""
+    """Start a search, kill -9 it once three of its round's six members are trained (the round's
+    records are written only after all six), resume it to the end."""
     run = tmp_path_factory.mktemp("runs") / "run"
-    n_killed = search_killed_after(run, 2, "--config", str(config_file))
+    n_killed = search_killed_after(run, 0, "--config", str(config_file), members_wanted=3)
     assert n_killed < 4
     out = _nas("search", "--run-dir", str(run), "--resume")
     return run, n_killed, out
