@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from nas.config import apply_overrides, from_dict, load_config
 from nas.pareto import fronts, records_frame, write_fronts
@@ -80,8 +81,9 @@ def run_show_cmd(args: argparse.Namespace) -> int:
                         "median_max_latency_ms": float(ok["latency_max_ms"].median()) if len(ok) else None,
                         "best_reward": float(d["reward"].max()) if len(d) else None,
                         "front_points": int(len(fronts(records).query(f"size == {n}"))) if len(ok) else 0})
+    members = member_costs(records)
     if args.json:
-        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "sizes": summary}))
+        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "sizes": summary, "members": members}))
         return 0
     print(f"run {run.path}: {cfg['dataset']}, {len(records)} samples of {cfg['samples_per_size']} per size")
     print(f"{'size':>4}{'samples':>9}{'failed':>8}{'best acc':>10}{'median acc':>12}{'median max ms':>15}"
@@ -91,7 +93,25 @@ def run_show_cmd(args: argparse.Namespace) -> int:
         print(f"{s['size']:>4}{s['samples']:>9}{s['failed']:>8}{f(s['best_accuracy']):>10}"
               f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
               f"{s['front_points']:>7}")
+    if members["trained"]:
+        print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean compile "
+              f"{members['compile_s_mean']:.1f} s, train {members['train_s_mean']:.1f} s, evaluation "
+              f"{members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
     return 0
+
+
+def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the run's distinct members cost (each counted once, however many samples share it):
+    how many trained and failed, mean compile / train / evaluation seconds, the lowerings used."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for m in r.get("members", []):
+            seen.setdefault(m.get("key") or m.get("id"), m)
+    ms = list(seen.values())
+    mean = lambda k: sum(float(m.get(k) or 0.0) for m in ms) / len(ms) if ms else None  # noqa: E731
+    return {"trained": len(ms), "failed": sum(m.get("status") != "ok" for m in ms),
+            "compile_s_mean": mean("compile_s"), "train_s_mean": mean("train_s"), "eval_s_mean": mean("eval_s"),
+            "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")})}
 
 
 def run_retrain_cmd(args: argparse.Namespace) -> int:
