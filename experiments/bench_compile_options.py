@@ -146,7 +146,7 @@ def run_variants(names: list[str], base: list[str], timeout: float, parallel: in
 
     try:
         while pending or running:
-            while pending and len(running) < max(1, parallel):
+            while pending and len(running) < parallel:
                 name = pending.pop(0)
                 env = variant_env(name, dict(os.environ))
                 if parallel > 1:

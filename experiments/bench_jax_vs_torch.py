@@ -171,7 +171,7 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
     if mode == "compile":
         step = torch.compile(step)
 
-    rows, cols = torch.arange(native, device=dev), torch.arange(native, device=dev)
+    offsets = torch.arange(native, device=dev)  # pixel offsets within a crop
 
     def batch_at(idx):
         """As trainer.augment: per-image random translation by up to ``pad`` px (zero padding of the
@@ -181,8 +181,8 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
         xp = torch.nn.functional.pad(xb, (0, 0, pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), device=dev)
         dx = torch.randint(0, 2 * pad + 1, (n,), device=dev)
-        xb = xp[torch.arange(n, device=dev)[:, None, None], (dy[:, None] + rows)[:, :, None],
-                (dx[:, None] + cols)[:, None, :]]
+        xb = xp[torch.arange(n, device=dev)[:, None, None], (dy[:, None] + offsets)[:, :, None],
+                (dx[:, None] + offsets)[:, None, :]]
         flip = torch.rand(n, device=dev) < 0.5
         xb = torch.where(flip[:, None, None, None], xb.flip(2), xb)
         xb = (xb.permute(0, 3, 1, 2).float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
