@@ -22,7 +22,7 @@ from flax import nnx
 from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, to_model_input
-from trainer.config import TrainConfig, compute_dtype, make_optimizer
+from trainer.config import TrainConfig, compute_dtype, init_optimizer_state, make_optimizer
 from trainer.data import Split
 
 ProgressFn = Callable[[int, int, float], None]  # (epoch, epochs, mean loss)
@@ -116,7 +116,7 @@ class MemberTrainer:
         model.eval()
         self.graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
         self.tx = make_optimizer(config, self.steps_per_epoch)
-        self.state = TrainState(params, rest, self.tx.init(params))
+        self.state = TrainState(params, rest, init_optimizer_state(self.tx, params))
         # Arrays go in as arguments, never as closed-over constants: a constant would be embedded in
         # the program (138 MB for CIFAR-10's training split) and in its compilation-cache key.
         self.data = device_data(split)

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from search_space import MnasNetSpace, count, zoo
-from search_space.models import build_model, init_model, param_counts
+from search_space.models import BN_EPSILON, BN_MOMENTUM, BatchNorm, build_model, init_model, param_counts
 
 
 def _forward_backward(spec, classes=10, batch=2, dtype=jnp.float32):
@@ -173,3 +173,43 @@ def test_both_convolution_lowerings_compute_the_same_network(monkeypatch, name):
     assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda x: model(x))(x))  # nothing left to autotune
     with pytest.raises(ValueError, match="conv or matmul"):
         set_conv_lowering(model, "fft")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batch_norm_is_flax_batch_norm_op_for_op(dtype):
+    """The same program as nnx.BatchNorm's, in training (inside value_and_grad, as the trainer traces
+    it) and in evaluation, so the same numbers in any network; and the same outputs, statistics and
+    gradients."""
+    c = 12
+    x = jnp.asarray(np.random.default_rng(2).normal(1.5, 2.0, size=(8, 5, 5, c)), jnp.float32)
+
+    def programs_and_results(cls):
+        bn = cls(c, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype, rngs=nnx.Rngs(0))
+        bn.scale.set_value(jnp.linspace(0.5, 2.0, c))
+        bn.bias.set_value(jnp.linspace(-1.0, 1.0, c))
+        bn.train()
+        train_def, state = nnx.split(bn)
+        bn.eval()
+        eval_def = nnx.graphdef(bn)
+
+        def train_step(state, x):
+            def loss(m):
+                y = m(x)
+                return (y.astype(jnp.float32) ** 2).mean(), y
+
+            m = nnx.merge(train_def, state)
+            (_, y), grads = nnx.value_and_grad(loss, has_aux=True)(m)
+            return y, grads, nnx.state(m)
+
+        def evaluate(state, x):
+            return nnx.merge(eval_def, state)(x)
+
+        y, grads, trained = jax.jit(train_step)(state, x)
+        programs = (str(jax.make_jaxpr(train_step)(state, x)), str(jax.make_jaxpr(evaluate)(trained, x)))
+        return programs, (y, grads, trained, jax.jit(evaluate)(trained, x))
+
+    mine, flax_ = programs_and_results(BatchNorm), programs_and_results(nnx.BatchNorm)
+    assert mine[0] == flax_[0]
+    for a, b in zip(jax.tree_util.tree_leaves(mine[1]), jax.tree_util.tree_leaves(flax_[1])):
+        assert a.dtype == b.dtype and np.array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+    assert not np.array_equal(np.asarray(mine[1][2]["mean"].get_value()), np.zeros(c))  # statistics moved

@@ -1,0 +1,29 @@
+"""The optimizers' states start at zero, so the trainer can build them on the host."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trainer.config import OPTIMIZERS, SCHEDULES, TrainConfig, init_optimizer_state, make_optimizer
+
+
+@pytest.mark.parametrize("optimizer, schedule", list(itertools.product(OPTIMIZERS, SCHEDULES)))
+def test_host_optimizer_state_equals_optax_init(optimizer, schedule):
+    config = TrainConfig(optimizer=optimizer, schedule=schedule, step_epochs=(2,), nesterov=optimizer == "sgd")
+    # strongly typed, as a built model's parameters are (optax keeps a weak type in its state)
+    params = {"conv": {"kernel": jnp.ones((3, 3, 4, 8)), "bias": jnp.full((8,), 0.5, jnp.float32)},
+              "bn": {"scale": jnp.ones((8,))}, "dense": {"kernel": jnp.ones((8, 10), jnp.bfloat16)}}
+    tx = make_optimizer(config, steps_per_epoch=10)
+    expected, got = tx.init(params), init_optimizer_state(tx, params)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(expected)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        assert isinstance(a, jax.Array) and jax.typeof(a) == jax.typeof(b)  # dtype, shape, weak type
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    # and it is a working state: one update from it equals one from optax's own
+    grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.1), params)
+    for a, b in zip(jax.tree_util.tree_leaves(tx.update(grads, got, params)),
+                    jax.tree_util.tree_leaves(tx.update(grads, expected, params))):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
