@@ -26,9 +26,9 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
   that its forward convolutions have the training program's shapes and may reuse their autotuning
   (the evaluation program is a second compile with its own autotuning).
 
-For each variant: compile seconds and training images/s per member, validation accuracy after
-``--epochs``, and the implied cost of one 10-epoch proxy evaluation on 45,000 images
-(compile + 450,000 / images-per-second) with its evaluations per device-hour.
+For each variant: setup, compile (with its tracing part) seconds and training images/s per member,
+validation accuracy after ``--epochs``, and the implied cost of one 10-epoch proxy evaluation on 45,000 images
+(setup + compile + 450,000 / images-per-second) with its evaluations per device-hour.
 """
 
 from __future__ import annotations
@@ -209,16 +209,19 @@ def run_variant(args: argparse.Namespace) -> dict:
             acc = float((t.logits(split.x_val).argmax(-1) == split.y_val).mean())
             window.append(time.time())
         ips = args.epochs * t.steps_per_epoch * t.batch_size / train_s
-        rows.append({"member": i, "resolution": m.resolution, "lowering": t.lowering, "compile_s": compile_s,
-                     "images_per_s": ips,
+        rows.append({"member": i, "resolution": m.resolution, "lowering": t.lowering, "setup_s": t.setup_s,
+                     "compile_s": compile_s, "trace_s": t.trace_s, "images_per_s": ips,
                      "val_accuracy": acc, "final_loss": float(np.mean(losses)), "timed_window": window})
-        print(f"[{args.variant}] member {i + 1}/{len(members)} {m.resolution}px: compile {compile_s:.1f} s, "
+        print(f"[{args.variant}] member {i + 1}/{len(members)} {m.resolution}px: setup {t.setup_s:.1f} s, "
+              f"compile {compile_s:.1f} s (tracing {t.trace_s:.1f} s), "
               f"{ips:.0f} img/s, acc {acc:.4f}", file=sys.stderr, flush=True)
     compile_mean = sum(r["compile_s"] for r in rows) / len(rows)
     ips_mean = sum(r["images_per_s"] for r in rows) / len(rows)
-    proxy_s = sum(r["compile_s"] + PROXY_IMAGES / r["images_per_s"] for r in rows) / len(rows)
+    proxy_s = sum(r["setup_s"] + r["compile_s"] + PROXY_IMAGES / r["images_per_s"] for r in rows) / len(rows)
     return {"variant": args.variant, **v, "lowering": rows[0]["lowering"], "members": rows,
-            "compile_s_mean": compile_mean, "images_per_s_mean": ips_mean, "proxy_member_s": proxy_s,
+            "setup_s_mean": sum(r["setup_s"] for r in rows) / len(rows), "compile_s_mean": compile_mean,
+            "trace_s_mean": sum(r["trace_s"] for r in rows) / len(rows), "images_per_s_mean": ips_mean,
+            "proxy_member_s": proxy_s,
             "proxy_evals_per_hour": 3600 / proxy_s,
             "mean_val_accuracy": sum(r["val_accuracy"] for r in rows) / len(rows),
             "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(), "jax": jax.__version__}
@@ -279,7 +282,8 @@ def main() -> None:
         if "skipped" in r:
             print(f"{r['variant']:>16}: skipped ({r['skipped']})")
             continue
-        print(f"{r['variant']:>16}: compile {r['compile_s_mean']:6.1f} s  {r['images_per_s_mean']:8.0f} img/s  "
+        print(f"{r['variant']:>16}: setup {r['setup_s_mean']:4.1f} s  compile {r['compile_s_mean']:6.1f} s "
+              f"(tracing {r['trace_s_mean']:4.1f} s)  {r['images_per_s_mean']:8.0f} img/s  "
               f"acc {r['mean_val_accuracy']:.4f}  10-epoch proxy member {r['proxy_member_s']:6.1f} s = "
               f"{r['proxy_evals_per_hour']:5.0f}/h ({r['proxy_evals_per_hour'] / base_row['proxy_evals_per_hour']:.2f}x "
               f"{base_row['variant']})  [{r['device']}]")

@@ -54,13 +54,13 @@ class Evaluator(Protocol):
 
 def member_summary(job: MemberJob, r: MemberResult) -> dict[str, Any]:
     """What the member cache stores beside a member's logits: its result, seed, key and seconds."""
-    return {**r.summary(), "seed": job.seed, "key": job.key, "wall_s": r.compile_s + r.train_s + r.eval_s}
+    return {**r.summary(), "seed": job.seed, "key": job.key, "wall_s": r.setup_s + r.compile_s + r.train_s + r.eval_s}
 
 
 def result_line(r: MemberResult) -> str:
     """One log line's worth of a member's result."""
     return (f"{r.status} {'acc %.4f' % r.val_accuracy if r.ok else r.reason} "
-            f"(compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
+            f"(setup {r.setup_s:.1f}s, compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
 
 
 def failed_result(spec: ArchSpec, e: BaseException) -> MemberResult:

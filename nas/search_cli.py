@@ -94,15 +94,17 @@ def run_show_cmd(args: argparse.Namespace) -> int:
               f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
               f"{s['front_points']:>7}")
     if members["trained"]:
-        print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean compile "
-              f"{members['compile_s_mean']:.1f} s, train {members['train_s_mean']:.1f} s, evaluation "
+        print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean setup "
+              f"{members['setup_s_mean']:.1f} s, compile {members['compile_s_mean']:.1f} s (tracing "
+              f"{members['trace_s_mean']:.1f} s of it), train {members['train_s_mean']:.1f} s, evaluation "
               f"{members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
     return 0
 
 
 def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the run's distinct members cost (each counted once, however many samples share it):
-    how many trained and failed, mean compile / train / evaluation seconds, the lowerings used."""
+    how many trained and failed, mean setup / compile (and its tracing part) / train / evaluation
+    seconds (0 for what records of older runs lack), the lowerings used."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
         for m in r.get("members", []):
@@ -110,7 +112,8 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
     ms = list(seen.values())
     mean = lambda k: sum(float(m.get(k) or 0.0) for m in ms) / len(ms) if ms else None  # noqa: E731
     return {"trained": len(ms), "failed": sum(m.get("status") != "ok" for m in ms),
-            "compile_s_mean": mean("compile_s"), "train_s_mean": mean("train_s"), "eval_s_mean": mean("eval_s"),
+            "setup_s_mean": mean("setup_s"), "compile_s_mean": mean("compile_s"), "trace_s_mean": mean("trace_s"),
+            "train_s_mean": mean("train_s"), "eval_s_mean": mean("eval_s"),
             "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")})}
 
 

@@ -36,7 +36,9 @@ class MemberResult:
     val_accuracy: float = float("nan")
     val_logits: np.ndarray | None = None  # float32 (N_val, classes)
     loss_curve: tuple[float, ...] = ()  # mean training loss per epoch
-    compile_s: float = 0.0
+    setup_s: float = 0.0  # building the model, its parameters and optimizer state (host)
+    compile_s: float = 0.0  # tracing and lowering (host Python) plus XLA's compile of both programs
+    trace_s: float = 0.0  # the tracing and lowering part of compile_s
     train_s: float = 0.0
     eval_s: float = 0.0
     epochs: int = 0
@@ -102,6 +104,7 @@ class MemberTrainer:
     """
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
+        start = time.perf_counter()
         self.spec, self.split, self.config, self.seed = spec, split, config, seed
         self.dtype = compute_dtype(config)
         n = len(split.y_train)
@@ -124,7 +127,8 @@ class MemberTrainer:
         self.pad = crop_padding(split.native_resolution)
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
         self._eval = jax.jit(self._eval_fn)
-        self.compile_s = 0.0
+        self.compile_s = self.trace_s = 0.0
+        self.setup_s = time.perf_counter() - start
 
     # -- the pure functions -------------------------------------------------------------------
 
@@ -162,12 +166,14 @@ class MemberTrainer:
     # -- driving them -------------------------------------------------------------------------
 
     def compile(self) -> float:
-        """Compile both programs ahead of time; returns seconds spent."""
+        """Compile both programs ahead of time; returns seconds spent (``trace_s`` of them tracing
+        and lowering in Python, the rest in XLA)."""
         start = time.perf_counter()
-        key = jax.random.key(0)
-        self._epoch = self._epoch.lower(self.state, key, self.data).compile()
+        epoch = self._epoch.lower(self.state, jax.random.key(0), self.data)
         xb = self._eval_batches(self.split.x_val)
-        self._eval = self._eval.lower(self.state.params, self.state.rest, xb, self.mean, self.std).compile()
+        evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.mean, self.std)
+        self.trace_s = time.perf_counter() - start
+        self._epoch, self._eval = epoch.compile(), evaluate.compile()
         self.compile_s = time.perf_counter() - start
         return self.compile_s
 
@@ -210,7 +216,7 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
 
     spec, split, config = trainer.spec, trainer.split, trainer.config
     sid = spec_id(spec)
-    compile_s = trainer.compile_s
+    timings = {"setup_s": trainer.setup_s, "compile_s": trainer.compile_s, "trace_s": trainer.trace_s}
     curve: list[float] = []
     try:
         start = time.perf_counter()
@@ -222,7 +228,7 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
                 progress(epoch + 1, config.epochs, mean)
             if not np.all(np.isfinite(losses)):
                 return MemberResult(sid, "failed", f"diverged: non-finite loss in epoch {epoch + 1}",
-                                    loss_curve=tuple(curve), compile_s=compile_s, lowering=trainer.lowering,
+                                    loss_curve=tuple(curve), lowering=trainer.lowering, **timings,
                                     train_s=time.perf_counter() - start, epochs=epoch + 1)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -230,16 +236,14 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
         eval_s = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if _is_oom(e):
-            return _oom_result(sid, e, loss_curve=tuple(curve), compile_s=compile_s)
+            return _oom_result(sid, e, loss_curve=tuple(curve), lowering=trainer.lowering, **timings)
         raise
     if not np.all(np.isfinite(logits)):
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
-                            lowering=trainer.lowering,
-                            compile_s=compile_s, train_s=train_s, epochs=config.epochs)
+                            lowering=trainer.lowering, **timings, train_s=train_s, epochs=config.epochs)
     acc = float((logits.argmax(-1) == split.y_val).mean())
-    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), compile_s=compile_s,
-                        lowering=trainer.lowering,
-                        train_s=train_s, eval_s=eval_s, epochs=config.epochs,
+    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), **timings,
+                        lowering=trainer.lowering, train_s=train_s, eval_s=eval_s, epochs=config.epochs,
                         steps=config.epochs * trainer.steps_per_epoch)
 
 

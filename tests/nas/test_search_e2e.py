@@ -54,9 +54,10 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert [x["samples"] for x in s["sizes"]] == [2, 2]
     m = s["members"]  # each distinct member once: 2 of size 1 and 4 of size 2
     assert m["trained"] == 6 and m["failed"] == 0 and m["compile_s_mean"] > 0 and m["train_s_mean"] > 0
+    assert m["setup_s_mean"] > 0 and 0 < m["trace_s_mean"] < m["compile_s_mean"]
     assert m["lowerings"] == ["conv=conv,depthwise=shift"]  # 500 images: XLA convolutions on the CPU
     assert main(["show", str(run)]) == 0
-    assert "members: 6 trained (0 failed), per member mean compile" in capsys.readouterr().out
+    assert "members: 6 trained (0 failed), per member mean setup" in capsys.readouterr().out
     assert main(["plot", str(run)]) == 0
 
 

@@ -38,6 +38,7 @@ def test_one_epoch_on_2000_real_images_learns_far_above_chance_within_a_minute(f
     assert r.val_accuracy > 0.35  # chance is 0.10
     assert wall < 60, f"{wall:.0f} s (compile {r.compile_s:.0f} s, train {r.train_s:.0f} s)"
     assert r.compile_s > 0 and r.train_s > 0 and r.steps == 62 and len(r.loss_curve) == 1
+    assert r.setup_s > 0 and 0 < r.trace_s < r.compile_s  # tracing is the host part of the compile
     assert r.lowering == "conv=conv,depthwise=shift"  # a short run on the CPU: XLA convolutions
 
 
