@@ -28,6 +28,7 @@ export NAS_DATA_DIR=${NAS_DATA_DIR:-.data} NAS_CACHE_DIR=${NAS_CACHE_DIR:-/tmp/n
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU
 PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/nas-runs}
+SEARCH_NAME=search_cifar10  # the search phase's run, $RUNS/$SEARCH_NAME (the studies archive leaves it out)
 STUDY_SET=()
 TORCH_ARGS=()  # the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused
 OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the throughput phase); none: defaults
@@ -130,7 +131,7 @@ search)
   #   mkdir -p .runs && cat search_run.tgz* | tar -xz -C .runs   (one file, or its parts in order)
   # then SEARCH_RUN=.runs/search_cifar10 with carry [".data", ".runs"] (64 MiB in all: CIFAR-10 is
   # 21 MB, a 180-member run about 36 MB).
-  run=${SEARCH_RUN:-$RUNS/search_cifar10}
+  run=${SEARCH_RUN:-$RUNS/$SEARCH_NAME}
   if [ -f "$run/config.json" ]; then args=(--run-dir "$run" --resume); else
     args=(--config experiments/search_cifar10.py --run-dir "$run"); fi
   variant=$(pick_variant)
@@ -151,6 +152,6 @@ esac
 done
 # one archive of the study outputs (points, summaries, findings, plots, member records and logits);
 # the search run and compilation caches are left out (the search phase archives its run itself)
-if [ -n "$(ls -A "$RUNS" 2>/dev/null | grep -v -e '^search_cifar10$' -e 'jax_cache$')" ]; then
-  log "studies archived: $(archive studies.tgz --exclude='*jax_cache*' --exclude=./search_cifar10 -C "$RUNS" .)"
+if [ -n "$(ls -A "$RUNS" 2>/dev/null | grep -v -e "^$SEARCH_NAME\$" -e 'jax_cache$')" ]; then
+  log "studies archived: $(archive studies.tgz --exclude='*jax_cache*' --exclude="./$SEARCH_NAME" -C "$RUNS" .)"
 fi
