@@ -134,6 +134,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return run_show_cmd(args)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from nas.compare import run_compare_cmd
+
+    return run_compare_cmd(args)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from nas.search_cli import run_retrain_cmd
 
@@ -225,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("compare", help="several runs side by side: fronts, best accuracy so far, hypervolume",
+                       description="Compare searches on the same data, trainer and space (e.g. REINFORCE against "
+                                   "random search, or two reward settings): per size, best accuracy, best reward "
+                                   "and the hypervolume of each Pareto front, and one figure of the fronts and of "
+                                   "the best accuracy found against samples drawn.")
+    p.add_argument("runs", metavar="RUN", nargs="+")
+    p.add_argument("--out", default="compare.png", help="where to write the figure (PNG; default compare.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes: a row per size and run)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("retrain", help="retrain the best ensembles of a run to convergence; test accuracy",
                        description="Retrain the top-K ensembles by reward (or every Pareto point) with a full recipe "

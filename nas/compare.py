@@ -1,0 +1,168 @@
+"""`nas compare`: several searches over the same data, trainer and space, side by side.
+
+The question it answers is the one a controller has to earn its keep on: at the same number of
+samples, did REINFORCE (or a reward setting, or a seed) find better ensembles than random search?
+Per ensemble size and run it reports the best accuracy, the best reward and the hypervolume of the
+Pareto front (accuracy up, max member latency down), and draws each size's fronts over each other
+with the best accuracy found so far against the number of samples.
+
+Hypervolume: the area the front dominates between latency 0 and a reference latency shared by the
+compared runs (1.1 x the slowest ok sample of that size in any of them, so the slowest point still
+counts), above accuracy 0; in accuracy x ms, larger is better. It grows when a front moves up or
+left, so it ranks fronts that cross each other, which best accuracy alone cannot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from nas.pareto import pareto_front, records_frame  # noqa: E402
+from nas.store import RunDir  # noqa: E402
+from search_space.errors import UserError  # noqa: E402
+
+# What must agree for accuracies and latencies to be comparable (config keys, dotted into nested
+# ones); the controller, its policy, the reward's target and exponents, the seed and the sample
+# budget may differ: they are what one compares.
+COMPARABLE_KEYS = ("dataset", "data_dir", "val_size", "train_examples", "space", "trainer", "reward.device")
+REFERENCE_LATENCY_FACTOR = 1.1
+
+
+def hypervolume(front: pd.DataFrame, reference_ms: float) -> float:
+    """Area dominated by a Pareto front (rows with ``latency_max_ms`` and ``accuracy``) between its
+    points and (``reference_ms``, accuracy 0): sum over the front, by latency, of (reference -
+    latency) x the accuracy it adds over the faster points."""
+    area, below = 0.0, 0.0
+    for lat, acc in sorted(zip(front["latency_max_ms"], front["accuracy"])):
+        if acc > below and lat < reference_ms:
+            area += (reference_ms - lat) * (acc - below)
+            below = acc
+    return float(area)
+
+
+def load_runs(paths: list[str]) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """(label, config, records) per run; one clear error when a run is missing or the runs differ in
+    what makes their accuracies comparable."""
+    if len(paths) < 2:
+        raise UserError(f"give at least two run directories to compare (got {len(paths)})")
+    runs = []
+    for p in paths:
+        run = RunDir(p)
+        cfg, records = run.read_config(), run.records()
+        if not records:
+            raise UserError(f"{p}: no records yet")
+        label = f"{Path(p).resolve().name} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})"
+        runs.append((label, cfg, records))
+    labels = [label for label, _, _ in runs]
+    if len(set(labels)) < len(labels):  # two directories of the same name: fall back to the paths
+        runs = [(f"{p} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})", cfg, recs)
+                for p, (_, cfg, recs) in zip(paths, runs)]
+    first_path, first = paths[0], runs[0][1]
+    for p, (_, cfg, _) in zip(paths[1:], runs[1:]):
+        for key in COMPARABLE_KEYS:
+            mine, theirs = _get(cfg, key), _get(first, key)
+            if mine != theirs:
+                raise UserError(f"{p} and {first_path} differ in {key!r} ({mine!r} vs {theirs!r}); compare "
+                                "runs on the same data, trainer, space and latency device")
+    return runs
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def compare(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """One row per (size, run): samples, failed, best accuracy, best reward, front points, hypervolume."""
+    frames = [(label, records_frame(records)) for label, _, records in runs]
+    sizes = sorted({int(n) for _, df in frames for n in df["size"].unique()})
+    rows = []
+    for n in sizes:
+        ok = [df[(df["size"] == n) & (df["status"] == "ok")] for _, df in frames]
+        slowest = max((float(d["latency_max_ms"].max()) for d in ok if len(d)), default=0.0)
+        reference = REFERENCE_LATENCY_FACTOR * slowest
+        for (label, df), d in zip(frames, ok):
+            all_n = df[df["size"] == n]
+            front = pareto_front(d) if len(d) else d
+            rows.append({"size": n, "run": label, "samples": int(len(all_n)),
+                         "failed": int((all_n["status"] != "ok").sum()),
+                         "best_accuracy": float(d["accuracy"].max()) if len(d) else None,
+                         "best_reward": float(d["reward"].max()) if len(d) else None,
+                         "front_points": int(len(front)), "hypervolume": hypervolume(front, reference),
+                         "reference_latency_ms": reference})
+    return rows
+
+
+def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], path: Path) -> Path:
+    """Top row: each size's samples and fronts, one colour per run. Bottom row: best accuracy found
+    so far against samples drawn, per run."""
+    frames = [(label, records_frame(records)) for label, _, records in runs]
+    references = {r["size"]: r["reference_latency_ms"] for r in compare(runs)}
+    sizes = sorted(references)
+    fig, axes = plt.subplots(2, len(sizes), figsize=(4.2 * len(sizes), 7.2), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for j, n in enumerate(sizes):
+        top, bottom = axes[0][j], axes[1][j]
+        for i, (label, df) in enumerate(frames):
+            d = df[df["size"] == n].sort_values("sample")
+            ok = d[d["status"] == "ok"]
+            if ok.empty:
+                continue
+            c = colors(i % 10)
+            top.scatter(ok["latency_max_ms"], 100 * ok["accuracy"], s=12, alpha=0.35, color=c)
+            f = pareto_front(ok)
+            # the staircase bounding what the front dominates, out to the shared reference latency
+            xs = list(f["latency_max_ms"]) + [references[n]]
+            ys = list(100 * f["accuracy"]) + [100 * f["accuracy"].iloc[-1]]
+            top.step(xs, ys, where="post", color=c, lw=1.6, label=label)
+            top.scatter(f["latency_max_ms"], 100 * f["accuracy"], s=28, color=c, edgecolor="black", lw=0.5, zorder=4)
+            best = d["accuracy"].where(d["status"] == "ok").cummax()
+            bottom.plot(range(1, len(d) + 1), 100 * best, "-o", ms=3, drawstyle="steps-post", color=c, lw=1.6,
+                        label=label)
+        top.set_title(f"{n} member{'s' if n > 1 else ''}: samples and Pareto fronts", fontsize=9)
+        top.set_xlabel("max member latency on Pixel 1 (ms)")
+        bottom.set_xlabel("samples drawn")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+        if j == 0:
+            top.set_ylabel("validation accuracy (%)")
+            bottom.set_ylabel("best accuracy so far (%)")
+            bottom.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_compare_cmd(args: Any) -> int:
+    """`nas compare RUN RUN [...] [--out PATH] [--json]`."""
+    import json
+
+    runs = load_runs(args.runs)
+    rows = compare(runs)
+    out = Path(args.out)
+    try:
+        comparison_figure(runs, out)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write: {e.strerror}") from None
+    if args.json:
+        print(json.dumps({"runs": [label for label, _, _ in runs], "sizes": rows, "figure": str(out)}))
+        return 0
+    f = lambda x, p=4: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
+    width = max(len(r["run"]) for r in rows)
+    print(f"{'size':>4}  {'run':<{width}}{'samples':>9}{'failed':>8}{'best acc':>10}{'best reward':>13}"
+          f"{'front':>7}{'hypervolume':>13}")
+    for r in rows:
+        print(f"{r['size']:>4}  {r['run']:<{width}}{r['samples']:>9}{r['failed']:>8}{f(r['best_accuracy']):>10}"
+              f"{f(r['best_reward']):>13}{r['front_points']:>7}{r['hypervolume']:>13.4f}")
+    print(f"hypervolume: accuracy x ms dominated below each size's reference latency "
+          f"({REFERENCE_LATENCY_FACTOR} x its slowest ok sample in any run); figure {out}")
+    return 0

@@ -1,0 +1,90 @@
+"""`nas compare`: hypervolume by hand, a dominating run ranks first, the CLI's figure, JSON and errors."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from nas.cli import main
+from nas.compare import compare, hypervolume, load_runs
+from nas.store import RunDir
+
+CONFIG = {"dataset": "fashion_mnist", "data_dir": None, "val_size": 100, "train_examples": 500, "seed": 0,
+          "sizes": [1, 2], "samples_per_size": 3, "space": {"width_multiplier": 0.25, "head_filters": 256},
+          "trainer": {"epochs": 1}, "reward": {"device": "pixel1", "target_ms": 3.0}}
+
+
+def _run(path, points, **config):
+    """A run directory holding one record per (size, accuracy, max latency ms, status)."""
+    run = RunDir(path)
+    run.create({**CONFIG, **config})
+    counts: dict[int, int] = {}
+    for size, acc, lat, status in points:
+        i = counts[size] = counts.get(size, -1) + 1
+        run.append_record({"size": size, "sample": i, "status": status, "accuracy": acc if status == "ok" else None,
+                           "latency_max_ms": lat, "latency_sum_ms": lat * size, "reward": acc, "flops": 1,
+                           "params": 1, "ensemble_id": f"{size}-{i}"})
+    return str(path)
+
+
+def test_hypervolume_by_hand():
+    front = pd.DataFrame({"latency_max_ms": [2.0, 1.0], "accuracy": [0.7, 0.5]})
+    assert hypervolume(front, 3.0) == pytest.approx(2 * 0.5 + 1 * 0.2)
+    # a dominated point adds nothing; a point beyond the reference adds nothing
+    more = pd.DataFrame({"latency_max_ms": [1.0, 2.0, 2.5, 4.0], "accuracy": [0.5, 0.7, 0.6, 0.9]})
+    assert hypervolume(more, 3.0) == pytest.approx(1.2)
+    assert hypervolume(front.iloc[0:0], 3.0) == 0.0
+
+
+def test_a_dominating_run_has_the_larger_hypervolume(tmp_path):
+    worse = _run(tmp_path / "random", [(1, 0.5, 2.0, "ok"), (1, 0.6, 3.0, "ok"), (1, 0.0, 0.0, "failed"),
+                                       (2, 0.7, 3.0, "ok")], controller="random")
+    better = _run(tmp_path / "reinforce", [(1, 0.55, 1.5, "ok"), (1, 0.65, 2.5, "ok"), (2, 0.72, 2.0, "ok")],
+                  controller="reinforce")
+    rows = compare(load_runs([worse, better]))
+    by = {(r["size"], r["run"].split()[0]): r for r in rows}
+    assert [r["reference_latency_ms"] for r in rows if r["size"] == 1] == pytest.approx([3.3, 3.3])  # shared
+    assert by[1, "random"]["samples"] == 3 and by[1, "random"]["failed"] == 1
+    assert by[1, "reinforce"]["hypervolume"] > by[1, "random"]["hypervolume"] > 0
+    assert by[2, "reinforce"]["best_accuracy"] == 0.72 and by[2, "random"]["front_points"] == 1
+    assert by[1, "random"]["hypervolume"] == pytest.approx((3.3 - 2.0) * 0.5 + (3.3 - 3.0) * 0.1)
+
+
+def test_cli_writes_the_figure_and_json(tmp_path, capsys):
+    a = _run(tmp_path / "a", [(1, 0.5, 2.0, "ok"), (2, 0.6, 3.0, "ok")], controller="random")
+    b = _run(tmp_path / "b", [(1, 0.55, 1.0, "ok"), (2, 0.7, 2.0, "ok")], seed=1)
+    out = tmp_path / "plots" / "compare.png"
+    assert main(["compare", a, b, "--out", str(out), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["runs"] == ["a (random, seed 0)", "b (?, seed 1)"] and len(got["sizes"]) == 4
+    assert out.stat().st_size > 10_000
+    assert main(["compare", a, b, "--out", str(out)]) == 0
+    assert "hypervolume" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one run", "at least two run directories"),
+    ("missing run", "not a run directory"),
+    ("no records", "no records yet"),
+    ("other trainer", "differ in 'trainer'"),
+    ("other data", "differ in 'train_examples'"),
+    ("other latency device", "differ in 'reward.device'"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
+    a = _run(tmp_path / "a", [(1, 0.5, 2.0, "ok")])
+    other = {"one run": None, "missing run": str(tmp_path / "nowhere"),
+             "no records": _run(tmp_path / "empty", []),
+             "other trainer": _run(tmp_path / "t", [(1, 0.5, 2.0, "ok")], trainer={"epochs": 2}),
+             "other data": _run(tmp_path / "d", [(1, 0.5, 2.0, "ok")], train_examples=1000),
+             "other latency device": _run(tmp_path / "l", [(1, 0.5, 2.0, "ok")],
+                                          reward={"device": "note10", "target_ms": 3.0})}[case]
+    assert main(["compare", a, *([other] if other else []), "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "c.png").exists()
+
+
+def test_cli_unwritable_figure_path_is_exit_2(tmp_path, capsys):
+    a = _run(tmp_path / "a", [(1, 0.5, 2.0, "ok")])
+    b = _run(tmp_path / "b", [(1, 0.6, 2.0, "ok")])
+    assert main(["compare", a, b, "--out", str(tmp_path / "a" / "config.json" / "c.png")]) == 2
+    assert "cannot write" in capsys.readouterr().err
