@@ -100,8 +100,8 @@ def run_mode(args: argparse.Namespace) -> dict:
         results[job.key] = r
         wall = time.perf_counter() - start
         print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
-              f"acc {r.val_accuracy:.4f} compile {r.compile_s:.1f} s train {r.train_s:.1f} s "
-              f"({wall:.0f} s)", file=sys.stderr, flush=True)
+              f"acc {r.val_accuracy:.4f} setup {r.setup_s:.1f} s compile {r.compile_s:.1f} s (tracing "
+              f"{r.trace_s:.1f} s) train {r.train_s:.1f} s ({wall:.0f} s)", file=sys.stderr, flush=True)
         limit = args.naive_time_limit if args.mode == "naive" else args.optimized_time_limit
         if limit and wall > limit and len(results) < len(jobs):
             # naive: the sequential evaluator is lazy, so the next member is not started; optimized:
@@ -114,7 +114,9 @@ def run_mode(args: argparse.Namespace) -> dict:
     return {"mode": args.mode, "evaluator": backend, "variant": variant, "dtype": config.dtype,
             "members": len(results), "ok": len(ok), "wall_s": wall,
             "evals_per_device_hour": len(results) / wall * 3600,
+            "setup_s_sum": sum(r.setup_s for r in results.values()),
             "compile_s_sum": sum(r.compile_s for r in results.values()),
+            "trace_s_sum": sum(r.trace_s for r in results.values()),
             "train_s_sum": sum(r.train_s for r in results.values()),
             "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
             "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
@@ -187,7 +189,8 @@ def main() -> None:
         r = out[mode]
         print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} members in "
               f"{r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
-              f"(compile {r['compile_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s summed; "
+              f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
+              f"{r['trace_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s summed; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "
           f"jax {out['naive']['jax']}); the {len(common)} members both trained differ in validation accuracy "
