@@ -47,15 +47,16 @@ class BatchNorm(nnx.BatchNorm):
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
                  mask: jax.Array | None = None) -> jax.Array:
-        if mask is not None or self.axis_name is not None or self.axis not in (-1, x.ndim - 1):
-            return super().__call__(x, use_running_average, mask=mask)
+        if (mask is not None or self.axis_name is not None or self.axis not in (-1, x.ndim - 1)
+                or self.dtype is None or self.scale is None or self.bias is None):
+            return super().__call__(x, use_running_average, mask=mask)  # cases this project never builds
         running = self.use_running_average if use_running_average is None else use_running_average
-        x, mean, var, scale, bias = self.promote_dtype(
-            (x, self.mean.get_value(), self.var.get_value(), self.scale.get_value(), self.bias.get_value()),
-            dtype=self.dtype)
+        # everything cast to the compute dtype, as flax's promote_dtype(..., dtype=self.dtype) does
+        x, mean, var, scale, bias = (jnp.asarray(a, self.dtype) for a in (
+            x, self.mean.get_value(), self.var.get_value(), self.scale.get_value(), self.bias.get_value()))
         if not running:  # statistics in at least float32, E[x^2] - E[x]^2 clipped at 0, as flax does
             axes = tuple(range(x.ndim - 1))
-            xf = jnp.asarray(x, jnp.promote_types(self.dtype or x.dtype, jnp.float32))
+            xf = jnp.asarray(x, jnp.promote_types(self.dtype, jnp.float32))
             xf_sq = jax.lax.square(xf)
             mean, mean_sq = xf.mean(axes), xf_sq.mean(axes)
             var = jnp.maximum(0.0, mean_sq - jax.lax.square(mean))
@@ -70,7 +71,7 @@ class BatchNorm(nnx.BatchNorm):
         mul *= scale.reshape(shape)
         y *= mul
         y += bias.reshape(shape)
-        return jnp.asarray(y, self.dtype or x.dtype)
+        return jnp.asarray(y, self.dtype)
 
 
 def _bn(c: int, rngs: nnx.Rngs, dtype: Any) -> BatchNorm:
