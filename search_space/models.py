@@ -41,8 +41,11 @@ class BatchNorm(nnx.BatchNorm):
     tracing a network costs time quadratic in its depth. On this project's 2-core CPU machines that
     was 1.4 s of a 4.3 s training-step trace for sampled CIFAR-10 members (4 members: 17.2 s of
     tracing without the walk's cost against 11.7 s; the compile after it is unchanged; the walk is
-    the subject of jax-ml/jax pull request 40041). Outputs, statistics and gradients equal
-    ``nnx.BatchNorm``'s bit for bit (tests/search_space/test_models.py).
+    the subject of jax-ml/jax pull request 40041). It traces to the same program as
+    ``nnx.BatchNorm`` (tests/search_space/test_models.py compares the jaxprs, in training and in
+    evaluation, float32 and bfloat16), so results stay bit for bit: a first version with the same
+    arithmetic in another order changed the demo search's accuracies (one-epoch members amplify
+    any rounding difference).
     """
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
