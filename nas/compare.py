@@ -51,18 +51,18 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict[str, Any], list[dict[str
     what makes their accuracies comparable."""
     if len(paths) < 2:
         raise UserError(f"give at least two run directories to compare (got {len(paths)})")
-    runs = []
+    loaded = []
     for p in paths:
         run = RunDir(p)
         cfg, records = run.read_config(), run.records()
         if not records:
             raise UserError(f"{p}: no records yet")
-        label = f"{Path(p).resolve().name} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})"
-        runs.append((label, cfg, records))
-    labels = [label for label, _, _ in runs]
-    if len(set(labels)) < len(labels):  # two directories of the same name: fall back to the paths
-        runs = [(f"{p} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})", cfg, recs)
-                for p, (_, cfg, recs) in zip(paths, runs)]
+        loaded.append((cfg, records))
+    names = [Path(p).resolve().name for p in paths]
+    if len(set(names)) < len(names):  # two directories of the same name: the paths tell them apart
+        names = list(paths)
+    runs = [(f"{name} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})", cfg, records)
+            for name, (cfg, records) in zip(names, loaded)]
     first_path, first = paths[0], runs[0][1]
     for p, (_, cfg, _) in zip(paths[1:], runs[1:]):
         for key in COMPARABLE_KEYS:
@@ -100,11 +100,12 @@ def compare(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> lis
     return rows
 
 
-def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], path: Path) -> Path:
-    """Top row: each size's samples and fronts, one colour per run. Bottom row: best accuracy found
-    so far against samples drawn, per run."""
+def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], rows: list[dict[str, Any]],
+                      path: Path) -> Path:
+    """Top row: each size's samples and fronts, one colour per run, out to the reference latency of
+    ``rows`` (``compare(runs)``). Bottom row: best accuracy found so far against samples drawn."""
     frames = [(label, records_frame(records)) for label, _, records in runs]
-    references = {r["size"]: r["reference_latency_ms"] for r in compare(runs)}
+    references = {r["size"]: r["reference_latency_ms"] for r in rows}
     sizes = sorted(references)
     fig, axes = plt.subplots(2, len(sizes), figsize=(4.2 * len(sizes), 7.2), squeeze=False)
     colors = plt.get_cmap("tab10")
@@ -150,7 +151,7 @@ def run_compare_cmd(args: Any) -> int:
     rows = compare(runs)
     out = Path(args.out)
     try:
-        comparison_figure(runs, out)
+        comparison_figure(runs, rows, out)
     except OSError as e:
         raise UserError(f"--out {out}: cannot write: {e.strerror}") from None
     if args.json:
