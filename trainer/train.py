@@ -216,7 +216,9 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
 
     spec, split, config = trainer.spec, trainer.split, trainer.config
     sid = spec_id(spec)
-    timings = {"setup_s": trainer.setup_s, "compile_s": trainer.compile_s, "trace_s": trainer.trace_s}
+    # what every result of this trainer carries, failed or not
+    known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
+             "trace_s": trainer.trace_s}
     curve: list[float] = []
     try:
         start = time.perf_counter()
@@ -228,22 +230,22 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
                 progress(epoch + 1, config.epochs, mean)
             if not np.all(np.isfinite(losses)):
                 return MemberResult(sid, "failed", f"diverged: non-finite loss in epoch {epoch + 1}",
-                                    loss_curve=tuple(curve), lowering=trainer.lowering, **timings,
-                                    train_s=time.perf_counter() - start, epochs=epoch + 1)
+                                    loss_curve=tuple(curve), **known, train_s=time.perf_counter() - start,
+                                    epochs=epoch + 1)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         logits = trainer.logits(split.x_val)
         eval_s = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if _is_oom(e):
-            return _oom_result(sid, e, loss_curve=tuple(curve), lowering=trainer.lowering, **timings)
+            return _oom_result(sid, e, loss_curve=tuple(curve), **known)
         raise
     if not np.all(np.isfinite(logits)):
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
-                            lowering=trainer.lowering, **timings, train_s=train_s, epochs=config.epochs)
+                            **known, train_s=train_s, epochs=config.epochs)
     acc = float((logits.argmax(-1) == split.y_val).mean())
-    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), **timings,
-                        lowering=trainer.lowering, train_s=train_s, eval_s=eval_s, epochs=config.epochs,
+    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), **known,
+                        train_s=train_s, eval_s=eval_s, epochs=config.epochs,
                         steps=config.epochs * trainer.steps_per_epoch)
 
 
