@@ -128,10 +128,13 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
     model, torch = torch_model(spec, split.num_classes)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(dev).to(memory_format=torch.channels_last)
+
+    def on_device(images):  # uint8 NHWC, grey images as RGB (the model's stem takes 3 channels)
+        t = torch.from_numpy(images).to(dev)
+        return t.expand(-1, -1, -1, 3).contiguous() if t.shape[-1] == 1 else t
+
     # Training split resident on the device as uint8 NHWC, normalized per batch (as the JAX trainer).
-    x = torch.from_numpy(split.x_train).to(dev)
-    if x.shape[-1] == 1:
-        x = x.expand(-1, -1, -1, 3).contiguous()
+    x = on_device(split.x_train)
     y = torch.from_numpy(split.y_train.astype(np.int64)).to(dev)
     xf = x.float() / 255
     mean, std = xf.mean((0, 1, 2)), xf.std((0, 1, 2)) + 1e-6
@@ -171,6 +174,14 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
     if mode == "compile":
         step = torch.compile(step)
 
+    def model_input(xb):
+        """As trainer.augment.to_model_input: uint8 NHWC -> normalized, at the member's resolution,
+        NCHW in channels_last memory."""
+        xb = (xb.permute(0, 3, 1, 2).float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
+        if res != native:
+            xb = torch.nn.functional.interpolate(xb, size=(res, res), mode="bilinear", antialias=True)
+        return xb.contiguous(memory_format=torch.channels_last)
+
     offsets = torch.arange(native, device=dev)  # pixel offsets within a crop
 
     def batch_at(idx):
@@ -184,11 +195,7 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
         xb = xp[torch.arange(n, device=dev)[:, None, None], (dy[:, None] + offsets)[:, :, None],
                 (dx[:, None] + offsets)[:, None, :]]
         flip = torch.rand(n, device=dev) < 0.5
-        xb = torch.where(flip[:, None, None, None], xb.flip(2), xb)
-        xb = (xb.permute(0, 3, 1, 2).float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
-        if res != native:
-            xb = torch.nn.functional.interpolate(xb, size=(res, res), mode="bilinear", antialias=True)
-        return xb.contiguous(memory_format=torch.channels_last), y[idx]
+        return model_input(torch.where(flip[:, None, None, None], xb.flip(2), xb)), y[idx]
 
     torch.manual_seed(0)
     model.train()
@@ -206,14 +213,9 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
     model.eval()
     correct = 0
     with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16):
-        xv = torch.from_numpy(split.x_val).to(dev)
-        if xv.shape[-1] == 1:
-            xv = xv.expand(-1, -1, -1, 3)
+        xv = on_device(split.x_val)
         for i in range(0, len(xv), 1000):
-            xb = (xv[i:i + 1000].permute(0, 3, 1, 2).float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
-            if res != native:
-                xb = torch.nn.functional.interpolate(xb, size=(res, res), mode="bilinear", antialias=True)
-            pred = model(xb.contiguous(memory_format=torch.channels_last)).argmax(1).cpu().numpy()
+            pred = model(model_input(xv[i:i + 1000])).argmax(1).cpu().numpy()
             correct += int((pred == split.y_val[i:i + 1000]).sum())
     images = steps * batch
     return {"framework": f"torch-{mode}", "compile_and_first_epoch_s": times[0],
