@@ -72,13 +72,15 @@ class SearchConfig:
 
 
 def from_dict(d: dict[str, Any], cls: type = SearchConfig, prefix: str = "") -> Any:
-    """Rebuild a (nested) config from ``to_dict`` output, rejecting unknown keys."""
+    """Rebuild a (nested) config from ``to_dict`` output, rejecting unknown keys. A field the
+    class lists in ``ADDED_LATER`` and ``d`` lacks (a config stored before the field existed) gets
+    the value listed there, the behaviour of the code that stored it."""
     if not isinstance(d, dict):
         raise UserError(f"{prefix or 'config'}: expected an object")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    for k, v in d.items():
+    for k, v in {**getattr(cls, "ADDED_LATER", {}), **d}.items():
         if k not in fields:
             raise UserError(f"{prefix}{k}: unknown config key; known: {', '.join(sorted(fields))}")
         t = hints[k]

@@ -24,6 +24,7 @@ from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, to_model_input
 from trainer.config import TrainConfig, compute_dtype, init_optimizer_state, make_optimizer
 from trainer.data import Split
+from trainer.precise_bn import batch_statistics, pooled_statistics, set_statistics
 
 ProgressFn = Callable[[int, int, float], None]  # (epoch, epochs, mean loss)
 
@@ -125,6 +126,7 @@ class MemberTrainer:
         self.data = device_data(split)
         self.x_train, self.y_train, self.mean, self.std = self.data
         self.pad = crop_padding(split.native_resolution)
+        self.precise_bn_idx = precise_bn_indices(n, config, seed)
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
         self._eval = jax.jit(self._eval_fn)
         self.compile_s = self.trace_s = 0.0
@@ -158,10 +160,21 @@ class MemberTrainer:
 
         return jax.lax.scan(step, state, (order, jax.random.split(akey, steps)))
 
-    def _eval_fn(self, params: Any, rest: Any, x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
-        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time."""
+    def _eval_fn(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
+                 precise_bn_idx: jax.Array | None) -> jax.Array:
+        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time; first,
+        unless ``precise_bn_idx`` is None, batch-norm statistics recomputed over those training
+        images (trainer/precise_bn.py)."""
+        x_train, _, mean, std = data
+        res = self.spec.resolution
         model = nnx.merge(self.graphdef_eval, params, rest)
-        return jax.lax.map(lambda b: model(to_model_input(b, mean, std, self.spec.resolution)), x)
+        if precise_bn_idx is not None:
+            def stats(idx: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+                fresh = nnx.merge(self.graphdef_train, params, rest, copy=True)  # Variables of this trace level
+                return batch_statistics(fresh, to_model_input(x_train[idx], mean, std, res))
+
+            set_statistics(model, pooled_statistics(jax.lax.map(stats, precise_bn_idx)))
+        return jax.lax.map(lambda b: model(to_model_input(b, mean, std, res)), x)
 
     # -- driving them -------------------------------------------------------------------------
 
@@ -171,7 +184,7 @@ class MemberTrainer:
         start = time.perf_counter()
         epoch = self._epoch.lower(self.state, jax.random.key(0), self.data)
         xb = self._eval_batches(self.split.x_val)
-        evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.mean, self.std)
+        evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.data, self.precise_bn_idx)
         self.trace_s = time.perf_counter() - start
         self._epoch, self._eval = epoch.compile(), evaluate.compile()
         self.compile_s = time.perf_counter() - start
@@ -190,8 +203,21 @@ class MemberTrainer:
         return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        out = self._eval(self.state.params, self.state.rest, self._eval_batches(x), self.mean, self.std)
+        out = self._eval(self.state.params, self.state.rest, self._eval_batches(x), self.data, self.precise_bn_idx)
         return np.asarray(out, np.float32).reshape(-1, out.shape[-1])[: len(x)]
+
+
+def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Array | None:
+    """Which training images recompute the batch-norm statistics before evaluation: a seeded
+    sample of ``config.precise_bn_images`` (at most all ``n_train``), as (batches, eval batch size)
+    int32 indices in random order (each batch a random draw, as in training); None when the config
+    keeps the moving averages."""
+    k = min(config.precise_bn_images, n_train)
+    if k == 0:
+        return None
+    bs = min(config.eval_batch_size, k)
+    chosen = np.random.default_rng(seed).choice(n_train, (k // bs) * bs, replace=False)
+    return jnp.asarray(chosen.reshape(-1, bs), jnp.int32)
 
 
 def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConfig(), seed: int = 0,

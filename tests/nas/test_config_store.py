@@ -17,6 +17,17 @@ def test_overrides_and_round_trip():
     assert from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
+def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and_cache_keys():
+    stored = SearchConfig().to_dict()
+    del stored["trainer"]["precise_bn_images"]  # as config.json was written before the field existed
+    old = from_dict(stored)
+    assert old.trainer.precise_bn_images == 0  # moving averages, as that code evaluated
+    assert from_dict(SearchConfig().to_dict()).trainer.precise_bn_images == SearchConfig().trainer.precise_bn_images > 0
+    # the member-cache text of the old behaviour is the text that code wrote
+    assert json.loads(old.trainer.key()) == stored["trainer"] | {"step_epochs": []}
+    assert "precise_bn_images" in SearchConfig().trainer.key()
+
+
 @pytest.mark.parametrize("item, msg", [
     ("trainer.epochz=3", "unknown key 'epochz'"), ("trainer.epochs=three", "expected a int"),
     ("trainer.epochs=0", "epochs"), ("sizes=[9]", "sizes"), ("space.width_multiplier=0", "width_multiplier"),
