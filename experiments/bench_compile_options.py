@@ -25,6 +25,9 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - eval-at-train-batch: the validation program at the training batch size (256) instead of 1000, so
   that its forward convolutions have the training program's shapes and may reuse their autotuning
   (the evaluation program is a second compile with its own autotuning).
+- moving-average-bn: evaluation with the batch-norm moving averages (``trainer.precise_bn_images=0``)
+  instead of statistics recomputed before scoring: what precise BN adds to the evaluation
+  program's compile (8-15% of a member's compile on the 2-core CPU; trainer/precise_bn.py).
 
 For each variant: setup, compile (with its tracing part) seconds and training images/s per member,
 validation accuracy after ``--epochs``, and the implied cost of one 10-epoch proxy evaluation on 45,000 images
@@ -55,7 +58,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "f32": {"dtype": "float32"},
     "f32-autotune0": {"dtype": "float32", "xla": "--xla_gpu_autotune_level=0"},
     "eval-at-train-batch": {"eval_batch": "train"},
+    "moving-average-bn": {"bn_stats": "moving-average"},
 }
+TRAINER_KEYS = ("dtype", "eval_batch", "bn_stats")  # variant settings that are TrainConfig fields
 PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k training side
 
 
@@ -69,6 +74,17 @@ def variant_env(name: str, env: dict[str, str]) -> dict[str, str]:
         if key in v:
             out[var] = v[key]
     return out
+
+
+def variant_config(name: str, config: Any) -> Any:
+    """``config`` (a TrainConfig) with variant ``name``'s trainer settings (``TRAINER_KEYS``)."""
+    v = VARIANTS[name]
+    changes: dict[str, Any] = {"dtype": v.get("dtype", "auto")}
+    if v.get("eval_batch") == "train":
+        changes["eval_batch_size"] = config.batch_size
+    if v.get("bn_stats") == "moving-average":
+        changes["precise_bn_images"] = 0
+    return config.replace(**changes)
 
 
 def require_variant(name: str, prog: str) -> dict[str, str]:
@@ -85,7 +101,7 @@ def shell_exports(name: str) -> str:
     import shlex
 
     v = require_variant(name, "bench_compile_options")
-    if "dtype" in v or "eval_batch" in v:
+    if any(k in v for k in TRAINER_KEYS):
         sys.exit(f"bench_compile_options: variant {name!r} changes the trainer config, not the environment")
     env = variant_env(name, {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})
     return "\n".join(f"export {k}={shlex.quote(val)}" for k, val in sorted(env.items()) if val)
@@ -193,9 +209,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
     members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, dtype=v.get("dtype", "auto"),
-                         warmup_epochs=min(1.0, args.epochs / 2),
-                         eval_batch_size=args.batch_size if v.get("eval_batch") == "train" else 1000)
+    config = variant_config(args.variant, TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                                      warmup_epochs=min(1.0, args.epochs / 2)))
     rows = []
     for i, m in enumerate(members):
         t = MemberTrainer(m, split, config, seed=args.seed + i)

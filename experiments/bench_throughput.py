@@ -81,11 +81,9 @@ def run_mode(args: argparse.Namespace) -> dict:
     members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
     if args.mode == "optimized" and args.optimized_variant:
-        from experiments.bench_compile_options import VARIANTS
+        from experiments.bench_compile_options import variant_config
 
-        v = VARIANTS[args.optimized_variant]
-        config = config.replace(dtype=v.get("dtype", "auto"),
-                                eval_batch_size=args.batch_size if v.get("eval_batch") == "train" else 1000)
+        config = variant_config(args.optimized_variant, config)
     jobs = [MemberJob(str(i), m, args.seed + i) for i, m in enumerate(members)]
     if args.mode == "naive" and args.naive_members:
         jobs = jobs[: args.naive_members]  # its rate is per member: each compiles and trains alone

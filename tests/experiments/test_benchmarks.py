@@ -97,8 +97,9 @@ def test_exports_give_a_search_the_variants_environment():
     env = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.strip().splitlines())
     assert env["NAS_CONV"] == "matmul" and env["NAS_DEPTHWISE"] == "shift"
     assert env["XLA_FLAGS"].strip("'").split() == ["--xla_gpu_autotune_level=0", "--xla_gpu_enable_triton_gemm=false"]
-    r = _run("experiments.bench_compile_options", "--exports", "f32")  # a trainer setting, not the environment
-    assert r.returncode != 0 and "changes the trainer config" in r.stderr
+    for variant in ("f32", "moving-average-bn"):  # trainer settings, not the environment
+        r = _run("experiments.bench_compile_options", "--exports", variant)
+        assert r.returncode != 0 and "changes the trainer config" in r.stderr
 
 
 def test_jax_vs_torch_benchmark_trains_what_the_mobilenetv2_study_trains():
