@@ -101,7 +101,9 @@ class MemberTrainer:
     """Compiles the epoch and evaluation programs of one architecture and runs them.
 
     The training split lives on the device as uint8; each epoch draws a permutation, gathers
-    batches, crops, flips, resizes and normalizes on the device inside one ``lax.scan``.
+    batches, crops, flips, resizes and normalizes on the device inside one ``lax.scan``. The
+    evaluation program first recomputes batch-norm statistics for the current weights
+    (``config.precise_bn_images``; trainer/precise_bn.py).
     """
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
