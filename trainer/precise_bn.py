@@ -16,8 +16,10 @@ Measured here (2-core CPU; the statistics over 2,000 training images):
   agreed within a point (71.5% and 70.7%).
 - A tiny searched member, one bfloat16 epoch on 1,000 images: 12.6% against 37.6%.
 - The README demo's 12 members (one epoch, same weights either way): mean 56.3% against 57.2%,
-  8 up, 3 down (by at most 1.9 points), best +4.6 points. Cost: about 15% more compile time and
-  1-2 s more evaluation per member (4 members, alternating runs).
+  8 up, 3 down (by at most 1.9 points), best +4.6 points.
+- Cost, the same members with and without it: 8-15% more compile time (4 demo members +15%; 3
+  sampled members 24.6 -> 26.5 s, bench_compile_options' moving-average-bn variant) and 1-2 s
+  more evaluation per demo member.
 """
 
 from __future__ import annotations

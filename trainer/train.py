@@ -126,7 +126,6 @@ class MemberTrainer:
         # Arrays go in as arguments, never as closed-over constants: a constant would be embedded in
         # the program (138 MB for CIFAR-10's training split) and in its compilation-cache key.
         self.data = device_data(split)
-        self.x_train, self.y_train, self.mean, self.std = self.data
         self.pad = crop_padding(split.native_resolution)
         self.precise_bn_idx = precise_bn_indices(n, config, seed)
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
