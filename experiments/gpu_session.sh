@@ -143,6 +143,7 @@ search)
   log "search exit $? (124: stopped by its time limit; --resume continues it)"
   $PY -m nas plot "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
+  $PY -m nas pool "$run" >> "$OUT/search.log" 2>&1  # ensembles recombined from the trained members
   # Without XLA's caches (hundreds of MB of compiled programs); the records, controller checkpoints
   # and member logits (200 kB a CIFAR-10 member) are what a resume and the results need.
   log "search run archived: $(archive search_run.tgz --exclude=jax_cache -C "$(dirname "$run")" "$(basename "$run")")"

@@ -20,6 +20,14 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _sizes(text: str) -> list[int]:
+    """Comma-separated positive ensemble sizes, e.g. 1,2,3."""
+    try:
+        return [_positive_int(t) for t in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -140,6 +148,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return run_compare_cmd(args)
 
 
+def cmd_pool(args: argparse.Namespace) -> int:
+    from nas.pool_cli import run_pool_cmd
+
+    return run_pool_cmd(args)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from nas.search_cli import run_retrain_cmd
 
@@ -242,12 +256,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes: a row per size and run)")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("pool", help="the best ensembles recombined from every member a search trained (no training)",
+                       description="Score ensembles of any k members the run has trained (every k-subset up to "
+                                   "--limit candidates, else a beam over the size below) by geometric-mean "
+                                   "validation accuracy and max member latency; write each size's Pareto front to "
+                                   "pool_fronts.csv and plots/pool.png next to the searched fronts. Chosen on the "
+                                   "validation images, so optimistic: `nas retrain RUN --pool` measures test accuracy.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--sizes", type=_sizes, help="comma-separated ensemble sizes (default: the run's)")
+    p.add_argument("--limit", type=_positive_int,
+                   help="most candidates per size scored exhaustively (default 20000)")
+    p.add_argument("--beam", type=_positive_int,
+                   help="beyond --limit: the most accurate ensembles one size down that are extended (default 64)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes and front)")
+    p.set_defaults(func=cmd_pool)
+
     p = sub.add_parser("retrain", help="retrain the best ensembles of a run to convergence; test accuracy",
-                       description="Retrain the top-K ensembles by reward (or every Pareto point) with a full recipe "
+                       description="Retrain the top-K ensembles by reward (or every Pareto point; or, with --pool, "
+                                   "ensembles recombined from the trained members) with a full recipe "
                                    "and report test accuracy next to the proxy validation accuracy.")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--top", type=_positive_int, default=1)
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
+    p.add_argument("--pool", action="store_true",
+                   help="choose from the member pool's fronts (`nas pool`), the top K by validation accuracy, "
+                        "instead of the searched samples by reward")
     p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
     p.add_argument("--train-examples", type=_positive_int,
                    help="train on a class-balanced subset of this many training images (quick checks)")

@@ -30,9 +30,14 @@ def figure3(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
         ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5)
         ax.scatter([np.median(d["latency_max_ms"])], [100 * np.median(d["accuracy"])], marker="*", s=260, color=c,
                    edgecolor="black", zorder=5)
+    return _save_latency_figure(fig, ax, path, title or "Search samples, Pareto fronts, and medians (stars) per ensemble size")
+
+
+def _save_latency_figure(fig: Any, ax: Any, path: Path, title: str) -> Path:
+    """Axis labels, title, grid and legend of an accuracy-vs-max-latency figure; saved and closed."""
     ax.set_xlabel("max member latency on Pixel 1 (ms)")
     ax.set_ylabel("validation accuracy (%), geometric-mean ensemble")
-    ax.set_title(title or "Search samples, Pareto fronts, and medians (stars) per ensemble size", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -95,3 +100,24 @@ def scaling_figure(points: Any, path: Path, title: str = "", split_name: str = "
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def pool_figure(records: list[dict[str, Any]], pool_front: Any, path: Path, title: str = "") -> Path:
+    """Figure 3's samples (faint) and searched fronts (solid, filled markers), with the member pool's
+    fronts (dashed, open markers; nas/pool.py) over them."""
+    df = records_frame(records)
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    for n in sorted(set(df["size"].unique()) | set(pool_front["size"].unique() if len(pool_front) else ())):
+        c = COLORS.get(int(n), None)
+        d = df[(df["size"] == n) & (df["status"] == "ok")]
+        if not d.empty:
+            ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=12, alpha=0.3, color=c)
+            f = pareto_front(d)
+            ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5, marker="o", ms=5,
+                    label=f"{int(n)} searched")
+        p = pool_front[pool_front["size"] == n].sort_values("latency_max_ms") if len(pool_front) else pool_front
+        if len(p):
+            ax.step(p["latency_max_ms"], 100 * p["accuracy"], where="post", color=c, lw=1.5, ls="--")
+            ax.scatter(p["latency_max_ms"], 100 * p["accuracy"], s=30, facecolors="none", edgecolors=c,
+                       label=f"{int(n)} from the pool")
+    return _save_latency_figure(fig, ax, path, title or "Searched fronts and the member pool's")

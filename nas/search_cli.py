@@ -117,6 +117,21 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")})}
 
 
+def pool_choices(run: RunDir, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:
+    """Ensembles of the member pool's fronts (nas/pool.py), shaped as the records `nas retrain` reads:
+    with ``pareto`` every front point, else the ``top`` most accurate; ``sample`` is "pool"."""
+    from nas.pool import pool_fronts
+    from nas.pool_cli import validation_labels
+
+    sizes = [size] if size is not None else run.read_config()["sizes"]
+    front, _ = pool_fronts(run, validation_labels(run), sizes)
+    rows = front.to_dict("records")
+    if not pareto:
+        rows = sorted(rows, key=lambda r: (-r["accuracy"], r["latency_max_ms"]))[:top]
+    return [{"ensemble_id": r["ensemble_id"], "size": int(r["size"]), "sample": "pool", "accuracy": r["accuracy"],
+             "latency_max_ms": r["latency_max_ms"], "members": r["members"]} for r in rows]
+
+
 def run_retrain_cmd(args: argparse.Namespace) -> int:
     """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
     from nas.ensemble import evaluate_ensemble
@@ -126,14 +141,17 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_config())
-    records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
-    if not records:
-        raise UserError(f"{run.path}: no successful samples{f' of size {args.size}' if args.size else ''} to retrain")
-    if args.pareto:
-        ids = set(fronts(records)["ensemble_id"])
-        chosen = [r for r in records if r["ensemble_id"] in ids]
+    if getattr(args, "pool", False):
+        chosen = pool_choices(run, args.size, args.pareto, args.top)
     else:
-        chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
+        records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
+        if not records:
+            raise UserError(f"{run.path}: no successful samples{f' of size {args.size}' if args.size else ''} to retrain")
+        if args.pareto:
+            ids = set(fronts(records)["ensemble_id"])
+            chosen = [r for r in records if r["ensemble_id"] in ids]
+        else:
+            chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
     recipe = with_epochs(RECIPES[args.recipe], args.epochs)
     ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
     subset = args.train_examples
@@ -153,10 +171,11 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         logits = []
         for pos, m in enumerate(r["members"]):
             spec = spec_from_dict(m["spec"])
-            ckpt = run.path / "retrain" / (f"{m['id'][:16]}-seed{cfg.seed + pos}-{args.recipe}{recipe.epochs}"
+            seed = int(m.get("seed", cfg.seed + pos))  # the seed it was searched with (records before it: the rule)
+            ckpt = run.path / "retrain" / (f"{m['id'][:16]}-seed{seed}-{args.recipe}{recipe.epochs}"
                                            + (f"-n{subset}" if subset else ""))
             print(f"retraining {m['id'][:12]} ({args.recipe}, {recipe.epochs} epochs) -> {ckpt}", file=sys.stderr)
-            res = retrain(spec, ds, recipe, cfg.seed + pos, ckpt, every=args.every,
+            res = retrain(spec, ds, recipe, seed, ckpt, every=args.every,
                           progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
             logits.append(res.test_logits)
         metrics = evaluate_ensemble(logits, ds.y_test)

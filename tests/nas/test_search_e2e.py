@@ -3,7 +3,9 @@ uninterrupted run, plotted; and the bad inputs a user can give it."""
 
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,6 +80,54 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tm
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
 
 
+def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, tmp_path, capsys, monkeypatch):
+    run, _, _ = resumed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    assert main(["pool", str(copy), "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text  # strict JSON: an unsampled front point's searched_sample is null
+    out = json.loads(text)
+    records = [json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()]
+    sizes = {s["size"]: s for s in out["sizes"]}
+    assert [(k, s["candidates"], s["method"]) for k, s in sorted(sizes.items())] == [(1, 6, "exhaustive"), (2, 15, "exhaustive")]
+    for r in records:  # the pool's front matches or beats every searched ensemble of its size
+        assert any(f["size"] == r["size"] and f["accuracy"] >= r["accuracy"] and f["latency_max_ms"] <= r["latency_max_ms"]
+                   for f in out["front"])
+        assert sizes[r["size"]]["pool_best"] >= r["accuracy"]
+    assert len(pd.read_csv(copy / "pool_fronts.csv")) == len(out["front"])
+    assert (copy / "plots" / "pool.png").stat().st_size > 10_000
+    assert main(["pool", str(copy)]) == 0
+    assert "6 trained members recombined" in capsys.readouterr().out
+    # `nas retrain --pool` hands the pool's most accurate single member to the retrainer with the seed
+    # it was searched with (the retrainer itself, a real one, is what the test above runs)
+    import trainer.retrain
+
+    calls = []
+
+    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
+        calls.append((spec, seed, Path(checkpoint_dir).name))
+        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
+        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
+
+    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    by_key = {m["key"]: m for r in records for m in r["members"]}
+    best = max((f for f in out["front"] if f["size"] == 1), key=lambda f: (f["accuracy"], -f["latency_max_ms"]))
+    member = by_key[best["member_keys"]]
+    assert main(["retrain", str(copy), "--pool", "--size", "1", "--epochs", "1"]) == 0
+    assert [(c[0].id, c[1], c[2]) for c in calls] == [(member["id"], member["seed"],
+                                                        f"{member['id'][:16]}-seed{member['seed']}-fast1")]
+    row, = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
+    assert row["sample"] == "pool" and row["ensemble_id"] == best["ensemble_id"] and row["test_accuracy"] == 1.0
+    assert row["proxy_val_accuracy"] == best["accuracy"]
+    # every size-1 front point; the fastest member of this run sits second in a pair, so has seed 1
+    calls.clear()
+    front1 = [by_key[f["member_keys"]] for f in out["front"] if f["size"] == 1]
+    assert {m["seed"] for m in front1} == {0, 1}
+    assert main(["retrain", str(copy), "--pool", "--pareto", "--size", "1", "--epochs", "1"]) == 0
+    assert sorted((c[0].id, c[1]) for c in calls) == sorted((m["id"], m["seed"]) for m in front1 if m is not member)
+
+
 def _snapshot(run):
     return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
@@ -97,6 +147,9 @@ def _snapshot(run):
     (["show", "{tmp}/nothing"], "not a run directory"),
     (["plot", "{tmp}/nothing"], "no records"),
     (["retrain", "{tmp}/nothing"], "not a run directory"),
+    (["pool", "{tmp}/nothing"], "not a run directory"),
+    (["pool", "{run}", "--sizes", "7"], "6 trained members make no ensemble of size 7"),
+    (["retrain", "{run}", "--pool", "--size", "9"], "make no ensemble of size 9"),
     (["describe", "mnasnet-z9"], "not a file, a known architecture"),
     (["latency", "r1_k3_s33_e1_i32_o16"], "strides"),
     (["train", "mnasnet-a1", "--dataset", "cifar100"], "unknown name"),

@@ -1,0 +1,66 @@
+"""`nas pool RUN`: the best ensembles recombined from every member a search trained (nas/pool.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nas.config import from_dict
+from nas.store import RunDir
+from search_space.errors import UserError
+
+
+def validation_labels(run: RunDir) -> np.ndarray:
+    """The labels of the run's validation split, carved again as the search carved it."""
+    from trainer.data import load_dataset, validation_split
+
+    cfg = from_dict(run.read_config())
+    ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    return validation_split(ds, cfg.val_size, seed=cfg.seed, train_examples=cfg.train_examples).y_val
+
+
+def run_pool_cmd(args: argparse.Namespace) -> int:
+    from nas.plots import pool_figure
+    from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, pool_fronts
+
+    run = RunDir(args.run)
+    cfg = run.read_config()
+    sizes = args.sizes or cfg["sizes"]
+    if not run.records():
+        raise UserError(f"{run.path}: no records yet")
+    front, summary = pool_fronts(run, validation_labels(run), sizes, limit=args.limit or DEFAULT_LIMIT,
+                                 beam=args.beam or DEFAULT_BEAM,
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+    csv_path = run.path / "pool_fronts.csv"
+    front.drop(columns=["members"]).to_csv(csv_path, index=False)
+    (run.path / "plots").mkdir(exist_ok=True)
+    fig = pool_figure(run.records(), front, run.path / "plots" / "pool.png",
+                      f"{cfg['dataset']}: searched fronts (solid) and the member pool's (dashed)")
+    if args.json:
+        rows = front.drop(columns=["members"]).astype(object)
+        rows = rows.where(rows.notna(), None)  # a front point no search sampled: null, not NaN
+        print(json.dumps({"run": str(run.path), "sizes": summary.to_dict("records"), "fronts_csv": str(csv_path),
+                          "figure": str(fig), "front": rows.to_dict("records")}, default=_json_default))
+        return 0
+    print(f"run {run.path}: {summary['pool_members'].iloc[0]} trained members recombined (validation accuracy, "
+          "geometric mean; chosen on the same images, so optimistic)")
+    print(f"{'size':>4}{'candidates':>12}{'method':>12}{'searched':>10}{'searched best':>15}{'pool best':>11}"
+          f"{'at max ms':>11}{'front':>7}{'unsampled':>11}")
+    for s in summary.to_dict("records"):
+        best = "-" if s["searched_best"] is None else f"{s['searched_best']:.4f}"
+        print(f"{s['size']:>4}{s['candidates']:>12}{s['method']:>12}{s['searched_samples']:>10}{best:>15}"
+              f"{s['pool_best']:>11.4f}{s['pool_best_latency_ms']:>11.2f}{s['front']:>7}{s['front_unsampled']:>11}")
+    print(f"fronts {csv_path}; figure {fig}")
+    return 0
+
+
+def _json_default(x: object) -> object:
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(type(x).__name__)
