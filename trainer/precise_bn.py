@@ -20,6 +20,14 @@ Measured here (2-core CPU; the statistics over 2,000 training images):
 - Cost, the same members with and without it: 8-15% more compile time (4 demo members +15%; 3
   sampled members 24.6 -> 26.5 s, bench_compile_options' moving-average-bn variant) and 1-2 s
   more evaluation per demo member.
+
+Tried and not kept: one forward for both passes (a scan over calibration then validation batches,
+each batch norm choosing batch or pooled statistics by a traced flag). On 3 sampled members in
+float32 and bfloat16 it cut the evaluation program's compile by 18% (41.5 -> 33.9 s in all), not
+the half hoped for: the moving-average evaluation program alone compiled in 1.8-3.1 s, the flagged
+one in 3.3-8.9 s, so the batch-statistics reductions, which every flagged step carries, cost about
+as much compile as a second forward. That is about 4% of a member's compile, and it moved bfloat16
+logits (normalization in float32 throughout; up to 0.34, 2% of argmaxes), so the two passes stay.
 """
 
 from __future__ import annotations
