@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive_int, default=1)
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
     p.add_argument("--pool", action="store_true",
-                   help="choose from the member pool's fronts (`nas pool`), the top K by validation accuracy, "
-                        "instead of the searched samples by reward")
+                   help="choose among the member pool's front ensembles (`nas pool`) instead of the searched "
+                        "samples (the top K by reward as well, or --pareto)")
     p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
     p.add_argument("--train-examples", type=_positive_int,
                    help="train on a class-balanced subset of this many training images (quick checks)")

@@ -33,8 +33,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from nas.config import RewardConfig
 from nas.ensemble import evaluate_ensemble, log_softmax
 from nas.pareto import pareto_front
+from nas.reward import mnas_reward
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -145,11 +147,12 @@ def ensemble_key(keys: Iterable[str]) -> str:
     return hashlib.sha256("+".join(sorted(keys)).encode()).hexdigest()
 
 
-def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], limit: int = DEFAULT_LIMIT,
-                beam: int = DEFAULT_BEAM, progress: Callable[[str], None] | None = None,
+def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], reward: RewardConfig = RewardConfig(),
+                limit: int = DEFAULT_LIMIT, beam: int = DEFAULT_BEAM, progress: Callable[[str], None] | None = None,
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The pool's front per size (one row per front ensemble, with its full metrics and members)
-    and a summary per size next to the searched front."""
+    """The pool's front per size (one row per front ensemble, with its full metrics, its ``reward``
+    as the search would have rewarded it, and its members) and a summary per size next to the
+    searched front."""
     members, log_probs = member_pool(run)
     labels = np.asarray(labels)
     if log_probs.shape[1] != len(labels):
@@ -176,6 +179,7 @@ def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], limit: in
             rows.append({
                 "size": k, "accuracy": metrics.accuracy, "latency_max_ms": float(max_lat[i]),
                 "latency_sum_ms": float(sum(m.latency_ms for m in chosen)),
+                "reward": mnas_reward(metrics.accuracy, float(max_lat[i]), reward.target_ms, reward.alpha, reward.beta),
                 "flops": 2 * sum(m.multiply_adds for m in chosen), "params": sum(m.params for m in chosen),
                 "accuracy_arithmetic": metrics.accuracy_arithmetic, "nll": metrics.nll, "ece": metrics.ece,
                 "disagreement": metrics.disagreement, "best_member_accuracy": metrics.best_member_accuracy,

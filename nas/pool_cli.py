@@ -32,7 +32,8 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     sizes = args.sizes or cfg["sizes"]
     if not run.records():
         raise UserError(f"{run.path}: no records yet")
-    front, summary = pool_fronts(run, validation_labels(run), sizes, limit=args.limit or DEFAULT_LIMIT,
+    front, summary = pool_fronts(run, validation_labels(run), sizes, from_dict(cfg).reward,
+                                 limit=args.limit or DEFAULT_LIMIT,
                                  beam=args.beam or DEFAULT_BEAM,
                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
     csv_path = run.path / "pool_fronts.csv"

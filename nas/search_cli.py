@@ -119,15 +119,17 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def pool_choices(run: RunDir, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:
     """Ensembles of the member pool's fronts (nas/pool.py), shaped as the records `nas retrain` reads:
-    with ``pareto`` every front point, else the ``top`` most accurate; ``sample`` is "pool"."""
+    with ``pareto`` every front point, else the ``top`` by the run's reward, as for searched
+    samples; ``sample`` is "pool"."""
     from nas.pool import pool_fronts
     from nas.pool_cli import validation_labels
 
-    sizes = [size] if size is not None else run.read_config()["sizes"]
-    front, _ = pool_fronts(run, validation_labels(run), sizes)
+    cfg = run.read_config()
+    front, _ = pool_fronts(run, validation_labels(run), [size] if size is not None else cfg["sizes"],
+                           from_dict(cfg).reward)
     rows = front.to_dict("records")
     if not pareto:
-        rows = sorted(rows, key=lambda r: (-r["accuracy"], r["latency_max_ms"]))[:top]
+        rows = sorted(rows, key=lambda r: -r["reward"])[:top]
     return [{"ensemble_id": r["ensemble_id"], "size": int(r["size"]), "sample": "pool", "accuracy": r["accuracy"],
              "latency_max_ms": r["latency_max_ms"], "members": r["members"]} for r in rows]
 

@@ -97,6 +97,7 @@ def test_pool_fronts_dominate_the_searched_fronts_and_name_searched_samples(tmp_
     assert on_front == {frozenset(p) for i, p in enumerate(pairs) if not _dominated(acc, plat, i)}
     for row in front.itertuples():
         keys = row.member_keys.split()
+        assert row.reward == pytest.approx(row.accuracy * (row.latency_max_ms / 75.0) ** -0.07)  # the default reward
         assert row.flops == 2 * sum(1000 * (int(k[1:]) + 1) for k in keys)
         assert row.latency_max_ms == max(1.0 + int(k[1:]) for k in keys)
         searched = {frozenset(m["key"] for m in r["members"]): r for r in run.records()}.get(frozenset(keys))
