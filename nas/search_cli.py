@@ -143,7 +143,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_config())
-    if getattr(args, "pool", False):
+    if args.pool:
         chosen = pool_choices(run, args.size, args.pareto, args.top)
     else:
         records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
@@ -173,7 +173,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         logits = []
         for pos, m in enumerate(r["members"]):
             spec = spec_from_dict(m["spec"])
-            seed = int(m.get("seed", cfg.seed + pos))  # the seed it was searched with (records before it: the rule)
+            # the seed it was searched with; records from before members carried one: search seed + position
+            seed = int(m.get("seed", cfg.seed + pos))
             ckpt = run.path / "retrain" / (f"{m['id'][:16]}-seed{seed}-{args.recipe}{recipe.epochs}"
                                            + (f"-n{subset}" if subset else ""))
             print(f"retraining {m['id'][:12]} ({args.recipe}, {recipe.epochs} epochs) -> {ckpt}", file=sys.stderr)
@@ -189,5 +190,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         results.append(row)
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
               f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
-    print(f"results appended to {out_path}")
+    appended = sum(x is not finished.get((x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")))
+                   for x in results)
+    print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}" if appended
+          else f"every chosen ensemble was retrained earlier; results in {out_path}")
     return 0

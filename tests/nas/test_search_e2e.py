@@ -68,7 +68,7 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tm
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     args = ("retrain", str(copy), "--size", "1", "--epochs", "1", "--train-examples", "256", "--every", "1")
-    _nas(*args)
+    assert "1 result appended to" in _nas(*args).stdout
     rows = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
     best = max((json.loads(l) for l in (run / "records.jsonl").read_text().splitlines() if '"size": 1' in l),
                key=lambda r: r["reward"])
@@ -76,7 +76,7 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tm
     assert 0 <= rows[0]["test_accuracy"] <= 1 and len(rows[0]["test_member_accuracies"]) == 1
     assert rows[0]["proxy_val_accuracy"] == best["accuracy"]
     again = _nas(*args)  # a rerun reports the finished ensemble, it does not retrain or duplicate it
-    assert "retrained earlier" in again.stdout
+    assert "retrained earlier" in again.stdout and "every chosen ensemble was retrained earlier" in again.stdout
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
 
 
