@@ -58,12 +58,12 @@ class PoolMember:
     val_accuracy: float
 
 
-def member_pool(run: RunDir) -> tuple[list[PoolMember], np.ndarray]:
-    """The run's distinct successful members (in order of first use) and their validation
-    log-probabilities, float32 (members, images, classes). Members whose cache entry is missing
-    or damaged are left out."""
+def member_pool(run: RunDir, records: list[dict[str, Any]] | None = None) -> tuple[list[PoolMember], np.ndarray]:
+    """The distinct successful members of the run's ``records`` (read when not given), in order of
+    first use, and their validation log-probabilities, float32 (members, images, classes). Members
+    whose cache entry is missing or damaged are left out."""
     members: dict[str, PoolMember] = {}
-    for r in run.records():
+    for r in run.records() if records is None else records:
         for m in r.get("members", []):
             if m.get("status") == "ok" and m.get("key") and m["key"] not in members:
                 members[m["key"]] = PoolMember(m["key"], m["id"], int(m["seed"]), m["spec"], float(m["latency_ms"]),
@@ -153,14 +153,15 @@ def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], reward: R
     """The pool's front per size (one row per front ensemble, with its full metrics, its ``reward``
     as the search would have rewarded it, and its members) and a summary per size next to the
     searched front."""
-    members, log_probs = member_pool(run)
+    all_records = run.records()
+    members, log_probs = member_pool(run, all_records)
     labels = np.asarray(labels)
     if log_probs.shape[1] != len(labels):
         raise UserError(f"{run.path}: cached logits cover {log_probs.shape[1]} images, the validation split "
                         f"{len(labels)}: the data set changed since the search")
     latency = np.array([m.latency_ms for m in members])
     searched_sets = {}
-    records = [r for r in run.records() if r.get("status") == "ok"]
+    records = [r for r in all_records if r.get("status") == "ok"]
     for r in records:
         searched_sets.setdefault(frozenset(m["key"] for m in r["members"]), r["sample"])
     sizes = sorted(set(sizes))

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,13 +14,18 @@ from nas.config import from_dict
 from nas.store import RunDir
 from search_space.errors import UserError
 
+if TYPE_CHECKING:
+    from trainer.data import Dataset
 
-def validation_labels(run: RunDir) -> np.ndarray:
-    """The labels of the run's validation split, carved again as the search carved it."""
+
+def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
+    """The labels of the run's validation split, carved again as the search carved it from ``ds``
+    (the run's data set, loaded when not given)."""
     from trainer.data import load_dataset, validation_split
 
     cfg = from_dict(run.read_config())
-    ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    if ds is None:
+        ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
     return validation_split(ds, cfg.val_size, seed=cfg.seed, train_examples=cfg.train_examples).y_val
 
 
@@ -30,7 +36,8 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
     cfg = run.read_config()
     sizes = args.sizes or cfg["sizes"]
-    if not run.records():
+    records = run.records()
+    if not records:
         raise UserError(f"{run.path}: no records yet")
     front, summary = pool_fronts(run, validation_labels(run), sizes, from_dict(cfg).reward,
                                  limit=args.limit or DEFAULT_LIMIT,
@@ -39,7 +46,7 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     csv_path = run.path / "pool_fronts.csv"
     front.drop(columns=["members"]).to_csv(csv_path, index=False)
     (run.path / "plots").mkdir(exist_ok=True)
-    fig = pool_figure(run.records(), front, run.path / "plots" / "pool.png",
+    fig = pool_figure(records, front, run.path / "plots" / "pool.png",
                       f"{cfg['dataset']}: searched fronts (solid) and the member pool's (dashed)")
     if args.json:
         rows = front.drop(columns=["members"]).astype(object)

@@ -117,15 +117,15 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")})}
 
 
-def pool_choices(run: RunDir, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:
-    """Ensembles of the member pool's fronts (nas/pool.py), shaped as the records `nas retrain` reads:
-    with ``pareto`` every front point, else the ``top`` by the run's reward, as for searched
-    samples; ``sample`` is "pool"."""
+def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:
+    """Ensembles of the member pool's fronts (nas/pool.py; ``ds`` the run's data set), shaped as the
+    records `nas retrain` reads: with ``pareto`` every front point, else the ``top`` by the run's
+    reward, as for searched samples; ``sample`` is "pool"."""
     from nas.pool import pool_fronts
     from nas.pool_cli import validation_labels
 
     cfg = run.read_config()
-    front, _ = pool_fronts(run, validation_labels(run), [size] if size is not None else cfg["sizes"],
+    front, _ = pool_fronts(run, validation_labels(run, ds), [size] if size is not None else cfg["sizes"],
                            from_dict(cfg).reward)
     rows = front.to_dict("records")
     if not pareto:
@@ -143,8 +143,10 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_config())
-    if args.pool:
-        chosen = pool_choices(run, args.size, args.pareto, args.top)
+    ds = None
+    if args.pool:  # the data set is loaded once, for the validation labels and for retraining
+        ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+        chosen = pool_choices(run, ds, args.size, args.pareto, args.top)
     else:
         records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
         if not records:
@@ -155,20 +157,20 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         else:
             chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
     recipe = with_epochs(RECIPES[args.recipe], args.epochs)
-    ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    if ds is None:
+        ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
     subset = args.train_examples
     if subset is not None:  # a class-balanced subset of the training split, for quick checks
         part = test_split(ds, cfg.seed, subset, None)
         ds = dataclasses.replace(ds, x_train=part.x_train, y_train=part.y_train)
     out_path = run.path / "retrain.jsonl"
-    results = []
+    appended = 0
     finished = {(x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")): x for x in run.retrains()}
     for r in chosen:
         prior = finished.get((r["ensemble_id"], args.recipe, recipe.epochs, subset))
         if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
             print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {prior['test_accuracy']:.4f} "
                   f"(retrained earlier)")
-            results.append(prior)
             continue
         logits = []
         for pos, m in enumerate(r["members"]):
@@ -187,11 +189,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
                "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
                "latency_max_ms": r["latency_max_ms"]}
         run.append_retrain(row)
-        results.append(row)
+        appended += 1
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
               f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
-    appended = sum(x is not finished.get((x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")))
-                   for x in results)
     print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}" if appended
           else f"every chosen ensemble was retrained earlier; results in {out_path}")
     return 0
