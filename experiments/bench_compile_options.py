@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -107,11 +108,19 @@ def shell_exports(name: str) -> str:
     return "\n".join(f"export {k}={shlex.quote(val)}" for k, val in sorted(env.items()) if val)
 
 
-def pick_best(rows: list[dict], accuracy_tolerance: float = 0.05) -> str:
-    """The measured variant with the most implied 10-epoch evaluations per hour among those whose
-    accuracy is within ``accuracy_tolerance`` of the most accurate one (a lowering that trains
-    fast but badly is no saving). Raises ValueError when no variant was measured."""
-    done = [r for r in rows if "skipped" not in r]
+def pick_best(rows: list[dict], accuracy_tolerance: float = 0.15) -> str:
+    """The measured variant with the most implied 10-epoch evaluations per hour among those that
+    learn: a finite final loss and an accuracy within ``accuracy_tolerance`` of the most accurate
+    variant's (a lowering that trains fast but badly is no saving). Raises ValueError when no
+    variant was measured.
+
+    The tolerance is wide because the benchmark's accuracy is one member after one short epoch,
+    which is noisy: on an H100 (2026-11-26) the same member reached 0.29 with depthwise convolutions
+    as shifted sums and 0.22 with the same depthwise lowering plus dense convolutions as matrix
+    products (the same function, a different bf16 rounding), and 0.13 with cuBLAS products; a
+    tolerance of 0.05 then picked the shift variant, which trained 7.6x slower than the matrix one."""
+    done = [r for r in rows if "skipped" not in r
+            and all(math.isfinite(m.get("final_loss", 0.0)) for m in r.get("members", []))]
     if not done:
         raise ValueError("no variant was measured")
     top = max(r["mean_val_accuracy"] for r in done)
@@ -260,7 +269,7 @@ def main() -> None:
     ap.add_argument("--out", help="write the results here as JSON (after every variant)")
     ap.add_argument("--pick", metavar="JSON",
                     help="print the best variant of an earlier --out file (most evaluations per hour among "
-                         "those within 0.05 of the best accuracy) and exit")
+                         "those within 0.15 of the best accuracy, finite loss) and exit")
     ap.add_argument("--exports", metavar="VARIANT",
                     help="print a variant's environment as shell exports (for a search or study to use it) and exit")
     ap.add_argument("--variant", help=argparse.SUPPRESS)

@@ -22,13 +22,14 @@ batch), e.g. less autotuning; its accuracies then agree with the naive ones only
 (printed).
 
 ``--naive-members N`` runs the naive loop on the first N members only, and ``--naive-time-limit S``
-starts no naive member after S seconds (the optimized mode runs first; ``--optimized-time-limit S``
-stops it after the first member finished past S seconds, dropping those in flight, which only
-lowers its rate): every naive member compiles
-and trains alone, so its rate does not depend on how many there are, while the optimized path
-needs a long queue to keep its compile threads busy. The naive run is the expensive one (about 55 s
-a member on an H100), so this is what makes 24 optimized members fit a device budget. Members
-differ in cost, so N should be large enough to be typical (6 or more on a GPU).
+starts no naive member after S seconds. The optimized mode runs first; ``--optimized-time-limit S``
+stops it after the first member finished past S seconds, or at ``--optimized-hard-stop`` (default
+S + max(S/2, 60)) with what has finished by then, dropping those in flight, which only lowers its
+rate. Every naive member compiles and trains alone, so its rate does not depend on how many there
+are, while the optimized path needs a long queue to keep its compile threads busy. The naive run
+is the expensive one (about 55 s a member on an H100), so this is what makes 24 optimized members
+fit a device budget. Members differ in cost, so N should be large enough to be typical (6 or more
+on a GPU).
 
 Prints, per mode, wall seconds, member evaluations per device-hour, summed compile and train
 seconds and mean validation accuracy (the two must agree: the same members are trained), then the
@@ -43,6 +44,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -92,34 +94,68 @@ def run_mode(args: argparse.Namespace) -> dict:
     ev = (SequentialEvaluator() if args.mode == "naive"
           else make_evaluator(backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
                               workers=args.workers))
+    limit = args.naive_time_limit if args.mode == "naive" else args.optimized_time_limit
+    variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
+    print(f"[{args.mode}] {len(jobs)} members, {backend} evaluator, {variant} compile options"
+          + (f", time limit {limit:.0f} s" if limit else ""), file=sys.stderr, flush=True)
     start = time.perf_counter()
-    results, wall = {}, 0.0
+    results: dict = {}
+    lock = threading.Lock()
+
+    def summary(wall: float) -> dict:
+        ok = [r for r in results.values() if r.ok]
+        return {"mode": args.mode, "evaluator": backend, "variant": variant, "dtype": config.dtype,
+                "members": len(results), "ok": len(ok), "wall_s": wall,
+                "evals_per_device_hour": len(results) / wall * 3600 if wall > 0 else 0.0,
+                "setup_s_sum": sum(r.setup_s for r in results.values()),
+                "compile_s_sum": sum(r.compile_s for r in results.values()),
+                "trace_s_sum": sum(r.trace_s for r in results.values()),
+                "train_s_sum": sum(r.train_s for r in results.values()),
+                "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
+                "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
+                "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
+                "jax": jax.__version__}
+
+    if args.mode == "optimized" and limit:
+        # A hard stop as well: members slower than the whole budget never finish past the limit (an
+        # H100 run whose variant trained at 1.2k img/s, about 6 minutes a member, printed nothing in
+        # 310 s), so the rate is then what finished by the hard stop, possibly none. os._exit skips
+        # the evaluator's close; its worker processes end with their parent.
+        hard = args.optimized_hard_stop or limit + max(limit / 2, 60.0)
+
+        def hard_stop() -> None:
+            with lock:
+                wall = time.perf_counter() - start
+                print(f"[{args.mode}] hard stop at {wall:.0f} s after {len(results)} members",
+                      file=sys.stderr, flush=True)
+                print(json.dumps(summary(wall)), flush=True)
+                os._exit(0)
+
+        timer = threading.Timer(hard, hard_stop)
+        timer.daemon = True
+        timer.start()
+    wall = 0.0
     for job, r in ev.evaluate_many(jobs, split, config):
-        results[job.key] = r
-        wall = time.perf_counter() - start
+        with lock:
+            results[job.key] = r
+            wall = time.perf_counter() - start
         print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
               f"acc {r.val_accuracy:.4f} setup {r.setup_s:.1f} s compile {r.compile_s:.1f} s (tracing "
               f"{r.trace_s:.1f} s) train {r.train_s:.1f} s ({wall:.0f} s)", file=sys.stderr, flush=True)
-        limit = args.naive_time_limit if args.mode == "naive" else args.optimized_time_limit
         if limit and wall > limit and len(results) < len(jobs):
             # naive: the sequential evaluator is lazy, so the next member is not started; optimized:
             # members in flight are dropped, and the rate counts finished members over the time so far
             print(f"[{args.mode}] time limit reached after {len(results)} members", file=sys.stderr, flush=True)
             break
+    with lock:  # a hard stop firing now waits for this, and this ends the process first
+        out = summary(wall)
+        if len(results) < len(jobs) and args.mode == "optimized":
+            # Members in flight are dropped without waiting for them (closing the evaluator would):
+            # the summary goes out and the process ends; worker processes end with their parent.
+            print(json.dumps(out), flush=True)
+            os._exit(0)
     ev.close()
-    ok = [r for r in results.values() if r.ok]
-    variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
-    return {"mode": args.mode, "evaluator": backend, "variant": variant, "dtype": config.dtype,
-            "members": len(results), "ok": len(ok), "wall_s": wall,
-            "evals_per_device_hour": len(results) / wall * 3600,
-            "setup_s_sum": sum(r.setup_s for r in results.values()),
-            "compile_s_sum": sum(r.compile_s for r in results.values()),
-            "trace_s_sum": sum(r.trace_s for r in results.values()),
-            "train_s_sum": sum(r.train_s for r in results.values()),
-            "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
-            "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
-            "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-            "jax": jax.__version__}
+    return out
 
 
 def main() -> None:
@@ -149,6 +185,9 @@ def main() -> None:
     ap.add_argument("--optimized-time-limit", type=float,
                     help="seconds: the optimized mode stops after the first member that finishes past this and "
                          "rates the finished members over the time so far (members in flight are dropped)")
+    ap.add_argument("--optimized-hard-stop", type=float, metavar="S",
+                    help="with --optimized-time-limit L: stop the optimized mode at S seconds whatever has "
+                         "finished (default L + max(L/2, 60))")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--mode", choices=["naive", "optimized"], help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -190,9 +229,10 @@ def main() -> None:
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s summed; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
+    agreement = (f"the {len(common)} members both trained differ in validation accuracy by at most "
+                 f"{out['max_accuracy_difference']:.4f}" if common else "no member was trained by both")
     print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "
-          f"jax {out['naive']['jax']}); the {len(common)} members both trained differ in validation accuracy "
-          f"by at most {out['max_accuracy_difference']:.4f}")
+          f"jax {out['naive']['jax']}); {agreement}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

@@ -30,7 +30,9 @@ PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/nas-runs}
 SEARCH_NAME=search_cifar10  # the search phase's run, $RUNS/$SEARCH_NAME (the studies archive leaves it out)
 STUDY_SET=()
-TORCH_ARGS=()  # the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused
+# the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused;
+# TORCH_MODES=compile,eager picks PyTorch's loops and their order (default: the script's, eager first)
+TORCH_ARGS=(${TORCH_MODES:+--torch-modes "$TORCH_MODES"})
 OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the throughput phase); none: defaults
 # Sized so that `compile throughput` fits one 10-minute call (with about 20 s to decode CIFAR-10):
 # compile <= 100 s (three variants with nothing to autotune, side by side, each a fresh process:

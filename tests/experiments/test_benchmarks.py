@@ -65,6 +65,20 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
     assert "ratio optimized / naive" in r.stdout and "time limit reached after 1 members" in r.stderr
 
 
+def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_path, dataset):
+    # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode runs
+    out = tmp_path / "bt.json"
+    r = _run("experiments.bench_throughput", "--dataset", dataset, "--members", "2", "--epochs", "1",
+             "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--naive-members", "1",
+             "--optimized-time-limit", "0.1", "--optimized-hard-stop", "0.2", "--compile-workers", "1",
+             "--train-workers", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(out.read_text())
+    assert d["optimized"]["members"] == 0 and d["optimized"]["evals_per_device_hour"] == 0
+    assert d["naive"]["members"] == 1 and d["ratio"] == 0 and d["max_accuracy_difference"] is None
+    assert "hard stop at 0 s after 0 members" in r.stderr and "no member was trained by both" in r.stdout
+
+
 def test_benchmarks_reject_unknown_variants():
     r = _run("experiments.bench_compile_options", "--variants", "default,nope")
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
@@ -81,6 +95,14 @@ def test_pick_takes_the_fastest_variant_that_still_learns(tmp_path):
             {"variant": "shift", "skipped": "over 70 s"}]
     assert pick_best(rows) == "autotune0-matmul"
     assert pick_best(rows, accuracy_tolerance=0.5) == "autotune0"
+    # The H100's one-epoch figures (2026-11-26): one-epoch noise must not pick a 7.6x slower trainer
+    h100 = [{"variant": "autotune0-matmul", "mean_val_accuracy": 0.221, "proxy_evals_per_hour": 40.3},
+            {"variant": "autotune0-matmul-cublas", "mean_val_accuracy": 0.134, "proxy_evals_per_hour": 39.5},
+            {"variant": "autotune0-shift", "mean_val_accuracy": 0.291, "proxy_evals_per_hour": 9.0}]
+    assert pick_best(h100) == "autotune0-matmul"
+    diverged = {"variant": "f32", "mean_val_accuracy": 0.3, "proxy_evals_per_hour": 99,
+                "members": [{"final_loss": float("nan")}]}
+    assert pick_best(h100 + [diverged]) == "autotune0-matmul"
     with pytest.raises(ValueError, match="no variant"):
         pick_best([{"variant": "shift", "skipped": "exit 1"}])
     out = tmp_path / "rows.json"
