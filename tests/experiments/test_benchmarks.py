@@ -37,6 +37,11 @@ def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path
     for row in rows:
         assert row["compile_s_mean"] > 0 and row["images_per_s_mean"] > 0 and 0 <= row["mean_val_accuracy"] <= 1
         assert row["proxy_evals_per_hour"] == pytest.approx(3600 / row["proxy_member_s"])
+        m = row["members"][0]  # two timed epochs: the first one's extra cost apart from the steady speed
+        assert len(m["epoch_s"]) == 2 and m["first_epoch_extra_s"] >= 0 and m["eval_s"] > 0
+        assert m["images_per_s"] == pytest.approx(300 // 256 * 256 / m["epoch_s"][1])
+        assert m["proxy_s"] == pytest.approx(m["setup_s"] + m["compile_s"] + m["first_epoch_extra_s"]
+                                             + 450_000 / m["images_per_s"] + m["eval_s"])
     # Side by side, the timed parts take turns. On the CPU the first two compile the same program (the
     # XLA flag is a GPU one) in the same time, so without the lock their timed parts overlap (checked
     # by hand: by about 6 s).
