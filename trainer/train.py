@@ -37,6 +37,9 @@ class MemberResult:
     val_accuracy: float = float("nan")
     val_logits: np.ndarray | None = None  # float32 (N_val, classes)
     loss_curve: tuple[float, ...] = ()  # mean training loss per epoch
+    # Seconds per epoch (they sum to train_s). On a GPU the first can be far longer: 18.4 s against
+    # 1.6 s for a MobileNetV2 on the H100 (2026-11-26), one-time costs at the program's first run.
+    epoch_s: tuple[float, ...] = ()
     setup_s: float = 0.0  # building the model, its parameters and optimizer state (host)
     compile_s: float = 0.0  # tracing and lowering (host Python) plus XLA's compile of both programs
     trace_s: float = 0.0  # the tracing and lowering part of compile_s
@@ -55,6 +58,7 @@ class MemberResult:
         d = dataclasses.asdict(self)
         d.pop("val_logits")
         d["loss_curve"] = list(self.loss_curve)
+        d["epoch_s"] = list(self.epoch_s)
         return d
 
 
@@ -247,31 +251,34 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
              "trace_s": trainer.trace_s}
     curve: list[float] = []
+    times: list[float] = []
     try:
         start = time.perf_counter()
         for epoch in range(config.epochs):
-            losses = trainer.run_epoch(epoch)
+            losses = trainer.run_epoch(epoch)  # returns after the epoch's one host sync
+            times.append(time.perf_counter() - start - sum(times))
             mean = float(losses.mean())
             curve.append(mean)
             if progress is not None:
                 progress(epoch + 1, config.epochs, mean)
             if not np.all(np.isfinite(losses)):
                 return MemberResult(sid, "failed", f"diverged: non-finite loss in epoch {epoch + 1}",
-                                    loss_curve=tuple(curve), **known, train_s=time.perf_counter() - start,
-                                    epochs=epoch + 1)
+                                    loss_curve=tuple(curve), epoch_s=tuple(times), **known,
+                                    train_s=time.perf_counter() - start, epochs=epoch + 1)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         logits = trainer.logits(split.x_val)
         eval_s = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if _is_oom(e):
-            return _oom_result(sid, e, loss_curve=tuple(curve), **known)
+            return _oom_result(sid, e, loss_curve=tuple(curve), epoch_s=tuple(times), **known)
         raise
     if not np.all(np.isfinite(logits)):
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
-                            **known, train_s=train_s, epochs=config.epochs)
+                            epoch_s=tuple(times), **known, train_s=train_s, epochs=config.epochs)
     acc = float((logits.argmax(-1) == split.y_val).mean())
-    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve), **known,
+    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve),
+                        epoch_s=tuple(times), **known,
                         train_s=train_s, eval_s=eval_s, epochs=config.epochs,
                         steps=config.epochs * trainer.steps_per_epoch)
 

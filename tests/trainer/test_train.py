@@ -66,6 +66,8 @@ def test_compiled_once_per_architecture_and_divergence_is_a_failed_result(fashio
     config = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.5)
     r = train_member(tiny_member(), _small_split(fashion), config)
     assert r.ok and len(r.loss_curve) == 2 and len(traces) == 1
+    assert len(r.epoch_s) == 2 and min(r.epoch_s) > 0 and sum(r.epoch_s) == pytest.approx(r.train_s, rel=0.05)
+    assert r.summary()["epoch_s"] == list(r.epoch_s)
     # Same program, poisoned weights: the loss goes non-finite and the member is a failed result.
     import trainer.train as tt
 
