@@ -3,7 +3,7 @@
 # several phases may go in one call, in the order given:
 #
 #   bash experiments/gpu_session.sh accuracy      # the MobileNetV2 ensemble study, then JAX vs PyTorch
-#   bash experiments/gpu_session.sh recipes       # proxy-recipe variants on one MobileNetV2 (about 8 minutes)
+#   bash experiments/gpu_session.sh recipes       # proxy-recipe variants on one MobileNetV2 (about 4-5 minutes)
 #   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
 #   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
 #                                                 # (COMPILE_VARIANTS=default,... to include the defaults)
@@ -31,18 +31,20 @@ PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/nas-runs}
 SEARCH_NAME=search_cifar10  # the search phase's run, $RUNS/$SEARCH_NAME (the studies archive leaves it out)
 STUDY_SET=()
-# the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused;
-# TORCH_MODES=compile,eager picks PyTorch's loops and their order (default: the script's, eager first)
-TORCH_ARGS=(${TORCH_MODES:+--torch-modes "$TORCH_MODES"})
+# the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused.
+# PyTorch's loops: torch.compile alone by default (on the H100, 88 s compiling, then about 5 s an
+# epoch: some 150 s for 10 epochs); TORCH_MODES=compile,eager adds the eager loop.
+TORCH_ARGS=(--torch-modes "${TORCH_MODES:-compile}")
 OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the throughput phase); none: defaults
 # Sized so that `compile throughput` fits one 10-minute call (with about 20 s to decode CIFAR-10):
 # compile <= 100 s (three variants with nothing to autotune, side by side, each a fresh process:
 # start, data, compile on the host CPU, then one timed epoch, the timed parts one at a time; the
 # default options are what the throughput phase's naive mode measures), throughput <= 380 s: the
 # optimized mode first, stopped after 120 s; then the naive loop, starting members for 90 s (each
-# about 60-100 s: compile with autotuning, then 10 epochs). And `accuracy` in about 4-5 minutes
-# (one MobileNetV2 compile of about 80 s, reused by the other members and by the JAX half of the
-# benchmark through a shared persistent compilation cache), so both fit one 15-minute device budget.
+# about 60-100 s: compile with autotuning, then 10 epochs). `accuracy` took 232 s for the study on
+# the H100 (one MobileNetV2 compile of 103 s, reused by the other members and by the JAX half of the
+# benchmark through a shared persistent compilation cache), then about 40 s for JAX and some 220 s
+# for PyTorch: about 8 minutes. A 15-minute budget (about 14 of commands) does not hold both calls.
 BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
             --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
             ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
@@ -68,15 +70,16 @@ log "decoding CIFAR-10 once into $NAS_CACHE_DIR"
 $PY -c "from trainer.data import load_dataset; load_dataset('cifar10')" || { log "no CIFAR-10"; exit 2; }
 
 study() {  # name, run dir, limit s, extra args: the processes backend, then the in-process one on failure
-  local name=$1 dir=$2 limit=$3 start=$SECONDS; shift 3
+  # (its log: $STUDY_LOG, else $OUT/study_NAME.log)
+  local name=$1 dir=$2 limit=$3 start=$SECONDS study_log=${STUDY_LOG:-$OUT/study_$1.log}; shift 3
   timeout "$limit" $PY -m nas study "$name" --run-dir "$dir" "${STUDY_SET[@]}" --backend processes "$@" \
-    > "$OUT/study_$name.log" 2>&1
+    > "$study_log" 2>&1
   local rc=$?
   log "study $name (processes backend) exit $rc"
   local left=$((limit - (SECONDS - start)))
   if [ $rc -ne 0 ] && [ -f "$dir/config.json" ] && [ $left -gt 30 ]; then
     timeout "$left" $PY -m nas study "$name" --run-dir "$dir" --resume --backend pipelined \
-      >> "$OUT/study_$name.log" 2>&1
+      >> "$study_log" 2>&1
     log "study $name resumed in-process: exit $?"
   fi
 }
@@ -106,7 +109,7 @@ accuracy)
   log "study mobilenetv2-cifar (alone on the GPU)"
   study mobilenetv2-cifar "$RUNS/study_mnv2" "${STUDY_LIMIT:-300}" --workers 1
   log "JAX vs PyTorch trainer benchmark (alone on the GPU)"
-  timeout "${TORCH_LIMIT:-240}" $PY -m experiments.bench_jax_vs_torch "${TORCH_ARGS[@]}" --out "$OUT/bench_torch.json" \
+  timeout "${TORCH_LIMIT:-270}" $PY -m experiments.bench_jax_vs_torch "${TORCH_ARGS[@]}" --out "$OUT/bench_torch.json" \
     > "$OUT/bench_torch.log" 2>&1
   log "bench_jax_vs_torch exit $?"
   unset JAX_COMPILATION_CACHE_DIR
@@ -114,24 +117,38 @@ accuracy)
 recipes)
   # The proxy recipe's variants on one MobileNetV2 (seed 0; the proxy recipe itself gave 80.24% on
   # the H100, twice): which reaches the 85% the 10-epoch proxy should? Each a one-member study of its
-  # own; all share one compilation cache, so after the first compile XLA's per-fusion autotuning
-  # results are reused (a learning rate is a constant in the program, the convolutions are not).
+  # own, all sharing one compilation cache: the first runs alone and autotunes, then the rest run
+  # RECIPE_PARALLEL at a time, reusing XLA's per-fusion autotuning results (a learning rate is a
+  # constant of the program, but the convolutions it autotunes are the same). Their accuracies do
+  # not depend on what runs beside them; their times do, so only the first one's are single-job.
   # RECIPES: space-separated, each a '+'-joined list of study --set assignments.
   export JAX_COMPILATION_CACHE_DIR=$RUNS/mnv2_jax_cache
-  for recipe in ${RECIPES:-trainer.weight_decay=5e-5 trainer.learning_rate=0.4 \
-      trainer.weight_decay=5e-5+trainer.learning_rate=0.4 trainer.label_smoothing=0 trainer.schedule=onecycle}; do
-    sets=(); for kv in ${recipe//+/ }; do sets+=(--set "$kv"); done
+  read -r -a recipes <<< "${RECIPES:-trainer.weight_decay=5e-5 trainer.learning_rate=0.4 \
+trainer.weight_decay=5e-5+trainer.learning_rate=0.4 trainer.label_smoothing=0 trainer.schedule=onecycle}"
+  mkdir -p "$RUNS/recipe_logs"
+  run_recipe() {
+    local recipe=$1 name=${1//[^A-Za-z0-9.=+_-]/_} sets=() kv
+    for kv in ${recipe//+/ }; do sets+=(--set "$kv"); done
     log "recipe $recipe"
-    study mobilenetv2-cifar "$RUNS/recipe_${recipe//[^A-Za-z0-9.=+_-]/_}" "${RECIPE_LIMIT:-180}" --workers 1 \
-      --set members=1 --set draws=1 "${sets[@]}"
+    STUDY_LOG="$RUNS/recipe_logs/$name.log" study mobilenetv2-cifar "$RUNS/recipe_$name" "${RECIPE_LIMIT:-240}" \
+      --workers 1 --set members=1 --set draws=1 "${sets[@]}"
+  }
+  run_recipe "${recipes[0]}"
+  step=${RECIPE_PARALLEL:-4}
+  for ((i = 1; i < ${#recipes[@]}; i += step)); do
+    for recipe in "${recipes[@]:i:step}"; do run_recipe "$recipe" & done
+    wait
   done
   $PY - "$RUNS" <<'PY' | tee "$OUT/recipes.txt"
-import csv, glob, json, sys
+import glob, json, os, sys
 for d in sorted(glob.glob(sys.argv[1] + "/recipe_*")):
-    rows = [json.loads(l) for l in open(d + "/records.jsonl")] if glob.glob(d + "/records.jsonl") else []
-    for r in rows:
-        print(f"{d.split('/recipe_', 1)[1]:<60} {r.get('status')} val acc {r.get('val_accuracy')} "
-              f"loss {r.get('loss_curve', [None])[-1]} compile {r.get('compile_s', 0):.1f} s train {r.get('train_s', 0):.1f} s")
+    path = os.path.join(d, "records.jsonl")
+    for r in (json.loads(line) for line in open(path)) if os.path.exists(path) else ():
+        acc = r.get("val_accuracy")
+        print(f"{os.path.basename(d)[len('recipe_'):]:<55} {r.get('status')} val acc "
+              f"{'-' if acc is None else f'{acc:.4f}'} last-epoch loss {r.get('loss_curve', [float('nan')])[-1]:.3f} "
+              f"compile {r.get('compile_s', 0):.1f} s epochs {r.get('train_s', 0):.1f} s "
+              f"(first {(r.get('epoch_s') or [0])[0]:.1f} s)")
 PY
   unset JAX_COMPILATION_CACHE_DIR
   ;;
