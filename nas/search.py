@@ -195,6 +195,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     _enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
     split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
+    run.write_validation_labels(split.y_val)
     decode = make_space(config, split.native_resolution)
     own = evaluator is None
     ctx = SearchContext(config, run, split, decode, evaluator or make_evaluator(), log)

@@ -13,6 +13,7 @@ overwritten; a corrupt line anywhere else is an error that names it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -126,6 +127,26 @@ class RunDir:
 
     def append_retrain(self, row: dict[str, Any]) -> None:
         self._append_jsonl("retrain.jsonl", row)
+
+    # -- validation labels ------------------------------------------------------------------
+
+    @property
+    def labels_path(self) -> Path:
+        return self.path / "val_labels.npy"
+
+    def write_validation_labels(self, labels: np.ndarray) -> None:
+        """The labels of the split the members are scored on (int32; about 20 kB for 5,000 images),
+        so that recombining members (``nas pool``) needs no data set; written once per run."""
+        if not self.labels_path.is_file():
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(labels, np.int32), allow_pickle=False)
+            _atomic_write(self.labels_path, buf.getvalue())
+
+    def validation_labels(self) -> np.ndarray | None:
+        """The stored validation labels, or None for a run from before they were stored."""
+        if not self.labels_path.is_file():
+            return None
+        return np.load(self.labels_path, allow_pickle=False)
 
     # -- member cache -----------------------------------------------------------------------
 

@@ -84,7 +84,22 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     run, _, _ = resumed_run
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    assert main(["pool", str(copy), "--json"]) == 0
+    # The search stored its validation labels: recombining needs no data set (here: none loads)
+    from nas.pool_cli import validation_labels
+    from nas.store import RunDir
+
+    from trainer.data import load_dataset
+
+    carved = validation_labels(RunDir(copy), load_dataset(RunDir(copy).read_config()["dataset"]))
+    assert np.array_equal(RunDir(copy).validation_labels(), carved) and len(carved) > 0
+    import trainer.data
+
+    def no_data(*a, **kw):
+        raise AssertionError("nas pool loaded the data set")
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer.data, "load_dataset", no_data)
+        assert main(["pool", str(copy), "--json"]) == 0
     text = capsys.readouterr().out
     assert "NaN" not in text  # strict JSON: an unsampled front point's searched_sample is null
     out = json.loads(text)
@@ -126,6 +141,10 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert {m["seed"] for m in front1} == {0, 1}
     assert main(["retrain", str(copy), "--pool", "--pareto", "--size", "1", "--epochs", "1"]) == 0
     assert sorted((c[0].id, c[1]) for c in calls) == sorted((m["id"], m["seed"]) for m in front1 if m is not member)
+    # a run from before the labels were stored: the pool carves them again from the data set
+    (copy / "val_labels.npy").unlink()
+    capsys.readouterr()
+    assert main(["pool", str(copy), "--json"]) == 0 and json.loads(capsys.readouterr().out)["front"] == out["front"]
 
 
 def _snapshot(run):
