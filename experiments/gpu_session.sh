@@ -121,12 +121,14 @@ recipes)
   # the H100, twice): which reaches the 85% the 10-epoch proxy should? Each a one-member study of its
   # own, all sharing one compilation cache: the first runs alone and autotunes, then the rest run
   # RECIPE_PARALLEL at a time, reusing XLA's per-fusion autotuning results (a learning rate is a
-  # constant of the program, but the convolutions it autotunes are the same). Their accuracies do
-  # not depend on what runs beside them; their times do, so only the first one's are single-job.
+  # constant of the program, but the convolutions it autotunes are the same; batch 128 autotunes
+  # its own). Their accuracies do not depend on what runs beside them; their times do, so only the
+  # first one's are single-job.
   # RECIPES: space-separated, each a '+'-joined list of study --set assignments.
   export JAX_COMPILATION_CACHE_DIR=$RUNS/mnv2_jax_cache
   read -r -a recipes <<< "${RECIPES:-trainer.weight_decay=5e-5 trainer.learning_rate=0.4 \
-trainer.weight_decay=5e-5+trainer.learning_rate=0.4 trainer.label_smoothing=0 trainer.schedule=onecycle}"
+trainer.weight_decay=5e-5+trainer.learning_rate=0.4 trainer.label_smoothing=0 trainer.schedule=onecycle \
+trainer.batch_size=128+trainer.learning_rate=0.1}"
   mkdir -p "$RUNS/recipe_logs"
   run_recipe() {
     local recipe=$1 name=${1//[^A-Za-z0-9.=+_-]/_} sets=() kv
@@ -136,7 +138,7 @@ trainer.weight_decay=5e-5+trainer.learning_rate=0.4 trainer.label_smoothing=0 tr
       --workers 1 --set members=1 --set draws=1 "${sets[@]}"
   }
   run_recipe "${recipes[0]}"
-  step=${RECIPE_PARALLEL:-4}
+  step=${RECIPE_PARALLEL:-5}
   for ((i = 1; i < ${#recipes[@]}; i += step)); do
     for recipe in "${recipes[@]:i:step}"; do run_recipe "$recipe" & done
     wait
