@@ -59,8 +59,10 @@ def member_summary(job: MemberJob, r: MemberResult) -> dict[str, Any]:
 
 def result_line(r: MemberResult) -> str:
     """One log line's worth of a member's result."""
+    first = f" of which the first epoch {r.epoch_s[0]:.1f}s" if len(r.epoch_s) > 1 else ""
     return (f"{r.status} {'acc %.4f' % r.val_accuracy if r.ok else r.reason} "
-            f"(setup {r.setup_s:.1f}s, compile {r.compile_s:.1f}s, train {r.train_s:.1f}s)")
+            f"(setup {r.setup_s:.1f}s, compile {r.compile_s:.1f}s, train {r.train_s:.1f}s{first}, "
+            f"scoring {r.eval_s:.1f}s)")
 
 
 def failed_result(spec: ArchSpec, e: BaseException) -> MemberResult:
