@@ -8,9 +8,9 @@ equivalent PyTorch loop, in one run: images/s, compile (first-epoch) time, accur
 The network is ``mobilenetv2`` from the zoo at the data set's native size with the small-input rule
 (stem and first stride-2 block at stride 1), 10 classes. The PyTorch model is built from the same
 layer plan (``search_space.layers.layer_plan``), so the two have the same layers, shapes and
-parameter count (checked before timing). Both follow the search's proxy recipe, by default its full
-10 epochs at batch 256 (``proxy_config``): SGD-Nesterov 0.9 with the same learning rate at every
-step, weight decay 5e-4 on kernels only, label smoothing 0.1, batch norm with the same momentum and
+parameter count (checked before timing). Both follow the MobileNetV2 study's recipe, the search's
+proxy (``proxy_config``), by default its full 10 epochs at batch 256: SGD-Nesterov 0.9 with the
+same learning rate at every step, weight decay 5e-4 on kernels only, label smoothing 0.1, batch norm with the same momentum and
 epsilon, per-image random translation (zero-padded) and flip on the device, the training split
 resident on the device, batch-norm statistics recomputed over the same 2,000 training images
 before evaluation (precise BN). PyTorch runs bf16 autocast, channels_last and ``torch.compile``
@@ -45,13 +45,17 @@ def member_spec(native: int, width: float):
     return adapt_for_small_input(spec) if native <= SMALL_INPUT_MAX else spec
 
 
-def proxy_config(epochs: int, batch: int, dtype: str = "auto"):
-    """The search's proxy recipe (``TrainConfig()``) at ``epochs`` and ``batch``: at 10 epochs and
-    batch 256 it is exactly the config of the MobileNetV2 study (experiments/study_mobilenetv2_cifar.py),
-    so with a shared persistent compilation cache the JAX half reuses the study's compiled programs."""
-    from trainer.config import TrainConfig
+def proxy_config(epochs: int | None = None, batch: int | None = None, dtype: str = "auto"):
+    """The MobileNetV2 study's recipe (experiments/study_mobilenetv2_cifar.py, the search's proxy),
+    at ``epochs`` and ``batch`` where given: at the study's own it is exactly the study's config, so
+    with a shared persistent compilation cache the JAX half reuses the study's compiled programs,
+    and a change to the study's recipe reaches both frameworks."""
+    from experiments.study_mobilenetv2_cifar import get_config
 
-    return TrainConfig(epochs=epochs, batch_size=batch, dtype=dtype, warmup_epochs=min(1.0, epochs))
+    base = get_config().trainer
+    epochs = base.epochs if epochs is None else epochs
+    return base.replace(epochs=epochs, batch_size=base.batch_size if batch is None else batch, dtype=dtype,
+                        warmup_epochs=min(base.warmup_epochs, epochs))
 
 
 def run_jax(spec, split, epochs: int, batch: int, dtype: str) -> dict:
@@ -244,8 +248,9 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="cifar10")
-    ap.add_argument("--epochs", type=int, default=10, help="at least 2: the first epoch includes compilation")
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--epochs", type=int, help="the study's (10) by default; at least 2: the first epoch "
+                                               "includes compilation")
+    ap.add_argument("--batch-size", type=int, help="the study's (256) by default")
     ap.add_argument("--train-examples", type=int)
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--width", type=float, default=1.0)
@@ -268,11 +273,13 @@ def main() -> None:
     c = count(spec, split.num_classes)
     print(f"mobilenetv2-style at {spec.resolution}px: {c.params / 1e6:.2f}M params (+{c.bn_params} BN), "
           f"{c.multiply_adds / 1e6:.1f}M multiply-adds; {len(split.y_train)} training images", file=sys.stderr)
-    results = [run_jax(spec, split, args.epochs, args.batch_size, args.jax_dtype)]
+    recipe = proxy_config(args.epochs, args.batch_size)
+    epochs, batch = recipe.epochs, recipe.batch_size
+    results = [run_jax(spec, split, epochs, batch, args.jax_dtype)]
     print(json.dumps(results[-1]), file=sys.stderr)
     _save(args.out, results)
     for mode in [m for m in args.torch_modes.split(",") if m]:
-        r = run_torch(spec, split, args.epochs, args.batch_size, mode)
+        r = run_torch(spec, split, epochs, batch, mode)
         if r["params"] != c.params + c.bn_params:
             sys.exit(f"bench_jax_vs_torch: the PyTorch model has {r['params']} parameters, the spec "
                      f"{c.params + c.bn_params}: the two networks differ")

@@ -137,6 +137,6 @@ def test_jax_vs_torch_benchmark_trains_what_the_mobilenetv2_study_trains():
     from nas.study import architecture_spec
 
     study = get_config()
-    assert proxy_config(10, 256) == study.trainer
+    assert proxy_config() == proxy_config(10, 256) == study.trainer
     assert member_spec(32, 1.0) == architecture_spec("mobilenetv2", study, 32)
     assert proxy_config(3, 512).warmup_epochs == 1.0 and proxy_config(1, 64).warmup_epochs == 1.0
