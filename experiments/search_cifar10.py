@@ -11,8 +11,8 @@ ImageNet scale, the target sits a little below the median member. 180 members in
 cost is compiling them (see bench_throughput).
 """
 
+from experiments.cifar_proxy import CIFAR_PROXY
 from nas.config import RewardConfig, SearchConfig
-from trainer.config import TrainConfig
 
 
 def get_config() -> SearchConfig:
@@ -25,5 +25,5 @@ def get_config() -> SearchConfig:
         controller="reinforce",
         seed=0,
         reward=RewardConfig(target_ms=15.0, alpha=-0.07, beta=-0.07),
-        trainer=TrainConfig(),
+        trainer=CIFAR_PROXY,
     )

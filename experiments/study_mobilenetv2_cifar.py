@@ -7,11 +7,12 @@ MobileNetV2 1.0 at CIFAR-10's native 32 px with the small-input rule (stem and f
 at stride 1, as the search space does for native sizes up to 64 px): 2.24M params. Members train on
 the 45,000-image side of a seeded 45k/5k split and are scored on the 5,000 held-out images, as a
 search scores its members (the test split stays unseen). The trainer is the search's proxy
-(`TrainConfig()`: 10 epochs, SGD Nesterov, lr 0.2 at batch 256, cosine, label smoothing 0.1).
+(`experiments/cifar_proxy.py`: 10 epochs, SGD Nesterov, lr 0.2 at batch 256, cosine, label
+smoothing 0.1).
 """
 
+from experiments.cifar_proxy import CIFAR_PROXY
 from nas.study import StudyConfig
-from trainer.config import TrainConfig
 
 
 def get_config() -> StudyConfig:
@@ -23,5 +24,5 @@ def get_config() -> StudyConfig:
         draws=3,
         eval_split="validation",
         val_size=5000,
-        trainer=TrainConfig(),
+        trainer=CIFAR_PROXY,
     )
