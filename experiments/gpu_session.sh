@@ -27,6 +27,12 @@ OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export NAS_DATA_DIR=${NAS_DATA_DIR:-.data} NAS_CACHE_DIR=${NAS_CACHE_DIR:-/tmp/nas-cache} PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU
+# A lead, not a finding: on the H100 every MobileNetV2 member's first epoch took about 13 s more
+# than the others (18.4 s against 1.6 s), and scoring 6.5 s, also for members trained after the
+# first one in the same worker process. If that is the CUDA driver compiling PTX (of cuDNN's or
+# XLA's kernels) at first use, a larger driver JIT cache than the default 256 MiB keeps it to the
+# first member; the records' epoch_s show whether it does.
+export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
 PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/nas-runs}
 SEARCH_NAME=search_cifar10  # the search phase's run, $RUNS/$SEARCH_NAME (the studies archive leaves it out)
