@@ -116,6 +116,7 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
                 "jax": jax.__version__}
 
+    finished = threading.Event()
     if args.mode == "optimized" and limit:
         # A hard stop as well: members slower than the whole budget never finish past the limit (an
         # H100 run whose variant trained at 1.2k img/s, about 6 minutes a member, printed nothing in
@@ -125,6 +126,8 @@ def run_mode(args: argparse.Namespace) -> dict:
 
         def hard_stop() -> None:
             with lock:
+                if finished.is_set():  # the loop ended first
+                    return
                 wall = time.perf_counter() - start
                 print(f"[{args.mode}] hard stop at {wall:.0f} s after {len(results)} members",
                       file=sys.stderr, flush=True)
@@ -147,7 +150,8 @@ def run_mode(args: argparse.Namespace) -> dict:
             # members in flight are dropped, and the rate counts finished members over the time so far
             print(f"[{args.mode}] time limit reached after {len(results)} members", file=sys.stderr, flush=True)
             break
-    with lock:  # a hard stop firing now waits for this, and this ends the process first
+    with lock:  # a hard stop firing now waits for this, then finds it finished
+        finished.set()
         out = summary(wall)
         if len(results) < len(jobs) and args.mode == "optimized":
             # Members in flight are dropped without waiting for them (closing the evaluator would):
