@@ -76,7 +76,8 @@ def versions() -> dict[str, str]:
     import optax
 
     return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend()}
+            "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend(),
+            "device": jax.devices()[0].device_kind}
 
 
 @dataclasses.dataclass

@@ -82,10 +82,15 @@ def run_show_cmd(args: argparse.Namespace) -> int:
                         "best_reward": float(d["reward"].max()) if len(d) else None,
                         "front_points": int(len(fronts(records).query(f"size == {n}"))) if len(ok) else 0})
     members = member_costs(records)
+    # where the samples ran: device kind (records from before it was stored: the backend) and jax
+    devices = sorted({f"{v.get('device') or v.get('backend', '?')} (jax {v.get('jax', '?')})"
+                      for v in (r.get("versions") or {} for r in records) if v})
     if args.json:
-        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "sizes": summary, "members": members}))
+        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "devices": devices, "sizes": summary,
+                          "members": members}))
         return 0
-    print(f"run {run.path}: {cfg['dataset']}, {len(records)} samples of {cfg['samples_per_size']} per size")
+    print(f"run {run.path}: {cfg['dataset']}, {len(records)} samples of {cfg['samples_per_size']} per size"
+          + (f", on {'; '.join(devices)}" if devices else ""))
     print(f"{'size':>4}{'samples':>9}{'failed':>8}{'best acc':>10}{'median acc':>12}{'median max ms':>15}"
           f"{'best reward':>13}{'front':>7}")
     for s in summary:
@@ -96,24 +101,29 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     if members["trained"]:
         print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean setup "
               f"{members['setup_s_mean']:.1f} s, compile {members['compile_s_mean']:.1f} s (tracing "
-              f"{members['trace_s_mean']:.1f} s of it), train {members['train_s_mean']:.1f} s, evaluation "
-              f"{members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
+              f"{members['trace_s_mean']:.1f} s of it), train {members['train_s_mean']:.1f} s"
+              + ("" if members["first_epoch_s_mean"] is None else
+                 f" (first epoch {members['first_epoch_s_mean']:.1f} s of it)")
+              + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
     return 0
 
 
 def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the run's distinct members cost (each counted once, however many samples share it):
-    how many trained and failed, mean setup / compile (and its tracing part) / train / evaluation
-    seconds (0 for what records of older runs lack), the lowerings used."""
+    how many trained and failed, mean setup / compile (and its tracing part) / train (and its first
+    epoch, over members of more than one epoch; None if none) / evaluation seconds (0 for what
+    records of older runs lack), the lowerings used."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
         for m in r.get("members", []):
             seen.setdefault(m.get("key") or m.get("id"), m)
     ms = list(seen.values())
     mean = lambda k: sum(float(m.get(k) or 0.0) for m in ms) / len(ms) if ms else None  # noqa: E731
+    firsts = [m["epoch_s"][0] for m in ms if len(m.get("epoch_s") or ()) > 1]  # one-time costs show here
     return {"trained": len(ms), "failed": sum(m.get("status") != "ok" for m in ms),
             "setup_s_mean": mean("setup_s"), "compile_s_mean": mean("compile_s"), "trace_s_mean": mean("trace_s"),
-            "train_s_mean": mean("train_s"), "eval_s_mean": mean("eval_s"),
+            "train_s_mean": mean("train_s"), "first_epoch_s_mean": sum(firsts) / len(firsts) if firsts else None,
+            "eval_s_mean": mean("eval_s"),
             "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")})}
 
 

@@ -64,3 +64,15 @@ def test_unknown_backend_is_a_user_error():
         make_evaluator("gpu")
     with pytest.raises(ValueError):
         PipelinedEvaluator(compile_workers=0)
+
+
+def test_member_costs_count_each_member_once_and_set_the_first_epoch_apart():
+    from nas.search_cli import member_costs
+
+    a = {"key": "a", "status": "ok", "compile_s": 10.0, "train_s": 12.0, "epoch_s": [9.0, 1.5, 1.5], "eval_s": 2.0}
+    b = {"key": "b", "status": "failed", "compile_s": 4.0, "train_s": 0.0, "epoch_s": [], "eval_s": 0.0}
+    old = {"key": "c", "status": "ok", "compile_s": 1.0, "train_s": 3.0}  # a record from before epoch_s
+    costs = member_costs([{"members": [a, b]}, {"members": [a, old]}])
+    assert costs["trained"] == 3 and costs["failed"] == 1
+    assert costs["compile_s_mean"] == 5.0 and costs["first_epoch_s_mean"] == 9.0
+    assert member_costs([{"members": [old]}])["first_epoch_s_mean"] is None

@@ -58,8 +58,13 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert m["trained"] == 6 and m["failed"] == 0 and m["compile_s_mean"] > 0 and m["train_s_mean"] > 0
     assert m["setup_s_mean"] > 0 and 0 < m["trace_s_mean"] < m["compile_s_mean"]
     assert m["lowerings"] == ["conv=conv,depthwise=shift"]  # 500 images: XLA convolutions on the CPU
+    assert m["first_epoch_s_mean"] is None  # one-epoch members: no first epoch to set apart
+    import jax
+
+    assert s["devices"] == [f"cpu (jax {jax.__version__})"]
     assert main(["show", str(run)]) == 0
-    assert "members: 6 trained (0 failed), per member mean setup" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "members: 6 trained (0 failed), per member mean setup" in text and f"on cpu (jax {jax.__version__})" in text
     assert main(["plot", str(run)]) == 0
 
 
