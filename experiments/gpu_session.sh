@@ -203,9 +203,14 @@ search)
   $PY -m nas plot "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas pool "$run" >> "$OUT/search.log" 2>&1  # ensembles recombined from the trained members
-  # Without XLA's caches (hundreds of MB of compiled programs); the records, controller checkpoints
-  # and member logits (200 kB a CIFAR-10 member) are what a resume and the results need.
-  log "search run archived: $(archive search_run.tgz --exclude=jax_cache -C "$(dirname "$run")" "$(basename "$run")")"
+  # Without the compiled programs (hundreds of MB: jax_cache/*-cache, with their *-atime stamps);
+  # the records, controller checkpoints and member logits (200 kB a CIFAR-10 member) are what a
+  # resume and the results need. XLA's per-fusion autotuning results stay
+  # (jax_cache/xla_gpu_per_fusion_autotune_cache_dir, small text files): a resumed search on the
+  # same kind of GPU skips autotuning the fusions it has seen (unmeasured so far; entries of another
+  # GPU kind are keyed apart and just unused).
+  log "search run archived: $(archive search_run.tgz --exclude='jax_cache/*-cache' --exclude='jax_cache/*-atime' \
+    -C "$(dirname "$run")" "$(basename "$run")")"
   ;;
 *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
