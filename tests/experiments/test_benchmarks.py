@@ -54,14 +54,20 @@ def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path
     assert r.returncode != 0 and "--parallel must be at least 1" in r.stderr
 
 
-def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path, dataset):
+def _tiny_throughput_run(tmp_path, dataset, hard_stop: str):
+    """Two tiny members, one naive; the optimized mode stops at 0.1 s past its first finished member
+    or at ``hard_stop`` s. Returns the process and its JSON."""
     out = tmp_path / "bt.json"
     r = _run("experiments.bench_throughput", "--dataset", dataset, "--members", "2", "--epochs", "1",
              "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--naive-members", "1",
-             "--optimized-time-limit", "0.1", "--optimized-hard-stop", "900", "--compile-workers", "1",
+             "--optimized-time-limit", "0.1", "--optimized-hard-stop", hard_stop, "--compile-workers", "1",
              "--train-workers", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    d = json.loads(out.read_text())
+    return r, json.loads(out.read_text())
+
+
+def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path, dataset):
+    r, d = _tiny_throughput_run(tmp_path, dataset, hard_stop="900")
     # stopped by its time limit after the first member (which may take over a minute on a busy CPU:
     # hence the late hard stop)
     assert d["optimized"]["members"] == 1
@@ -75,13 +81,7 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
 
 def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_path, dataset):
     # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode runs
-    out = tmp_path / "bt.json"
-    r = _run("experiments.bench_throughput", "--dataset", dataset, "--members", "2", "--epochs", "1",
-             "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--naive-members", "1",
-             "--optimized-time-limit", "0.1", "--optimized-hard-stop", "0.2", "--compile-workers", "1",
-             "--train-workers", "1", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-3000:]
-    d = json.loads(out.read_text())
+    r, d = _tiny_throughput_run(tmp_path, dataset, hard_stop="0.2")
     assert d["optimized"]["members"] == 0 and d["optimized"]["evals_per_device_hour"] == 0
     assert d["naive"]["members"] == 1 and d["ratio"] == 0 and d["max_accuracy_difference"] is None
     assert "hard stop at 0 s after 0 members" in r.stderr and "no member was trained by both" in r.stdout
