@@ -137,7 +137,10 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
     back what is already trained. ``evaluator`` (default: sequential) decides where members train.
     """
     specs = {a: architecture_spec(a, config, split.native_resolution) for a in config.architectures}
+    from nas.search import versions
+
     evaluator = evaluator or SequentialEvaluator()
+    provenance = versions()
     out: dict[str, list[TrainedMember]] = {a: [] for a in config.architectures}
     total, available, stopped = len(specs) * config.members, 0, False
     for i in range(config.members):
@@ -154,7 +157,7 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
             for job, r in evaluator.evaluate_many(missing, split, config.trainer):
                 summary = {**member_summary(job, r), "architecture": arch_of[job.key]}
                 run.save_member(job.key, summary, r.val_logits)
-                run.append_record(summary)
+                run.append_record({**summary, "versions": provenance})  # where it ran: device, packages
                 log(f"    -> {arch_of[job.key]} seed {seed}: {result_line(r)}")
         for arch in specs:
             cached = run.load_member(keys[arch])

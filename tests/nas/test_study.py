@@ -131,6 +131,7 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     assert out.returncode == 0, out.stderr[-3000:]
     first = (run / "records.jsonl").read_text().splitlines()
     assert sorted(json.loads(l)["architecture"] for l in first) == ["wrn-10-1", "wrn-10-2"]
+    assert json.loads(first[0])["versions"]["device"] == "cpu"  # where each member was trained
 
     # extended through worker processes (the GPU default), which share the run's compilation cache
     out = _nas("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json",
