@@ -149,11 +149,11 @@ def ensemble_key(keys: Iterable[str]) -> str:
 
 def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], reward: RewardConfig = RewardConfig(),
                 limit: int = DEFAULT_LIMIT, beam: int = DEFAULT_BEAM, progress: Callable[[str], None] | None = None,
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                records: list[dict[str, Any]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The pool's front per size (one row per front ensemble, with its full metrics, its ``reward``
     as the search would have rewarded it, and its members) and a summary per size next to the
-    searched front."""
-    all_records = run.records()
+    searched front; ``records``: the run's, read when not given."""
+    all_records = run.records() if records is None else records
     members, log_probs = member_pool(run, all_records)
     labels = np.asarray(labels)
     if log_probs.shape[1] != len(labels):

@@ -46,7 +46,8 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     front, summary = pool_fronts(run, validation_labels(run), sizes, from_dict(cfg).reward,
                                  limit=args.limit or DEFAULT_LIMIT,
                                  beam=args.beam or DEFAULT_BEAM,
-                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True),
+                                 records=records)
     csv_path = run.path / "pool_fronts.csv"
     front.drop(columns=["members"]).to_csv(csv_path, index=False)
     (run.path / "plots").mkdir(exist_ok=True)
