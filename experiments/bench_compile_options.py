@@ -21,6 +21,9 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
   convolutions as matrix products over stacked shifted inputs (``NAS_CONV=matmul``, im2col) and
   depthwise ones as shifted sums; with autotuning off, cuBLAS still picks matrix-product kernels by
   heuristics (``-cublas`` also routes fused products away from Triton's untuned tilings).
+- matmul-grouped: dense convolutions as matrix products, depthwise ones kept as grouped
+  convolutions (cuDNN on GPUs): 17 of MobileNetV2's 52 convolutions left to cuDNN, for when only
+  the 1x1 convolutions' first runs are slow (experiments/bench_first_run.py tells).
 - f32 / f32-autotune0: float32 compute (TF32 matrix units on GPUs).
 - eval-at-train-batch: the validation program at the training batch size (256) instead of 1000, so
   that its forward convolutions have the training program's shapes and may reuse their autotuning
@@ -53,6 +56,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "shift": {"depthwise": "shift"},
     "autotune0-shift": {"xla": "--xla_gpu_autotune_level=0", "depthwise": "shift"},
     "matmul": {"conv": "matmul", "depthwise": "shift"},
+    "matmul-grouped": {"conv": "matmul", "depthwise": "grouped"},
     "autotune0-matmul": {"xla": "--xla_gpu_autotune_level=0", "conv": "matmul", "depthwise": "shift"},
     "autotune0-matmul-cublas": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_triton_gemm=false",
                                 "conv": "matmul", "depthwise": "shift"},

@@ -45,26 +45,30 @@ def member_spec(native: int, width: float):
     return adapt_for_small_input(spec) if native <= SMALL_INPUT_MAX else spec
 
 
-def proxy_config(epochs: int | None = None, batch: int | None = None, dtype: str = "auto"):
-    """The MobileNetV2 study's recipe (experiments/study_mobilenetv2_cifar.py, the search's proxy),
-    at ``epochs`` and ``batch`` where given: at the study's own it is exactly the study's config, so
-    with a shared persistent compilation cache the JAX half reuses the study's compiled programs,
-    and a change to the study's recipe reaches both frameworks."""
+def proxy_config(epochs: int | None = None, batch: int | None = None, dtype: str = "auto",
+                 overrides: list[str] | tuple[str, ...] = ()):
+    """The MobileNetV2 study's recipe (experiments/study_mobilenetv2_cifar.py, the search's proxy)
+    after the study's ``--set`` ``overrides`` (e.g. ``trainer.learning_rate=0.4``), at ``epochs``
+    and ``batch`` where given: at the study's own it is exactly the study's config, so with a shared
+    persistent compilation cache the JAX half reuses the study's compiled programs, and a change to
+    the study's recipe reaches both frameworks."""
     from experiments.study_mobilenetv2_cifar import get_config
+    from nas.config import apply_overrides
 
-    base = get_config().trainer
+    base = apply_overrides(get_config(), list(overrides)).trainer
     epochs = base.epochs if epochs is None else epochs
     return base.replace(epochs=epochs, batch_size=base.batch_size if batch is None else batch, dtype=dtype,
                         warmup_epochs=min(base.warmup_epochs, epochs))
 
 
-def run_jax(spec, split, epochs: int, batch: int, dtype: str) -> dict:
+def run_jax(spec, split, config) -> dict:
+    """Train with the JAX trainer on ``config`` (a TrainConfig from ``proxy_config``)."""
     import jax
     import numpy as np
 
     from trainer.train import MemberTrainer
 
-    config = proxy_config(epochs, batch, dtype)
+    epochs = config.epochs
     t = MemberTrainer(spec, split, config, seed=0)
     start = time.perf_counter()
     t.compile()
@@ -126,7 +130,9 @@ def torch_model(spec, num_classes: int):
     return nn.Sequential(*layers), torch
 
 
-def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
+def run_torch(spec, split, config, mode: str) -> dict:
+    """Train the PyTorch mirror of ``spec`` with ``config``'s recipe (SGD only) in ``mode``
+    (eager or compile)."""
     import numpy as np
 
     from trainer.augment import crop_padding
@@ -146,11 +152,13 @@ def run_torch(spec, split, epochs: int, batch: int, mode: str) -> dict:
     xf = x.float() / 255
     mean, std = xf.mean((0, 1, 2)), xf.std((0, 1, 2)) + 1e-6
     del xf
+    epochs, batch = config.epochs, config.batch_size
     steps = len(y) // batch
     # The JAX trainer's recipe (trainer.config): its learning-rate schedule, step by step; weight
     # decay on kernels only, added to the gradient before Nesterov momentum (optax.chain(decay, sgd)
-    # = torch's SGD weight_decay); label smoothing 0.1.
-    config = proxy_config(epochs, batch)
+    # = torch's SGD weight_decay); label smoothing.
+    if config.optimizer != "sgd":
+        raise SystemExit(f"bench_jax_vs_torch: the PyTorch loop mirrors SGD only, not {config.optimizer}")
     lrs = [float(v) for v in np.asarray(learning_rate_schedule(config, steps)(np.arange(steps * epochs)))]
     # A tensor learning rate: with a float, the scheduler's every change is a new constant to
     # torch.compile, which recompiles the step (PyTorch's "compiled optimizer with an LR scheduler").
@@ -256,13 +264,21 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--jax-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     ap.add_argument("--torch-modes", default="eager,compile", help="PyTorch loops to time, in this order")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an override of the MobileNetV2 study's config, as `nas study --set` takes it "
+                         "(e.g. trainer.learning_rate=0.4); repeatable")
     ap.add_argument("--out")
     args = ap.parse_args()
+    from search_space.errors import UserError
     from search_space.layers import count
     from trainer.data import load_dataset, validation_split
 
-    ds = load_dataset(args.dataset)
-    split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
+    try:  # the recipe first: a mistyped --set fails before minutes of data loading
+        recipe = proxy_config(args.epochs, args.batch_size, overrides=args.set)
+        ds = load_dataset(args.dataset)
+        split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
+    except UserError as e:
+        sys.exit(f"bench_jax_vs_torch: {e}")
     if split.x_train.shape[-1] == 1:  # grey images: both frameworks see three equal channels
         import dataclasses
 
@@ -273,13 +289,12 @@ def main() -> None:
     c = count(spec, split.num_classes)
     print(f"mobilenetv2-style at {spec.resolution}px: {c.params / 1e6:.2f}M params (+{c.bn_params} BN), "
           f"{c.multiply_adds / 1e6:.1f}M multiply-adds; {len(split.y_train)} training images", file=sys.stderr)
-    recipe = proxy_config(args.epochs, args.batch_size)
-    epochs, batch = recipe.epochs, recipe.batch_size
-    results = [run_jax(spec, split, epochs, batch, args.jax_dtype)]
+    print(f"recipe: {recipe.key()}", file=sys.stderr)
+    results = [run_jax(spec, split, recipe.replace(dtype=args.jax_dtype))]
     print(json.dumps(results[-1]), file=sys.stderr)
     _save(args.out, results)
     for mode in [m for m in args.torch_modes.split(",") if m]:
-        r = run_torch(spec, split, epochs, batch, mode)
+        r = run_torch(spec, split, recipe, mode)
         if r["params"] != c.params + c.bn_params:
             sys.exit(f"bench_jax_vs_torch: the PyTorch model has {r['params']} parameters, the spec "
                      f"{c.params + c.bn_params}: the two networks differ")

@@ -92,6 +92,25 @@ def test_benchmarks_reject_unknown_variants():
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
     r = _run("experiments.bench_throughput", "--optimized-variant", "nope")
     assert r.returncode != 0 and "unknown variant 'nope'" in r.stderr
+    r = _run("experiments.bench_first_run", "--kinds", "depthwise,nope")
+    assert r.returncode != 0 and "unknown kind(s) nope" in r.stderr
+
+
+def test_first_run_benchmark_times_each_layer_kind_of_mobilenetv2(tmp_path):
+    from experiments.bench_first_run import layer_shapes, main
+
+    shapes = layer_shapes()  # MobileNetV2: 17 blocks, the first without an expansion
+    assert (len(shapes["pointwise"]), len(shapes["depthwise"])) == (33, 17)
+    assert shapes["depthwise"][0] == (32, 32, 32, 3, 1)  # small-input rule: stem at stride 1
+    out = tmp_path / "fr.json"
+    assert main(["--kinds", "pointwise-matmul,depthwise", "--batch", "2", "--eval-batch", "3", "--width", "0.25",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["kind"], r["program"], r["layers"], r["batch"]) for r in rows] == [
+        ("pointwise-matmul", "train", 33, 2), ("pointwise-matmul", "eval", 33, 3),
+        ("depthwise", "train", 17, 2), ("depthwise", "eval", 17, 3)]
+    for r in rows:
+        assert r["compile_s"] > 0 and r["first_call_s"] > 0 and 0 < r["steady_call_s"] and r["backend"] == "cpu"
 
 
 def test_pick_takes_the_fastest_variant_that_still_learns(tmp_path):
@@ -147,3 +166,8 @@ def test_jax_vs_torch_benchmark_trains_what_the_mobilenetv2_study_trains():
     assert load_config(str(ROOT / "experiments" / "search_cifar10.py")).trainer == study.trainer == CIFAR_PROXY
     assert member_spec(32, 1.0) == architecture_spec("mobilenetv2", study, 32)
     assert proxy_config(3, 512).warmup_epochs == 1.0 and proxy_config(1, 64).warmup_epochs == 1.0
+    # a recipe chosen on the GPU reaches the benchmark as the study's --set takes it
+    tuned = proxy_config(overrides=["trainer.learning_rate=0.4", "trainer.batch_size=128"])
+    assert tuned == study.trainer.replace(learning_rate=0.4, batch_size=128)
+    r = _run("experiments.bench_jax_vs_torch", "--set", "trainer.lr=0.4")
+    assert r.returncode != 0 and "unknown key 'lr'" in r.stderr and "Traceback" not in r.stderr
