@@ -72,17 +72,19 @@ def run_jax(spec, split, config) -> dict:
     t = MemberTrainer(spec, split, config, seed=0)
     start = time.perf_counter()
     t.compile()
-    t.run_epoch(0)
+    curve = [float(t.run_epoch(0).mean())]  # mean training loss per epoch, as the PyTorch loop's
     first = time.perf_counter() - start
     images = t.steps_per_epoch * t.batch_size
     start = time.perf_counter()
     for e in range(1, epochs):
-        t.run_epoch(e)
+        curve.append(float(t.run_epoch(e).mean()))
     steady = time.perf_counter() - start
     acc = float((t.logits(split.x_val).argmax(-1) == split.y_val).mean())
+    print(f"[jax] loss per epoch: {' '.join(f'{v:.3f}' for v in curve)}", file=sys.stderr, flush=True)
     return {"framework": "jax", "compile_and_first_epoch_s": first, "compile_s": t.compile_s,
             "images_per_s": images * (epochs - 1) / steady if epochs > 1 else images / (first - t.compile_s),
-            "val_accuracy": acc, "device": str(jax.devices()[0].device_kind), "dtype": str(np.dtype(t.dtype))}
+            "val_accuracy": acc, "loss_curve": curve, "device": str(jax.devices()[0].device_kind),
+            "dtype": str(np.dtype(t.dtype))}
 
 
 def torch_model(spec, num_classes: int):
@@ -214,17 +216,20 @@ def run_torch(spec, split, config, mode: str) -> dict:
 
     torch.manual_seed(0)
     model.train()
-    times = []
+    times, curve = [], []  # seconds and mean training loss per epoch (the loss summed on the device)
     for e in range(epochs):
         start = time.perf_counter()
         perm = torch.randperm(len(y), device=dev)
+        total = torch.zeros((), device=dev)
         for s in range(steps):
             set_lr(lrs[e * steps + s])
-            step(*batch_at(perm[s * batch:(s + 1) * batch]))
+            total += step(*batch_at(perm[s * batch:(s + 1) * batch])).detach().float()
         if dev == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-        print(f"[torch-{mode}] epoch {e + 1}/{epochs}: {times[-1]:.1f} s", file=sys.stderr, flush=True)
+        curve.append(float(total) / steps)
+        print(f"[torch-{mode}] epoch {e + 1}/{epochs}: {times[-1]:.1f} s, mean loss {curve[-1]:.3f}",
+              file=sys.stderr, flush=True)
     # Precise BN, as the JAX trainer before evaluation (trainer/precise_bn.py): the statistics
     # recomputed over the same training images with the final weights; momentum None is PyTorch's
     # cumulative average over the batches.
@@ -249,7 +254,8 @@ def run_torch(spec, split, config, mode: str) -> dict:
     images = steps * batch
     return {"framework": f"torch-{mode}", "compile_and_first_epoch_s": times[0],
             "images_per_s": images * (epochs - 1) / sum(times[1:]) if epochs > 1 else images / times[0],
-            "val_accuracy": correct / len(split.y_val), "params": sum(p.numel() for p in model.parameters()),
+            "val_accuracy": correct / len(split.y_val), "loss_curve": curve,
+            "params": sum(p.numel() for p in model.parameters()),
             "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
 
 
