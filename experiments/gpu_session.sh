@@ -127,9 +127,9 @@ accuracy)
   # recipes phase names it ('+'-joined study --set assignments, e.g. the "best:" line of its
   # recipes.txt), applied to both the study and the benchmark; empty: experiments/cifar_proxy.py.
   export JAX_COMPILATION_CACHE_DIR=$RUNS/mnv2_jax_cache
-  proxy_sets=()
-  for kv in ${PROXY_SET//+/ }; do proxy_sets+=(--set "$kv"); done
-  log "study mobilenetv2-cifar (alone on the GPU)${PROXY_SET:+, recipe $PROXY_SET}"
+  proxy_set=${PROXY_SET:-} proxy_sets=()
+  for kv in ${proxy_set//+/ }; do proxy_sets+=(--set "$kv"); done
+  log "study mobilenetv2-cifar (alone on the GPU)${proxy_set:+, recipe $proxy_set}"
   # 300 s held the proxy recipe's study on the H100 (232 s); batch 128 trains more slowly per epoch
   study_limit=${STUDY_LIMIT:-$([ "${TORCH_MODES:-}" = none ] && echo 450 || echo 300)}
   study mobilenetv2-cifar "$RUNS/study_mnv2" "$study_limit" --workers 1 "${proxy_sets[@]}"
