@@ -166,12 +166,19 @@ trainer.batch_size=128+trainer.learning_rate=0.1+trainer.weight_decay=5e-5 \
 trainer.batch_size=128+trainer.learning_rate=0.2+trainer.weight_decay=5e-5 \
 trainer.batch_size=128+trainer.learning_rate=0.1+trainer.label_smoothing=0 \
 trainer.batch_size=128+trainer.learning_rate=0.1+trainer.schedule=onecycle}"
+  # Each recipe stops at RECIPE_LIMIT s, and none runs past RECIPES_BUDGET s from the phase's
+  # start, so that the summary below is written inside a 10-minute device call (decoding CIFAR-10
+  # takes about 20 s before this phase).
   mkdir -p "$RUNS/recipe_logs"
+  recipes_end=$((SECONDS + ${RECIPES_BUDGET:-540}))
   run_recipe() {
-    local recipe=$1 name=${1//[^A-Za-z0-9.=+_-]/_} sets=() kv
+    local recipe=$1 name=${1//[^A-Za-z0-9.=+_-]/_} sets=() kv limit=${RECIPE_LIMIT:-330}
+    local left=$((recipes_end - SECONDS))
+    [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -lt 60 ]; then log "recipe $recipe skipped: ${limit} s left of RECIPES_BUDGET"; return; fi
     for kv in ${recipe//+/ }; do sets+=(--set "$kv"); done
-    log "recipe $recipe"
-    STUDY_LOG="$RUNS/recipe_logs/$name.log" study mobilenetv2-cifar "$RUNS/recipe_$name" "${RECIPE_LIMIT:-330}" \
+    log "recipe $recipe (limit $limit s)"
+    STUDY_LOG="$RUNS/recipe_logs/$name.log" study mobilenetv2-cifar "$RUNS/recipe_$name" "$limit" \
       --workers 1 --set members=1 --set draws=1 "${sets[@]}"
   }
   run_recipe "${recipes[0]}"
@@ -183,9 +190,12 @@ trainer.batch_size=128+trainer.learning_rate=0.1+trainer.schedule=onecycle}"
   $PY - "$RUNS" <<'PY' | tee "$OUT/recipes.txt"
 import glob, json, os, sys
 best = None
-for d in sorted(glob.glob(sys.argv[1] + "/recipe_*")):
+for d in sorted(set(glob.glob(sys.argv[1] + "/recipe_*")) - {sys.argv[1] + "/recipe_logs"}):
     path, name = os.path.join(d, "records.jsonl"), os.path.basename(d)[len("recipe_"):]
-    for r in (json.loads(line) for line in open(path)) if os.path.exists(path) else ():
+    records = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+    if not records:
+        print(f"{name:<55} no result: stopped by its time limit or failed (recipe_logs/{name}.log)")
+    for r in records:
         acc = r.get("val_accuracy")
         print(f"{name:<55} {r.get('status')} val acc "
               f"{'-' if acc is None else f'{acc:.4f}'} last-epoch loss {(r.get('loss_curve') or [float('nan')])[-1]:.3f} "
