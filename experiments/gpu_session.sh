@@ -3,8 +3,8 @@
 # several phases may go in one call, in the order given:
 #
 #   bash experiments/gpu_session.sh accuracy      # the MobileNetV2 ensemble study, then JAX vs PyTorch
-#   bash experiments/gpu_session.sh recipes       # proxy-recipe variants on one MobileNetV2 (6-8 minutes,
-#                                                 # estimated); its recipes.txt ends with the next call:
+#   bash experiments/gpu_session.sh recipes       # proxy-recipe variants on one MobileNetV2 (at most
+#                                                 # 420 s + decoding); its recipes.txt ends with the next call:
 #   PROXY_SET=RECIPE TORCH_MODES=none bash experiments/gpu_session.sh accuracy   # the study alone
 #   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
 #   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
@@ -153,7 +153,7 @@ recipes)
   # and autotunes (its times are single-job), then the rest RECIPE_PARALLEL at a time, reusing
   # XLA's per-fusion autotuning results (a learning rate is a constant of the program, but the
   # convolutions it autotunes are the same; batch 64 autotunes its own shapes). Their accuracies do
-  # not depend on what runs beside them; their times do. Estimated 6-8 minutes: the first about
+  # not depend on what runs beside them; their times do. The first about
   # 150 s (103 s of it compiling), the wave of seven GPU-bound (one MobileNetV2 uses a small part of
   # an H100; how well seven share it is unmeasured), each stopped at RECIPE_LIMIT s.
   # RECIPES: space-separated, each a '+'-joined list of study --set assignments.
@@ -167,10 +167,11 @@ trainer.batch_size=128+trainer.learning_rate=0.2+trainer.weight_decay=5e-5 \
 trainer.batch_size=128+trainer.learning_rate=0.1+trainer.label_smoothing=0 \
 trainer.batch_size=128+trainer.learning_rate=0.1+trainer.schedule=onecycle}"
   # Each recipe stops at RECIPE_LIMIT s, and none runs past RECIPES_BUDGET s from the phase's
-  # start, so that the summary below is written inside a 10-minute device call (decoding CIFAR-10
-  # takes about 20 s before this phase).
+  # start: a 15-minute device budget is about 30 s of start, this call (about 20 s of decoding,
+  # then at most 420 s), and the accuracy call that follows (the study alone: 230-330 s with the
+  # compiled programs this call leaves; give it STUDY_LIMIT from what `status` says is left).
   mkdir -p "$RUNS/recipe_logs"
-  recipes_end=$((SECONDS + ${RECIPES_BUDGET:-540}))
+  recipes_end=$((SECONDS + ${RECIPES_BUDGET:-420}))
   run_recipe() {
     local recipe=$1 name=${1//[^A-Za-z0-9.=+_-]/_} sets=() kv limit=${RECIPE_LIMIT:-330}
     local left=$((recipes_end - SECONDS))
