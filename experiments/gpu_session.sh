@@ -106,6 +106,7 @@ study() {  # name, run dir, limit s, extra args: the processes backend, then the
 archive() {  # archive.tgz, tar args: gzip them into $OUT; over 15 MiB, as parts of 15 MiB (files come
   # back from a device call at up to 16 MiB each, 8 files in all); joined again by `cat NAME.part* > NAME`
   local name=$1; shift
+  rm -f "$OUT/$name" "$OUT/$name".part*  # an earlier archive of the same name (or its parts)
   tar -czf "$OUT/$name" "$@" 2>/dev/null
   if [ "$(stat -c %s "$OUT/$name")" -gt $((15 * 1024 * 1024)) ]; then
     split -b 15m -d -a 1 "$OUT/$name" "$OUT/$name.part" && rm "$OUT/$name"
@@ -264,9 +265,11 @@ search)
   ;;
 *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
-done
-# one archive of the study outputs (points, summaries, findings, plots, member records and logits);
-# the search run and compilation caches are left out (the search phase archives its run itself)
+# One archive of the study outputs so far (points, summaries, findings, plots, member records and
+# logits, recipe logs), rewritten after every phase: a call that the device's budget cuts short
+# still returns the phases that finished. The search run and compilation caches are left out (the
+# search phase archives its run itself).
 if [ -n "$(ls -A "$RUNS" 2>/dev/null | grep -v -e "^$SEARCH_NAME\$" -e 'jax_cache$')" ]; then
   log "studies archived: $(archive studies.tgz --exclude='*jax_cache*' --exclude="./$SEARCH_NAME" -C "$RUNS" .)"
 fi
+done
