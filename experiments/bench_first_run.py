@@ -13,7 +13,7 @@ run time (cudnn-frontend issue 1066 reports about 1.5 s per new depthwise plan w
 a MobileNetV2 training step holds about 150 convolutions (forward and two backward each) and its
 scoring program another 100.
 
-For each layer kind, every such layer of the 32 px MobileNetV2 (small-input rule; 17 depthwise, 34
+For each layer kind, every such layer of the 32 px MobileNetV2 (small-input rule; 17 depthwise, 33
 pointwise) goes into one program, each on its own input, and two programs are timed: a training
 step (forward and both backward passes, ``--batch``) and a forward pass at the scoring batch
 (``--eval-batch``), in the compute dtype members train in (bf16 on GPUs). Printed per program:
@@ -53,14 +53,8 @@ def layer_shapes(width: float = 1.0) -> dict[str, list[tuple[int, int, int, int,
 
 
 def layer_fn(kind: str) -> Callable[[Any, Any, int], Any]:
-    """``(x NHWC, kernel HWIO, stride) -> y`` as the model computes a layer of ``kind``."""
-    import jax
-
-    from search_space.models import conv_as_matmul, depthwise_shift_sum
-
-    def xla_conv(x, w, stride):
-        return jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            feature_group_count=x.shape[-1] // w.shape[2])
+    """``(x NHWC, kernel HWIO, stride) -> y``: the model's own function for a layer of ``kind``."""
+    from search_space.models import conv_as_matmul, depthwise_shift_sum, xla_conv
 
     return {"pointwise": xla_conv, "pointwise-matmul": conv_as_matmul, "depthwise": xla_conv,
             "depthwise-shift": depthwise_shift_sum}[kind]

@@ -8,8 +8,8 @@ one warm-up epoch then cosine, label smoothing 0.1, weight decay 5e-4 on kernels
 accuracy with a last-epoch training loss of 0.77-0.78 nats: it underfits, short of the 85% the proxy
 should reach. `bash experiments/gpu_session.sh recipes` measures variants (on the GPU machine, a
 chosen one reaches the study and the benchmark at once through `PROXY_SET`, as their `--set`
-overrides); a better one goes here, so that the search, the study and the benchmark change together (the trainer's own defaults stay:
-the CPU demo and the tests are measured with them).
+overrides); a better one goes here, so that the search, the study and the benchmark change
+together (the trainer's own defaults stay: the CPU demo and the tests are measured with them).
 """
 
 from trainer.config import TrainConfig

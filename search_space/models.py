@@ -163,6 +163,14 @@ def conv_mode(train_images: int | None = None) -> str:
     return "matmul" if train_images >= MATMUL_MIN_TRAIN_IMAGES else "conv"
 
 
+def xla_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """A kxk convolution with 'SAME' padding as one XLA convolution (cuDNN on GPUs); kernel HWIO,
+    grouped when its input depth is a fraction of ``x``'s (depthwise: kernel (k, k, 1, C))."""
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=x.shape[-1] // kernel.shape[2])
+
+
 def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     """A dense kxk convolution with 'SAME' padding (kernel HWIO) as one matrix product over the
     stacked shifted copies of the input (im2col); 1x1 convolutions need no copies. Same result as
@@ -196,9 +204,7 @@ class Conv(nnx.Module):
         if self.groups == 1 and (self.lowering or conv_mode()) == "matmul":
             y = conv_as_matmul(x, w, self.stride)
         else:
-            y = jax.lax.conv_general_dilated(x, w, (self.stride, self.stride), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                             feature_group_count=self.groups)
+            y = xla_conv(x, w, self.stride)
         return y + self.bias[...].astype(self.dtype) if self.bias is not None else y
 
 
@@ -224,9 +230,7 @@ class DepthwiseConv(nnx.Module):
         x = x.astype(self.dtype)
         if depthwise_mode() == "shift":
             return depthwise_shift_sum(x, w, self.stride)
-        return jax.lax.conv_general_dilated(x, w, (self.stride, self.stride), "SAME",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            feature_group_count=x.shape[-1])
+        return xla_conv(x, w, self.stride)
 
 
 class ConvBN(nnx.Module):
