@@ -4,6 +4,8 @@ equivalent PyTorch loop, in one run: images/s, compile (first-epoch) time, accur
     python -m experiments.bench_jax_vs_torch --out bench_torch.json                     # GPU machine
     python -m experiments.bench_jax_vs_torch --epochs 2 --train-examples 1024 --width 0.25 \\
         --dataset fashion_mnist --torch-modes eager                                      # CPU smoke
+    python -m experiments.bench_jax_vs_torch --no-jax --torch-modes eager --torch-dtype float32 \\
+        --torch-init jax --epochs 8 --train-examples 8192 ...    # PyTorch alone, from the JAX init
 
 The network is ``mobilenetv2`` from the zoo at the data set's native size with the small-input rule
 (stem and first stride-2 block at stride 1), 10 classes. The PyTorch model is built from the same
@@ -14,7 +16,10 @@ same learning rate at every step, weight decay 5e-4 on kernels only, label smoot
 epsilon, per-image random translation (zero-padded) and flip on the device, the training split
 resident on the device, batch-norm statistics recomputed over the same 2,000 training images
 before evaluation (precise BN). PyTorch runs bf16 autocast, channels_last and ``torch.compile``
-(``--torch-modes`` picks eager/compile); JAX runs its trainer's bf16. Timing excludes data loading:
+(``--torch-modes`` picks eager/compile; ``--torch-dtype float32`` drops autocast, for CPUs where
+the JAX trainer computes in float32); JAX runs its trainer's dtype (bf16 on a GPU). PyTorch's
+layers start from its default initialization, or with ``--torch-init jax`` from the JAX model's
+distributions, which differ most for depthwise kernels (``jax_style_init``). Timing excludes data loading:
 JAX steady-state images/s is measured over epochs 2..N (epoch 1 includes compilation, reported as
 compile_s); PyTorch likewise over all but the first epoch.
 
@@ -132,15 +137,45 @@ def torch_model(spec, num_classes: int):
     return nn.Sequential(*layers), torch
 
 
-def run_torch(spec, split, config, mode: str) -> dict:
+def jax_style_init(model) -> None:
+    """Re-draw ``model``'s weights from the JAX model's distributions (search_space.models
+    ``init_model``): convolutions He truncated-normal on fan_out (k*k*out channels, also for
+    depthwise ones), the classifier LeCun truncated-normal on fan_in, biases 0; batch norm keeps
+    PyTorch's (scale 1, offset 0, as the JAX model's). PyTorch's own default draws a depthwise 3x3
+    kernel of 576 channels about 10x wider: uniform within 1/3 (standard deviation 0.19; fan_in 9),
+    against the JAX model's 0.020 (fan_out 9 x 576)."""
+    import math
+
+    import torch
+
+    def trunc_normal(w, std: float) -> None:  # +-2 sigma, std corrected as jax's variance scaling
+        s = std / 0.87962566103423978
+        torch.nn.init.trunc_normal_(w, std=s, a=-2 * s, b=2 * s)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                out, _, kh, kw = m.weight.shape
+                trunc_normal(m.weight, math.sqrt(2.0 / (kh * kw * out)))
+            elif isinstance(m, torch.nn.Linear):
+                trunc_normal(m.weight, math.sqrt(1.0 / m.weight.shape[1]))
+                torch.nn.init.zeros_(m.bias)
+
+
+def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str = "default") -> dict:
     """Train the PyTorch mirror of ``spec`` with ``config``'s recipe (SGD only) in ``mode``
-    (eager or compile)."""
+    (eager or compile), under bf16 autocast or in float32 (``dtype``), from PyTorch's default
+    initialization or the JAX model's distributions (``init="jax"``, :func:`jax_style_init`)."""
     import numpy as np
 
     from trainer.augment import crop_padding
     from trainer.config import learning_rate_schedule
 
     model, torch = torch_model(spec, split.num_classes)
+    torch.manual_seed(0)
+    if init == "jax":
+        jax_style_init(model)
+    autocast = {"dtype": torch.bfloat16, "enabled": dtype == "bfloat16"}
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(dev).to(memory_format=torch.channels_last)
 
@@ -181,7 +216,7 @@ def run_torch(spec, split, config, mode: str) -> dict:
                 group["lr"] = value
 
     def step(xb, yb):
-        with torch.autocast(dev, dtype=torch.bfloat16):
+        with torch.autocast(dev, **autocast):
             loss = loss_fn(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,7 +271,7 @@ def run_torch(spec, split, config, mode: str) -> dict:
     from trainer.train import precise_bn_indices
 
     calibration = precise_bn_indices(len(y), config, seed=0)
-    with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(dev, **autocast):
         if calibration is not None:
             for m in model.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
@@ -246,13 +281,13 @@ def run_torch(spec, split, config, mode: str) -> dict:
                 model(model_input(x[torch.from_numpy(idx.astype(np.int64)).to(dev)]))
     model.eval()
     correct = 0
-    with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(dev, **autocast):
         xv = on_device(split.x_val)
         for i in range(0, len(xv), 1000):
             pred = model(model_input(xv[i:i + 1000])).argmax(1).cpu().numpy()
             correct += int((pred == split.y_val[i:i + 1000]).sum())
     images = steps * batch
-    return {"framework": f"torch-{mode}", "compile_and_first_epoch_s": times[0],
+    return {"framework": f"torch-{mode}", "dtype": dtype, "init": init, "compile_and_first_epoch_s": times[0],
             "images_per_s": images * (epochs - 1) / sum(times[1:]) if epochs > 1 else images / times[0],
             "val_accuracy": correct / len(split.y_val), "loss_curve": curve,
             "params": sum(p.numel() for p in model.parameters()),
@@ -269,7 +304,13 @@ def main() -> None:
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--jax-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--jax", default=True, action=argparse.BooleanOptionalAction,
+                    help="train the JAX half (--no-jax: PyTorch alone, e.g. to compare its options)")
     ap.add_argument("--torch-modes", default="eager,compile", help="PyTorch loops to time, in this order")
+    ap.add_argument("--torch-dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                    help="bf16 autocast (as on the GPU) or float32 (the JAX trainer's dtype on a CPU)")
+    ap.add_argument("--torch-init", default="default", choices=["default", "jax"],
+                    help="PyTorch's default initialization, or the JAX model's distributions")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an override of the MobileNetV2 study's config, as `nas study --set` takes it "
                          "(e.g. trainer.learning_rate=0.4); repeatable")
@@ -296,22 +337,24 @@ def main() -> None:
     print(f"mobilenetv2-style at {spec.resolution}px: {c.params / 1e6:.2f}M params (+{c.bn_params} BN), "
           f"{c.multiply_adds / 1e6:.1f}M multiply-adds; {len(split.y_train)} training images", file=sys.stderr)
     print(f"recipe: {recipe.key()}", file=sys.stderr)
-    results = [run_jax(spec, split, recipe.replace(dtype=args.jax_dtype))]
-    print(json.dumps(results[-1]), file=sys.stderr)
-    _save(args.out, results)
+    results = []
+    if args.jax:
+        results.append(run_jax(spec, split, recipe.replace(dtype=args.jax_dtype)))
+        print(json.dumps(results[-1]), file=sys.stderr)
+        _save(args.out, results)
     for mode in [m for m in args.torch_modes.split(",") if m]:
-        r = run_torch(spec, split, recipe, mode)
+        r = run_torch(spec, split, recipe, mode, dtype=args.torch_dtype, init=args.torch_init)
         if r["params"] != c.params + c.bn_params:
             sys.exit(f"bench_jax_vs_torch: the PyTorch model has {r['params']} parameters, the spec "
                      f"{c.params + c.bn_params}: the two networks differ")
         results.append(r)
         print(json.dumps(r), file=sys.stderr)
         _save(args.out, results)  # each framework's figures are kept as soon as they exist
-    base = results[0]["images_per_s"]
+    base = results[0]["images_per_s"] if args.jax else None
     for r in results:
+        ratio = f"  jax/this {base / r['images_per_s']:.2f}x" if base else ""
         print(f"{r['framework']:>14}: {r['images_per_s']:9.0f} img/s  first epoch incl. compile "
-              f"{r['compile_and_first_epoch_s']:6.1f} s  val acc {r['val_accuracy']:.4f}  "
-              f"jax/this {base / r['images_per_s']:.2f}x  ({r['device']})")
+              f"{r['compile_and_first_epoch_s']:6.1f} s  val acc {r['val_accuracy']:.4f}{ratio}  ({r['device']})")
 
 
 def _save(path: str | None, results: list[dict]) -> None:

@@ -171,3 +171,36 @@ def test_jax_vs_torch_benchmark_trains_what_the_mobilenetv2_study_trains():
     assert tuned == study.trainer.replace(learning_rate=0.4, batch_size=128)
     r = _run("experiments.bench_jax_vs_torch", "--set", "trainer.lr=0.4")
     assert r.returncode != 0 and "unknown key 'lr'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_torch_mirror_can_start_from_the_jax_models_initial_distributions():
+    """``--torch-init jax``: each PyTorch kernel drawn with the spread of the JAX model's (runs where
+    PyTorch is installed; the project does not depend on it)."""
+    pytest.importorskip("torch")
+    import numpy as np
+    from flax import nnx
+
+    from experiments.bench_jax_vs_torch import jax_style_init, member_spec, torch_model
+    from search_space.models import init_model
+
+    spec = member_spec(32, 1.0)
+    model, torch = torch_model(spec, 10)
+    torch.manual_seed(0)
+    default_dw = [m.weight.std().item() for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    jax_style_init(model)
+    ours = {"conv": [], "depthwise": [], "dense": []}
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            ours["depthwise" if m.groups > 1 else "conv"].append(m.weight.std().item())
+        elif isinstance(m, torch.nn.Linear):
+            ours["dense"].append(m.weight.std().item())
+    theirs = {"conv": [], "depthwise": [], "dense": []}
+    for path, p in nnx.to_flat_state(nnx.state(init_model(spec, 10, seed=0), nnx.Param)):
+        w = np.asarray(p.get_value())
+        if path[-1] == "kernel":
+            kind = "dense" if w.ndim == 2 else "depthwise" if w.shape[2] == 1 and w.shape[3] > 1 else "conv"
+            theirs[kind].append(float(w.std()))
+    for kind in ours:  # as many layers, the same spreads (sorted: flax orders its state by name)
+        assert len(ours[kind]) == len(theirs[kind]) > 0
+        np.testing.assert_allclose(sorted(ours[kind]), sorted(theirs[kind]), rtol=0.25)
+    assert np.median(default_dw) > 5 * np.median(ours["depthwise"])  # PyTorch's default: far wider
