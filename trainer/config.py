@@ -15,6 +15,9 @@ from search_space.errors import UserError
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "onecycle", "step")
 DTYPES = ("auto", "float32", "bfloat16")
+# search_space.models.INIT_SCHEMES, named here too so that configs load without importing flax
+# (tests/trainer/test_config.py keeps the two equal)
+INIT_SCHEMES = ("he_fan_out", "pytorch_default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +49,17 @@ class TrainConfig:
     # training images (no augmentation), in batches of eval_batch_size; 0 keeps the moving averages.
     # Why: trainer/precise_bn.py (a short run's moving averages can be far off; measured 10.9% vs 61.1%).
     precise_bn_images: int = 2000
+    # How the member's weights are drawn (search_space.models.INIT_SCHEMES): he_fan_out, the
+    # modules' own initializers, or pytorch_default, PyTorch's layer defaults, which give depthwise
+    # kernels about 10x the spread (59.1% against 53.5% for PyTorch's MobileNetV2 on a CPU subset of
+    # CIFAR-10; search_space/models.py has the run).
+    init: str = "he_fan_out"
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored
     # config without the field gets that value (nas.config.from_dict, so a resumed run keeps
     # behaving as it did), and key() leaves the field out while it has that value (so members
     # cached before the field existed are still found).
-    ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0}
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_epochs", tuple(int(e) for e in self.step_epochs))
@@ -68,6 +76,7 @@ class TrainConfig:
             (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
             (isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1, "eval_batch_size", "a positive int"),
             (isinstance(self.precise_bn_images, int) and self.precise_bn_images >= 0, "precise_bn_images", "an int >= 0"),
+            (self.init in INIT_SCHEMES, "init", f"one of {INIT_SCHEMES}"),
         ]
         for ok, field, what in checks:
             if not ok:

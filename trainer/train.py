@@ -117,7 +117,7 @@ class MemberTrainer:
         n = len(split.y_train)
         self.batch_size = min(config.batch_size, n)
         self.steps_per_epoch = max(1, n // self.batch_size)
-        model = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype)
+        model = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype, scheme=config.init)
         self.conv_lowering = conv_mode(train_images=config.epochs * n)
         set_conv_lowering(model, self.conv_lowering)
         self.lowering = f"conv={self.conv_lowering},depthwise={depthwise_mode()}"

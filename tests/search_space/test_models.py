@@ -213,3 +213,26 @@ def test_batch_norm_is_flax_batch_norm_op_for_op(dtype):
     for a, b in zip(jax.tree_util.tree_leaves(mine[1]), jax.tree_util.tree_leaves(flax_[1])):
         assert a.dtype == b.dtype and np.array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
     assert not np.array_equal(np.asarray(mine[1][2]["mean"].get_value()), np.zeros(c))  # statistics moved
+
+
+def test_pytorch_default_init_draws_every_kernel_and_bias_within_its_fan_in_bound():
+    spec = _covering_member(MnasNetSpace(32), 1, 3)  # SE convs with biases, depthwise, classifier
+    ours = dict(nnx.to_flat_state(nnx.state(init_model(spec, 10, seed=0), nnx.Param)))
+    torch_like = dict(nnx.to_flat_state(nnx.state(init_model(spec, 10, seed=0, scheme="pytorch_default"), nnx.Param)))
+    assert ours.keys() == torch_like.keys()
+    checked = set()
+    for path, var in torch_like.items():
+        w = np.asarray(var.get_value())
+        if path[-2] == "bn":  # batch norm starts as in every scheme: scale 1, offset 0
+            assert np.array_equal(w, np.asarray(ours[path].get_value())), path
+            continue
+        kernel = np.asarray(torch_like[(*path[:-1], "kernel")].get_value())
+        bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))  # fan_in: k*k*in per group, or in
+        assert np.abs(w).max() <= bound and (w.size < 500 or abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound), path
+        checked.add("depthwise" if w.ndim == 4 and w.shape[2] == 1 and w.shape[3] > 1 else path[-1] + str(w.ndim))
+    assert checked == {"depthwise", "kernel4", "kernel2", "bias1"}
+    dw = [k for k in ours if k[-1] == "kernel" and ours[k].get_value().shape[2:3] == (1,) and ours[k].get_value().shape[3] > 1]
+    # sqrt(C)/2.5 times as wide for C channels (he_fan_out counts them, PyTorch does not): 2.3x at 32
+    assert dw and all(np.std(torch_like[k].get_value()) > 2 * np.std(ours[k].get_value()) for k in dw)
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        init_model(spec, 10, scheme="xavier")

@@ -27,3 +27,18 @@ def test_host_optimizer_state_equals_optax_init(optimizer, schedule):
     for a, b in zip(jax.tree_util.tree_leaves(tx.update(grads, got, params)),
                     jax.tree_util.tree_leaves(tx.update(grads, expected, params))):
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_init_scheme_is_validated_and_keys_members_only_when_changed():
+    import search_space.models
+    from nas.config import from_dict
+    from search_space.errors import UserError
+    from trainer.config import INIT_SCHEMES
+
+    assert INIT_SCHEMES == search_space.models.INIT_SCHEMES
+    assert "init" not in TrainConfig().key()  # members cached before the field existed are found
+    assert '"init":"pytorch_default"' in TrainConfig(init="pytorch_default").key()
+    with pytest.raises(UserError, match="trainer.init: must be one of"):
+        TrainConfig(init="xavier")
+    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "init"}  # an older run's config
+    assert from_dict(stored, TrainConfig).init == "he_fan_out"

@@ -143,3 +143,17 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     assert resumed["resumed_from_epoch"] >= 1 and fresh["resumed_from_epoch"] == 0
     assert resumed["loss_curve"] == fresh["loss_curve"]
     assert resumed["test_accuracy"] == fresh["test_accuracy"]
+
+
+def test_the_configs_init_scheme_draws_the_members_weights(fashion):
+    import jax
+    from flax import nnx
+
+    from search_space.models import init_model
+
+    split, spec = _small_split(fashion), tiny_member()
+    for scheme in ("he_fan_out", "pytorch_default"):
+        t = MemberTrainer(spec, split, TrainConfig(epochs=1, batch_size=64, init=scheme), seed=5)
+        expected = nnx.state(init_model(spec, split.num_classes, seed=5, dtype=t.dtype, scheme=scheme), nnx.Param)
+        for a, b in zip(jax.tree_util.tree_leaves(t.state.params), jax.tree_util.tree_leaves(expected)):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
