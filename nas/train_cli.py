@@ -35,11 +35,12 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
     member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
-                         warmup_epochs=min(1.0, 0.1 * args.epochs))
+                         warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init)
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {args.epochs} epochs", file=sys.stderr)
     r = train_member(member, split, config, seed=args.seed, progress=_progress)
     out = {**r.summary(), "val_accuracy": r.val_accuracy, "dataset": ds.name, "spec": member.to_dict(),
+           "trainer": config.to_dict(),
            "train_examples": int(len(split.y_train)), "val_examples": int(len(split.y_val))}
     if args.json:
         print(json.dumps(out))

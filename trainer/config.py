@@ -51,8 +51,7 @@ class TrainConfig:
     precise_bn_images: int = 2000
     # How the member's weights are drawn (search_space.models.INIT_SCHEMES): he_fan_out, the
     # modules' own initializers, or pytorch_default, PyTorch's layer defaults, which give depthwise
-    # kernels about 10x the spread (59.1% against 53.5% for PyTorch's MobileNetV2 on a CPU subset of
-    # CIFAR-10; search_space/models.py has the run).
+    # kernels about 10x the spread (no clear difference yet: search_space/models.py has the runs).
     init: str = "he_fan_out"
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored

@@ -109,11 +109,12 @@ def test_nas_train_cli_json(fashion, capsys):
         dataset = "fashion_mnist" if os.path.isdir("/usr/share/datasets/fashion-mnist") else \
             f"idx:{shared_file('fashion_mnist_manual')}"
         code = main(["train", str(spec_path), "--dataset", dataset, "--epochs", "1", "--train-examples", "2000",
-                     "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--json"])
+                     "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--init", "pytorch_default", "--json"])
     finally:
         spec_path.unlink()
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["val_accuracy"] > 0.35 and out["train_examples"] == 2000
+    assert out["trainer"]["init"] == "pytorch_default" and out["trainer"]["learning_rate"] == 0.1
 
 
 def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
