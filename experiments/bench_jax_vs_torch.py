@@ -66,7 +66,7 @@ def proxy_config(epochs: int | None = None, batch: int | None = None, dtype: str
                         warmup_epochs=min(base.warmup_epochs, epochs))
 
 
-def run_jax(spec, split, config) -> dict:
+def run_jax(spec, split, config, seed: int = 0) -> dict:
     """Train with the JAX trainer on ``config`` (a TrainConfig from ``proxy_config``)."""
     import jax
     import numpy as np
@@ -74,7 +74,7 @@ def run_jax(spec, split, config) -> dict:
     from trainer.train import MemberTrainer
 
     epochs = config.epochs
-    t = MemberTrainer(spec, split, config, seed=0)
+    t = MemberTrainer(spec, split, config, seed=seed)
     start = time.perf_counter()
     t.compile()
     curve = [float(t.run_epoch(0).mean())]  # mean training loss per epoch, as the PyTorch loop's
@@ -162,7 +162,8 @@ def jax_style_init(model) -> None:
                 torch.nn.init.zeros_(m.bias)
 
 
-def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str = "default") -> dict:
+def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str = "default",
+              seed: int = 0) -> dict:
     """Train the PyTorch mirror of ``spec`` with ``config``'s recipe (SGD only) in ``mode``
     (eager or compile), under bf16 autocast or in float32 (``dtype``), from PyTorch's default
     initialization or the JAX model's distributions (``init="jax"``, :func:`jax_style_init`)."""
@@ -172,7 +173,7 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
     from trainer.config import learning_rate_schedule
 
     model, torch = torch_model(spec, split.num_classes)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     if init == "jax":
         jax_style_init(model)
     autocast = {"dtype": torch.bfloat16, "enabled": dtype == "bfloat16"}
@@ -249,7 +250,7 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
         flip = torch.rand(n, device=dev) < 0.5
         return model_input(torch.where(flip[:, None, None, None], xb.flip(2), xb)), y[idx]
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model.train()
     times, curve = [], []  # seconds and mean training loss per epoch (the loss summed on the device)
     for e in range(epochs):
@@ -270,7 +271,7 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
     # cumulative average over the batches.
     from trainer.train import precise_bn_indices
 
-    calibration = precise_bn_indices(len(y), config, seed=0)
+    calibration = precise_bn_indices(len(y), config, seed=seed)
     with torch.no_grad(), torch.autocast(dev, **autocast):
         if calibration is not None:
             for m in model.modules():
@@ -314,6 +315,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an override of the MobileNetV2 study's config, as `nas study --set` takes it "
                          "(e.g. trainer.learning_rate=0.4); repeatable")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="initialization, data order and augmentation (the 45k/5k split stays seed 0's)")
     ap.add_argument("--out")
     args = ap.parse_args()
     from search_space.errors import UserError
@@ -339,11 +342,11 @@ def main() -> None:
     print(f"recipe: {recipe.key()}", file=sys.stderr)
     results = []
     if args.jax:
-        results.append(run_jax(spec, split, recipe.replace(dtype=args.jax_dtype)))
+        results.append(run_jax(spec, split, recipe.replace(dtype=args.jax_dtype), seed=args.seed))
         print(json.dumps(results[-1]), file=sys.stderr)
         _save(args.out, results)
     for mode in [m for m in args.torch_modes.split(",") if m]:
-        r = run_torch(spec, split, recipe, mode, dtype=args.torch_dtype, init=args.torch_init)
+        r = run_torch(spec, split, recipe, mode, dtype=args.torch_dtype, init=args.torch_init, seed=args.seed)
         if r["params"] != c.params + c.bn_params:
             sys.exit(f"bench_jax_vs_torch: the PyTorch model has {r['params']} parameters, the spec "
                      f"{c.params + c.bn_params}: the two networks differ")
