@@ -393,9 +393,10 @@ def build_model(spec: ArchSpec, num_classes: int, *, rngs: nnx.Rngs, dtype: Any 
 #     depthwise kernel: within 1/3, standard deviation 0.19).
 # Measured (2-core CPU, 2026-12-02; MobileNetV2 1.0 at 32 px, 8,192 CIFAR-10 images, 8 epochs, batch
 # 128, lr 0.1, float32, seed 0; experiments/bench_jax_vs_torch.py): PyTorch 59.1% validation accuracy
-# from its default against 53.5% from he_fan_out's distributions, this trainer 55.6% from
-# pytorch_default against 56.4% from he_fan_out: opposite signs, so at this scale the choice is
-# within seed noise. The GPU recipes phase (experiments/gpu_session.sh) tries it at full scale.
+# from its default against 53.5% from he_fan_out's distributions; this trainer 55.6% / 58.2% from
+# pytorch_default against 56.4% / 55.2% from he_fan_out (seeds 0 / 1): a lean towards
+# pytorch_default within seed noise (experiments/results/cpu_init_2026-12-02). The GPU recipes
+# phase (experiments/gpu_session.sh) tries it at full scale.
 INIT_SCHEMES = ("he_fan_out", "pytorch_default")
 
 
