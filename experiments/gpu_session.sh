@@ -148,9 +148,10 @@ recipes)
   # the 10-epoch proxy should? More optimizer steps (1,750 at batch 256): batch 128 and 64, with the
   # learning rate scaled down with the batch or kept, less weight decay, PyTorch's default
   # initialization (depthwise kernels about 10x wider; on a CPU subset of CIFAR-10 it changed
-  # PyTorch's MobileNetV2 by +5.6 points and this trainer's by -0.8 and +2.9: search_space/models.py), one-cycle. All but two at batch 128, the first recipe's: autotuning beside other jobs is slow
-  # (each of eight compiles at once took 150-196 s on the H200), and the batch-128 ones find theirs
-  # in the cache the first one filled.
+  # PyTorch's MobileNetV2 by +5.6 points and this trainer's by -0.8 and +2.9:
+  # search_space/models.py), one-cycle. All but two at batch 128, the first recipe's: autotuning
+  # beside other jobs is slow (each of eight compiles at once took 150-196 s on the H200), and the
+  # batch-128 ones find theirs in the cache the first one filled.
   # Each a one-member study of its own, all sharing one compilation cache: the first runs alone
   # and autotunes (its times are single-job), then the rest RECIPE_PARALLEL at a time, reusing
   # XLA's per-fusion autotuning results (a learning rate is a constant of the program, but the
