@@ -210,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-examples", type=_positive_int, help="class-balanced subset of the training split")
     p.add_argument("--val-size", type=_positive_int, default=5000, help="validation examples carved from train")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
-    p.add_argument("--init", choices=["he_fan_out", "pytorch_default"], default="he_fan_out",
-                   help="weight initialization (trainer.init): the modules' He fan-out initializers, or "
-                        "PyTorch's layer defaults")
+    p.add_argument("--init", choices=["he_fan_out", "tf_reference", "pytorch_default"], default="he_fan_out",
+                   help="weight initialization (trainer.init): the modules' He fan-out initializers "
+                        "(torchvision's), the MnasNet reference code's, or PyTorch's layer defaults")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level val_accuracy)")
     p.set_defaults(func=cmd_train)
 

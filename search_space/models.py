@@ -384,20 +384,29 @@ def build_model(spec: ArchSpec, num_classes: int, *, rngs: nnx.Rngs, dtype: Any 
 
 
 # Initialization schemes of ``init_model`` (``TrainConfig.init`` picks one for training):
-#   he_fan_out: the modules' own initializers (torchvision's MobileNetV2 and the MnasNet reference
-#     code for dense convolutions): conv kernels He truncated-normal on fan_out = k*k*out channels,
-#     depthwise ones too (a 3x3 depthwise kernel of 576 channels: standard deviation 0.020), the
-#     classifier LeCun truncated-normal on fan_in, biases 0.
+#   he_fan_out: the modules' own initializers (torchvision's MobileNetV2 convention): conv kernels He
+#     truncated-normal on fan_out = k*k*out channels, depthwise ones too (a 3x3 depthwise kernel of
+#     576 channels: standard deviation 0.020), the classifier LeCun truncated-normal on fan_in,
+#     biases 0.
+#   tf_reference: the MnasNet/EfficientNet reference code (tensorflow/tpu, conv_kernel_initializer
+#     and dense_kernel_initializer): conv kernels normal with std sqrt(2 / fan_out), fan_out = k*k*
+#     the kernel's last axis, which for a depthwise kernel (k, k, C, 1) in TensorFlow is its depth
+#     multiplier 1, so every 3x3 depthwise kernel starts at std sqrt(2/9) = 0.47, 24x he_fan_out's
+#     at 576 channels; dense kernels uniform within 1/sqrt(classes); biases 0.
 #   pytorch_default: PyTorch's nn.Conv2d / nn.Linear defaults (kaiming_uniform_ with a = sqrt(5)):
 #     every kernel and bias uniform within 1/sqrt(fan_in), fan_in = k*k*in channels per group (that
 #     depthwise kernel: within 1/3, standard deviation 0.19).
+# Why it matters with batch norm after every conv: the output does not depend on a kernel's scale,
+# but the step does, by 1/scale^2 relative to the kernel, so a depthwise kernel started at 0.02
+# moves some 500x faster, relative to itself, than one started at 0.47 until weight decay and the
+# gradients reshape it (a 10-epoch proxy is 1,760 steps at batch 256).
 # Measured (2-core CPU, 2026-12-02; MobileNetV2 1.0 at 32 px, 8,192 CIFAR-10 images, 8 epochs, batch
 # 128, lr 0.1, float32, seed 0; experiments/bench_jax_vs_torch.py): PyTorch 59.1% validation accuracy
 # from its default against 53.5% from he_fan_out's distributions; this trainer 55.6% / 58.2% from
 # pytorch_default against 56.4% / 55.2% from he_fan_out (seeds 0 / 1): a lean towards
 # pytorch_default within seed noise (experiments/results/cpu_init_2026-12-02). The GPU recipes
-# phase (experiments/gpu_session.sh) tries it at full scale.
-INIT_SCHEMES = ("he_fan_out", "pytorch_default")
+# phase (experiments/gpu_session.sh) tries them at full scale.
+INIT_SCHEMES = ("he_fan_out", "tf_reference", "pytorch_default")
 
 
 def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = jnp.float32,
@@ -431,6 +440,10 @@ def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = 
         return rng.uniform(-bound, bound, shape).astype(np.float32)
 
     shapes = {path: var.get_value().shape for path, var in nnx.to_flat_state(state)}
+    depthwise = {(*path, "kernel") for path, m in nnx.iter_modules(abstract) if isinstance(m, DepthwiseConv)}
+
+    def normal(shape: tuple[int, ...], std: float) -> np.ndarray:
+        return (rng.standard_normal(shape) * std).astype(np.float32)
 
     def fan_in(kernel_shape: tuple[int, ...]) -> int:  # HWIO (I: per group) or (in, out)
         return int(np.prod(kernel_shape[:-1]))
@@ -447,6 +460,11 @@ def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = 
             value = uniform_fan_in(shape, fan_in(shape))
         elif scheme == "pytorch_default" and name == "bias" and beside is not None:
             value = uniform_fan_in(shape, fan_in(beside))
+        elif scheme == "tf_reference" and name == "kernel" and len(shape) == 4:
+            out = 1 if path in depthwise else shape[3]  # TensorFlow's depthwise kernel ends in its multiplier
+            value = normal(shape, np.sqrt(2.0 / (shape[0] * shape[1] * out)))
+        elif scheme == "tf_reference" and name == "kernel" and len(shape) == 2:
+            value = rng.uniform(-1.0 / np.sqrt(shape[1]), 1.0 / np.sqrt(shape[1]), shape).astype(np.float32)
         elif name == "kernel" and len(shape) == 4:
             value = truncated_normal(shape, np.sqrt(2.0 / (shape[0] * shape[1] * shape[3])))
         elif name == "kernel" and len(shape) == 2:

@@ -17,7 +17,7 @@ SCHEDULES = ("cosine", "onecycle", "step")
 DTYPES = ("auto", "float32", "bfloat16")
 # search_space.models.INIT_SCHEMES, named here too so that configs load without importing flax
 # (tests/trainer/test_config.py keeps the two equal)
-INIT_SCHEMES = ("he_fan_out", "pytorch_default")
+INIT_SCHEMES = ("he_fan_out", "tf_reference", "pytorch_default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +50,9 @@ class TrainConfig:
     # Why: trainer/precise_bn.py (a short run's moving averages can be far off; measured 10.9% vs 61.1%).
     precise_bn_images: int = 2000
     # How the member's weights are drawn (search_space.models.INIT_SCHEMES): he_fan_out, the
-    # modules' own initializers, or pytorch_default, PyTorch's layer defaults, which give depthwise
-    # kernels about 10x the spread (no clear difference yet: search_space/models.py has the runs).
+    # modules' own initializers (torchvision's convention); tf_reference, the MnasNet/EfficientNet
+    # reference code's, whose depthwise kernels start 24x wider at 576 channels; or pytorch_default,
+    # PyTorch's layer defaults, about 10x wider (no clear difference yet: search_space/models.py).
     init: str = "he_fan_out"
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored

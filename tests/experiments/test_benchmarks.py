@@ -2,6 +2,7 @@
 the CPU, and their bad-input errors."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -204,3 +205,21 @@ def test_torch_mirror_can_start_from_the_jax_models_initial_distributions():
         assert len(ours[kind]) == len(theirs[kind]) > 0
         np.testing.assert_allclose(sorted(ours[kind]), sorted(theirs[kind]), rtol=0.25)
     assert np.median(default_dw) > 5 * np.median(ours["depthwise"])  # PyTorch's default: far wider
+
+
+def test_bf16_gradient_check_compares_three_gradients_with_float32(tmp_path, dataset):
+    out = tmp_path / "g.json"
+    r = _run("experiments.check_bf16_gradients", "--dataset", dataset, "--width", "0.25", "--steps", "1",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    head, *rows = json.loads(out.read_text())
+    assert head["steps"] == 1 and head["init"] == "he_fan_out" and math.isfinite(head["loss"])
+    assert [row["against_float32"] for row in rows] == ["bf16", "float32_input_noise", "float32_next_batch"]
+    for row in rows:
+        cos = row["cosine"]
+        assert {"all", "stem.conv.kernel", "classifier.dense.kernel", "median_tensor"} <= cos.keys()
+        assert all(-1.0001 <= v <= 1.0001 for v in cos.values())
+    # the same batch in another dtype is closer to float32 than another batch (at 1 step too)
+    assert rows[0]["cosine"]["all"] > rows[2]["cosine"]["all"]
+    r = _run("experiments.check_bf16_gradients", "--init", "xavier")
+    assert r.returncode != 0 and "--init must be one of" in r.stderr

@@ -236,3 +236,34 @@ def test_pytorch_default_init_draws_every_kernel_and_bias_within_its_fan_in_boun
     assert dw and all(np.std(torch_like[k].get_value()) > 2 * np.std(ours[k].get_value()) for k in dw)
     with pytest.raises(ValueError, match="scheme must be one of"):
         init_model(spec, 10, scheme="xavier")
+
+
+def test_tf_reference_init_counts_a_depthwise_kernels_fan_out_as_the_mnasnet_code_does():
+    from search_space.models import DepthwiseConv
+
+    spec = _covering_member(MnasNetSpace(32), 1, 3)  # SE convs with biases, depthwise, classifier
+    model = init_model(spec, 10, seed=0, scheme="tf_reference")
+    ours = dict(nnx.to_flat_state(nnx.state(init_model(spec, 10, seed=0), nnx.Param)))
+    tf_like = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    depthwise = {(*p, "kernel") for p, m in nnx.iter_modules(model) if isinstance(m, DepthwiseConv)}
+    assert depthwise and ours.keys() == tf_like.keys()
+    kinds = set()
+    for path, var in tf_like.items():
+        w = np.asarray(var.get_value(), np.float64)
+        if path[-1] == "kernel" and w.ndim == 4:
+            # tensorflow/tpu conv_kernel_initializer: std sqrt(2 / (k*k*last axis)); TensorFlow's
+            # depthwise kernel (k, k, C, 1) ends in its multiplier, 1, so sqrt(2/9) for 3x3 at any width
+            fan_out = w.shape[0] * w.shape[1] * (1 if path in depthwise else w.shape[3])
+            std = np.sqrt(2.0 / fan_out)
+            kinds.add("depthwise" if path in depthwise else "conv")
+            if w.size >= 500:
+                assert abs(w.std() / std - 1) < 0.1, path
+                assert np.abs(w).max() > 2.2 * std, path  # a plain normal, not truncated at 2 sigma
+        elif path[-1] == "kernel":  # the classifier: uniform within 1/sqrt(classes)
+            assert np.abs(w).max() <= 1 / np.sqrt(10) and w.std() > 0.8 / np.sqrt(30), path
+            kinds.add("dense")
+        else:  # biases 0, batch norm as in every scheme
+            assert np.array_equal(w, np.asarray(ours[path].get_value(), np.float64)), path
+    assert kinds == {"depthwise", "conv", "dense"}
+    # the depthwise kernels start sqrt(C) times wider than he_fan_out's (C channels, at least 16)
+    assert all(np.std(tf_like[k].get_value()) > 3.5 * np.std(ours[k].get_value()) for k in depthwise)

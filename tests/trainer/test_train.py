@@ -153,7 +153,7 @@ def test_the_configs_init_scheme_draws_the_members_weights(fashion):
     from search_space.models import init_model
 
     split, spec = _small_split(fashion), tiny_member()
-    for scheme in ("he_fan_out", "pytorch_default"):
+    for scheme in ("he_fan_out", "tf_reference", "pytorch_default"):
         t = MemberTrainer(spec, split, TrainConfig(epochs=1, batch_size=64, init=scheme), seed=5)
         expected = nnx.state(init_model(spec, split.num_classes, seed=5, dtype=t.dtype, scheme=scheme), nnx.Param)
         for a, b in zip(jax.tree_util.tree_leaves(t.state.params), jax.tree_util.tree_leaves(expected)):
