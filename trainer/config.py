@@ -51,8 +51,9 @@ class TrainConfig:
     precise_bn_images: int = 2000
     # How the member's weights are drawn (search_space.models.INIT_SCHEMES): he_fan_out, the
     # modules' own initializers (torchvision's convention); tf_reference, the MnasNet/EfficientNet
-    # reference code's, whose depthwise kernels start 24x wider at 576 channels; or pytorch_default,
-    # PyTorch's layer defaults, about 10x wider (no clear difference yet: search_space/models.py).
+    # reference code's, whose depthwise kernels start 24x wider at 576 channels (6-10 points worse
+    # in a short CPU run); or pytorch_default, PyTorch's layer defaults, about 10x wider (no clear
+    # difference from he_fan_out yet: search_space/models.py has the runs).
     init: str = "he_fan_out"
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored

@@ -36,6 +36,11 @@ def test_init_scheme_is_validated_and_keys_members_only_when_changed():
     from trainer.config import INIT_SCHEMES
 
     assert INIT_SCHEMES == search_space.models.INIT_SCHEMES
+    # the third copy, `nas train --init`'s choices (written out so that `nas --help` imports no jax)
+    from nas.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert tuple(next(a for a in train._actions if a.dest == "init").choices) == INIT_SCHEMES
     assert "init" not in TrainConfig().key()  # members cached before the field existed are found
     assert '"init":"pytorch_default"' in TrainConfig(init="pytorch_default").key()
     with pytest.raises(UserError, match="trainer.init: must be one of"):
