@@ -246,7 +246,12 @@ def load_tfds(name: str, tfds_data_dir: str | None = None, manual_dir: str | Non
                 raise DataError(f"tfds:{name}: not prepared in {builder.data_dir}; pass --data-dir where it is "
                                 "prepared, or --manual-dir with the downloaded archives (preparing needs TensorFlow)")
             config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-            builder.download_and_prepare(download_config=config)
+            try:
+                builder.download_and_prepare(download_config=config)
+            except Exception as e:  # no network, no TensorFlow, a wrong manual_dir ...
+                raise DataError(f"tfds:{name}: not prepared in {builder.data_dir}, and preparing it failed "
+                                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); pass "
+                                "--data-dir where it is prepared, or --manual-dir with the downloaded archives") from None
         sources = tfds.data_source(name, data_dir=tfds_data_dir, download=False)
         label_names = tuple(builder.info.features["label"].names)
     except DataError:

@@ -73,11 +73,14 @@ def test_decoded_once_then_cached(idx_dir):
 
 
 @pytest.mark.parametrize("name, msg", [("imagenet", "unknown name"), ("idx:/nonexistent", "does not exist"),
-                                       ("mnist:x", "unknown source"), ("tfds:fashion_mnist", "")])
+                                       ("mnist:x", "unknown source"), ("tfds:fashion_mnist", "tfds:fashion_mnist: ")])
 def test_missing_data_is_one_clear_error(name, msg, monkeypatch, tmp_path):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    with pytest.raises(DataError, match=msg):
+    with pytest.raises(DataError, match=msg) as e:
         load_dataset(name, tfds_data_dir=str(tmp_path) if name.startswith("tfds") else None)
+    if name.startswith("tfds"):  # without tensorflow-datasets, how to install it; with it, where data goes
+        assert "pip install" in str(e.value) or ("not prepared in" in str(e.value) and "--data-dir" in str(e.value))
+    assert "\n" not in str(e.value)  # one line
 
 
 def test_named_sets_name_the_remedy(monkeypatch, tmp_path):
