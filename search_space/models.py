@@ -24,7 +24,8 @@ _ACTIVATIONS: dict[Activation, Callable[[jax.Array], jax.Array]] = {
     Activation.SWISH: jax.nn.swish,
 }
 
-# He init on fan_out, as the MnasNet/EfficientNet reference code does for convolutions.
+# He init on fan_out, as the MnasNet/EfficientNet reference code does for dense convolutions (for
+# depthwise ones this counts the channels, torchvision's way, not the reference's: INIT_SCHEMES below).
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
 # BN: TF-style momentum 0.99 is too slow for 10-epoch proxy runs; 0.9 tracks the statistics
 # within a few hundred steps.
