@@ -3,10 +3,10 @@
     python -m experiments.check_bf16_gradients --steps 100 --out bf16_gradients.json
 
 One MobileNetV2 (by default the 10-epoch proxy's network: 1.0 at CIFAR-10's 32 px, small-input
-rule) is trained in float32 for ``--steps`` SGD steps (batch 64, Nesterov, learning rate ramped
-to 0.05, crop and flip), so that weights and batch statistics have left their initial state; then
-the gradient of the training loss on one fixed batch of 256 real images is taken four ways, from the
-same weights:
+rule; the trainer's MemberTrainer supplies model, loss and input normalization) is trained in
+float32 for ``--steps`` SGD steps (batch 64, Nesterov, learning rate ramped to 0.05, crop and
+flip), so that weights and batch statistics have left their initial state; then the gradient of
+the training loss on one fixed batch of 256 real images is taken four ways, from the same weights:
 
 - float32 (the reference);
 - bfloat16 compute (this trainer's GPU mode: float32 parameters, bf16 activations);
@@ -22,8 +22,8 @@ Measured on the 2-core CPU machine (2026-12-02, he_fan_out, seed 0;
 experiments/results/cpu_init_2026-12-02/bf16_gradients_*.json), cosines to the float32 gradient:
 
     steps   bf16    float32, input noise   float32, next batch
-    0       0.366   0.553                  -0.066
-    100     0.996   0.9997                  0.596
+    0       0.363   0.605                  -0.088
+    100     0.996   0.9997                  0.626
 
 At initialization a batch-normalized network is chaotic, its early layers' gradients swinging with
 any rounding, bf16's or the input's; 100 steps later bf16 changes the gradient far less than
@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=100, help="float32 SGD steps before the comparison")
     ap.add_argument("--init", default="he_fan_out", help="trainer.init scheme")
-    ap.add_argument("--arch", default="mobilenetv2")
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--width", type=float, default=1.0, help="width multiplier")
     ap.add_argument("--seed", type=int, default=0)
@@ -79,53 +78,42 @@ def main(argv: list[str] | None = None) -> int:
     import optax
     from flax import nnx
 
-    from search_space import zoo
-    from search_space.models import INIT_SCHEMES, init_model
-    from search_space.space import SMALL_INPUT_MAX, adapt_for_small_input
-    from trainer.augment import crop_padding, random_crop_flip, to_model_input
+    from experiments.bench_jax_vs_torch import member_spec
+    from search_space.models import INIT_SCHEMES
+    from trainer.augment import random_crop_flip, to_model_input
+    from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
+    from trainer.train import MemberTrainer
 
     if args.init not in INIT_SCHEMES:
         sys.exit(f"check_bf16_gradients: --init must be one of {', '.join(INIT_SCHEMES)}")
     split = validation_split(load_dataset(args.dataset), 5000, seed=0)
-    native = split.native_resolution
-    spec = zoo.get(args.arch, resolution=native, width_multiplier=args.width)
-    spec = adapt_for_small_input(spec) if native <= SMALL_INPUT_MAX else spec
-    x_all, y_all = jnp.asarray(split.x_train), jnp.asarray(split.y_train, jnp.int32)
-    xf = split.x_train[:4096].astype(np.float32) / 255
-    mean, std = jnp.asarray(xf.mean((0, 1, 2))), jnp.asarray(xf.std((0, 1, 2)) + 1e-6)
-    n_cls = split.num_classes
+    spec = member_spec(split.native_resolution, args.width)
+    # The trainer's own model, loss (label smoothing 0.1) and device data with its normalization,
+    # in each compute dtype; nothing is compiled until the gradients below.
+    t32, t16 = (MemberTrainer(spec, split, TrainConfig(dtype=d, init=args.init), args.seed)
+                for d in ("float32", "bfloat16"))
+    params, rest = t32.state.params, t32.state.rest
+    x_all, y_all, mean, std = t32.data
 
     def model_input(x: jax.Array) -> jax.Array:
         return to_model_input(x, mean, std, spec.resolution)
-
-    def loss_fn(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-        labels = optax.smooth_labels(jax.nn.one_hot(y, n_cls), 0.1)
-        return optax.softmax_cross_entropy(model(x), labels).mean()
-
-    def split_model(dtype: Any) -> tuple[Any, Any, Any]:
-        model = init_model(spec, n_cls, seed=args.seed, dtype=dtype, scheme=args.init)
-        model.train()
-        return nnx.split(model, nnx.Param, ...)
 
     def grad_fn(graphdef: Any) -> Any:
         @jax.jit
         def f(params: Any, rest: Any, x: jax.Array, y: jax.Array) -> tuple[Any, Any, Any]:
             model = nnx.merge(graphdef, params, rest)
-            loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+            loss, grads = nnx.value_and_grad(t32._loss)(model, x, y)
             return loss, grads, nnx.state(model, nnx.Not(nnx.Param))
         return f
 
-    g32, params, rest = split_model(jnp.float32)
-    g16 = split_model(jnp.bfloat16)[0]
-    grad32, grad16 = grad_fn(g32), grad_fn(g16)
+    grad32, grad16 = grad_fn(t32.graphdef_train), grad_fn(t16.graphdef_train)
     tx = optax.sgd(optax.linear_schedule(0.0, 0.05, max(args.steps, 1)), momentum=0.9, nesterov=True)
     opt_state = tx.init(params)
-    pad = crop_padding(native)
 
     @jax.jit
     def step(params: Any, rest: Any, opt_state: Any, idx: jax.Array, key: jax.Array) -> tuple[Any, ...]:
-        x = model_input(random_crop_flip(key, x_all[idx], pad, True))
+        x = model_input(random_crop_flip(key, x_all[idx], t32.pad, True))
         loss, grads, rest = grad32(params, rest, x, y_all[idx])
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), rest, opt_state, loss
@@ -144,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = grad32(params, rest, probe, y_all[:256])
     names = ("stem.conv.kernel", "layers.0.main.conv.kernel", "layers.8.main.conv.kernel",
              "classifier.dense.kernel")
-    results = [{"arch": args.arch, "width": args.width, "init": args.init, "steps": args.steps, "seed": args.seed,
+    results = [{"arch": "mobilenetv2", "width": args.width, "init": args.init, "steps": args.steps, "seed": args.seed,
                 "device": str(jax.devices()[0]), "loss": float(reference[0])}]
     for label, (loss, grads, _) in (("bf16", grad16(params, rest, probe, y_all[:256])),
                                     ("float32_input_noise", grad32(params, rest, noisy, y_all[:256])),
