@@ -152,8 +152,8 @@ recipes)
   # reference code's, 24x wider, cost 10 and 6 points, so it is not tried here:
   # search_space/models.py), one-cycle. Not bfloat16: after 100 steps its gradients match
   # float32's (experiments/check_bf16_gradients.py). All but two at batch 128, the first
-  # recipe's: autotuning beside other jobs is slow (each of eight compiles at once took 150-196 s on the H200), and the
-  # batch-128 ones find theirs in the cache the first one filled.
+  # recipe's: autotuning beside other jobs is slow (each of eight compiles at once took 150-196 s
+  # on the H200), and the batch-128 ones find theirs in the cache the first one filled.
   # Each a one-member study of its own, all sharing one compilation cache: the first runs alone
   # and autotunes (its times are single-job), then the rest RECIPE_PARALLEL at a time, reusing
   # XLA's per-fusion autotuning results (a learning rate is a constant of the program, but the

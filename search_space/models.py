@@ -467,7 +467,7 @@ def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = 
             out = 1 if path in depthwise else shape[3]  # TensorFlow's depthwise kernel ends in its multiplier
             value = normal(shape, np.sqrt(2.0 / (shape[0] * shape[1] * out)))
         elif scheme == "tf_reference" and name == "kernel" and len(shape) == 2:
-            value = rng.uniform(-1.0 / np.sqrt(shape[1]), 1.0 / np.sqrt(shape[1]), shape).astype(np.float32)
+            value = uniform_fan_in(shape, shape[1])  # the reference's bound, 1/sqrt(classes)
         elif name == "kernel" and len(shape) == 4:
             value = truncated_normal(shape, np.sqrt(2.0 / (shape[0] * shape[1] * shape[3])))
         elif name == "kernel" and len(shape) == 2:
