@@ -8,7 +8,9 @@ full-width (MobileNetV2's filters x {0.75, 1.0, 1.25}) at 16-32 px with the smal
 latency target is 15 ms: random members of this space at CIFAR sizes cost 7.9 / 18.1 / 39.2 ms on
 the Pixel-1 model (10th / 50th / 90th percentile of 200 samples), so, like the paper's 75 ms at
 ImageNet scale, the target sits a little below the median member. 180 members in all: the search's
-cost is compiling them (see bench_throughput).
+cost is compiling them (see bench_throughput). With ``--set controller=evolution`` it is 120: a
+child of an n-member ensemble trains only the member its mutation changed (sizes 1/2/3: 30, 2 x 10
++ 20, 3 x 10 + 20 members at population 10, batch 5).
 """
 
 from experiments.cifar_proxy import CIFAR_PROXY

@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample ensembles, train members briefly, reward accuracy x (max latency / T)^w, "
                                    "update the controllers, record everything. Rerun with --resume after a kill.")
     p.add_argument("--config", help="a config file defining get_config(), e.g. experiments/demo.py")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. trainer.epochs=3 or controller=evolution "
+                        "(reinforce, random or evolution)")
     p.add_argument("--run-dir", required=True, help="where records, member cache, checkpoints and plots go")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
     add_backend_arguments(p)

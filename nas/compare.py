@@ -28,8 +28,8 @@ from nas.store import RunDir  # noqa: E402
 from search_space.errors import UserError  # noqa: E402
 
 # What must agree for accuracies and latencies to be comparable (config keys, dotted into nested
-# ones); the controller, its policy, the reward's target and exponents, the seed and the sample
-# budget may differ: they are what one compares.
+# ones); the controller and its settings (policy, evolution), the reward's target and exponents,
+# the seed and the sample budget may differ: they are what one compares.
 COMPARABLE_KEYS = ("dataset", "data_dir", "val_size", "train_examples", "space", "trainer", "reward.device")
 REFERENCE_LATENCY_FACTOR = 1.1
 

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from controller.evolution import EvolutionConfig
 from controller.reinforce import ReinforceConfig
 from search_space.errors import UserError
 from trainer.config import TrainConfig
@@ -38,6 +39,11 @@ class RewardConfig:
     device: str = "pixel1"
 
 
+# reinforce: the paper's LSTM policy; random: the baseline; evolution: regularized evolution
+# (nas.search.make_controller builds them)
+CONTROLLERS = ("reinforce", "random", "evolution")
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     dataset: str = "fashion_mnist"
@@ -47,12 +53,13 @@ class SearchConfig:
     sizes: tuple[int, ...] = (1, 2, 3)
     samples_per_size: int = 30
     batch: int = 5  # samples per controller update
-    controller: str = "reinforce"  # or "random"
+    controller: str = "reinforce"  # one of CONTROLLERS
     seed: int = 0
     space: SpaceConfig = SpaceConfig()
     reward: RewardConfig = RewardConfig()
     trainer: TrainConfig = TrainConfig()
-    policy: ReinforceConfig = ReinforceConfig()
+    policy: ReinforceConfig = ReinforceConfig()  # controller="reinforce"
+    evolution: EvolutionConfig = EvolutionConfig()  # controller="evolution"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
@@ -60,8 +67,8 @@ class SearchConfig:
             raise UserError(f"sizes: must be ensemble sizes in 1..8, got {self.sizes!r}")
         if self.samples_per_size < 1 or self.batch < 1:
             raise UserError("samples_per_size and batch: must be positive")
-        if self.controller not in ("reinforce", "random"):
-            raise UserError(f"controller: must be 'reinforce' or 'random', got {self.controller!r}")
+        if self.controller not in CONTROLLERS:
+            raise UserError(f"controller: must be one of {', '.join(CONTROLLERS)}, got {self.controller!r}")
         if not 0 < self.space.width_multiplier <= 4:
             raise UserError(f"space.width_multiplier: must be in (0, 4], got {self.space.width_multiplier!r}")
         if self.reward.target_ms <= 0:

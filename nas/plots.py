@@ -46,7 +46,13 @@ def _save_latency_figure(fig: Any, ax: Any, path: Path, title: str) -> Path:
     return path
 
 
-def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: Path) -> Path:
+# What each controller reports as "entropy" after an update (controller/*.py)
+ENTROPY_LABELS = {"reinforce": "policy entropy (nats)", "random": "sampling entropy (nats, constant)",
+                  "evolution": "population diversity (nats, entropy per decision summed)"}
+
+
+def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: Path,
+           controller: str = "reinforce") -> Path:
     df = records_frame(records)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for n in sorted(df["size"].unique()):
@@ -58,7 +64,7 @@ def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: P
     a.set_xlabel("sample")
     a.set_ylabel("reward (rolling mean of 5)")
     b.set_xlabel("controller update")
-    b.set_ylabel("policy entropy (nats)")
+    b.set_ylabel(ENTROPY_LABELS.get(controller, "entropy (nats)"))
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

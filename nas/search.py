@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from controller.evolution import RegularizedEvolution
 from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
@@ -67,6 +68,8 @@ def make_controller(config: SearchConfig, counts: tuple[int, ...], size: int):
     seed = config.seed * 1000 + size
     if config.controller == "random":
         return RandomSearch(counts * size, seed)
+    if config.controller == "evolution":
+        return RegularizedEvolution(counts * size, seed, config.evolution)
     return ReinforceController(counts * size, seed, config.policy)
 
 

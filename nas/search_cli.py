@@ -56,7 +56,8 @@ def make_plots(run: RunDir) -> dict[str, Path]:
     write_fronts(records, run.path / "fronts.csv")
     return {"fronts": run.path / "fronts.csv",
             "figure3": figure3(records, run.path / "plots" / "figure3.png", title),
-            "curves": curves(records, run.updates(), run.path / "plots" / "curves.png")}
+            "curves": curves(records, run.updates(), run.path / "plots" / "curves.png",
+                             cfg.get("controller", "reinforce"))}
 
 
 def run_plot_cmd(args: argparse.Namespace) -> int:

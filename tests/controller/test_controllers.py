@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from controller.evolution import EvolutionConfig, RegularizedEvolution
 from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from search_space import MnasNetSpace
@@ -34,7 +35,43 @@ def test_reinforce_beats_random_search_on_a_synthetic_reward():
     assert wins == 2
 
 
-@pytest.mark.parametrize("cls", [ReinforceController, RandomSearch])
+def test_evolution_beats_random_search_on_the_same_synthetic_reward():
+    # Measured (4 seeds, last 40 of 240 samples): evolution 0.60-0.64, random 0.40-0.42 (REINFORCE
+    # 0.56-0.96: this reward is separable per decision, which a factorized policy learns directly).
+    for seed in (0, 1):
+        target = np.array([np.random.default_rng(100 + seed).integers(c) for c in COUNTS])
+        ev = _run(RegularizedEvolution(COUNTS, seed=seed), _synthetic_reward(target))
+        rs = _run(RandomSearch(COUNTS, seed=seed), _synthetic_reward(target))
+        assert ev[-40:].mean() > rs[-40:].mean() + 0.1
+
+
+def test_evolution_starts_as_random_search_then_mutates_tournament_winners():
+    cfg = EvolutionConfig(population=4, tournament=4, mutations=2)
+    ev, rs = RegularizedEvolution(COUNTS, seed=5, config=cfg), RandomSearch(COUNTS, seed=5)
+    first = ev.sample(4)
+    assert np.array_equal(first, rs.sample(4))  # the population fills with random search's draws
+    ev.update(first, [0.1, 0.9, 0.3, 0.2])
+    for child in ev.sample(6):  # a tournament of the whole population: every child is #1, mutated
+        changed = np.flatnonzero(child != first[1])
+        assert len(changed) == 2 and (child < np.array(COUNTS)).all()
+    ev.update(ev.sample(3), [0.0, 0.0, 0.0])  # aging: the three oldest die, the best among them
+    assert len(ev.rewards) == 4 and ev.rewards.tolist() == [0.2, 0.0, 0.0, 0.0]
+    assert ev.population_entropy() > 0
+
+
+def test_evolution_config_rejects_a_tournament_larger_than_the_population():
+    from search_space.errors import UserError
+
+    with pytest.raises(UserError, match="evolution.tournament"):
+        EvolutionConfig(population=3, tournament=4)
+    with pytest.raises(UserError, match="evolution.mutations"):
+        EvolutionConfig(mutations=0)
+
+
+CONTROLLERS = [ReinforceController, RandomSearch, RegularizedEvolution]
+
+
+@pytest.mark.parametrize("cls", CONTROLLERS)
 def test_samples_are_valid_and_deterministic_for_a_seed(cls):
     a, b = cls(COUNTS, seed=3), cls(COUNTS, seed=3)
     sa, sb = a.sample(5), b.sample(5)
@@ -43,10 +80,11 @@ def test_samples_are_valid_and_deterministic_for_a_seed(cls):
     assert not np.array_equal(sa, cls(COUNTS, seed=4).sample(5))
 
 
-@pytest.mark.parametrize("cls", [ReinforceController, RandomSearch])
+@pytest.mark.parametrize("cls", CONTROLLERS)
 def test_state_dict_round_trip_continues_the_same_sequence(cls):
     a = cls(COUNTS, seed=0)
     a.update(a.sample(4), [0.1, 0.5, 0.2, 0.9])
+    a.update(a.sample(6), [0.3, 0.1, 0.0, 0.7, 0.4, 0.2])  # evolution's population (10) is full now
     b = cls(COUNTS, seed=7)
     b.load_state_dict(a.state_dict())
     assert np.array_equal(a.sample(3), b.sample(3))

@@ -33,7 +33,8 @@ def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and
 @pytest.mark.parametrize("item, msg", [
     ("trainer.epochz=3", "unknown key 'epochz'"), ("trainer.epochs=three", "expected a int"),
     ("trainer.epochs=0", "epochs"), ("sizes=[9]", "sizes"), ("space.width_multiplier=0", "width_multiplier"),
-    ("controller=evolution", "controller"), ("trainer=3", "is a group"), ("epochs", "KEY=VALUE"),
+    ("controller=genetic", "controller"), ("evolution.tournament=20", "evolution.tournament"),
+    ("trainer=3", "is a group"), ("epochs", "KEY=VALUE"),
     ("trainer.augment=maybe", "true or false"), ("reward.target_ms=-1", "target_ms"),
 ])
 def test_bad_overrides(item, msg):
