@@ -245,9 +245,14 @@ search)
   #   mkdir -p .runs && cat search_run.tgz* | tar -xz -C .runs   (one file, or its parts in order)
   # then SEARCH_RUN=.runs/search_cifar10 with carry [".data", ".runs"] (64 MiB in all: CIFAR-10 is
   # 21 MB, a 180-member run about 36 MB).
+  # SEARCH_SET="controller=evolution ..." adds --set overrides to a new run (evolution trains 120
+  # members instead of 180: a child ensemble retrains only its mutated member); a resumed run keeps
+  # its stored config.
   run=${SEARCH_RUN:-$RUNS/$SEARCH_NAME}
   if [ -f "$run/config.json" ]; then args=(--run-dir "$run" --resume); else
-    args=(--config experiments/search_cifar10.py --run-dir "$run"); fi
+    args=(--config experiments/search_cifar10.py --run-dir "$run")
+    for item in ${SEARCH_SET:-}; do args+=(--set "$item"); done
+  fi
   variant=$(pick_variant)
   if [ "$variant" != none ]; then
     exports=$($PY -m experiments.bench_compile_options --exports "$variant") && eval "$exports"

@@ -86,12 +86,13 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     # where the samples ran: device kind (records from before it was stored: the backend) and jax
     devices = sorted({f"{v.get('device') or v.get('backend', '?')} (jax {v.get('jax', '?')})"
                       for v in (r.get("versions") or {} for r in records) if v})
+    controller = cfg.get("controller", "reinforce")
     if args.json:
-        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "devices": devices, "sizes": summary,
-                          "members": members}))
+        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
+                          "devices": devices, "sizes": summary, "members": members}))
         return 0
-    print(f"run {run.path}: {cfg['dataset']}, {len(records)} samples of {cfg['samples_per_size']} per size"
-          + (f", on {'; '.join(devices)}" if devices else ""))
+    print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "
+          f"per size" + (f", on {'; '.join(devices)}" if devices else ""))
     print(f"{'size':>4}{'samples':>9}{'failed':>8}{'best acc':>10}{'median acc':>12}{'median max ms':>15}"
           f"{'best reward':>13}{'front':>7}")
     for s in summary:

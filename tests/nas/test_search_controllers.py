@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from controller.evolution import EvolutionConfig
+from nas.cli import main
 from nas.config import SearchConfig, SpaceConfig
 from nas.search import run_search
 from nas.search_cli import make_plots
@@ -71,7 +72,7 @@ def test_an_interrupted_search_resumes_to_the_same_records(controller, tmp_path)
     assert _search(tmp_path / "cut", controller) == whole
 
 
-def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path):
+def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path, capsys):
     evaluator = MadeUpEvaluator()
     records = _search(tmp_path / "run", "evolution", evaluator=evaluator)
     # A child of a two-member ensemble trains only the member its mutation changed, the other comes
@@ -86,3 +87,5 @@ def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path):
         assert len({tuple(v) for v in vecs}) == 8
     paths = make_plots(RunDir(tmp_path / "run"))  # the curves name what evolution's "entropy" is
     assert paths["curves"].stat().st_size > 10_000
+    assert main(["show", str(tmp_path / "run")]) == 0
+    assert ", evolution, 16 samples of 8 per size" in capsys.readouterr().out

@@ -53,7 +53,7 @@ def test_fronts_plots_and_show(resumed_run, capsys):
         assert (run / "plots" / name).stat().st_size > 10_000
     assert main(["show", str(run), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert [x["samples"] for x in s["sizes"]] == [2, 2]
+    assert [x["samples"] for x in s["sizes"]] == [2, 2] and s["controller"] == "reinforce"
     m = s["members"]  # each distinct member once: 2 of size 1 and 4 of size 2
     assert m["trained"] == 6 and m["failed"] == 0 and m["compile_s_mean"] > 0 and m["train_s_mean"] > 0
     assert m["setup_s_mean"] > 0 and 0 < m["trace_s_mean"] < m["compile_s_mean"]
@@ -64,6 +64,7 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert s["devices"] == [f"cpu (jax {jax.__version__})"]
     assert main(["show", str(run)]) == 0
     text = capsys.readouterr().out
+    assert ", reinforce, 4 samples of 2 per size" in text
     assert "members: 6 trained (0 failed), per member mean setup" in text and f"on cpu (jax {jax.__version__})" in text
     assert main(["plot", str(run)]) == 0
 
