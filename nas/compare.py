@@ -1,10 +1,12 @@
 """`nas compare`: several searches over the same data, trainer and space, side by side.
 
-The question it answers is the one a controller has to earn its keep on: at the same number of
-samples, did REINFORCE (or a reward setting, or a seed) find better ensembles than random search?
-Per ensemble size and run it reports the best accuracy, the best reward and the hypervolume of the
-Pareto front (accuracy up, max member latency down), and draws each size's fronts over each other
-with the best accuracy found so far against the number of samples.
+The question it answers is the one a controller has to earn its keep on: at the same cost, did
+REINFORCE (or evolution, a reward setting, a seed) find better ensembles than random search? Per
+ensemble size and run it reports the samples and the members they trained (the cost: a sample whose
+members come from the member cache trains none, and an evolution child usually trains one of its
+n), the best accuracy, the best reward and the hypervolume of the Pareto front (accuracy up, max
+member latency down), and draws each size's fronts over each other with the best accuracy found so
+far against members trained.
 
 Hypervolume: the area the front dominates between latency 0 and a reference latency shared by the
 compared runs (1.1 x the slowest ok sample of that size in any of them, so the slowest point still
@@ -21,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nas.pareto import pareto_front, records_frame  # noqa: E402
@@ -79,19 +82,45 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
     return config
 
 
+def members_trained(records: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
+    """How many members each (size, sample) trained: member-cache keys no earlier record of the run
+    used (records.jsonl is in evaluation order). What a sample costs: an ensemble whose members all
+    came from the cache cost nothing, and a child in regularized evolution usually trains one
+    member of its n. Records without member keys count 0."""
+    seen: set[str] = set()
+    out = {}
+    for r in records:
+        new = {m["key"] for m in r.get("members") or [] if m.get("key")} - seen
+        seen |= new
+        out[(int(r["size"]), int(r["sample"]))] = len(new)
+    return out
+
+
+def _cost_axis(d: pd.DataFrame, trained: dict[tuple[int, int], int]) -> tuple[list[int], str]:
+    """x values for best-accuracy-so-far over the samples ``d`` (one size, by sample): cumulative
+    members trained where the records say, else samples drawn."""
+    new = [trained.get((int(n), int(i)), 0) for n, i in zip(d["size"], d["sample"])]
+    if sum(new) == 0:
+        return list(range(1, len(d) + 1)), "samples drawn"
+    return list(np.cumsum(new)), "members trained"
+
+
 def compare(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """One row per (size, run): samples, failed, best accuracy, best reward, front points, hypervolume."""
+    """One row per (size, run): samples, members trained, failed, best accuracy, best reward, front
+    points, hypervolume."""
     frames = [(label, records_frame(records)) for label, _, records in runs]
+    trained = [members_trained(records) for _, _, records in runs]
     sizes = sorted({int(n) for _, df in frames for n in df["size"].unique()})
     rows = []
     for n in sizes:
         ok = [df[(df["size"] == n) & (df["status"] == "ok")] for _, df in frames]
         slowest = max((float(d["latency_max_ms"].max()) for d in ok if len(d)), default=0.0)
         reference = REFERENCE_LATENCY_FACTOR * slowest
-        for (label, df), d in zip(frames, ok):
+        for (label, df), d, t in zip(frames, ok, trained):
             all_n = df[df["size"] == n]
             front = pareto_front(d) if len(d) else d
             rows.append({"size": n, "run": label, "samples": int(len(all_n)),
+                         "members_trained": sum(v for (size, _), v in t.items() if size == n),
                          "failed": int((all_n["status"] != "ok").sum()),
                          "best_accuracy": float(d["accuracy"].max()) if len(d) else None,
                          "best_reward": float(d["reward"].max()) if len(d) else None,
@@ -103,15 +132,18 @@ def compare(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> lis
 def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], rows: list[dict[str, Any]],
                       path: Path) -> Path:
     """Top row: each size's samples and fronts, one colour per run, out to the reference latency of
-    ``rows`` (``compare(runs)``). Bottom row: best accuracy found so far against samples drawn."""
+    ``rows`` (``compare(runs)``). Bottom row: best accuracy found so far against members trained
+    (the search's cost; samples drawn for records without member keys)."""
     frames = [(label, records_frame(records)) for label, _, records in runs]
+    trained = [members_trained(records) for _, _, records in runs]
     references = {r["size"]: r["reference_latency_ms"] for r in rows}
     sizes = sorted(references)
     fig, axes = plt.subplots(2, len(sizes), figsize=(4.2 * len(sizes), 7.2), squeeze=False)
     colors = plt.get_cmap("tab10")
     for j, n in enumerate(sizes):
         top, bottom = axes[0][j], axes[1][j]
-        for i, (label, df) in enumerate(frames):
+        xlabels = set()
+        for i, ((label, df), t) in enumerate(zip(frames, trained)):
             d = df[df["size"] == n].sort_values("sample")
             ok = d[d["status"] == "ok"]
             if ok.empty:
@@ -125,11 +157,12 @@ def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]
             top.step(xs, ys, where="post", color=c, lw=1.6, label=label)
             top.scatter(f["latency_max_ms"], 100 * f["accuracy"], s=28, color=c, edgecolor="black", lw=0.5, zorder=4)
             best = d["accuracy"].where(d["status"] == "ok").cummax()
-            bottom.plot(range(1, len(d) + 1), 100 * best, "-o", ms=3, drawstyle="steps-post", color=c, lw=1.6,
-                        label=label)
+            xs, xlabel = _cost_axis(d, t)
+            xlabels.add(xlabel)
+            bottom.plot(xs, 100 * best, "-o", ms=3, drawstyle="steps-post", color=c, lw=1.6, label=label)
         top.set_title(f"{n} member{'s' if n > 1 else ''}: samples and Pareto fronts", fontsize=9)
         top.set_xlabel("max member latency on Pixel 1 (ms)")
-        bottom.set_xlabel("samples drawn")
+        bottom.set_xlabel(" / ".join(sorted(xlabels)) or "samples drawn")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
         if j == 0:
@@ -159,11 +192,11 @@ def run_compare_cmd(args: Any) -> int:
         return 0
     f = lambda x, p=4: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
     width = max(len(r["run"]) for r in rows)
-    print(f"{'size':>4}  {'run':<{width}}{'samples':>9}{'failed':>8}{'best acc':>10}{'best reward':>13}"
-          f"{'front':>7}{'hypervolume':>13}")
+    print(f"{'size':>4}  {'run':<{width}}{'samples':>9}{'members':>9}{'failed':>8}{'best acc':>10}"
+          f"{'best reward':>13}{'front':>7}{'hypervolume':>13}")
     for r in rows:
-        print(f"{r['size']:>4}  {r['run']:<{width}}{r['samples']:>9}{r['failed']:>8}{f(r['best_accuracy']):>10}"
-              f"{f(r['best_reward']):>13}{r['front_points']:>7}{r['hypervolume']:>13.4f}")
+        print(f"{r['size']:>4}  {r['run']:<{width}}{r['samples']:>9}{r['members_trained']:>9}{r['failed']:>8}"
+              f"{f(r['best_accuracy']):>10}{f(r['best_reward']):>13}{r['front_points']:>7}{r['hypervolume']:>13.4f}")
     print(f"hypervolume: accuracy x ms dominated below each size's reference latency "
           f"({REFERENCE_LATENCY_FACTOR} x its slowest ok sample in any run); figure {out}")
     return 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from nas.compare import compare, hypervolume, load_runs
+from nas.compare import compare, hypervolume, load_runs, members_trained
 from nas.store import RunDir
 
 CONFIG = {"dataset": "fashion_mnist", "data_dir": None, "val_size": 100, "train_examples": 500, "seed": 0,
@@ -14,16 +14,18 @@ CONFIG = {"dataset": "fashion_mnist", "data_dir": None, "val_size": 100, "train_
           "trainer": {"epochs": 1}, "reward": {"device": "pixel1", "target_ms": 3.0}}
 
 
-def _run(path, points, **config):
-    """A run directory holding one record per (size, accuracy, max latency ms, status)."""
+def _run(path, points, keys=None, **config):
+    """A run directory holding one record per (size, accuracy, max latency ms, status); ``keys``, one
+    list of member-cache keys per record, where given."""
     run = RunDir(path)
     run.create({**CONFIG, **config})
     counts: dict[int, int] = {}
-    for size, acc, lat, status in points:
+    for j, (size, acc, lat, status) in enumerate(points):
         i = counts[size] = counts.get(size, -1) + 1
+        members = {"members": [{"key": k} for k in keys[j]]} if keys else {}
         run.append_record({"size": size, "sample": i, "status": status, "accuracy": acc if status == "ok" else None,
                            "latency_max_ms": lat, "latency_sum_ms": lat * size, "reward": acc, "flops": 1,
-                           "params": 1, "ensemble_id": f"{size}-{i}"})
+                           "params": 1, "ensemble_id": f"{size}-{i}", **members})
     return str(path)
 
 
@@ -48,6 +50,27 @@ def test_a_dominating_run_has_the_larger_hypervolume(tmp_path):
     assert by[1, "reinforce"]["hypervolume"] > by[1, "random"]["hypervolume"] > 0
     assert by[2, "reinforce"]["best_accuracy"] == 0.72 and by[2, "random"]["front_points"] == 1
     assert by[1, "random"]["hypervolume"] == pytest.approx((3.3 - 2.0) * 0.5 + (3.3 - 3.0) * 0.1)
+
+
+def test_members_trained_counts_each_cache_key_at_its_first_use():
+    records = [{"size": 1, "sample": 0, "members": [{"key": "a"}]},
+               {"size": 2, "sample": 0, "members": [{"key": "a"}, {"key": "b"}]},  # a: from the cache
+               {"size": 2, "sample": 1, "members": [{"key": "a"}, {"key": "c"}]},
+               {"size": 2, "sample": 2, "members": [{"key": "b"}, {"key": "c"}]},  # costs nothing
+               {"size": 1, "sample": 1}]  # no member keys: counts 0
+    assert members_trained(records) == {(1, 0): 1, (2, 0): 1, (2, 1): 1, (2, 2): 0, (1, 1): 0}
+
+
+def test_rows_and_table_report_members_trained(tmp_path, capsys):
+    a = _run(tmp_path / "a", [(2, 0.5, 2.0, "ok"), (2, 0.6, 2.0, "ok")], keys=[["x", "y"], ["x", "z"]],
+             controller="evolution")
+    b = _run(tmp_path / "b", [(2, 0.5, 2.0, "ok"), (2, 0.55, 2.0, "ok")], keys=[["p", "q"], ["r", "s"]])
+    rows = compare(load_runs([a, b]))
+    assert [(r["samples"], r["members_trained"]) for r in rows] == [(2, 3), (2, 4)]
+    assert main(["compare", a, b, "--out", str(tmp_path / "c.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["size", "run", "samples", "members", "failed"]
+    assert lines[1].split()[5:8] == ["2", "3", "0"]  # after size and "a (evolution, seed 0)": samples, members, failed
 
 
 def test_cli_writes_the_figure_and_json(tmp_path, capsys):
