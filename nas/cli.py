@@ -249,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="a summary table of a run", description="Summarize a run per ensemble size.")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--front", action="store_true",
+                   help="also list each size's Pareto-front ensembles with their members' block strings")
+    p.add_argument("--export", metavar="DIR",
+                   help="write each front ensemble as a spec JSON file, DIR/sizeN_sampleI.json (for nas describe, "
+                        "nas latency)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("compare", help="several runs side by side: fronts, best accuracy so far, hypervolume",

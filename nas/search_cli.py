@@ -87,9 +87,13 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     devices = sorted({f"{v.get('device') or v.get('backend', '?')} (jax {v.get('jax', '?')})"
                       for v in (r.get("versions") or {} for r in records) if v})
     controller = cfg.get("controller", "reinforce")
+    points = front_ensembles(records) if args.front or args.export else []
+    exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
+        extra = {"front": [_front_point(rec, ens) for rec, ens in points]} if args.front else {}
         print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
-                          "devices": devices, "sizes": summary, "members": members}))
+                          "devices": devices, "sizes": summary, "members": members, **extra,
+                          **({"exported": [str(p) for p in exported]} if args.export else {})}))
         return 0
     print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "
           f"per size" + (f", on {'; '.join(devices)}" if devices else ""))
@@ -100,6 +104,10 @@ def run_show_cmd(args: argparse.Namespace) -> int:
         print(f"{s['size']:>4}{s['samples']:>9}{s['failed']:>8}{f(s['best_accuracy']):>10}"
               f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
               f"{s['front_points']:>7}")
+    if args.export:
+        print(f"{len(exported)} front ensembles written to {args.export} as sizeN_sampleI.json")
+    if args.front:
+        _print_front(points)
     if members["trained"]:
         print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean setup "
               f"{members['setup_s_mean']:.1f} s, compile {members['compile_s_mean']:.1f} s (tracing "
@@ -108,6 +116,57 @@ def run_show_cmd(args: argparse.Namespace) -> int:
                  f" (first epoch {members['first_epoch_s_mean']:.1f} s of it)")
               + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
     return 0
+
+
+def front_ensembles(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+    """(record, EnsembleSpec) of every Pareto-front sample, by size, then max latency."""
+    from search_space.spec import EnsembleSpec
+    from search_space.spec import from_dict as spec_from_dict
+
+    by_key = {(r["size"], r["sample"]): r for r in records}
+    out = []
+    for size, sample in zip(fronts(records)["size"], fronts(records)["sample"]):
+        rec = by_key[(int(size), int(sample))]
+        out.append((rec, EnsembleSpec(tuple(spec_from_dict(m["spec"]) for m in rec["members"]))))
+    return out
+
+
+def _front_point(rec: dict[str, Any], ens: Any) -> dict[str, Any]:
+    """A front point and its members' architectures (resolution, stem, head, block string)."""
+    from search_space.blockstring import encode_blocks
+
+    return {"size": rec["size"], "sample": rec["sample"], "accuracy": rec["accuracy"],
+            "latency_max_ms": rec["latency_max_ms"], "reward": rec["reward"], "ensemble_id": ens.id,
+            "members": [{"resolution": m.resolution, "stem_filters": m.stem_filters, "stem_stride": m.stem_stride,
+                         "head_filters": m.head_filters, "blocks": encode_blocks(m.blocks),
+                         "latency_ms": info["latency_ms"], "val_accuracy": info.get("val_accuracy")}
+                        for m, info in zip(ens.members, rec["members"])]}
+
+
+def _print_front(points: list[tuple[dict[str, Any], Any]]) -> None:
+    for rec, ens in points:
+        p = _front_point(rec, ens)
+        print(f"size {p['size']} sample {p['sample']}: accuracy {p['accuracy']:.4f}, max latency "
+              f"{p['latency_max_ms']:.2f} ms, reward {p['reward']:.4f}, id {p['ensemble_id'][:12]}")
+        for i, m in enumerate(p["members"], 1):
+            acc = "" if m["val_accuracy"] is None else f", accuracy {m['val_accuracy']:.4f}"
+            print(f"  member {i}: {m['resolution']} px, stem {m['stem_filters']}/s{m['stem_stride']}, head "
+                  f"{m['head_filters']}, {m['latency_ms']:.2f} ms{acc}: {m['blocks']}")
+
+
+def _export_front(points: list[tuple[dict[str, Any], Any]], out: Path) -> list[Path]:
+    """One ensemble spec JSON per front point, DIR/sizeN_sampleI.json (for `nas describe`, `nas
+    latency`); one clear error where DIR cannot be written."""
+    from search_space.spec import to_json
+
+    paths = [out / f"size{rec['size']}_sample{rec['sample']}.json" for rec, _ in points]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path, (_, ens) in zip(paths, points):
+            path.write_text(to_json(ens) + "\n")
+    except OSError as e:
+        raise UserError(f"--export {out}: cannot write: {e.strerror}") from None
+    return paths
 
 
 def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:

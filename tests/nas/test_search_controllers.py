@@ -89,3 +89,29 @@ def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path, c
     assert paths["curves"].stat().st_size > 10_000
     assert main(["show", str(tmp_path / "run")]) == 0
     assert ", evolution, 16 samples of 8 per size" in capsys.readouterr().out
+
+
+def test_show_lists_and_exports_the_front_ensembles(tmp_path, capsys):
+    import json
+
+    _search(tmp_path / "run", "random")
+    run, out = str(tmp_path / "run"), tmp_path / "front"
+    assert main(["show", run, "--json", "--front", "--export", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    records = {(r["size"], r["sample"]): r for r in RunDir(run).records()}
+    assert {p["size"] for p in shown["front"]} == {1, 2} and len(shown["exported"]) == len(shown["front"])
+    for point, path in zip(shown["front"], shown["exported"]):
+        rec = records[point["size"], point["sample"]]
+        assert len(point["members"]) == point["size"] and point["members"][0]["blocks"].startswith("r")
+        # an exported file is the sampled ensemble: its latency and size as the search recorded them
+        assert main(["latency", path, "--num-classes", "10", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["latency_ms"] == pytest.approx(rec["latency_max_ms"])
+        assert main(["describe", path, "--num-classes", "10", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["params"] == rec["params"]
+    assert main(["show", run, "--front"]) == 0
+    text = capsys.readouterr().out
+    assert "size 2 sample" in text and "  member 2: " in text
+    (tmp_path / "file").write_text("")
+    assert main(["show", run, "--export", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nas show: error: --export") and "cannot write: Not a directory" in err and "\n" not in err
