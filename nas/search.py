@@ -64,12 +64,16 @@ def _shrink(m: MobileNetSpec, config: SearchConfig) -> MobileNetSpec:
     return m.replace(head_filters=config.space.head_filters)
 
 
-def make_controller(config: SearchConfig, counts: tuple[int, ...], size: int):
+def make_controller(config: SearchConfig, counts: tuple[int, ...], size: int,
+                    decode: Callable[[np.ndarray], EnsembleSpec] | None = None):
+    """The size's controller; ``decode`` (decision vector -> ensemble) lets evolution redraw a
+    child whose mutation changed nothing the ensemble is built from."""
     seed = config.seed * 1000 + size
     if config.controller == "random":
         return RandomSearch(counts * size, seed)
     if config.controller == "evolution":
-        return RegularizedEvolution(counts * size, seed, config.evolution)
+        identity = None if decode is None else (lambda v: decode(v).id)
+        return RegularizedEvolution(counts * size, seed, config.evolution, identity)
     return ReinforceController(counts * size, seed, config.policy)
 
 
@@ -216,7 +220,7 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) 
     done = {(r["size"], r["sample"]): r for r in run.records()}
     controllers = {}
     for n in config.sizes:
-        controllers[n] = make_controller(config, counts, n)
+        controllers[n] = make_controller(config, counts, n, decode)
         state = run.load_controller(n)
         if state is not None:
             controllers[n].load_state_dict(state)

@@ -59,6 +59,21 @@ def test_evolution_starts_as_random_search_then_mutates_tournament_winners():
     assert ev.population_entropy() > 0
 
 
+def test_evolution_redraws_children_that_build_a_known_architecture():
+    # Only the first ten of the 100 decisions matter to this identity: a mutation elsewhere changes
+    # nothing, so without the identity most children repeat their parent.
+    identity = lambda v: tuple(int(x) for x in v[:10])  # noqa: E731
+    ev = RegularizedEvolution(COUNTS, seed=2, config=EvolutionConfig(population=4, tournament=2), identity=identity)
+    first = ev.sample(4)
+    ev.update(first, [0.1, 0.9, 0.3, 0.2])
+    children = ev.sample(5)
+    ids = [identity(c) for c in children]
+    assert len(set(ids)) == 5 and not set(ids) & {identity(v) for v in first}
+    plain = RegularizedEvolution(COUNTS, seed=2, config=EvolutionConfig(population=4, tournament=2))
+    plain.update(plain.sample(4), [0.1, 0.9, 0.3, 0.2])
+    assert sum(identity(c) in {identity(v) for v in first} for c in plain.sample(5)) >= 3  # without it
+
+
 def test_evolution_config_rejects_a_tournament_larger_than_the_population():
     from search_space.errors import UserError
 

@@ -85,6 +85,9 @@ def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path, c
         for i in range(4, 8):  # population 4 = the first two rounds at batch 2, then children
             assert min(int((vecs[i] != v).sum()) for v in vecs[:i]) == 1
         assert len({tuple(v) for v in vecs}) == 8
+    # and each child builds an ensemble no earlier sample built (inert mutations are redrawn)
+    for size in (1, 2):
+        assert len({r["ensemble_id"] for r in RunDir(tmp_path / "run").records() if r["size"] == size}) == 8
     paths = make_plots(RunDir(tmp_path / "run"))  # the curves name what evolution's "entropy" is
     assert paths["curves"].stat().st_size > 10_000
     assert main(["show", str(tmp_path / "run")]) == 0
