@@ -28,9 +28,14 @@ def figure3(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
         ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=14, alpha=0.45, color=c, label=f"{int(n)} member{'s' if n > 1 else ''}")
         f = pareto_front(d)
         ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5)
+        for lat, acc, sample in zip(f["latency_max_ms"], f["accuracy"], f["sample"]):
+            # the sample number, as `nas show RUN --front` lists the front's architectures
+            ax.annotate(str(int(sample)), (lat, 100 * acc), textcoords="offset points", xytext=(2, 3), fontsize=6,
+                        color=c)
         ax.scatter([np.median(d["latency_max_ms"])], [100 * np.median(d["accuracy"])], marker="*", s=260, color=c,
                    edgecolor="black", zorder=5)
-    return _save_latency_figure(fig, ax, path, title or "Search samples, Pareto fronts, and medians (stars) per ensemble size")
+    return _save_latency_figure(fig, ax, path, title or "Search samples, Pareto fronts (sample numbers), and "
+                                "medians (stars) per ensemble size")
 
 
 def _save_latency_figure(fig: Any, ax: Any, path: Path, title: str) -> Path:
