@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from search_space.errors import UserError
+
+if TYPE_CHECKING:  # nas.evaluators imports JAX, which the CLI loads only for commands that train
+    from nas.evaluators import Evaluator
 
 
 def _positive_int(text: str) -> int:
@@ -64,7 +67,7 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "GPUs, else 1 CPU)")
 
 
-def evaluator_from_args(args: argparse.Namespace):
+def evaluator_from_args(args: argparse.Namespace) -> Evaluator:
     """The evaluator that add_backend_arguments' options ask for; the caller closes it."""
     from nas.evaluators import make_evaluator
 

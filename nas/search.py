@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from controller.base import Controller
 from controller.evolution import RegularizedEvolution
 from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
@@ -65,7 +66,7 @@ def _shrink(m: MobileNetSpec, config: SearchConfig) -> MobileNetSpec:
 
 
 def make_controller(config: SearchConfig, counts: tuple[int, ...], size: int,
-                    decode: Callable[[np.ndarray], EnsembleSpec] | None = None):
+                    decode: Callable[[np.ndarray], EnsembleSpec] | None = None) -> Controller:
     """The size's controller; ``decode`` (decision vector -> ensemble) lets evolution redraw a
     child whose mutation changed nothing the ensemble is built from."""
     seed = config.seed * 1000 + size
