@@ -223,3 +223,20 @@ def test_bf16_gradient_check_compares_three_gradients_with_float32(tmp_path, dat
     assert rows[0]["cosine"]["all"] > rows[2]["cosine"]["all"]
     r = _run("experiments.check_bf16_gradients", "--init", "xavier")
     assert r.returncode != 0 and "--init must be one of" in r.stderr
+
+
+def test_shape_reuse_check_counts_convolutions_and_follows_the_search_order(tmp_path, capsys):
+    from experiments.check_shape_reuse import conv_shapes, main
+    from search_space import zoo
+
+    # MobileNetV2: stem, 2 convolutions in the unexpanded first block, 3 in each of the other 16, head
+    assert len(conv_shapes(zoo.get("mobilenetv2", resolution=32))) == 1 + 2 + 3 * 16 + 1
+    assert main(["--samples-per-size", "15", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    got = json.loads((tmp_path / "shape_reuse.json").read_text())["results"]
+    rand, evo = got["random"][0], got["evolution"][0]
+    # three rounds of batch 5: evolution's population of 10 is full after two, so its third round's
+    # 15 children train one member each
+    assert rand["members"] == 15 * (1 + 2 + 3) and evo["members"] == 10 * (1 + 2 + 3) + 15
+    assert rand["distinct_shapes"][:30] == evo["distinct_shapes"][:30]  # the same random first round
+    assert all(0 <= s <= 1 for s in rand["share_seen"]) and rand["share_seen"][0] == 0
+    assert (tmp_path / "shape_reuse.png").stat().st_size > 10_000
