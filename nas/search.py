@@ -16,6 +16,7 @@ import math
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -97,6 +98,7 @@ class SearchContext:
     evaluator: Evaluator
     log: Log
     fresh: set[str] = dataclasses.field(default_factory=set)  # member keys trained by this process
+    shared: Path | None = None  # a member cache shared with other runs (nas search --member-cache)
 
 
 def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
@@ -111,6 +113,8 @@ def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
 def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult) -> dict[str, Any]:
     summary = member_summary(job, r)
     ctx.run.save_member(job.key, summary, r.val_logits)
+    if ctx.shared is not None:
+        ctx.run.export_member(job.key, ctx.shared)
     ctx.fresh.add(job.key)
     ctx.log(f"    member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {result_line(r)}")
     return summary
@@ -120,10 +124,17 @@ def train_missing(ctx: SearchContext, ensembles: list[EnsembleSpec]) -> None:
     """Train every member of ``ensembles`` not yet in the member cache, all handed to the evaluator
     at once (so a pipelined or Ray backend overlaps them); each is cached as soon as it finishes."""
     jobs: dict[str, MemberJob] = {}
+    imported = 0
     for ens in ensembles:
         for job in member_jobs(ctx, ens):
-            if job.key not in jobs and not ctx.run.member_path(job.key).is_file():
+            if job.key in jobs or ctx.run.member_path(job.key).is_file():
+                continue
+            if ctx.shared is not None and ctx.run.import_member(job.key, ctx.shared):
+                imported += 1
+            else:
                 jobs[job.key] = job
+    if imported:
+        ctx.log(f"    {imported} member{'s' if imported > 1 else ''} from the shared member cache {ctx.shared}")
     if jobs:
         ctx.log(f"    training {len(jobs)} member{'s' if len(jobs) > 1 else ''} ({ctx.evaluator.name})")
     for job, r in ctx.evaluator.evaluate_many(list(jobs.values()), ctx.split, ctx.config.trainer):
@@ -195,10 +206,14 @@ def _enable_compilation_cache(run: RunDir) -> None:
 
 
 def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,
-               stop_after: int | None = None, dataset: Dataset | None = None) -> int:
+               stop_after: int | None = None, dataset: Dataset | None = None,
+               member_cache: str | Path | None = None) -> int:
     """Run (or continue) the search in ``run``; returns how many new samples were evaluated.
 
     ``stop_after`` ends the run after that many new samples (an interruption, for tests).
+    ``member_cache``: a folder shared by runs; a member another run trained with the same key
+    (spec, data and split, training config, seed) is copied from it instead of trained, and every
+    member this run trains is copied to it.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     _enable_compilation_cache(run)
@@ -207,7 +222,8 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     run.write_validation_labels(split.y_val)
     decode = make_space(config, split.native_resolution)
     own = evaluator is None
-    ctx = SearchContext(config, run, split, decode, evaluator or make_evaluator(), log)
+    ctx = SearchContext(config, run, split, decode, evaluator or make_evaluator(), log,
+                        shared=None if member_cache is None else Path(member_cache))
     try:
         return _search_loop(ctx, ds.name, stop_after)
     finally:

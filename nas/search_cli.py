@@ -32,16 +32,31 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         config = apply_overrides(load_config(args.config), args.set or [])
         # Loaded before the run directory exists, so a missing data set leaves nothing behind.
         dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+    if args.member_cache:
+        _check_writable(Path(args.member_cache), "--member-cache")
     evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
         if not args.resume:
             run.create(config.to_dict())
-        run_search(run, config, dataset=dataset, evaluator=evaluator)
+        run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache)
     finally:
         evaluator.close()
     paths = make_plots(run)
     print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}")
     return 0
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Create ``folder`` if needed and write a file in it: one clear error now rather than a failed
+    write after the first member has trained."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{option} {folder}: cannot write: {e.strerror}") from None
 
 
 def make_plots(run: RunDir) -> dict[str, Path]:

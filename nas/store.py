@@ -3,7 +3,8 @@
     RUN/config.json          the search config (written once)
     RUN/records.jsonl        one JSON line per evaluated ensemble, flushed and fsynced
     RUN/updates.jsonl        one JSON line per controller update (entropy, baseline, mean reward)
-    RUN/members/KEY.npz      validation logits and the summary of one trained member
+    RUN/members/KEY.npz      validation logits and the summary of one trained member (also copied
+                             to and from a shared member cache, ``nas search --member-cache DIR``)
     RUN/controller/sizeN.pkl the controller after its last update (written atomically)
     RUN/plots/               figures from `nas plot`
 
@@ -171,6 +172,25 @@ class RunDir:
         np.savez(buf, summary=np.asarray(json.dumps(summary)),
                  logits=np.asarray(logits if logits is not None else np.zeros((0,)), np.float32))
         _atomic_write(self.member_path(key), buf.getvalue())
+
+    def import_member(self, key: str, shared: Path) -> bool:
+        """Copy member ``key`` from a shared member cache (``nas search --member-cache``) into this
+        run, if it is there and readable; returns whether it was."""
+        src = shared / f"{key}.npz"
+        if not src.is_file():
+            return False
+        try:
+            data = src.read_bytes()
+            np.load(io.BytesIO(data), allow_pickle=False)["summary"]  # a damaged entry is not imported
+        except Exception:  # noqa: BLE001
+            return False
+        _atomic_write(self.member_path(key), data)
+        return True
+
+    def export_member(self, key: str, shared: Path) -> None:
+        """Copy member ``key`` of this run into a shared member cache (atomically, replacing an entry
+        that was there: one this run could not import was damaged)."""
+        _atomic_write(shared / f"{key}.npz", self.member_path(key).read_bytes())
 
     # -- controllers ------------------------------------------------------------------------
 

@@ -54,13 +54,13 @@ def _config(controller):
                         space=SpaceConfig(width_multiplier=0.25, head_filters=128), trainer=TrainConfig(epochs=1))
 
 
-def _search(path, controller, stop_after=None, evaluator=None):
+def _search(path, controller, stop_after=None, evaluator=None, member_cache=None):
     run = RunDir(path)
     config = _config(controller)
     if not run.exists():
         run.create(config.to_dict())
     run_search(run, config, evaluator or MadeUpEvaluator(), log=lambda s: None, stop_after=stop_after,
-               dataset=_dataset())
+               dataset=_dataset(), member_cache=member_cache)
     return [(r["size"], r["sample"], r["decisions"], r["reward"]) for r in run.records()]
 
 
@@ -118,3 +118,25 @@ def test_show_lists_and_exports_the_front_ensembles(tmp_path, capsys):
     assert main(["show", run, "--export", str(tmp_path / "file" / "sub")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nas show: error: --export") and "cannot write: Not a directory" in err and "\n" not in err
+
+
+def test_a_shared_member_cache_trains_each_member_once_across_runs(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    first, again = MadeUpEvaluator(), MadeUpEvaluator()
+    records = _search(tmp_path / "random", "random", evaluator=first, member_cache=shared)
+    assert first.trained == 8 + 16 == len(list(shared.glob("*.npz")))
+    assert _search(tmp_path / "random_again", "random", evaluator=again, member_cache=shared) == records
+    assert again.trained == 0
+    # evolution with the same seed starts with random search's draws: its population's members come
+    # from the cache, and only its children's changed members train
+    evo = MadeUpEvaluator()
+    _search(tmp_path / "evolution", "evolution", evaluator=evo, member_cache=shared)
+    assert evo.trained == 4 + 4
+    damaged = sorted(shared.glob("*.npz"))[0]
+    damaged.write_bytes(b"damaged")
+    fresh = MadeUpEvaluator()
+    assert _search(tmp_path / "random_3", "random", evaluator=fresh, member_cache=shared) == records
+    assert fresh.trained == 1  # a damaged shared entry is trained again, not trusted, and replaced
+    assert RunDir(tmp_path / "random_3").load_member(damaged.stem) is not None
+    assert damaged.read_bytes() == RunDir(tmp_path / "random_3").member_path(damaged.stem).read_bytes()

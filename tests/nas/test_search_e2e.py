@@ -166,6 +166,9 @@ def _snapshot(run):
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=imagenet"], "unknown name"),
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=idx:/nowhere"], "does not exist"),
     (["search", "--config", "{cfg}", "--run-dir", "/proc/forbidden/run"], "cannot write"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--member-cache", "/proc/forbidden"],
+     "--member-cache /proc/forbidden: cannot write"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "controller=genetic"], "controller: must be"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}"], "already holds a run"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}", "--resume"], "drop --config"),
     (["search", "--run-dir", "{tmp}/empty", "--resume"], "not a run directory"),
@@ -191,6 +194,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_run_alone(argv, msg, resume
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1 and "Traceback" not in err
     assert _snapshot(run) == before
+    assert not (tmp_path / "a").exists()  # a refused new search leaves no run directory behind
 
 
 def test_a_corrupt_record_line_is_named_and_nothing_is_written(resumed_run, tmp_path, capsys):
