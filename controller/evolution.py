@@ -5,11 +5,11 @@ A population of the ``population`` most recent samples with their rewards. Until
 are uniform random (the same draws as ``RandomSearch`` would make for that step); after that each
 child copies the best of ``tournament`` population members picked uniformly at random and changes
 ``mutations`` of its decisions (positions picked uniformly among those with more than one choice,
-each set to a different choice). Some decisions are inert in some contexts (an expansion ratio of a
-block whose op has none), so with an ``identity`` function (decision vector -> architecture id, the
-search's decoder) a child that builds the same ensemble as a population member or an earlier
-sibling is drawn again (up to ``MAX_REDRAWS`` times): measured on a CPU search before this, 2 of 6
-children repeated their parent. ``update`` adds the rewarded samples and drops the oldest beyond
+each set to a different choice). Some decisions are inert in some contexts (the expansion ratio of
+a block whose op has none; -1 layer of a one-layer block, which keeps one), so with an
+``identity`` function (decision vector -> architecture id, the search's decoder) a child that
+builds the same ensemble as a population member or an earlier sibling is drawn again (up to
+``MAX_REDRAWS`` times): in a CPU search without it, 2 of 6 children repeated their parent. ``update`` adds the rewarded samples and drops the oldest beyond
 ``population``: every member dies of age, however good, which is what regularizes the search (a
 lucky early reward, e.g. a member whose proxy training happened to go well, cannot dominate for
 ever).
