@@ -9,10 +9,10 @@ each set to a different choice). Some decisions are inert in some contexts (the 
 a block whose op has none; -1 layer of a one-layer block, which keeps one), so with an
 ``identity`` function (decision vector -> architecture id, the search's decoder) a child that
 builds the same ensemble as a population member or an earlier sibling is drawn again (up to
-``MAX_REDRAWS`` times): in a CPU search without it, 2 of 6 children repeated their parent. ``update`` adds the rewarded samples and drops the oldest beyond
-``population``: every member dies of age, however good, which is what regularizes the search (a
-lucky early reward, e.g. a member whose proxy training happened to go well, cannot dominate for
-ever).
+``MAX_REDRAWS`` times): in a CPU search without it, 2 of 6 children repeated their parent.
+``update`` adds the rewarded samples and drops the oldest beyond ``population``: every member dies
+of age, however good, which is what regularizes the search (a lucky early reward, e.g. a member
+whose proxy training happened to go well, cannot dominate for ever).
 
 For an ensemble of n members the decision vector is the n x m concatenation, so a mutation changes
 one decision of one member. Draws come from ``default_rng([seed, step])``, so the sequence of
