@@ -140,3 +140,17 @@ def test_a_shared_member_cache_trains_each_member_once_across_runs(tmp_path):
     assert fresh.trained == 1  # a damaged shared entry is trained again, not trusted, and replaced
     assert RunDir(tmp_path / "random_3").load_member(damaged.stem) is not None
     assert damaged.read_bytes() == RunDir(tmp_path / "random_3").member_path(damaged.stem).read_bytes()
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    _search(tmp_path / "run", "random")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone, as after `nas show RUN --front | head -1`
+    out = os.fdopen(write_end, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["show", str(tmp_path / "run"), "--front"]) == 0
+    out.write("more\n")  # stdout now leads to /dev/null: later writes and the final flush pass
+    out.close()
