@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
     p.add_argument("--member-cache", metavar="DIR",
                    help="a member cache shared by runs: members another run trained with the same spec, data, "
-                        "trainer config and seed are copied from DIR instead of trained, and new ones copied to it")
+                        "trainer config and seed are copied from DIR instead of trained, and members trained "
+                        "successfully are copied to it")
     add_backend_arguments(p)
     p.set_defaults(func=cmd_search)
 

@@ -113,7 +113,7 @@ def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
 def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult) -> dict[str, Any]:
     summary = member_summary(job, r)
     ctx.run.save_member(job.key, summary, r.val_logits)
-    if ctx.shared is not None:
+    if ctx.shared is not None and r.ok:  # a failure (out of memory, say) may be this run's circumstance
         ctx.run.export_member(job.key, ctx.shared)
     ctx.fresh.add(job.key)
     ctx.log(f"    member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {result_line(r)}")
@@ -213,7 +213,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     ``stop_after`` ends the run after that many new samples (an interruption, for tests).
     ``member_cache``: a folder shared by runs; a member another run trained with the same key
     (spec, data and split, training config, seed) is copied from it instead of trained, and every
-    member this run trains is copied to it.
+    member this run trains successfully is copied to it.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     _enable_compilation_cache(run)

@@ -139,8 +139,9 @@ def front_ensembles(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any],
     from search_space.spec import from_dict as spec_from_dict
 
     by_key = {(r["size"], r["sample"]): r for r in records}
+    front = fronts(records)
     out = []
-    for size, sample in zip(fronts(records)["size"], fronts(records)["sample"]):
+    for size, sample in zip(front["size"], front["sample"]):
         rec = by_key[(int(size), int(sample))]
         out.append((rec, EnsembleSpec(tuple(spec_from_dict(m["spec"]) for m in rec["members"]))))
     return out

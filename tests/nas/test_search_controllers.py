@@ -24,12 +24,15 @@ class MadeUpEvaluator:
 
     name = "made-up"
 
-    def __init__(self):
-        self.trained = 0
+    def __init__(self, fail=False):
+        self.trained, self.fail = 0, fail
 
     def evaluate_many(self, jobs, split, config):
         for job in jobs:
             self.trained += 1
+            if self.fail:
+                yield job, MemberResult(job.key[:12], "failed", "out of memory")
+                continue
             seed = int.from_bytes(hashlib.sha256(job.key.encode()).digest()[:4], "little")
             rng = np.random.default_rng(seed)
             right = rng.random(len(split.y_val)) < rng.uniform(0.3, 0.9)
@@ -123,6 +126,8 @@ def test_show_lists_and_exports_the_front_ensembles(tmp_path, capsys):
 def test_a_shared_member_cache_trains_each_member_once_across_runs(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
+    _search(tmp_path / "failing", "random", evaluator=MadeUpEvaluator(fail=True), member_cache=shared)
+    assert not list(shared.glob("*.npz"))  # failures stay in their own run
     first, again = MadeUpEvaluator(), MadeUpEvaluator()
     records = _search(tmp_path / "random", "random", evaluator=first, member_cache=shared)
     assert first.trained == 8 + 16 == len(list(shared.glob("*.npz")))
