@@ -23,6 +23,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def _sizes(text: str) -> list[int]:
     """Comma-separated positive ensemble sizes, e.g. 1,2,3."""
     try:
@@ -299,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose among the member pool's front ensembles (`nas pool`) instead of the searched "
                         "samples (the top K by reward as well, or --pareto)")
     p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
+    p.add_argument("--sample", type=_nonnegative_int,
+                   help="with --size: retrain this sample (a point numbered on Figure 3 and in nas show --front)")
     p.add_argument("--train-examples", type=_positive_int,
                    help="train on a class-balanced subset of this many training images (quick checks)")
     p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")

@@ -230,6 +230,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_config())
+    if args.sample is not None and (args.size is None or args.pool or args.pareto):
+        raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
     ds = None
     if args.pool:  # the data set is loaded once, for the validation labels and for retraining
         ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
@@ -238,7 +240,12 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
         if not records:
             raise UserError(f"{run.path}: no successful samples{f' of size {args.size}' if args.size else ''} to retrain")
-        if args.pareto:
+        if args.sample is not None:  # a chosen point, e.g. one numbered on Figure 3 / in `nas show --front`
+            chosen = [r for r in records if r["sample"] == args.sample]
+            if not chosen:
+                raise UserError(f"--sample {args.sample}: no successful sample of that number of size {args.size} "
+                                f"(samples {', '.join(str(r['sample']) for r in records)})")
+        elif args.pareto:
             ids = set(fronts(records)["ensemble_id"])
             chosen = [r for r in records if r["ensemble_id"] in ids]
         else:

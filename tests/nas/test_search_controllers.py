@@ -159,3 +159,31 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path, monkeypatch):
     assert main(["show", str(tmp_path / "run"), "--front"]) == 0
     out.write("more\n")  # stdout now leads to /dev/null: later writes and the final flush pass
     out.close()
+
+
+def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
+    import trainer.data
+    import trainer.retrain
+
+    _search(tmp_path / "run", "random")
+    run = str(tmp_path / "run")
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
+    calls = []
+
+    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
+        calls.append((spec.id, seed))
+        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
+        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
+
+    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    assert main(["retrain", run, "--size", "2", "--sample", "5", "--epochs", "1"]) == 0
+    chosen = next(r for r in RunDir(run).records() if (r["size"], r["sample"]) == (2, 5))
+    assert calls == [(m["id"], m["seed"]) for m in chosen["members"]]
+    row, = RunDir(run).retrains()
+    assert (row["size"], row["sample"], row["ensemble_id"]) == (2, 5, chosen["ensemble_id"])
+    capsys.readouterr()
+    assert main(["retrain", run, "--size", "2", "--sample", "8"]) == 2
+    assert "--sample 8: no successful sample of that number of size 2 (samples 0, 1, 2" in capsys.readouterr().err
+    assert main(["retrain", run, "--sample", "1"]) == 2
+    assert "--sample: give it with --size" in capsys.readouterr().err
+    assert len(RunDir(run).retrains()) == 1 and row["test_accuracy"] == 1.0
