@@ -72,10 +72,11 @@ class RegularizedEvolution:
             parent = self.vectors[picked[np.argmax(self.rewards[picked])]]  # ties: the first picked
             for _ in range(MAX_REDRAWS if self.identity is not None else 1):
                 child = self._mutate(parent, rng)
-                if self.identity is None or self.identity(child) not in known:
+                key = None if self.identity is None else self.identity(child)
+                if key is None or key not in known:
                     break
-            if self.identity is not None:
-                known.add(self.identity(child))
+            if key is not None:
+                known.add(key)
             children.append(child)
         return np.stack(children).astype(np.int32)
 

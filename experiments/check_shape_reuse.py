@@ -53,17 +53,16 @@ def conv_shapes(spec: Any, num_classes: int = 10) -> list[tuple]:
 
 def members_in_search_order(controller: str, samples_per_size: int, seed: int) -> list[Any]:
     """The distinct members a search of experiments/search_cifar10.py's space trains, in order."""
-    from controller.evolution import RegularizedEvolution
-    from controller.random_search import RandomSearch
-    from experiments.search_cifar10 import get_config
-    from nas.search import make_space
+    import dataclasses
 
-    config = get_config()
+    from experiments.search_cifar10 import get_config
+    from nas.search import make_controller, make_space
+
+    config = dataclasses.replace(get_config(), controller=controller, seed=seed)
     decode = make_space(config, 32)
     counts = decode.choice_counts  # type: ignore[attr-defined]
     rng = np.random.default_rng(seed)
-    ctrls = {n: (RegularizedEvolution(counts * n, seed * 1000 + n, config.evolution, lambda v, d=decode: d(v).id)
-                 if controller == "evolution" else RandomSearch(counts * n, seed * 1000 + n)) for n in config.sizes}
+    ctrls = {n: make_controller(config, counts, n, decode) for n in config.sizes}
     seen_keys: set[tuple] = set()
     members = []
     for rnd in range(-(-samples_per_size // config.batch)):
@@ -82,14 +81,15 @@ def members_in_search_order(controller: str, samples_per_size: int, seed: int) -
 
 def reuse_curve(members: list[Any]) -> dict[str, Any]:
     seen: set[tuple] = set()
-    distinct, share_seen = [], []
+    distinct, share_seen, counts = [], [], []
     for m in members:
         shapes = conv_shapes(m)
         share_seen.append(sum(s in seen for s in shapes) / len(shapes))
         seen.update(shapes)
         distinct.append(len(seen))
+        counts.append(len(shapes))
     return {"members": len(members), "distinct_shapes": distinct, "share_seen": share_seen,
-            "shapes_per_member": float(np.mean([len(conv_shapes(m)) for m in members]))}
+            "shapes_per_member": float(np.mean(counts))}
 
 
 def main(argv: list[str] | None = None) -> int:
