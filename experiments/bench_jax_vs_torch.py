@@ -28,7 +28,7 @@ JAX 28,139 images/s against torch.compile 8,760 (PyTorch's accuracy not yet: the
 out in its epoch 9). On the 2-core CPU (PyTorch 2.13 from its CPU wheel index, in a separate
 virtual environment; the project does not depend on PyTorch), float32, 8,192 CIFAR-10 images, 8
 epochs, batch 128, lr 0.1: JAX 56.4%, PyTorch 53.5% from the JAX model's initial distributions and
-59.1% from its own (README, *Data and training*).
+59.1% from its own (docs/training.md).
 """
 
 from __future__ import annotations

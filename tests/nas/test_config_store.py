@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -55,6 +56,16 @@ def test_load_config_errors(tmp_path):
         load_config(str(tmp_path / "wrong.py"))
     assert load_config("experiments/demo.py").dataset == "fashion_mnist"
 
+
+
+def test_cpu_search_config_is_the_demo_at_the_gpu_searchs_shape():
+    demo = load_config("experiments/demo.py")
+    cpu = load_config("experiments/search_cpu.py")
+    gpu = load_config("experiments/search_cifar10.py")
+    assert (cpu.samples_per_size, cpu.batch, cpu.sizes) == (gpu.samples_per_size, gpu.batch, gpu.sizes) == (30, 5, (1, 2, 3))
+    assert cpu.controller == "evolution"
+    same_shape = dict(samples_per_size=demo.samples_per_size, batch=demo.batch, controller=demo.controller)
+    assert dataclasses.replace(cpu, **same_shape) == demo
 
 def test_mnas_reward():
     assert mnas_reward(0.8, 75, 75, -0.07, -0.07) == pytest.approx(0.8)
