@@ -110,14 +110,27 @@ def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
     return jobs
 
 
-def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult) -> dict[str, Any]:
+def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult, progress: str = "") -> dict[str, Any]:
     summary = member_summary(job, r)
     ctx.run.save_member(job.key, summary, r.val_logits)
     if ctx.shared is not None and r.ok:  # a failure (out of memory, say) may be this run's circumstance
         ctx.run.export_member(job.key, ctx.shared)
     ctx.fresh.add(job.key)
-    ctx.log(f"    member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {result_line(r)}")
+    ctx.log(f"    {progress}member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {result_line(r)}")
     return summary
+
+
+def _progress(done: int, total: int, elapsed_s: float) -> str:
+    """'[3/30, 2m05s, about 18m left] ': members finished this round, wall time so far, and the
+    time the rest would take at the round's pace so far."""
+    left = elapsed_s / done * (total - done)
+    return f"[{done}/{total}, {_clock(elapsed_s)}" + (f", about {_clock(left)} left] " if done < total else "] ")
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
 
 
 def train_missing(ctx: SearchContext, ensembles: list[EnsembleSpec]) -> None:
@@ -137,8 +150,9 @@ def train_missing(ctx: SearchContext, ensembles: list[EnsembleSpec]) -> None:
         ctx.log(f"    {imported} member{'s' if imported > 1 else ''} from the shared member cache {ctx.shared}")
     if jobs:
         ctx.log(f"    training {len(jobs)} member{'s' if len(jobs) > 1 else ''} ({ctx.evaluator.name})")
-    for job, r in ctx.evaluator.evaluate_many(list(jobs.values()), ctx.split, ctx.config.trainer):
-        _save_result(ctx, job, r)
+    start = time.perf_counter()
+    for done, (job, r) in enumerate(ctx.evaluator.evaluate_many(list(jobs.values()), ctx.split, ctx.config.trainer), 1):
+        _save_result(ctx, job, r, _progress(done, len(jobs), time.perf_counter() - start))
 
 
 def evaluate_members(ctx: SearchContext, ens: EnsembleSpec) -> list[tuple[dict[str, Any], np.ndarray | None]]:
@@ -258,6 +272,8 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) 
             drawn.append((n, controllers[n].sample(min(config.batch, config.samples_per_size - rnd * config.batch))))
         todo = [(n, vec) for n, vecs in drawn for i, vec in enumerate(vecs)
                 if (n, rnd * config.batch + i) not in done]
+        if todo:
+            log(f"round {rnd + 1}/{rounds}: {len(todo)} new samples")
         if stop_after is not None:
             todo = todo[: max(0, stop_after - new)]
         train_missing(ctx, [decode(vec) for _, vec in todo])

@@ -187,3 +187,25 @@ def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
     assert main(["retrain", run, "--sample", "1"]) == 2
     assert "--sample: give it with --size" in capsys.readouterr().err
     assert len(RunDir(run).retrains()) == 1 and row["test_accuracy"] == 1.0
+
+
+def test_the_log_counts_rounds_and_members_with_the_time_left(tmp_path):
+    lines = []
+    run = RunDir(tmp_path / "run")
+    config = _config("random")
+    run.create(config.to_dict())
+    run_search(run, config, MadeUpEvaluator(), log=lines.append, dataset=_dataset())
+    rounds = [l for l in lines if l.startswith("round ")]
+    assert rounds[0] == "round 1/4: 4 new samples" and len(rounds) == 4
+    first_round = [l.strip() for l in lines[lines.index(rounds[0]):lines.index(rounds[1])] if "member " in l]
+    assert len(first_round) == 6  # 2 one-member and 2 two-member ensembles
+    assert first_round[0].startswith("[1/6, 0m00s, about 0m00s left] member ")
+    assert first_round[-1].startswith("[6/6, 0m00s] member ")
+
+
+def test_progress_clock():
+    from nas.search import _progress
+
+    assert _progress(3, 30, 125.0) == "[3/30, 2m05s, about 18m45s left] "
+    assert _progress(1, 2, 4000.0) == "[1/2, 1h06m, about 1h06m left] "
+    assert _progress(2, 2, 59.6) == "[2/2, 1m00s] "
