@@ -167,6 +167,12 @@ def cmd_pool(args: argparse.Namespace) -> int:
     return run_pool_cmd(args)
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from nas.seeds_cli import run_seeds_cmd
+
+    return run_seeds_cmd(args)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from nas.search_cli import run_retrain_cmd
 
@@ -297,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="beyond --limit: the most accurate ensembles one size down that are extended (default 64)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes and front)")
     p.set_defaults(func=cmd_pool)
+
+    p = sub.add_parser("seeds", help="n copies of a searched member (seeds) against the searched diverse ensembles",
+                       description="Train the member of chosen one-member samples again with the next seeds, at the "
+                                   "search's proxy budget on its data and split, and compare each ensemble of n "
+                                   "copies with the best searched n-member ensemble at no higher max latency; write "
+                                   "seeds.csv and plots/seeds.png. Members are cached: a rerun trains nothing.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--top", type=_positive_int, default=3, help="the top K one-member samples by reward (default 3)")
+    p.add_argument("--sample", type=_nonnegative_int, help="this one-member sample instead of the top K")
+    p.add_argument("--members", type=_positive_int, default=3, help="copies per ensemble, at most (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top-level rows)")
+    add_backend_arguments(p)
+    p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("retrain", help="retrain the best ensembles of a run to convergence; test accuracy",
                        description="Retrain the top-K ensembles by reward (or every Pareto point; or, with --pool, "

@@ -132,3 +132,28 @@ def pool_figure(records: list[dict[str, Any]], pool_front: Any, path: Path, titl
             ax.scatter(p["latency_max_ms"], 100 * p["accuracy"], s=30, facecolors="none", edgecolors=c,
                        label=f"{int(n)} from the pool")
     return _save_latency_figure(fig, ax, path, title or "Searched fronts and the member pool's")
+
+
+def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: str = "") -> Path:
+    """Figure 3's samples (faint) and searched fronts, with n copies of searched members (nas/seeds.py)
+    over them: diamonds in the n-member color, straight above their member (same max latency)."""
+    df = records_frame(records)
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    for n in sorted(df["size"].unique()):
+        c = COLORS.get(int(n), None)
+        d = df[(df["size"] == n) & (df["status"] == "ok")]
+        if not d.empty:
+            ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=12, alpha=0.3, color=c)
+            f = pareto_front(d)
+            ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5,
+                    label=f"{int(n)} searched")
+    for sample, d in rows.groupby("sample", sort=False):
+        d = d.sort_values("n")
+        ax.plot(d["latency_max_ms"], 100 * d["accuracy"], color="gray", lw=0.8, zorder=4)
+        for n, lat, acc in zip(d["n"], d["latency_max_ms"], d["accuracy"]):
+            ax.scatter([lat], [100 * acc], marker="D", s=34, color=COLORS.get(int(n)), edgecolor="black", zorder=5)
+            ax.annotate(f"{int(n)}", (lat, 100 * acc), textcoords="offset points", xytext=(5, -3), fontsize=7)
+    for n in sorted(rows["n"].unique()) if len(rows) else ():
+        ax.scatter([], [], marker="D", s=34, color=COLORS.get(int(n)), edgecolor="black",
+                   label=f"{int(n)} cop{'ies' if n > 1 else 'y'} of one member")
+    return _save_latency_figure(fig, ax, path, title or "Copies of searched members against the searched fronts")

@@ -207,7 +207,7 @@ def evaluate_sample(ctx: SearchContext, size: int, index: int, vec: np.ndarray) 
     return rec
 
 
-def _enable_compilation_cache(run: RunDir) -> None:
+def enable_compilation_cache(run: RunDir) -> None:
     """XLA's persistent compilation cache in the run (unless one is configured): a member whose
     compile was interrupted by a kill, or a repeated architecture, compiles in about a second."""
     import os
@@ -230,7 +230,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     member this run trains successfully is copied to it.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    _enable_compilation_cache(run)
+    enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
     split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
     run.write_validation_labels(split.y_val)

@@ -260,11 +260,11 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
     import json
 
     from nas.plots import scaling_figure
-    from nas.search import _enable_compilation_cache
+    from nas.search import enable_compilation_cache
     from nas.store import _atomic_write
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    _enable_compilation_cache(run)
+    enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir,
                                                           manual_dir=config.manual_dir, image_size=config.image_size)
     split = study_split(config, ds)

@@ -209,3 +209,26 @@ def test_progress_clock():
     assert _progress(3, 30, 125.0) == "[3/30, 2m05s, about 18m45s left] "
     assert _progress(1, 2, 4000.0) == "[1/2, 1h06m, about 1h06m left] "
     assert _progress(2, 2, 59.6) == "[2/2, 1m00s] "
+
+
+def test_seed_ensembles_reuse_the_searched_member_and_compare_at_its_latency(tmp_path):
+    from nas.seeds import seed_ensembles
+
+    _search(tmp_path / "run", "random")
+    run, config = RunDir(tmp_path / "run"), _config("random")
+    records = run.records()
+    singles = sorted((r for r in records if r["size"] == 1), key=lambda r: -r["reward"])[:2]
+    evaluator = MadeUpEvaluator()
+    rows = seed_ensembles(run, config, _dataset(), evaluator, singles, members=3)
+    assert evaluator.trained == 4  # seeds 1 and 2 of each; seed 0 is the searched member, cached
+    assert list(zip(rows["sample"], rows["n"])) == [(s["sample"], n) for s in singles for n in (1, 2, 3)]
+    for s in singles:
+        d = rows[rows["sample"] == s["sample"]].set_index("n")
+        assert d.loc[1, "accuracy"] == s["accuracy"] and (d["latency_max_ms"] == s["latency_max_ms"]).all()
+        pairs = [r for r in records if r["size"] == 2 and r["latency_max_ms"] <= s["latency_max_ms"]]
+        if pairs:
+            assert d.loc[2, "searched_accuracy"] == max(r["accuracy"] for r in pairs)
+            assert d.loc[2, "gain"] == pytest.approx(d.loc[2, "accuracy"] - d.loc[2, "searched_accuracy"])
+        assert d.loc[3, "searched_accuracy"] is None or np.isnan(d.loc[3, "searched_accuracy"])  # no size 3 searched
+    again = MadeUpEvaluator()
+    assert seed_ensembles(run, config, _dataset(), again, singles, members=3).equals(rows) and again.trained == 0

@@ -153,6 +153,33 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert main(["pool", str(copy), "--json"]) == 0 and json.loads(capsys.readouterr().out)["front"] == out["front"]
 
 
+def test_seeds_trains_copies_of_the_best_member_once_and_compares_them(resumed_run, tmp_path):
+    run, _, _ = resumed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    args = ("seeds", str(copy), "--top", "1", "--members", "2", "--backend", "sequential", "--json")
+    first = _nas(*args)
+    assert "training 1 member" in first.stderr  # copy 1 is the searched member itself: only seed 1 trains
+    out = json.loads(first.stdout)
+    records = [json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()]
+    best = max((r for r in records if r["size"] == 1), key=lambda r: r["reward"])
+    one, two = out["rows"]
+    assert (one["n"], two["n"]) == (1, 2) and one["sample"] == two["sample"] == best["sample"]
+    assert one["accuracy"] == best["accuracy"] and one["latency_max_ms"] == two["latency_max_ms"] == best["latency_max_ms"]
+    assert two["seeds"] == "0 1" and 0.0 < two["accuracy"] <= 1.0 and 0.0 <= two["disagreement"] <= 1.0
+    pairs = [r for r in records if r["size"] == 2 and r["latency_max_ms"] <= best["latency_max_ms"]]
+    if pairs:
+        top = max(pairs, key=lambda r: r["accuracy"])
+        assert two["searched_accuracy"] == top["accuracy"] and two["gain"] == pytest.approx(two["accuracy"] - top["accuracy"])
+    else:
+        assert two["searched_accuracy"] is None and two["gain"] is None
+    assert (copy / "plots" / "seeds.png").stat().st_size > 10_000
+    table = (copy / "seeds.csv").read_text()
+    again = _nas(*args[:-1])  # a rerun trains nothing and gives the same table
+    assert "training" not in again.stderr and "table " in again.stdout
+    assert (copy / "seeds.csv").read_text() == table
+
+
 def _snapshot(run):
     return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
@@ -178,6 +205,9 @@ def _snapshot(run):
     (["pool", "{tmp}/nothing"], "not a run directory"),
     (["pool", "{run}", "--sizes", "7"], "6 trained members make no ensemble of size 7"),
     (["retrain", "{run}", "--pool", "--size", "9"], "make no ensemble of size 9"),
+    (["seeds", "{run}", "--members", "1"], "needs at least 2"),
+    (["seeds", "{run}", "--sample", "9"], "no successful one-member sample of that number"),
+    (["seeds", "{tmp}/nothing"], "not a run directory"),
     (["describe", "mnasnet-z9"], "not a file, a known architecture"),
     (["latency", "r1_k3_s33_e1_i32_o16"], "strides"),
     (["train", "mnasnet-a1", "--dataset", "cifar100"], "unknown name"),
