@@ -41,6 +41,16 @@ def _sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
 
 
+def _budgets(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds separated by commas, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"budgets must be positive milliseconds, got {text!r}")
+    return values
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -274,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--front", action="store_true",
                    help="also list each size's Pareto-front ensembles with their members' block strings")
+    p.add_argument("--budgets", type=_budgets, metavar="MS[,MS...]",
+                   help="max-latency budgets for the best-accuracy-within table (default: the quartiles and the "
+                        "maximum of the samples' max member latency)")
     p.add_argument("--export", metavar="DIR",
                    help="write each front ensemble as a spec JSON file, DIR/sizeN_sampleI.json (for nas describe, "
                         "nas latency)")

@@ -39,3 +39,20 @@ def write_fronts(records: list[dict[str, Any]], path: Path) -> pd.DataFrame:
     f = fronts(records)
     f[FRONT_COLUMNS].to_csv(path, index=False)
     return f
+
+
+def best_within(records: list[dict[str, Any]], budgets_ms: list[float]) -> pd.DataFrame:
+    """Figure 3 read at fixed latencies: per budget and size, the most accurate successful ensemble
+    whose max member latency is within the budget (accuracy and sample None where none is)."""
+    df = records_frame(records)
+    ok = df[(df["status"] == "ok") & df["accuracy"].notna()]
+    rows = []
+    for budget in budgets_ms:
+        for n in sorted(df["size"].unique()):
+            fit = ok[(ok["size"] == n) & (ok["latency_max_ms"] <= budget)]
+            best = fit.loc[fit["accuracy"].idxmax()] if len(fit) else None
+            rows.append({"budget_ms": float(budget), "size": int(n),
+                         "accuracy": None if best is None else float(best["accuracy"]),
+                         "sample": None if best is None else int(best["sample"]),
+                         "latency_max_ms": None if best is None else float(best["latency_max_ms"])})
+    return pd.DataFrame(rows, columns=["budget_ms", "size", "accuracy", "sample", "latency_max_ms"])

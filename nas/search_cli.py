@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from nas.config import apply_overrides, from_dict, load_config
-from nas.pareto import fronts, records_frame, write_fronts
+from nas.pareto import best_within, fronts, records_frame, write_fronts
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -102,12 +104,15 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     devices = sorted({f"{v.get('device') or v.get('backend', '?')} (jax {v.get('jax', '?')})"
                       for v in (r.get("versions") or {} for r in records) if v})
     controller = cfg.get("controller", "reinforce")
+    target = float(cfg.get("reward", {}).get("target_ms", 75.0))
+    within = best_within(records, args.budgets or default_budgets(records))
     points = front_ensembles(records) if args.front or args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
         extra = {"front": [_front_point(rec, ens) for rec, ens in points]} if args.front else {}
         print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
-                          "devices": devices, "sizes": summary, "members": members, **extra,
+                          "devices": devices, "sizes": summary, "members": members,
+                          "within_budget": within.astype(object).where(within.notna(), None).to_dict("records"), **extra,
                           **({"exported": [str(p) for p in exported]} if args.export else {})}))
         return 0
     print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "
@@ -119,6 +124,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
         print(f"{s['size']:>4}{s['samples']:>9}{s['failed']:>8}{f(s['best_accuracy']):>10}"
               f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
               f"{s['front_points']:>7}")
+    _print_within(within, target)
     if args.export:
         print(f"{len(exported)} front ensembles written to {args.export} as sizeN_sampleI.json")
     if args.front:
@@ -131,6 +137,33 @@ def run_show_cmd(args: argparse.Namespace) -> int:
                  f" (first epoch {members['first_epoch_s_mean']:.1f} s of it)")
               + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
     return 0
+
+
+def default_budgets(records: list[dict[str, Any]]) -> list[float]:
+    """`nas show`'s max-latency budgets: the quartiles and the maximum of the successful samples' max
+    member latency (ms, rounded up to 0.01 so that each takes in its sample), so that the table reads
+    Figure 3 where its points are."""
+    import math
+
+    import numpy as np
+
+    lat = [r["latency_max_ms"] for r in records if r.get("status") == "ok"]
+    return sorted({math.ceil(float(q) * 100) / 100 for q in np.percentile(lat, [25, 50, 75, 100])}) if lat else []
+
+
+def _print_within(within: Any, target: float) -> None:
+    """Figure 3 read across: the best accuracy per size within each max-latency budget."""
+    if within.empty:
+        return
+    sizes = sorted(set(within["size"]))
+    print(f"best accuracy within a max member latency (reward target {target:g} ms; sample in brackets):")
+    print(f"{'budget ms':>10}" + "".join(f"{f'{n} member' + ('s' if n > 1 else ''):>18}" for n in sizes))
+    for budget, d in within.groupby("budget_ms", sort=False):
+        cells = []
+        for n in sizes:
+            row = d[d["size"] == n].iloc[0]
+            cells.append("-" if pd.isna(row["accuracy"]) else f"{row['accuracy']:.4f} (#{int(row['sample'])})")
+        print(f"{budget:>10.2f}" + "".join(f"{c:>18}" for c in cells))
 
 
 def front_ensembles(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 
 from nas.config import SearchConfig, apply_overrides, from_dict, load_config
@@ -111,3 +112,17 @@ def test_pareto_front_per_size():
     recs.append({"size": 2, "sample": 0, "accuracy": None, "latency_max_ms": 3, "status": "failed", "reward": 0})
     f = fronts(recs)
     assert list(f["sample"]) == [1, 0, 4]
+
+
+def test_best_within_a_latency_budget_per_size():
+    from nas.pareto import best_within
+
+    recs = [{"size": 1, "sample": i, "accuracy": a, "latency_max_ms": l, "status": "ok", "reward": 0}
+            for i, (a, l) in enumerate([(0.9, 10), (0.8, 5), (0.85, 12)])]
+    recs += [{"size": 2, "sample": 0, "accuracy": 0.99, "latency_max_ms": 4, "status": "failed", "reward": 0},
+             {"size": 2, "sample": 1, "accuracy": 0.93, "latency_max_ms": 9, "status": "ok", "reward": 0}]
+    t = best_within(recs, [4.0, 9.0, 12.0])
+    got = [(b, s, a, n) for b, s, a, n in zip(t["budget_ms"], t["size"], t["accuracy"], t["sample"])]
+    assert got[0][:2] == (4.0, 1) and pd.isna(got[0][2])  # nothing of size 1 within 4 ms
+    assert got[1][:2] == (4.0, 2) and pd.isna(got[1][2])  # the failed pair does not count
+    assert got[2:] == [(9.0, 1, 0.8, 1), (9.0, 2, 0.93, 1), (12.0, 1, 0.9, 0), (12.0, 2, 0.93, 1)]

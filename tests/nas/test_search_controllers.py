@@ -232,3 +232,28 @@ def test_seed_ensembles_reuse_the_searched_member_and_compare_at_its_latency(tmp
         assert d.loc[3, "searched_accuracy"] is None or np.isnan(d.loc[3, "searched_accuracy"])  # no size 3 searched
     again = MadeUpEvaluator()
     assert seed_ensembles(run, config, _dataset(), again, singles, members=3).equals(rows) and again.trained == 0
+
+
+def test_show_reads_figure3_at_latency_budgets(tmp_path, capsys):
+    import json
+    import math
+
+    _search(tmp_path / "run", "random")
+    records = RunDir(tmp_path / "run").records()
+    assert main(["show", str(tmp_path / "run"), "--budgets", "3,100"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("best accuracy within a max member latency", 1)[1].splitlines()[2:4]
+    for line, budget in zip(table, (3.0, 100.0)):
+        best = [max((r for r in records if r["size"] == n and r["latency_max_ms"] <= budget),
+                    key=lambda r: r["accuracy"], default=None) for n in (1, 2)]
+        want = "".join("-" if b is None else f"{b['accuracy']:.4f} (#{b['sample']})" for b in best)
+        assert line.split(None, 1)[0] == f"{budget:.2f}" and "".join(line.split()[1:]) == want.replace(" ", "")
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    within = json.loads(capsys.readouterr().out)["within_budget"]
+    slowest = max(r["latency_max_ms"] for r in records)
+    assert len(within) == 8 and within[-1]["budget_ms"] == math.ceil(slowest * 100) / 100  # quartiles, max; 2 sizes
+    best = max((r for r in records if r["size"] == within[-1]["size"]), key=lambda r: r["accuracy"])
+    assert within[-1]["accuracy"] == best["accuracy"]  # the largest budget takes in every sample
+    with pytest.raises(SystemExit):
+        main(["show", str(tmp_path / "run"), "--budgets", "0"])
+    assert "budgets must be positive" in capsys.readouterr().err
