@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+import pandas as pd
+
 from nas.config import from_dict
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -48,11 +50,10 @@ def run_seeds_cmd(args: argparse.Namespace) -> int:
     print(f"{'sample':>6}{'n':>3}{'max ms':>8}{'copies':>9}{'disagree':>10}{'searched':>10}{'disagree':>10}"
           f"{'(sample)':>10}{'gain':>8}")
     for r in rows.to_dict("records"):
-        searched = r["searched_accuracy"] is not None and r["searched_accuracy"] == r["searched_accuracy"]
-        s = lambda x, p=4: f"{x:.{p}f}" if searched and x is not None else "-"  # noqa: E731
-        sample = f"#{int(r['searched_sample'])}" if searched else "-"
-        gain = f"{100 * r['gain']:+.1f}" if searched else "-"
+        cell = lambda x, fmt: format(x, fmt) if pd.notna(x) else "-"  # noqa: E731 (no searched ensemble: None)
+        sample = f"#{int(r['searched_sample'])}" if pd.notna(r["searched_sample"]) else "-"
         print(f"{r['sample']:>6}{r['n']:>3}{r['latency_max_ms']:>8.2f}{r['accuracy']:>9.4f}{r['disagreement']:>10.4f}"
-              f"{s(r['searched_accuracy']):>10}{s(r['searched_disagreement']):>10}{sample:>10}{gain:>8}")
+              f"{cell(r['searched_accuracy'], '.4f'):>10}{cell(r['searched_disagreement'], '.4f'):>10}{sample:>10}"
+              f"{cell(100 * r['gain'] if pd.notna(r['gain']) else None, '+.1f'):>8}")
     print(f"table {csv_path}; figure {fig}")
     return 0
