@@ -7,7 +7,8 @@ quarter of MobileNetV2's widths, one proxy epoch, soft 3 ms target: see ``experi
 with ``experiments/search_cifar10.py``'s search shape: 30 samples per size at batch 5. Regularized
 evolution (population 10, tournament 3), because a child trains only the member its mutation
 changed: 120 members in all instead of REINFORCE's 180 (sizes 1/2/3: 30, 2 x 10 + 20, 3 x 10 + 20).
-At about 30-40 s a member on a 2-core CPU (mostly compiling), about 1-1.5 hours.
+Measured: 119 members in 59 min on a 2-core CPU (about 30 s a member, mostly compiling;
+experiments/results/cpu_search_2026-12-02/).
 ``--set controller=reinforce`` runs the paper's controller instead (180 members).
 """
 

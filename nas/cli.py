@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "seeds.csv and plots/seeds.png. Members are cached: a rerun trains nothing.")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--top", type=_positive_int, default=3, help="the top K one-member samples by reward (default 3)")
-    p.add_argument("--sample", type=_nonnegative_int, help="this one-member sample instead of the top K")
+    p.add_argument("--sample", type=_nonnegative_int, action="append",
+                   help="this one-member sample instead of the top K (repeat for several)")
     p.add_argument("--members", type=_positive_int, default=3, help="copies per ensemble, at most (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level rows)")
     add_backend_arguments(p)

@@ -3,6 +3,7 @@ the reward and entropy curves. Reads only the append-only files, so it works whi
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: P
     a.set_xlabel("sample")
     a.set_ylabel("reward (rolling mean of 5)")
     b.set_xlabel("controller update")
-    b.set_ylabel(ENTROPY_LABELS.get(controller, "entropy (nats)"))
+    # wrapped: the longest label does not fit the 3.6-inch height on one line
+    b.set_ylabel("\n".join(textwrap.wrap(ENTROPY_LABELS.get(controller, "entropy (nats)"), 32)))
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -155,5 +157,5 @@ def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: st
             ax.annotate(f"{int(n)}", (lat, 100 * acc), textcoords="offset points", xytext=(5, -3), fontsize=7)
     for n in sorted(rows["n"].unique()) if len(rows) else ():
         ax.scatter([], [], marker="D", s=34, color=COLORS.get(int(n)), edgecolor="black",
-                   label=f"{int(n)} cop{'ies' if n > 1 else 'y'} of one member")
+                   label="the searched member" if n == 1 else f"{int(n)} copies of it (seeds)")
     return _save_latency_figure(fig, ax, path, title or "Copies of searched members against the searched fronts")

@@ -34,18 +34,19 @@ COLUMNS = ["sample", "n", "seeds", "accuracy", "nll", "disagreement", "member_ac
            "searched_sample", "searched_accuracy", "searched_disagreement", "searched_latency_max_ms", "gain"]
 
 
-def chosen_singles(records: list[dict[str, Any]], top: int, sample: int | None = None) -> list[dict[str, Any]]:
-    """The successful one-member samples to build on: ``sample`` if given, else the ``top`` by reward."""
-    singles = [r for r in records if r["size"] == 1 and r["status"] == "ok"]
+def chosen_singles(records: list[dict[str, Any]], top: int, samples: list[int] | None = None) -> list[dict[str, Any]]:
+    """The successful one-member samples to build on: ``samples`` (numbers, in that order) if given,
+    else the ``top`` by reward."""
+    singles = {r["sample"]: r for r in records if r["size"] == 1 and r["status"] == "ok"}
     if not singles:
         raise UserError("no successful one-member sample: search size 1 first (sizes=[1, ...])")
-    if sample is not None:
-        chosen = [r for r in singles if r["sample"] == sample]
-        if not chosen:
-            raise UserError(f"--sample {sample}: no successful one-member sample of that number "
-                            f"(samples {', '.join(str(r['sample']) for r in singles)})")
-        return chosen
-    return sorted(singles, key=lambda r: -r["reward"])[:top]
+    if samples:
+        missing = [s for s in samples if s not in singles]
+        if missing:
+            raise UserError(f"--sample {missing[0]}: no successful one-member sample of that number "
+                            f"(samples {', '.join(str(s) for s in sorted(singles))})")
+        return [singles[s] for s in dict.fromkeys(samples)]
+    return sorted(singles.values(), key=lambda r: -r["reward"])[:top]
 
 
 def check_members(members: int) -> None:

@@ -257,3 +257,17 @@ def test_show_reads_figure3_at_latency_budgets(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["show", str(tmp_path / "run"), "--budgets", "0"])
     assert "budgets must be positive" in capsys.readouterr().err
+
+
+def test_chosen_singles_by_number_or_reward():
+    from nas.seeds import chosen_singles
+    from search_space.errors import UserError
+
+    records = [{"size": 1, "sample": i, "status": "ok", "reward": r} for i, r in enumerate([0.5, 0.9, 0.7])]
+    records += [{"size": 1, "sample": 3, "status": "failed", "reward": 0.0}, {"size": 2, "sample": 0, "status": "ok", "reward": 1.0}]
+    assert [r["sample"] for r in chosen_singles(records, top=2)] == [1, 2]
+    assert [r["sample"] for r in chosen_singles(records, top=2, samples=[2, 0, 2])] == [2, 0]
+    with pytest.raises(UserError, match=r"--sample 3: no successful one-member sample of that number \(samples 0, 1, 2\)"):
+        chosen_singles(records, top=1, samples=[0, 3])
+    with pytest.raises(UserError, match="search size 1 first"):
+        chosen_singles(records[-1:], top=1)
