@@ -17,6 +17,11 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FRONT_COLUMNS + ["status", "best_member_accuracy", "accuracy_arithmetic"])
 
 
+def json_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts with None where a value is missing (strict JSON has no NaN)."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
 def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     """Rows not dominated by another (at least as accurate and as fast, better in one), by latency."""
     ok = df[(df["status"] == "ok") & df["accuracy"].notna()].sort_values(["latency_max_ms", "accuracy"],

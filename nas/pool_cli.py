@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nas.config import from_dict
+from nas.pareto import json_rows
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -54,10 +55,9 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     fig = pool_figure(records, front, run.path / "plots" / "pool.png",
                       f"{cfg['dataset']}: searched fronts (solid) and the member pool's (dashed)")
     if args.json:
-        rows = front.drop(columns=["members"]).astype(object)
-        rows = rows.where(rows.notna(), None)  # a front point no search sampled: null, not NaN
+        rows = json_rows(front.drop(columns=["members"]))  # a front point no search sampled: null, not NaN
         print(json.dumps({"run": str(run.path), "sizes": summary.to_dict("records"), "fronts_csv": str(csv_path),
-                          "figure": str(fig), "front": rows.to_dict("records")}, default=_json_default))
+                          "figure": str(fig), "front": rows}, default=_json_default))
         return 0
     print(f"run {run.path}: {summary['pool_members'].iloc[0]} trained members recombined (validation accuracy, "
           "geometric mean; chosen on the same images, so optimistic)")

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from nas.config import apply_overrides, from_dict, load_config
-from nas.pareto import best_within, fronts, records_frame, write_fronts
+from nas.pareto import best_within, fronts, json_rows, records_frame, write_fronts
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -112,7 +112,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
         extra = {"front": [_front_point(rec, ens) for rec, ens in points]} if args.front else {}
         print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
                           "devices": devices, "sizes": summary, "members": members,
-                          "within_budget": within.astype(object).where(within.notna(), None).to_dict("records"), **extra,
+                          "within_budget": json_rows(within), **extra,
                           **({"exported": [str(p) for p in exported]} if args.export else {})}))
         return 0
     print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "

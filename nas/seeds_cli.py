@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 
 from nas.config import from_dict
+from nas.pareto import json_rows
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -41,9 +42,8 @@ def run_seeds_cmd(args: argparse.Namespace) -> int:
                        f"{config.dataset}: copies of searched members (diamonds, n at each) "
                        "against the searched fronts")
     if args.json:
-        table = rows.astype(object).where(rows.notna(), None)
         print(json.dumps({"run": str(run.path), "seeds_csv": str(csv_path), "figure": str(fig),
-                          "rows": table.to_dict("records")}))
+                          "rows": json_rows(rows)}))
         return 0
     print(f"run {run.path}: n copies of a searched one-member sample (seeds {config.seed}, {config.seed + 1}, ...) "
           "against the best searched n-member ensemble at no higher max latency (validation accuracy)")
