@@ -116,7 +116,7 @@ def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult, progress: 
     if ctx.shared is not None and r.ok:  # a failure (out of memory, say) may be this run's circumstance
         ctx.run.export_member(job.key, ctx.shared)
     ctx.fresh.add(job.key)
-    ctx.log(f"    {progress}member {spec_id(job.spec)[:10]} {job.spec.resolution}px: {result_line(r)}")
+    ctx.log(f"    {progress}member {spec_id(job.spec)[:10]} seed {job.seed} {job.spec.resolution}px: {result_line(r)}")
     return summary
 
 

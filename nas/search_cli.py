@@ -151,7 +151,7 @@ def default_budgets(records: list[dict[str, Any]]) -> list[float]:
     return sorted({math.ceil(float(q) * 100) / 100 for q in np.percentile(lat, [25, 50, 75, 100])}) if lat else []
 
 
-def _print_within(within: Any, target: float) -> None:
+def _print_within(within: pd.DataFrame, target: float) -> None:
     """Figure 3 read across: the best accuracy per size within each max-latency budget."""
     if within.empty:
         return
