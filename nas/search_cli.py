@@ -101,7 +101,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
                         "front_points": int(len(fronts(records).query(f"size == {n}"))) if len(ok) else 0})
     members = member_costs(records)
     # where the samples ran: device kind (records from before it was stored: the backend) and jax
-    devices = sorted({f"{v.get('device') or v.get('backend', '?')} (jax {v.get('jax', '?')})"
+    devices = sorted({f"{_device_name(v)} (jax {v.get('jax', '?')})"
                       for v in (r.get("versions") or {} for r in records) if v})
     controller = cfg.get("controller", "reinforce")
     target = float(cfg.get("reward", {}).get("target_ms", 75.0))
@@ -137,6 +137,12 @@ def run_show_cmd(args: argparse.Namespace) -> int:
                  f" (first epoch {members['first_epoch_s_mean']:.1f} s of it)")
               + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
     return 0
+
+
+def _device_name(versions: dict[str, Any]) -> str:
+    """A record's device kind (older records: the backend), with the host CPU model on a CPU."""
+    name = versions.get("device") or versions.get("backend", "?")
+    return f"{name} {versions['host_cpu']}" if versions.get("backend") == "cpu" and versions.get("host_cpu") else name
 
 
 def default_budgets(records: list[dict[str, Any]]) -> list[float]:

@@ -61,11 +61,14 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert m["first_epoch_s_mean"] is None  # one-epoch members: no first epoch to set apart
     import jax
 
-    assert s["devices"] == [f"cpu (jax {jax.__version__})"]
+    from nas.search import host_cpu
+
+    device = f"cpu {host_cpu()} (jax {jax.__version__})"  # the CPU model: XLA compiles for its instruction set
+    assert s["devices"] == [device] and host_cpu()
     assert main(["show", str(run)]) == 0
     text = capsys.readouterr().out
     assert ", reinforce, 4 samples of 2 per size" in text
-    assert "members: 6 trained (0 failed), per member mean setup" in text and f"on cpu (jax {jax.__version__})" in text
+    assert "members: 6 trained (0 failed), per member mean setup" in text and f"on {device}" in text
     assert main(["plot", str(run)]) == 0
 
 
