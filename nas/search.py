@@ -94,7 +94,8 @@ def host_cpu() -> str:
     programs for the host's instruction set, and a short training run is chaotic enough for a
     different summation order to move its result: the README demo's two one-member samples gave
     53.2% / 35.1% in one session and 60.0% / 25.9% in another, with the same code and packages,
-    each reproducible within its session (the machines' CPUs were not recorded then)."""
+    each reproducible within its session (the machines' CPUs were not recorded then); on the second
+    machine (AVX2), XLA capped at AVX gives 61.4% / 29.8% (experiments/check_isa_sensitivity.py)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
