@@ -46,17 +46,22 @@ def write_fronts(records: list[dict[str, Any]], path: Path) -> pd.DataFrame:
     return f
 
 
+def most_accurate_within(records: list[dict[str, Any]], size: int, budget_ms: float) -> dict[str, Any] | None:
+    """The most accurate successful ``size``-member record whose max member latency is within
+    ``budget_ms`` (the first in record order among equals), or None."""
+    fits = [r for r in records if r["size"] == size and r.get("status") == "ok" and r.get("accuracy") is not None
+            and r["latency_max_ms"] <= budget_ms]
+    return max(fits, key=lambda r: r["accuracy"], default=None)
+
+
 def best_within(records: list[dict[str, Any]], budgets_ms: list[float]) -> pd.DataFrame:
     """Figure 3 read at fixed latencies: per budget and size, the most accurate successful ensemble
     whose max member latency is within the budget (accuracy and sample None where none is)."""
-    df = records_frame(records)
-    ok = df[(df["status"] == "ok") & df["accuracy"].notna()]
     rows = []
     for budget in budgets_ms:
-        for n in sorted(df["size"].unique()):
-            fit = ok[(ok["size"] == n) & (ok["latency_max_ms"] <= budget)]
-            best = fit.loc[fit["accuracy"].idxmax()] if len(fit) else None
-            rows.append({"budget_ms": float(budget), "size": int(n),
+        for n in sorted({int(r["size"]) for r in records}):
+            best = most_accurate_within(records, n, budget)
+            rows.append({"budget_ms": float(budget), "size": n,
                          "accuracy": None if best is None else float(best["accuracy"]),
                          "sample": None if best is None else int(best["sample"]),
                          "latency_max_ms": None if best is None else float(best["latency_max_ms"])})

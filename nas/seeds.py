@@ -24,6 +24,7 @@ import pandas as pd
 from nas.config import SearchConfig
 from nas.ensemble import evaluate_ensemble
 from nas.evaluators import Evaluator
+from nas.pareto import most_accurate_within
 from nas.search import SearchContext, enable_compilation_cache, evaluate_members, make_space, train_missing
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -55,12 +56,6 @@ def check_members(members: int) -> None:
         raise UserError(f"--members {members}: an ensemble of copies needs at least 2")
 
 
-def best_searched(records: list[dict[str, Any]], n: int, latency_ms: float) -> dict[str, Any] | None:
-    """The most accurate successful searched n-member ensemble with max latency <= ``latency_ms``."""
-    fits = [r for r in records if r["size"] == n and r["status"] == "ok" and r["latency_max_ms"] <= latency_ms + 1e-9]
-    return max(fits, key=lambda r: (r["accuracy"], -r["latency_max_ms"]), default=None)
-
-
 def seed_ensembles(run: RunDir, config: SearchConfig, dataset: Dataset, evaluator: Evaluator,
                    chosen: list[dict[str, Any]], members: int,
                    log: Callable[[str], None] = lambda s: None) -> pd.DataFrame:
@@ -85,7 +80,7 @@ def seed_ensembles(run: RunDir, config: SearchConfig, dataset: Dataset, evaluato
         latency = float(rec["latency_max_ms"])
         for n in range(1, members + 1):
             m = evaluate_ensemble(logits[:n], split.y_val)
-            best = best_searched(records, n, latency)
+            best = most_accurate_within(records, n, latency)
             rows.append({"sample": rec["sample"], "n": n,
                          "seeds": " ".join(str(config.seed + p) for p in range(n)),
                          "accuracy": m.accuracy, "nll": m.nll, "disagreement": m.disagreement,
