@@ -11,6 +11,7 @@ already recorded are read back instead of re-evaluated.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import platform
@@ -89,6 +90,7 @@ def versions() -> dict[str, str]:
             "device": jax.devices()[0].device_kind, "host_cpu": host_cpu()}
 
 
+@functools.cache  # read once: versions() goes into every record
 def host_cpu() -> str:
     """The host's CPU model and widest vector extension, e.g. "AMD EPYC (avx2)". XLA compiles CPU
     programs for the host's instruction set, and a short training run is chaotic enough for a
@@ -96,18 +98,19 @@ def host_cpu() -> str:
     53.2% / 35.1% in one session and 60.0% / 25.9% in another, with the same code and packages,
     each reproducible within its session (the machines' CPUs were not recorded then); on the second
     machine (AVX2), XLA capped at AVX gives 61.4% / 29.8% (experiments/check_isa_sensitivity.py)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = "", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                if key.strip() == "model name" and not model:
                     model = value.strip()
                 elif key.strip() == "flags":
                     flags = set(value.split())
                     break
     except OSError:
         pass
+    model = model or platform.processor() or platform.machine()
     widest = next((x for x in ("avx512f", "avx2", "avx", "sse4_2", "asimd") if x in flags), None)
     return f"{model} ({widest})" if widest else model
 
