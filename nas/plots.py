@@ -115,6 +115,18 @@ def scaling_figure(points: Any, path: Path, title: str = "", split_name: str = "
     return path
 
 
+def _faint_samples_and_front(ax: Any, df: Any, n: int, **step_style: Any) -> None:
+    """A size's successful samples, faint, and its searched Pareto front, solid, labelled "n searched"
+    (the background of the pool and seeds figures)."""
+    c = COLORS.get(int(n), None)
+    d = df[(df["size"] == n) & (df["status"] == "ok")]
+    if not d.empty:
+        ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=12, alpha=0.3, color=c)
+        f = pareto_front(d)
+        ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5, label=f"{int(n)} searched",
+                **step_style)
+
+
 def pool_figure(records: list[dict[str, Any]], pool_front: Any, path: Path, title: str = "") -> Path:
     """Figure 3's samples (faint) and searched fronts (solid, filled markers), with the member pool's
     fronts (dashed, open markers; nas/pool.py) over them."""
@@ -122,12 +134,7 @@ def pool_figure(records: list[dict[str, Any]], pool_front: Any, path: Path, titl
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for n in sorted(set(df["size"].unique()) | set(pool_front["size"].unique() if len(pool_front) else ())):
         c = COLORS.get(int(n), None)
-        d = df[(df["size"] == n) & (df["status"] == "ok")]
-        if not d.empty:
-            ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=12, alpha=0.3, color=c)
-            f = pareto_front(d)
-            ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5, marker="o", ms=5,
-                    label=f"{int(n)} searched")
+        _faint_samples_and_front(ax, df, n, marker="o", ms=5)
         p = pool_front[pool_front["size"] == n].sort_values("latency_max_ms") if len(pool_front) else pool_front
         if len(p):
             ax.step(p["latency_max_ms"], 100 * p["accuracy"], where="post", color=c, lw=1.5, ls="--")
@@ -142,13 +149,7 @@ def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: st
     df = records_frame(records)
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for n in sorted(df["size"].unique()):
-        c = COLORS.get(int(n), None)
-        d = df[(df["size"] == n) & (df["status"] == "ok")]
-        if not d.empty:
-            ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=12, alpha=0.3, color=c)
-            f = pareto_front(d)
-            ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5,
-                    label=f"{int(n)} searched")
+        _faint_samples_and_front(ax, df, n)
     for sample, d in rows.groupby("sample", sort=False):
         d = d.sort_values("n")
         ax.plot(d["latency_max_ms"], 100 * d["accuracy"], color="gray", lw=0.8, zorder=4)
