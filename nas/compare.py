@@ -4,9 +4,10 @@ The question it answers is the one a controller has to earn its keep on: at the 
 REINFORCE (or evolution, a reward setting, a seed) find better ensembles than random search? Per
 ensemble size and run it reports the samples and the distinct members they needed (the cost: a
 member an earlier sample of the run used costs nothing again, so an evolution child usually costs
-one of its n; members a run imported from a shared --member-cache count as its own), the best accuracy, the best reward and the hypervolume of the Pareto front (accuracy up, max
-member latency down), and draws each size's fronts over each other with the best accuracy found so
-far against members trained.
+one of its n; members a run imported from a shared --member-cache count as its own), the best
+accuracy, the best reward and the hypervolume of the Pareto front (accuracy up, max member latency
+down), and draws each size's fronts over each other with the best accuracy found so far against
+members trained.
 
 Hypervolume: the area the front dominates between latency 0 and a reference latency shared by the
 compared runs (1.1 x the slowest ok sample of that size in any of them, so the slowest point still

@@ -3,6 +3,8 @@ checkout, or ``$NAS_SHARED_DIR``); tests that need them skip cleanly when they a
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -29,3 +31,9 @@ def shared_file(*parts: str) -> pathlib.Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session decodes into its own cache, never the user's."""
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+
+
+def run_module(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """``python -m ARGS`` from the checkout, unbuffered, output captured as text."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=check,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})

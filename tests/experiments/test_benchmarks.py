@@ -4,12 +4,11 @@ the CPU, and their bad-input errors."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import ROOT, shared_file
+from tests.conftest import run_module as _run
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +16,6 @@ def dataset():
     if os.path.isdir("/usr/share/datasets/fashion-mnist"):
         return "fashion_mnist"
     return f"idx:{shared_file('fashion_mnist_manual')}"
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path, dataset):

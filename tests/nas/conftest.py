@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, run_module, shared_file
 
 CONFIG = """
 from nas.config import RewardConfig, SearchConfig, SpaceConfig
@@ -39,9 +39,7 @@ def config_file(tmp_path_factory, dataset):
 
 
 def _nas(*args, check=True):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "nas", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=check)
+    return run_module("nas", *args, check=check)
 
 
 def search_killed_after(run, records_wanted, *extra, members_wanted=0):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
+from tests.conftest import run_module
 from tests.nas.conftest import _nas
 
 pytestmark = pytest.mark.xdist_group("search")
@@ -186,24 +187,15 @@ def test_seeds_trains_copies_of_the_best_member_once_and_compares_them(resumed_r
 def test_a_member_retrained_as_the_search_trained_it_reproduces_its_recorded_accuracy(resumed_run):
     """experiments/check_isa_sensitivity.py with no instruction-set cap: same host, same numbers."""
     run, _, _ = resumed_run
-    r = _run_module("experiments.check_isa_sensitivity", str(run), "--size", "2", "--sample", "1", "--position", "1",
+    r = run_module("experiments.check_isa_sensitivity", str(run), "--size", "2", "--sample", "1", "--position", "1",
                     "--isa", "native")
     assert r.returncode == 0, r.stderr[-2000:]
     row = r.stdout.strip().splitlines()[-1].split()
     record = next(json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()
                   if json.loads(l)["size"] == 2 and json.loads(l)["sample"] == 1)
     assert row[0] == "NATIVE" and float(row[1]) == float(row[2]) == round(record["members"][1]["val_accuracy"], 4)
-    bad = _run_module("experiments.check_isa_sensitivity", str(run), "--size", "2", "--sample", "1", "--isa", "AVX9")
+    bad = run_module("experiments.check_isa_sensitivity", str(run), "--size", "2", "--sample", "1", "--isa", "AVX9")
     assert bad.returncode == 2 and "choose among" in bad.stderr and bad.stderr.count("\n") == 1
-
-
-def _run_module(*args):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def _snapshot(run):
