@@ -64,6 +64,12 @@ VARIANTS: dict[str, dict[str, str]] = {
     "f32-autotune0": {"dtype": "float32", "xla": "--xla_gpu_autotune_level=0"},
     "eval-at-train-batch": {"eval_batch": "train"},
     "moving-average-bn": {"bn_stats": "moving-average"},
+    "cpu-o1": {"xla": "--xla_backend_optimization_level=1"},
+    "cpu-o0": {"xla": "--xla_backend_optimization_level=0"},
+    "cpu-cheap-llvm": {"xla": "--xla_llvm_disable_expensive_passes=true"},
+    "cpu-no-unroll": {"xla": "--xla_cpu_disable_loop_unrolling=true"},
+    "cpu-xnnpack": {"xla": "--xla_cpu_use_xnnpack=true"},
+    "cpu-onednn": {"xla": "--xla_cpu_use_onednn=true"},
 }
 TRAINER_KEYS = ("dtype", "eval_batch", "bn_stats")  # variant settings that are TrainConfig fields
 PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k training side

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nas.pareto import pareto_front, records_frame  # noqa: E402
+from nas.retrained import agreement_scope  # noqa: E402
 
 COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green", 4: "tab:red", 5: "tab:purple"}
 
@@ -160,3 +161,42 @@ def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: st
         ax.scatter([], [], marker="D", s=34, color=COLORS.get(int(n)), edgecolor="black",
                    label="the searched member" if n == 1 else f"{int(n)} copies of it (seeds)")
     return _save_latency_figure(fig, ax, path, title or "Copies of searched members against the searched fronts")
+
+
+def retrain_figure(ensembles: Any, agreement: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """One retraining setting (nas/retrained.py): left, each retrained ensemble's proxy validation
+    accuracy against its test accuracy after retraining, with the rank agreement; right, test
+    accuracy against max member latency with the retrained Pareto front per size (Figure 3 after
+    retraining). Searched ensembles filled, pool ensembles open; labels are sample numbers."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
+    for n in sorted(ensembles["size"].unique()):
+        c = COLORS.get(int(n), None)
+        d = ensembles[ensembles["size"] == n]
+        for source, face in (("searched", c), ("pool", "none")):
+            s = d[d["source"] == source]
+            if s.empty:
+                continue
+            label = f"{int(n)} member{'s' if n > 1 else ''}" + (" (pool)" if source == "pool" else "")
+            for ax, x in ((left, 100 * s["proxy_val_accuracy"]), (right, s["latency_max_ms"])):
+                ax.scatter(x, 100 * s["test_accuracy"], s=26, facecolors=face, edgecolors=c, label=label, zorder=3)
+                for xi, yi, sample in zip(x, 100 * s["test_accuracy"], s["sample"]):
+                    ax.annotate(str(sample), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=6, color=c)
+        f = pareto_front(d.assign(accuracy=d["test_accuracy"], status="ok"))
+        right.step(f["latency_max_ms"], 100 * f["test_accuracy"], where="post", color=c, lw=1.5)
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    text = "\n".join(f"{agreement_scope(a)} (n {a['n']}): Spearman {fmt(a['spearman'])}, Kendall {fmt(a['kendall'])}"
+                     for a in agreement)
+    left.text(0.02, 0.98, text, transform=left.transAxes, va="top", fontsize=7,
+              bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+    left.set_xlabel("proxy validation accuracy (%), as searched")
+    left.set_ylabel("test accuracy after retraining (%)")
+    right.set_xlabel("max member latency on Pixel 1 (ms)")
+    right.set_ylabel("test accuracy after retraining (%)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -13,6 +13,7 @@ import pandas as pd
 
 from nas.config import apply_overrides, from_dict, load_config
 from nas.pareto import best_within, fronts, json_rows, records_frame, write_fronts
+from nas.retrained_cli import print_agreement, print_retrained, retrain_plots, retrained_report
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -74,7 +75,8 @@ def make_plots(run: RunDir) -> dict[str, Path]:
     return {"fronts": run.path / "fronts.csv",
             "figure3": figure3(records, run.path / "plots" / "figure3.png", title),
             "curves": curves(records, run.updates(), run.path / "plots" / "curves.png",
-                             cfg.get("controller", "reinforce"))}
+                             cfg.get("controller", "reinforce")),
+            **retrain_plots(run)}
 
 
 def run_plot_cmd(args: argparse.Namespace) -> int:
@@ -106,13 +108,14 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     controller = cfg.get("controller", "reinforce")
     target = float(cfg.get("reward", {}).get("target_ms", 75.0))
     within = best_within(records, args.budgets or default_budgets(records))
+    retrained = retrained_report(run)
     points = front_ensembles(records) if args.front or args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
         extra = {"front": [_front_point(rec, ens) for rec, ens in points]} if args.front else {}
         print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
                           "devices": devices, "sizes": summary, "members": members,
-                          "within_budget": json_rows(within), **extra,
+                          "within_budget": json_rows(within), "retrained": retrained, **extra,
                           **({"exported": [str(p) for p in exported]} if args.export else {})}))
         return 0
     print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "
@@ -129,6 +132,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
         print(f"{len(exported)} front ensembles written to {args.export} as sizeN_sampleI.json")
     if args.front:
         _print_front(points)
+    print_retrained(retrained)
     if members["trained"]:
         print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean setup "
               f"{members['setup_s_mean']:.1f} s, compile {members['compile_s_mean']:.1f} s (tracing "
@@ -320,11 +324,15 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
                "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
                "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
-               "latency_max_ms": r["latency_max_ms"]}
+               "latency_max_ms": r["latency_max_ms"],
+               # each member's proxy accuracy next to its test accuracy (nas/retrained.py ranks them)
+               "members": [{"id": m["id"], "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy")}
+                           for m in r["members"]]}
         run.append_retrain(row)
         appended += 1
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
               f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
     print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}" if appended
           else f"every chosen ensemble was retrained earlier; results in {out_path}")
+    print_agreement(run, (args.recipe, recipe.epochs, subset or 0))
     return 0

@@ -1,0 +1,183 @@
+"""What retraining says about a search: the proxy's accuracy against accuracy after retraining.
+
+`nas retrain` appends one row per retrained ensemble to ``RUN/retrain.jsonl`` (proxy validation
+accuracy, test accuracy after the retraining recipe, each member's test accuracy). A search trusts
+its proxy (a few epochs, a held-out slice of the training split) to rank architectures as longer
+training would; this module measures whether it did, per retraining setting (recipe, epochs,
+training subset):
+
+- ``rank_agreement``: Spearman and Kendall (tau-b) correlation between proxy and test accuracy,
+  over ensembles (all sizes together and per size) and over distinct members;
+- ``retrained_fronts``: the Pareto fronts per size (test accuracy up, max member latency down), the
+  paper's Figure 3 after retraining;
+- ``against_singles``: for each retrained ensemble of two or more members, the most accurate
+  retrained single member at no higher max latency, i.e. whether the paper's claim (an ensemble of
+  smaller models beats a single model at the same cost) survives retraining.
+
+Each comparison is only over what was retrained: ``nas retrain RUN --pareto`` retrains every front
+point, the usual input.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from nas.pareto import pareto_front
+
+SETTING = ["recipe", "epochs", "train_examples"]
+COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "ensemble_id", "proxy_val_accuracy",
+           "test_accuracy", "latency_max_ms", "best_member_test_accuracy"]
+
+
+def retrain_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """``retrain.jsonl`` rows as a frame, one per retrained ensemble and setting (a setting retrained
+    twice keeps its last row). ``source`` is "pool" for ensembles of `nas retrain --pool`, else
+    "searched"; ``train_examples`` is 0 for the full training split."""
+    out = {}
+    for r in rows:
+        setting = (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0))
+        members = r.get("test_member_accuracies") or [r["test_accuracy"]]
+        out[(*setting, r["ensemble_id"])] = {
+            "recipe": setting[0], "epochs": setting[1], "train_examples": setting[2], "size": int(r["size"]),
+            "sample": r["sample"], "source": "pool" if r["sample"] == "pool" else "searched",
+            "ensemble_id": r["ensemble_id"], "proxy_val_accuracy": float(r["proxy_val_accuracy"]),
+            "test_accuracy": float(r["test_accuracy"]), "latency_max_ms": float(r["latency_max_ms"]),
+            "best_member_test_accuracy": float(max(members))}
+    return pd.DataFrame(list(out.values()), columns=COLUMNS)
+
+
+def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per distinct retrained member and setting: its proxy validation accuracy (from the
+    search's records, or from the retrain row where `nas retrain` stored it) and its test accuracy."""
+    by_ensemble = {r["ensemble_id"]: r["members"] for r in records if r.get("members")}
+    out = {}
+    for r in rows:
+        members = r.get("members") or [{"id": m.get("id"), "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy")}
+                                       for m in by_ensemble.get(r["ensemble_id"], [])]
+        tests = r.get("test_member_accuracies") or []
+        if len(members) != len(tests):  # a pool row from before rows named their members
+            continue
+        for m, test in zip(members, tests):
+            if m.get("val_accuracy") is None:
+                continue
+            key = (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0), m["id"], m.get("seed"))
+            out[key] = {"recipe": key[0], "epochs": key[1], "train_examples": key[2], "member": m["id"],
+                        "seed": m.get("seed"), "proxy_val_accuracy": float(m["val_accuracy"]),
+                        "test_accuracy": float(test)}
+    return pd.DataFrame(list(out.values()), columns=["recipe", "epochs", "train_examples", "member", "seed",
+                                                      "proxy_val_accuracy", "test_accuracy"])
+
+
+def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
+    """E.g. "fast, 4 epochs on 10,000 training images" (0 images: the whole training split)."""
+    where = f"{train_examples:,} training images" if train_examples else "the whole training split"
+    return f"{recipe}, {epochs} epoch{'s' if epochs != 1 else ''} on {where}"
+
+
+def setting_slug(recipe: str, epochs: int, train_examples: int) -> str:
+    """A file-name form of a setting, as `nas retrain` names its checkpoints: "fast4-n10000"."""
+    return f"{recipe}{epochs}" + (f"-n{train_examples}" if train_examples else "")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their ranks)."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    for v in np.unique(x):
+        tied = x == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: Iterable[float], b: Iterable[float]) -> float | None:
+    """Spearman's rank correlation (Pearson's on average ranks); None for fewer than three pairs or
+    a constant side, where it is undefined."""
+    x, y = np.asarray(list(a), float), np.asarray(list(b), float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+
+
+def kendall_tau_b(a: Iterable[float], b: Iterable[float]) -> float | None:
+    """Kendall's tau-b (ties on either side discounted); None as for ``spearman``. Pairs agree when
+    both orders go the same way: tau 0.5 means 75% of the orderable pairs agree."""
+    x, y = np.asarray(list(a), float), np.asarray(list(b), float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    concordant_minus_discordant = float((dx * dy).sum())
+    return concordant_minus_discordant / math.sqrt(float((dx != 0).sum()) * float((dy != 0).sum()))
+
+
+def rank_agreement(ensembles: pd.DataFrame, members: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per setting: Spearman and Kendall correlation of proxy and test accuracy over its ensembles
+    (``over`` "ensembles", ``size`` 0 for all sizes together, then each size) and over its distinct
+    members (``over`` "members", ``size`` 1)."""
+    rows = []
+
+    def add(setting: tuple, over: str, size: int, d: pd.DataFrame) -> None:
+        rows.append({**dict(zip(SETTING, setting)), "over": over, "size": size, "n": int(len(d)),
+                     "spearman": spearman(d["proxy_val_accuracy"], d["test_accuracy"]),
+                     "kendall": kendall_tau_b(d["proxy_val_accuracy"], d["test_accuracy"])})
+
+    for setting, d in ensembles.groupby(SETTING, sort=True):
+        add(setting, "ensembles", 0, d)
+        for n, dn in d.groupby("size", sort=True):
+            add(setting, "ensembles", int(n), dn)
+        if members is not None and len(members):
+            recipe, epochs, train_examples = setting
+            m = members[(members["recipe"] == recipe) & (members["epochs"] == epochs)
+                        & (members["train_examples"] == train_examples)]
+            if len(m):
+                add(setting, "members", 1, m)
+    return pd.DataFrame(rows, columns=[*SETTING, "over", "size", "n", "spearman", "kendall"])
+
+
+def agreement_scope(row: dict[str, Any]) -> str:
+    """What a ``rank_agreement`` row ranks: "ensembles" (all sizes), "size N" or "members"."""
+    if row["over"] == "members":
+        return "members"
+    return "ensembles" if row["size"] == 0 else f"size {row['size']}"
+
+
+def _as_records(d: pd.DataFrame) -> pd.DataFrame:
+    """A retrained frame shaped for ``pareto_front``: test accuracy as the accuracy."""
+    return d.assign(accuracy=d["test_accuracy"], status="ok")
+
+
+def retrained_fronts(ensembles: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and size, the retrained ensembles not beaten on both test accuracy and max latency."""
+    parts = [pareto_front(_as_records(d)).drop(columns=["accuracy", "status"])
+             for _, d in ensembles.groupby([*SETTING, "size"], sort=True)]
+    return pd.concat(parts) if parts else ensembles.iloc[0:0]
+
+
+def against_singles(ensembles: pd.DataFrame) -> pd.DataFrame:
+    """Each retrained ensemble of two or more members, next to the most accurate retrained single
+    member of its setting at no higher max latency (``single_*`` None where none was retrained):
+    ``margin`` is the ensemble's test accuracy minus that single's."""
+    rows = []
+    for setting, d in ensembles.groupby(SETTING, sort=True):
+        singles = d[d["size"] == 1]
+        for e in d[d["size"] > 1].sort_values(["size", "latency_max_ms"]).to_dict("records"):
+            fit = singles[singles["latency_max_ms"] <= e["latency_max_ms"]]
+            # a row as a dict: a row as a Series would turn integer sample numbers into floats
+            best = None if fit.empty else fit.to_dict("records")[int(np.argmax(fit["test_accuracy"].to_numpy()))]
+            rows.append({**dict(zip(SETTING, setting)), "size": int(e["size"]), "sample": e["sample"],
+                         "test_accuracy": float(e["test_accuracy"]), "latency_max_ms": float(e["latency_max_ms"]),
+                         "single_sample": None if best is None else best["sample"],
+                         "single_test_accuracy": None if best is None else float(best["test_accuracy"]),
+                         "single_latency_max_ms": None if best is None else float(best["latency_max_ms"]),
+                         "margin": None if best is None else float(e["test_accuracy"] - best["test_accuracy"])})
+    # built as objects so that sample numbers stay ints beside None (or "pool"), then typed
+    columns = [*SETTING, "size", "sample", "test_accuracy", "latency_max_ms", "single_sample", "single_test_accuracy",
+               "single_latency_max_ms", "margin"]
+    return pd.DataFrame(rows, columns=columns, dtype=object).astype(
+        {"epochs": int, "train_examples": int, "size": int, "test_accuracy": float, "latency_max_ms": float,
+         "single_test_accuracy": float, "single_latency_max_ms": float, "margin": float})

@@ -1,0 +1,106 @@
+"""Retraining results in `nas show`, `nas plot` and at the end of `nas retrain` (nas/retrained.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nas.pareto import json_rows
+from nas.retrained import (SETTING, against_singles, agreement_scope, member_frame, rank_agreement, retrain_frame,
+                           setting_label, setting_slug)
+from nas.store import RunDir
+
+
+def retrained_report(run: RunDir) -> list[dict[str, Any]]:
+    """Per retraining setting of the run (none: an empty list): its label, rank agreement rows,
+    retrained ensembles (by size, then max latency) and their comparison with retrained singles."""
+    rows = run.retrains()
+    if not rows:
+        return []
+    records = run.records()
+    ensembles = retrain_frame(rows)
+    agreement = rank_agreement(ensembles, member_frame(rows, records))
+    versus = against_singles(ensembles)
+    out = []
+    for setting, d in ensembles.groupby(SETTING, sort=True):
+        recipe, epochs, train_examples = setting
+        same = lambda f: f[(f["recipe"] == recipe) & (f["epochs"] == epochs)  # noqa: E731
+                           & (f["train_examples"] == train_examples)].drop(columns=SETTING)
+        out.append({"recipe": recipe, "epochs": int(epochs), "train_examples": int(train_examples),
+                    "label": setting_label(recipe, int(epochs), int(train_examples)),
+                    "slug": setting_slug(recipe, int(epochs), int(train_examples)),
+                    "agreement": json_rows(same(agreement)),
+                    "ensembles": json_rows(same(d).sort_values(["size", "latency_max_ms"])),
+                    "against_singles": json_rows(same(versus))})
+    return out
+
+
+def _corr(row: dict[str, Any]) -> str:
+    f = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    return f"Spearman {f(row['spearman'])}, Kendall {f(row['kendall'])} (n {row['n']})"
+
+
+def agreement_line(setting: dict[str, Any]) -> str:
+    """How well the proxy ranked what was retrained, over ensembles of all sizes, each size, members."""
+    parts = []
+    for a in setting["agreement"]:
+        parts.append(f"{agreement_scope(a)} {_corr(a)}")
+    return "proxy -> test rank agreement: " + "; ".join(parts)
+
+
+def versus_line(setting: dict[str, Any]) -> str | None:
+    """How many retrained ensembles of each size beat every retrained single at no higher max latency."""
+    versus = pd.DataFrame(setting["against_singles"])
+    if versus.empty:
+        return None
+    parts = []
+    for n, d in versus.groupby("size"):
+        compared = d[d["margin"].notna()]
+        parts.append(f"{int(n)} members: {int((compared['margin'] > 0).sum())} of {len(compared)}"
+                     + (f" ({len(d) - len(compared)} faster than every retrained single)" if len(compared) < len(d)
+                        else ""))
+    return "ensembles more accurate than every retrained single at no higher max latency: " + "; ".join(parts)
+
+
+def print_retrained(report: list[dict[str, Any]]) -> None:
+    """`nas show`'s retraining section: per setting, agreement, the comparison with singles and a table."""
+    for s in report:
+        n = len(s["ensembles"])
+        print(f"retrained ({s['label']}; {n} ensemble{'s' if n != 1 else ''}, test accuracy):")
+        print(f"  {agreement_line(s)}")
+        line = versus_line(s)
+        if line:
+            print(f"  {line}")
+        versus = {(v["size"], str(v["sample"])): v for v in s["against_singles"]}
+        print(f"  {'size':>4}{'sample':>8}{'proxy val':>11}{'test':>8}{'best member':>13}{'max ms':>8}"
+              f"   vs best single at no higher latency")
+        for e in s["ensembles"]:
+            v = versus.get((e["size"], str(e["sample"])))
+            against = "" if v is None else ("(none as fast)" if v["margin"] is None else
+                                           f"{100 * v['margin']:+.2f} pts (#{v['single_sample']}, "
+                                           f"{v['single_latency_max_ms']:.2f} ms)")
+            print(f"  {e['size']:>4}{str(e['sample']):>8}{e['proxy_val_accuracy']:>11.4f}{e['test_accuracy']:>8.4f}"
+                  f"{e['best_member_test_accuracy']:>13.4f}{e['latency_max_ms']:>8.2f}   {against}".rstrip())
+
+
+def print_agreement(run: RunDir, setting: tuple[str, int, int]) -> None:
+    """After `nas retrain`: the setting's agreement line (with three or more ensembles retrained)."""
+    for s in retrained_report(run):
+        if (s["recipe"], s["epochs"], s["train_examples"]) == setting and len(s["ensembles"]) >= 3:
+            print(agreement_line(s))
+
+
+def retrain_plots(run: RunDir, title: str = "") -> dict[str, Path]:
+    """One figure per retraining setting, ``plots/retrain-SLUG.png`` (none without retrains)."""
+    from nas.plots import retrain_figure
+
+    out = {}
+    for s in retrained_report(run):
+        (run.path / "plots").mkdir(exist_ok=True)
+        path = run.path / "plots" / f"retrain-{s['slug']}.png"
+        out[f"retrain {s['slug']}"] = retrain_figure(
+            pd.DataFrame(s["ensembles"]), s["agreement"], path,
+            title or f"Retrained ({s['label']}): proxy against test accuracy, and the fronts after retraining")
+    return out

@@ -1,0 +1,110 @@
+"""Retraining results: rank agreement, retrained fronts, ensembles against singles, `nas show` / `nas plot`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nas.retrained import (against_singles, kendall_tau_b, member_frame, rank_agreement, retrain_frame,
+                           retrained_fronts, spearman)
+
+
+def _row(size, sample, proxy, test, ms, members=None, recipe="fast", epochs=4, train_examples=10000, eid=None):
+    return {"ensemble_id": eid or f"e{size}-{sample}", "size": size, "sample": sample, "recipe": recipe,
+            "epochs": epochs, "train_examples": train_examples, "proxy_val_accuracy": proxy, "test_accuracy": test,
+            "test_member_accuracies": members or [test], "latency_max_ms": ms}
+
+
+ROWS = [_row(1, 3, 0.60, 0.80, 1.0), _row(1, 7, 0.65, 0.82, 2.0), _row(1, 9, 0.70, 0.81, 4.0),
+        _row(2, 4, 0.68, 0.84, 2.5, [0.80, 0.81]), _row(2, 8, 0.66, 0.80, 1.5, [0.78, 0.79]),
+        _row(3, 2, 0.71, 0.85, 0.9, [0.80, 0.79, 0.78])]
+
+
+def test_rank_correlations_match_their_definitions():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau_b([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # one discordant pair of six: (5 - 1) / 6
+    assert kendall_tau_b([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+    # with ties: scipy's tau-b and Spearman (average ranks) on the same data
+    a, b = [1, 1, 2, 3, 5, 5], [2, 1, 1, 4, 3, 3]
+    assert kendall_tau_b(a, b) == pytest.approx(0.46153846153846156)
+    assert spearman(a, b) == pytest.approx(0.6818181818181817)
+    # undefined: fewer than three pairs, or one side constant
+    assert spearman([1, 2], [1, 2]) is None and kendall_tau_b([1, 2, 3], [5, 5, 5]) is None
+
+
+def test_the_frame_keeps_one_row_per_setting_and_ensemble_and_marks_the_pool():
+    rows = ROWS + [_row(1, 3, 0.60, 0.83, 1.0),  # the same ensemble retrained again: the last row counts
+                   _row(1, "pool", 0.61, 0.79, 0.8),
+                   _row(1, 3, 0.60, 0.70, 1.0, epochs=1, train_examples=None)]  # another setting, whole split
+    df = retrain_frame(rows)
+    assert len(df) == 8
+    again = df[(df["sample"] == 3) & (df["epochs"] == 4)]
+    assert again["test_accuracy"].tolist() == [0.83]
+    assert df[df["sample"] == "pool"]["source"].tolist() == ["pool"]
+    assert df[df["epochs"] == 1]["train_examples"].tolist() == [0]
+    assert df[df["sample"] == 4]["best_member_test_accuracy"].tolist() == [0.81]
+
+
+def test_agreement_per_size_over_all_sizes_and_over_members():
+    records = [{"ensemble_id": "e2-4", "members": [{"id": "a", "seed": 0, "val_accuracy": 0.5},
+                                                   {"id": "b", "seed": 1, "val_accuracy": 0.6}]}]
+    rows = ROWS + [{**_row(2, "pool", 0.7, 0.9, 3.0, [0.7, 0.75]),
+                    "members": [{"id": "c", "seed": 0, "val_accuracy": 0.55}, {"id": "a", "seed": 0,
+                                                                               "val_accuracy": 0.5}]}]
+    members = member_frame(rows, records)
+    # a and b from the records (their retrain row has no members), c from its row; a counted once
+    assert sorted(members["member"]) == ["a", "b", "c"]
+    ag = rank_agreement(retrain_frame(rows), members)
+    whole = ag[(ag["over"] == "ensembles") & (ag["size"] == 0)].iloc[0]
+    df = retrain_frame(rows)
+    assert whole["n"] == 7 and whole["spearman"] == pytest.approx(spearman(df["proxy_val_accuracy"],
+                                                                           df["test_accuracy"]))
+    one = ag[(ag["over"] == "ensembles") & (ag["size"] == 1)].iloc[0]
+    assert one["n"] == 3 and one["kendall"] == pytest.approx(1 / 3)  # 0.60<0.65<0.70 vs 0.80<0.82>0.81
+    assert ag[ag["size"] == 3]["spearman"].isna().all()  # one triple: undefined, not a number
+    m = ag[ag["over"] == "members"].iloc[0]
+    assert m["n"] == 3
+
+
+def test_fronts_and_the_comparison_with_singles_use_test_accuracy():
+    df = retrain_frame(ROWS)
+    f = retrained_fronts(df)
+    assert f[f["size"] == 1]["sample"].tolist() == [3, 7]  # #9 is slower and less accurate than #7
+    v = against_singles(df).set_index("sample")
+    # pair #8 (1.5 ms): single #3 (1.0 ms, 0.80) is the best within it: margin 0
+    assert v.loc[8, "single_sample"] == 3 and v.loc[8, "margin"] == pytest.approx(0.0)
+    # pair #4 (2.5 ms): single #7 (0.82) -> +2 points
+    assert v.loc[4, "single_sample"] == 7 and v.loc[4, "margin"] == pytest.approx(0.02)
+    # triple #2 is faster than every retrained single
+    assert v.loc[2, "single_sample"] is None and np.isnan(v.loc[2, "margin"])
+
+
+def test_show_and_plot_report_the_retrains(tmp_path, capsys):
+    from nas.cli import main
+
+    run = tmp_path / "run"
+    (run / "members").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"dataset": "fashion_mnist", "sizes": [1, 2, 3],
+                                                 "samples_per_size": 3, "controller": "random",
+                                                 "reward": {"target_ms": 3.0}}))
+    records = [{"size": r["size"], "sample": r["sample"], "status": "ok", "accuracy": r["proxy_val_accuracy"],
+                "latency_max_ms": r["latency_max_ms"], "latency_sum_ms": r["latency_max_ms"] * r["size"],
+                "flops": 1, "params": 1, "reward": r["proxy_val_accuracy"], "ensemble_id": r["ensemble_id"],
+                "members": []} for r in ROWS]
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "retrain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert main(["show", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "retrained (fast, 4 epochs on 10,000 training images; 6 ensembles, test accuracy):" in out
+    assert "ensembles Spearman" in out and "size 1 Spearman" in out
+    assert "2 members: 1 of 2" in out and "3 members: 0 of 0 (1 faster than every retrained single)" in out
+    assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out
+    assert main(["show", str(run), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    setting, = shown["retrained"]
+    assert setting["slug"] == "fast4-n10000" and len(setting["ensembles"]) == 6
+    assert all(a["spearman"] is None or np.isfinite(a["spearman"]) for a in setting["agreement"])
+    assert main(["plot", str(run)]) == 0
+    png = run / "plots" / "retrain-fast4-n10000.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
