@@ -209,6 +209,10 @@ def test_progress_clock():
     assert _progress(3, 30, 125.0) == "[3/30, 2m05s, about 18m45s left] "
     assert _progress(1, 2, 4000.0) == "[1/2, 1h06m, about 1h06m left] "
     assert _progress(2, 2, 59.6) == "[2/2, 1m00s] "
+    # from the second member on, the pace after the first: the first finished at 65 s, the second
+    # 30 s later, so 28 members more take 28 x 30 s, not 28 x 47.5 s
+    assert _progress(2, 30, 95.0, first_s=65.0) == "[2/30, 1m35s, about 14m00s left] "
+    assert _progress(1, 30, 65.0, first_s=65.0) == "[1/30, 1m05s, about 31m25s left] "
 
 
 def test_seed_ensembles_reuse_the_searched_member_and_compare_at_its_latency(tmp_path):
