@@ -11,8 +11,9 @@ training subset):
 - ``retrained_fronts``: the Pareto fronts per size (test accuracy up, max member latency down), the
   paper's Figure 3 after retraining;
 - ``against_singles``: for each retrained ensemble of two or more members, the most accurate
-  retrained single member at no higher max latency, i.e. whether the paper's claim (an ensemble of
-  smaller models beats a single model at the same cost) survives retraining.
+  retrained single model at no higher max latency (a one-member ensemble, or any retrained member,
+  its own included), i.e. whether the paper's claim (an ensemble of smaller models beats a single
+  model at the same cost) survives retraining.
 
 Each comparison is only over what was retrained: ``nas retrain RUN --pareto`` retrains every front
 point, the usual input.
@@ -50,14 +51,20 @@ def retrain_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(out.values()), columns=COLUMNS)
 
 
+MEMBER_COLUMNS = ["recipe", "epochs", "train_examples", "member", "seed", "proxy_val_accuracy", "test_accuracy",
+                  "latency_ms", "size", "sample"]
+
+
 def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per distinct retrained member and setting: its proxy validation accuracy (from the
-    search's records, or from the retrain row where `nas retrain` stored it) and its test accuracy."""
+    """One row per distinct retrained member (id and seed) and setting: its proxy validation accuracy
+    and Pixel-1 latency (from the search's records, or from the retrain row where `nas retrain`
+    stored them), its test accuracy, and the ``size`` and ``sample`` of an ensemble it was retrained
+    in (a one-member one where there is one). Each is a single model trained as the recipe says, so
+    a member of a retrained pair is also a retrained single of its own latency."""
     by_ensemble = {r["ensemble_id"]: r["members"] for r in records if r.get("members")}
-    out = {}
+    out: dict[tuple, dict[str, Any]] = {}
     for r in rows:
-        members = r.get("members") or [{"id": m.get("id"), "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy")}
-                                       for m in by_ensemble.get(r["ensemble_id"], [])]
+        members = r.get("members") or by_ensemble.get(r["ensemble_id"], [])
         tests = r.get("test_member_accuracies") or []
         if len(members) != len(tests):  # a pool row from before rows named their members
             continue
@@ -65,11 +72,14 @@ def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any
             if m.get("val_accuracy") is None:
                 continue
             key = (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0), m["id"], m.get("seed"))
+            if key in out and out[key]["size"] <= int(r["size"]):
+                continue
+            latency = m.get("latency_ms")
             out[key] = {"recipe": key[0], "epochs": key[1], "train_examples": key[2], "member": m["id"],
                         "seed": m.get("seed"), "proxy_val_accuracy": float(m["val_accuracy"]),
-                        "test_accuracy": float(test)}
-    return pd.DataFrame(list(out.values()), columns=["recipe", "epochs", "train_examples", "member", "seed",
-                                                      "proxy_val_accuracy", "test_accuracy"])
+                        "test_accuracy": float(test), "latency_ms": None if latency is None else float(latency),
+                        "size": int(r["size"]), "sample": r["sample"]}
+    return pd.DataFrame(list(out.values()), columns=MEMBER_COLUMNS).astype({"sample": object})
 
 
 def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
@@ -158,26 +168,38 @@ def retrained_fronts(ensembles: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts) if parts else ensembles.iloc[0:0]
 
 
-def against_singles(ensembles: pd.DataFrame) -> pd.DataFrame:
-    """Each retrained ensemble of two or more members, next to the most accurate retrained single
-    member of its setting at no higher max latency (``single_*`` None where none was retrained):
-    ``margin`` is the ensemble's test accuracy minus that single's."""
+def against_singles(ensembles: pd.DataFrame, members: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each retrained ensemble of two or more members next to the most accurate retrained single
+    model of its setting at no higher max latency (``single_*`` None where there is none): the
+    retrained one-member ensembles and, with ``members`` (``member_frame``), every retrained member
+    of a larger ensemble as well, its own members included. ``single`` names it ("#7": the one-member
+    sample 7; "in 2-member #18": a member of that sample); ``margin`` is the ensemble's test accuracy
+    minus the single's."""
+    singles = ensembles[ensembles["size"] == 1].assign(
+        latency_ms=ensembles["latency_max_ms"], single=[f"#{s}" for s in ensembles[ensembles["size"] == 1]["sample"]])
+    if members is not None and len(members):
+        part = members[(members["size"] > 1) & members["latency_ms"].notna()]
+        part = part.assign(single=[f"in {n}-member #{s}" for n, s in zip(part["size"], part["sample"])])
+        singles = pd.concat([singles[[*SETTING, "single", "test_accuracy", "latency_ms"]],
+                             part[[*SETTING, "single", "test_accuracy", "latency_ms"]]], ignore_index=True)
     rows = []
     for setting, d in ensembles.groupby(SETTING, sort=True):
-        singles = d[d["size"] == 1]
+        recipe, epochs, train_examples = setting
+        mine = singles[(singles["recipe"] == recipe) & (singles["epochs"] == epochs)
+                       & (singles["train_examples"] == train_examples)]
         for e in d[d["size"] > 1].sort_values(["size", "latency_max_ms"]).to_dict("records"):
-            fit = singles[singles["latency_max_ms"] <= e["latency_max_ms"]]
+            fit = mine[mine["latency_ms"] <= e["latency_max_ms"]]
             # a row as a dict: a row as a Series would turn integer sample numbers into floats
             best = None if fit.empty else fit.to_dict("records")[int(np.argmax(fit["test_accuracy"].to_numpy()))]
             rows.append({**dict(zip(SETTING, setting)), "size": int(e["size"]), "sample": e["sample"],
                          "test_accuracy": float(e["test_accuracy"]), "latency_max_ms": float(e["latency_max_ms"]),
-                         "single_sample": None if best is None else best["sample"],
+                         "single": None if best is None else best["single"],
                          "single_test_accuracy": None if best is None else float(best["test_accuracy"]),
-                         "single_latency_max_ms": None if best is None else float(best["latency_max_ms"]),
+                         "single_latency_ms": None if best is None else float(best["latency_ms"]),
                          "margin": None if best is None else float(e["test_accuracy"] - best["test_accuracy"])})
-    # built as objects so that sample numbers stay ints beside None (or "pool"), then typed
-    columns = [*SETTING, "size", "sample", "test_accuracy", "latency_max_ms", "single_sample", "single_test_accuracy",
-               "single_latency_max_ms", "margin"]
+    # built as objects so that sample numbers stay ints beside "pool", then typed
+    columns = [*SETTING, "size", "sample", "test_accuracy", "latency_max_ms", "single", "single_test_accuracy",
+               "single_latency_ms", "margin"]
     return pd.DataFrame(rows, columns=columns, dtype=object).astype(
         {"epochs": int, "train_examples": int, "size": int, "test_accuracy": float, "latency_max_ms": float,
-         "single_test_accuracy": float, "single_latency_max_ms": float, "margin": float})
+         "single_test_accuracy": float, "single_latency_ms": float, "margin": float})

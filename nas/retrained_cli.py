@@ -21,8 +21,9 @@ def retrained_report(run: RunDir) -> list[dict[str, Any]]:
         return []
     records = run.records()
     ensembles = retrain_frame(rows)
-    agreement = rank_agreement(ensembles, member_frame(rows, records))
-    versus = against_singles(ensembles)
+    members = member_frame(rows, records)
+    agreement = rank_agreement(ensembles, members)
+    versus = against_singles(ensembles, members)
     out = []
     for setting, d in ensembles.groupby(SETTING, sort=True):
         recipe, epochs, train_examples = setting
@@ -37,17 +38,12 @@ def retrained_report(run: RunDir) -> list[dict[str, Any]]:
     return out
 
 
-def _corr(row: dict[str, Any]) -> str:
-    f = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-    return f"Spearman {f(row['spearman'])}, Kendall {f(row['kendall'])} (n {row['n']})"
-
-
 def agreement_line(setting: dict[str, Any]) -> str:
-    """How well the proxy ranked what was retrained, over ensembles of all sizes, each size, members."""
-    parts = []
-    for a in setting["agreement"]:
-        parts.append(f"{agreement_scope(a)} {_corr(a)}")
-    return "proxy -> test rank agreement: " + "; ".join(parts)
+    """How well the proxy ranked what was retrained, over ensembles of all sizes, each size, members:
+    "ensembles 0.62, 0.47 (n 19); size 1 ...", Spearman then Kendall ("-" where undefined)."""
+    f = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    return "; ".join(f"{agreement_scope(a)} {f(a['spearman'])}, {f(a['kendall'])} (n {a['n']})"
+                     for a in setting["agreement"])
 
 
 def versus_line(setting: dict[str, Any]) -> str | None:
@@ -61,7 +57,8 @@ def versus_line(setting: dict[str, Any]) -> str | None:
         parts.append(f"{int(n)} members: {int((compared['margin'] > 0).sum())} of {len(compared)}"
                      + (f" ({len(d) - len(compared)} faster than every retrained single)" if len(compared) < len(d)
                         else ""))
-    return "ensembles more accurate than every retrained single at no higher max latency: " + "; ".join(parts)
+    return ("ensembles above every retrained single model (one-member samples, members) at no higher max latency: "
+            + "; ".join(parts))
 
 
 def print_retrained(report: list[dict[str, Any]]) -> None:
@@ -69,7 +66,7 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
     for s in report:
         n = len(s["ensembles"])
         print(f"retrained ({s['label']}; {n} ensemble{'s' if n != 1 else ''}, test accuracy):")
-        print(f"  {agreement_line(s)}")
+        print(f"  proxy -> test rank agreement (Spearman, Kendall tau-b): {agreement_line(s)}")
         line = versus_line(s)
         if line:
             print(f"  {line}")
@@ -79,8 +76,8 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
         for e in s["ensembles"]:
             v = versus.get((e["size"], str(e["sample"])))
             against = "" if v is None else ("(none as fast)" if v["margin"] is None else
-                                           f"{100 * v['margin']:+.2f} pts (#{v['single_sample']}, "
-                                           f"{v['single_latency_max_ms']:.2f} ms)")
+                                           f"{100 * v['margin']:+.2f} pts ({v['single']}, "
+                                           f"{v['single_latency_ms']:.2f} ms)")
             print(f"  {e['size']:>4}{str(e['sample']):>8}{e['proxy_val_accuracy']:>11.4f}{e['test_accuracy']:>8.4f}"
                   f"{e['best_member_test_accuracy']:>13.4f}{e['latency_max_ms']:>8.2f}   {against}".rstrip())
 
@@ -89,7 +86,7 @@ def print_agreement(run: RunDir, setting: tuple[str, int, int]) -> None:
     """After `nas retrain`: the setting's agreement line (with three or more ensembles retrained)."""
     for s in retrained_report(run):
         if (s["recipe"], s["epochs"], s["train_examples"]) == setting and len(s["ensembles"]) >= 3:
-            print(agreement_line(s))
+            print(f"proxy -> test rank agreement (Spearman, Kendall tau-b): {agreement_line(s)}")
 
 
 def retrain_plots(run: RunDir, title: str = "") -> dict[str, Path]:

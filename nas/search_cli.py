@@ -326,8 +326,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
                "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
                "latency_max_ms": r["latency_max_ms"],
                # each member's proxy accuracy next to its test accuracy (nas/retrained.py ranks them)
-               "members": [{"id": m["id"], "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy")}
-                           for m in r["members"]]}
+               "members": [{"id": m["id"], "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy"),
+                            "latency_ms": m.get("latency_ms")} for m in r["members"]]}
         run.append_retrain(row)
         appended += 1
         print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "

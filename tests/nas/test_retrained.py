@@ -73,11 +73,24 @@ def test_fronts_and_the_comparison_with_singles_use_test_accuracy():
     assert f[f["size"] == 1]["sample"].tolist() == [3, 7]  # #9 is slower and less accurate than #7
     v = against_singles(df).set_index("sample")
     # pair #8 (1.5 ms): single #3 (1.0 ms, 0.80) is the best within it: margin 0
-    assert v.loc[8, "single_sample"] == 3 and v.loc[8, "margin"] == pytest.approx(0.0)
+    assert v.loc[8, "single"] == "#3" and v.loc[8, "margin"] == pytest.approx(0.0)
     # pair #4 (2.5 ms): single #7 (0.82) -> +2 points
-    assert v.loc[4, "single_sample"] == 7 and v.loc[4, "margin"] == pytest.approx(0.02)
-    # triple #2 is faster than every retrained single
-    assert v.loc[2, "single_sample"] is None and np.isnan(v.loc[2, "margin"])
+    assert v.loc[4, "single"] == "#7" and v.loc[4, "margin"] == pytest.approx(0.02)
+    # triple #2 is faster than every retrained one-member sample
+    assert v.loc[2, "single"] is None and np.isnan(v.loc[2, "margin"])
+
+    # retrained members are single models too: pair #4's faster member (0.81 at 1.2 ms) beats pair #8
+    # (0.80 at 1.5 ms), and triple #2 is compared with its own best member
+    def member(i, acc, ms):
+        return {"id": i, "seed": 0, "val_accuracy": acc, "latency_ms": ms}
+
+    records = [{"ensemble_id": "e2-4", "members": [member("a", 0.6, 2.5), member("b", 0.6, 1.2)]},
+               {"ensemble_id": "e3-2", "members": [member("c", 0.6, 0.9), member("d", 0.6, 0.5),
+                                                   member("e", 0.6, 0.3)]}]
+    v = against_singles(df, member_frame(ROWS, records)).set_index("sample")
+    assert v.loc[8, "single"] == "in 2-member #4" and v.loc[8, "margin"] == pytest.approx(-0.01)
+    assert v.loc[2, "single"] == "in 3-member #2" and v.loc[2, "margin"] == pytest.approx(0.05)
+    assert v.loc[4, "single"] == "#7"
 
 
 def test_show_and_plot_report_the_retrains(tmp_path, capsys):
@@ -97,9 +110,9 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     assert main(["show", str(run)]) == 0
     out = capsys.readouterr().out
     assert "retrained (fast, 4 epochs on 10,000 training images; 6 ensembles, test accuracy):" in out
-    assert "ensembles Spearman" in out and "size 1 Spearman" in out
+    assert "rank agreement (Spearman, Kendall tau-b): ensembles " in out and "; size 1 " in out
     assert "2 members: 1 of 2" in out and "3 members: 0 of 0 (1 faster than every retrained single)" in out
-    assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out
+    assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out  # records name no members here
     assert main(["show", str(run), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     setting, = shown["retrained"]
