@@ -146,6 +146,16 @@ def test_exports_give_a_search_the_variants_environment():
         assert r.returncode != 0 and "changes the trainer config" in r.stderr
 
 
+
+def test_cpu_compile_variants_run_only_when_named():
+    from experiments.bench_compile_options import DEFAULT_VARIANTS, VARIANTS, variant_env
+
+    cpu = [n for n in VARIANTS if n.startswith("cpu-")]
+    assert cpu and not set(cpu) & set(DEFAULT_VARIANTS) and "default" in DEFAULT_VARIANTS
+    assert variant_env("cpu-o0", {"XLA_FLAGS": "--xla_cpu_max_isa=AVX"})["XLA_FLAGS"] == (
+        "--xla_cpu_max_isa=AVX --xla_backend_optimization_level=0")  # added to what the caller set
+
+
 def test_jax_vs_torch_benchmark_trains_what_the_mobilenetv2_study_trains():
     """The GPU session shares one compilation cache between the study and the benchmark's JAX half;
     that reuse needs the same network and the same training config."""
