@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nas.pareto import pareto_front, records_frame  # noqa: E402
-from nas.retrained import agreement_scope  # noqa: E402
+from nas.retrained import agreement_scope, retrained_fronts  # noqa: E402
 
 COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green", 4: "tab:red", 5: "tab:purple"}
 
@@ -181,7 +181,7 @@ def retrain_figure(ensembles: Any, agreement: list[dict[str, Any]], path: Path, 
                 ax.scatter(x, 100 * s["test_accuracy"], s=26, facecolors=face, edgecolors=c, label=label, zorder=3)
                 for xi, yi, sample in zip(x, 100 * s["test_accuracy"], s["sample"]):
                     ax.annotate(str(sample), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=6, color=c)
-        f = pareto_front(d.assign(accuracy=d["test_accuracy"], status="ok"))
+        f = retrained_fronts(d)
         right.step(f["latency_max_ms"], 100 * f["test_accuracy"], where="post", color=c, lw=1.5)
     fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     text = "\n".join(f"{agreement_scope(a)} (n {a['n']}): Spearman {fmt(a['spearman'])}, Kendall {fmt(a['kendall'])}"

@@ -34,6 +34,12 @@ COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "en
            "test_accuracy", "latency_max_ms", "best_member_test_accuracy"]
 
 
+def in_setting(df: pd.DataFrame, setting: tuple[str, int, int]) -> pd.DataFrame:
+    """The rows of ``df`` retrained with ``setting`` (recipe, epochs, train_examples)."""
+    recipe, epochs, train_examples = setting
+    return df[(df["recipe"] == recipe) & (df["epochs"] == epochs) & (df["train_examples"] == train_examples)]
+
+
 def retrain_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """``retrain.jsonl`` rows as a frame, one per retrained ensemble and setting (a setting retrained
     twice keeps its last row). ``source`` is "pool" for ensembles of `nas retrain --pool`, else
@@ -141,9 +147,7 @@ def rank_agreement(ensembles: pd.DataFrame, members: pd.DataFrame | None = None)
         for n, dn in d.groupby("size", sort=True):
             add(setting, "ensembles", int(n), dn)
         if members is not None and len(members):
-            recipe, epochs, train_examples = setting
-            m = members[(members["recipe"] == recipe) & (members["epochs"] == epochs)
-                        & (members["train_examples"] == train_examples)]
+            m = in_setting(members, setting)
             if len(m):
                 add(setting, "members", 1, m)
     return pd.DataFrame(rows, columns=[*SETTING, "over", "size", "n", "spearman", "kendall"])
@@ -162,9 +166,11 @@ def _as_records(d: pd.DataFrame) -> pd.DataFrame:
 
 
 def retrained_fronts(ensembles: pd.DataFrame) -> pd.DataFrame:
-    """Per setting and size, the retrained ensembles not beaten on both test accuracy and max latency."""
+    """Per setting and size, the retrained ensembles not beaten on both test accuracy and max latency
+    (per size alone for a frame of one setting without its setting columns)."""
+    keys = [c for c in [*SETTING, "size"] if c in ensembles.columns]
     parts = [pareto_front(_as_records(d)).drop(columns=["accuracy", "status"])
-             for _, d in ensembles.groupby([*SETTING, "size"], sort=True)]
+             for _, d in ensembles.groupby(keys, sort=True)]
     return pd.concat(parts) if parts else ensembles.iloc[0:0]
 
 
@@ -184,9 +190,7 @@ def against_singles(ensembles: pd.DataFrame, members: pd.DataFrame | None = None
                              part[[*SETTING, "single", "test_accuracy", "latency_ms"]]], ignore_index=True)
     rows = []
     for setting, d in ensembles.groupby(SETTING, sort=True):
-        recipe, epochs, train_examples = setting
-        mine = singles[(singles["recipe"] == recipe) & (singles["epochs"] == epochs)
-                       & (singles["train_examples"] == train_examples)]
+        mine = in_setting(singles, setting)
         for e in d[d["size"] > 1].sort_values(["size", "latency_max_ms"]).to_dict("records"):
             fit = mine[mine["latency_ms"] <= e["latency_max_ms"]]
             # a row as a dict: a row as a Series would turn integer sample numbers into floats

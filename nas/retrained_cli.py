@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from nas.pareto import json_rows
-from nas.retrained import (SETTING, against_singles, agreement_scope, member_frame, rank_agreement, retrain_frame,
-                           setting_label, setting_slug)
+from nas.retrained import (SETTING, against_singles, agreement_scope, in_setting, member_frame, rank_agreement,
+                           retrain_frame, setting_label, setting_slug)
 from nas.store import RunDir
 
 
@@ -27,8 +27,7 @@ def retrained_report(run: RunDir) -> list[dict[str, Any]]:
     out = []
     for setting, d in ensembles.groupby(SETTING, sort=True):
         recipe, epochs, train_examples = setting
-        same = lambda f: f[(f["recipe"] == recipe) & (f["epochs"] == epochs)  # noqa: E731
-                           & (f["train_examples"] == train_examples)].drop(columns=SETTING)
+        same = lambda f: in_setting(f, setting).drop(columns=SETTING)  # noqa: E731
         out.append({"recipe": recipe, "epochs": int(epochs), "train_examples": int(train_examples),
                     "label": setting_label(recipe, int(epochs), int(train_examples)),
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
