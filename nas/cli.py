@@ -334,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrain", help="retrain the best ensembles of a run to convergence; test accuracy",
                        description="Retrain the top-K ensembles by reward (or every Pareto point; or, with --pool, "
                                    "ensembles recombined from the trained members) with a full recipe "
-                                   "and report test accuracy next to the proxy validation accuracy.")
+                                   "and report test accuracy next to the proxy validation accuracy. Results go to "
+                                   "RUN/retrain.jsonl; `nas show RUN` then ranks proxy against test accuracy and "
+                                   "compares the retrained ensembles with the retrained single models, and "
+                                   "`nas plot RUN` draws plots/retrain-SETTING.png.")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--top", type=_positive_int, default=1)
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
