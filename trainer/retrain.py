@@ -82,7 +82,9 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
             restored = mngr.restore(latest, args=ocp.args.StandardRestore(template))
             trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
             start_epoch, curve = latest, [float(x) for x in restored["curve"]]
-        compile_s = trainer.compile()
+        # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
+        # program is not compiled, and the scoring program compiles on first use.
+        compile_s = trainer.compile() if start_epoch < config.epochs else 0.0
         t0 = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
             losses = trainer.run_epoch(epoch)

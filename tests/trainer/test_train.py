@@ -144,6 +144,11 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     assert resumed["resumed_from_epoch"] >= 1 and fresh["resumed_from_epoch"] == 0
     assert resumed["loss_curve"] == fresh["loss_curve"]
     assert resumed["test_accuracy"] == fresh["test_accuracy"]
+    # a finished run only scores again: the same accuracy, no training program compiled
+    again = json.loads(subprocess.run(cmd(tmp_path / "fresh"), env=env, capture_output=True, check=True,
+                                      cwd=ROOT).stdout)
+    assert again["resumed_from_epoch"] == 3 and again["compile_s"] == 0.0
+    assert again["test_accuracy"] == fresh["test_accuracy"] and again["loss_curve"] == fresh["loss_curve"]
 
 
 def test_the_configs_init_scheme_draws_the_members_weights(fashion):
