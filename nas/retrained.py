@@ -8,6 +8,8 @@ training subset):
 
 - ``rank_agreement``: Spearman and Kendall (tau-b) correlation between proxy and test accuracy,
   over ensembles (all sizes together and per size) and over distinct members;
+- ``proxy_picks``: per size, the proxy's most accurate retrained ensemble against the most
+  accurate after retraining (the regret of trusting the proxy among what was retrained);
 - ``retrained_fronts``: the Pareto fronts per size (test accuracy up, max member latency down), the
   paper's Figure 3 after retraining;
 - ``against_singles``: for each retrained ensemble of two or more members, the most accurate
@@ -151,6 +153,25 @@ def rank_agreement(ensembles: pd.DataFrame, members: pd.DataFrame | None = None)
             if len(m):
                 add(setting, "members", 1, m)
     return pd.DataFrame(rows, columns=[*SETTING, "over", "size", "n", "spearman", "kendall"])
+
+
+def proxy_picks(ensembles: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and size: the retrained ensemble the proxy ranked first (``pick``, its test
+    accuracy) and the one most accurate after retraining (``best``), and ``regret``, the test
+    accuracy lost by trusting the proxy (0 when it picked the best; ties: the first retrained)."""
+    rows = []
+    for (recipe, epochs, train_examples, size), d in ensembles.groupby([*SETTING, "size"], sort=True):
+        pick = d.to_dict("records")[int(np.argmax(d["proxy_val_accuracy"].to_numpy()))]
+        best = d.to_dict("records")[int(np.argmax(d["test_accuracy"].to_numpy()))]
+        rows.append({"recipe": recipe, "epochs": epochs, "train_examples": train_examples, "size": int(size),
+                     "n": int(len(d)), "pick_sample": pick["sample"], "pick_test_accuracy": pick["test_accuracy"],
+                     "best_sample": best["sample"], "best_test_accuracy": best["test_accuracy"],
+                     "regret": best["test_accuracy"] - pick["test_accuracy"]})
+    columns = [*SETTING, "size", "n", "pick_sample", "pick_test_accuracy", "best_sample", "best_test_accuracy",
+               "regret"]
+    return pd.DataFrame(rows, columns=columns, dtype=object).astype(
+        {"epochs": int, "train_examples": int, "size": int, "n": int, "pick_test_accuracy": float,
+         "best_test_accuracy": float, "regret": float})
 
 
 def agreement_scope(row: dict[str, Any]) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from nas.pareto import json_rows
-from nas.retrained import (SETTING, against_singles, agreement_scope, in_setting, member_frame, rank_agreement,
-                           retrain_frame, setting_label, setting_slug)
+from nas.retrained import (SETTING, against_singles, agreement_scope, in_setting, member_frame, proxy_picks,
+                           rank_agreement, retrain_frame, setting_label, setting_slug)
 from nas.store import RunDir
 
 
@@ -24,6 +24,7 @@ def retrained_report(run: RunDir) -> list[dict[str, Any]]:
     members = member_frame(rows, records)
     agreement = rank_agreement(ensembles, members)
     versus = against_singles(ensembles, members)
+    picks = proxy_picks(ensembles)
     out = []
     for setting, d in ensembles.groupby(SETTING, sort=True):
         recipe, epochs, train_examples = setting
@@ -33,7 +34,7 @@ def retrained_report(run: RunDir) -> list[dict[str, Any]]:
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
                     "agreement": json_rows(same(agreement)),
                     "ensembles": json_rows(same(d).sort_values(["size", "latency_max_ms"])),
-                    "against_singles": json_rows(same(versus))})
+                    "against_singles": json_rows(same(versus)), "proxy_picks": json_rows(same(picks))})
     return out
 
 
@@ -43,6 +44,17 @@ def agreement_line(setting: dict[str, Any]) -> str:
     f = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     return "; ".join(f"{agreement_scope(a)} {f(a['spearman'])}, {f(a['kendall'])} (n {a['n']})"
                      for a in setting["agreement"])
+
+
+def picks_line(setting: dict[str, Any]) -> str:
+    """Per size: the proxy's first choice among the retrained, after retraining, against the best."""
+    parts = []
+    for p in setting["proxy_picks"]:
+        same = p["pick_sample"] == p["best_sample"]
+        parts.append(f"size {p['size']} #{p['pick_sample']} {100 * p['pick_test_accuracy']:.2f}%"
+                     + (" (the best)" if same else f" (best #{p['best_sample']} {100 * p['best_test_accuracy']:.2f}%, "
+                                                    f"{100 * p['regret']:.2f} pts lost)"))
+    return "the proxy's first choice per size, after retraining: " + "; ".join(parts)
 
 
 def versus_line(setting: dict[str, Any]) -> str | None:
@@ -66,6 +78,7 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
         n = len(s["ensembles"])
         print(f"retrained ({s['label']}; {n} ensemble{'s' if n != 1 else ''}, test accuracy):")
         print(f"  proxy -> test rank agreement (Spearman, Kendall tau-b): {agreement_line(s)}")
+        print(f"  {picks_line(s)}")
         line = versus_line(s)
         if line:
             print(f"  {line}")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nas.retrained import (against_singles, kendall_tau_b, member_frame, rank_agreement, retrain_frame,
+from nas.retrained import (against_singles, kendall_tau_b, member_frame, proxy_picks, rank_agreement, retrain_frame,
                            retrained_fronts, spearman)
 
 
@@ -93,6 +93,15 @@ def test_fronts_and_the_comparison_with_singles_use_test_accuracy():
     assert v.loc[4, "single"] == "#7"
 
 
+def test_the_proxys_first_choice_against_the_best_after_retraining():
+    picks = proxy_picks(retrain_frame(ROWS)).set_index("size")
+    # singles: the proxy picks #9 (0.70), which retrains to 0.81; #7 reaches 0.82
+    assert picks.loc[1, "pick_sample"] == 9 and picks.loc[1, "best_sample"] == 7
+    assert picks.loc[1, "regret"] == pytest.approx(0.01) and picks.loc[1, "n"] == 3
+    # pairs: #4 is first on both
+    assert picks.loc[2, "pick_sample"] == picks.loc[2, "best_sample"] == 4 and picks.loc[2, "regret"] == 0
+
+
 def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     from nas.cli import main
 
@@ -112,6 +121,7 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     assert "retrained (fast, 4 epochs on 10,000 training images; 6 ensembles, test accuracy):" in out
     assert "rank agreement (Spearman, Kendall tau-b): ensembles " in out and "; size 1 " in out
     assert "2 members: 1 of 2" in out and "3 members: 0 of 0 (1 faster than every retrained single)" in out
+    assert "size 1 #9 81.00% (best #7 82.00%, 1.00 pts lost); size 2 #4 84.00% (the best)" in out
     assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out  # records name no members here
     assert main(["show", str(run), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
