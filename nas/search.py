@@ -146,8 +146,8 @@ def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult, progress: 
     return summary
 
 
-def _progress(done: int, total: int, elapsed_s: float, first_s: float | None = None) -> str:
-    """'[3/30, 2m05s, about 18m left] ': members finished this round, wall time so far, and the
+def progress_prefix(done: int, total: int, elapsed_s: float, first_s: float | None = None) -> str:
+    """'[3/30, 2m05s, about 18m left] ': members finished (this round's, or `nas retrain`'s), wall time so far, and the
     time the rest would take at the round's pace so far. ``first_s``: when the first member finished;
     from the second member on the pace is that of the finishes after it, since the first one's time
     includes its whole compile, which a pipelined backend overlaps with training for the others (on
@@ -186,7 +186,7 @@ def train_missing(ctx: SearchContext, ensembles: list[EnsembleSpec]) -> None:
     for done, (job, r) in enumerate(ctx.evaluator.evaluate_many(list(jobs.values()), ctx.split, ctx.config.trainer), 1):
         elapsed = time.perf_counter() - start
         first = elapsed if first is None else first
-        _save_result(ctx, job, r, _progress(done, len(jobs), elapsed, first))
+        _save_result(ctx, job, r, progress_prefix(done, len(jobs), elapsed, first))
 
 
 def evaluate_members(ctx: SearchContext, ens: EnsembleSpec) -> list[tuple[dict[str, Any], np.ndarray | None]]:

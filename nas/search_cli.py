@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from nas.config import apply_overrides, from_dict, load_config
 from nas.pareto import best_within, fronts, json_rows, records_frame, write_fronts
+from nas.retrained import setting_label
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots, retrained_report
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -264,9 +266,29 @@ def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int)
              "latency_max_ms": r["latency_max_ms"], "members": r["members"]} for r in rows]
 
 
+def searched_choices(records: list[dict[str, Any]], where: Path, size: int | None, sample: int | None, pareto: bool,
+                     top: int) -> list[dict[str, Any]]:
+    """The searched samples `nas retrain` retrains (of ``size`` members, or any): ``sample``, every
+    Pareto point, or the ``top`` by reward. Raises UserError when there is none to retrain."""
+    records = [r for r in records if r["status"] == "ok" and (size is None or r["size"] == size)]
+    if not records:
+        raise UserError(f"{where}: no successful samples{f' of size {size}' if size else ''} to retrain")
+    if sample is not None:  # a chosen point, e.g. one numbered on Figure 3 / in `nas show --front`
+        chosen = [r for r in records if r["sample"] == sample]
+        if not chosen:
+            raise UserError(f"--sample {sample}: no successful sample of that number of size {size} "
+                            f"(samples {', '.join(str(r['sample']) for r in records)})")
+        return chosen
+    if pareto:
+        ids = set(fronts(records)["ensemble_id"])
+        return [r for r in records if r["ensemble_id"] in ids]
+    return sorted(records, key=lambda r: -r["reward"])[:top]
+
+
 def run_retrain_cmd(args: argparse.Namespace) -> int:
     """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
     from nas.ensemble import evaluate_ensemble
+    from nas.search import progress_prefix
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import load_dataset, test_split
     from trainer.retrain import RECIPES, retrain, with_epochs
@@ -280,19 +302,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
         chosen = pool_choices(run, ds, args.size, args.pareto, args.top)
     else:
-        records = [r for r in run.records() if r["status"] == "ok" and (args.size is None or r["size"] == args.size)]
-        if not records:
-            raise UserError(f"{run.path}: no successful samples{f' of size {args.size}' if args.size else ''} to retrain")
-        if args.sample is not None:  # a chosen point, e.g. one numbered on Figure 3 / in `nas show --front`
-            chosen = [r for r in records if r["sample"] == args.sample]
-            if not chosen:
-                raise UserError(f"--sample {args.sample}: no successful sample of that number of size {args.size} "
-                                f"(samples {', '.join(str(r['sample']) for r in records)})")
-        elif args.pareto:
-            ids = set(fronts(records)["ensemble_id"])
-            chosen = [r for r in records if r["ensemble_id"] in ids]
-        else:
-            chosen = sorted(records, key=lambda r: -r["reward"])[: args.top]
+        chosen = searched_choices(run.records(), run.path, args.size, args.sample, args.pareto, args.top)
     recipe = with_epochs(RECIPES[args.recipe], args.epochs)
     if ds is None:
         ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
@@ -303,6 +313,20 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     out_path = run.path / "retrain.jsonl"
     appended = 0
     finished = {(x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")): x for x in run.retrains()}
+    todo = [r for r in chosen if (r["ensemble_id"], args.recipe, recipe.epochs, subset) not in finished]
+
+    def member_run(pos: int, m: dict[str, Any]) -> tuple[int, Path]:
+        # the seed it was searched with; records from before members carried one: search seed + position
+        seed = int(m.get("seed", cfg.seed + pos))
+        return seed, run.path / "retrain" / (f"{m['id'][:16]}-seed{seed}-{args.recipe}{recipe.epochs}"
+                                              + (f"-n{subset}" if subset else ""))
+
+    checkpoints = list(dict.fromkeys(member_run(pos, m)[1] for r in todo for pos, m in enumerate(r["members"])))
+    if todo:
+        print(f"retraining {len(todo)} ensemble{'s' if len(todo) != 1 else ''}: {len(checkpoints)} distinct "
+              f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(args.recipe, recipe.epochs, subset or 0)})",
+              file=sys.stderr)
+    start, done = time.perf_counter(), set()
     for r in chosen:
         prior = finished.get((r["ensemble_id"], args.recipe, recipe.epochs, subset))
         if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
@@ -311,15 +335,18 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
             continue
         logits = []
         for pos, m in enumerate(r["members"]):
-            spec = spec_from_dict(m["spec"])
-            # the seed it was searched with; records from before members carried one: search seed + position
-            seed = int(m.get("seed", cfg.seed + pos))
-            ckpt = run.path / "retrain" / (f"{m['id'][:16]}-seed{seed}-{args.recipe}{recipe.epochs}"
-                                           + (f"-n{subset}" if subset else ""))
-            print(f"retraining {m['id'][:12]} ({args.recipe}, {recipe.epochs} epochs) -> {ckpt}", file=sys.stderr)
-            res = retrain(spec, ds, recipe, seed, ckpt, every=args.every,
+            seed, ckpt = member_run(pos, m)
+            print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
+            res = retrain(spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every,
                           progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
             logits.append(res.test_logits)
+            if ckpt not in done:
+                done.add(ckpt)
+                elapsed = time.perf_counter() - start
+                # members train one after another, each with its own compile: the mean pace, not the
+                # pace after the first (which suits a pipelined search round)
+                print(f"  {progress_prefix(len(done), len(checkpoints), elapsed)}member {m['id'][:12]} "
+                      f"seed {seed}: test {res.test_accuracy:.4f}", file=sys.stderr, flush=True)
         metrics = evaluate_ensemble(logits, ds.y_test)
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
                "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],

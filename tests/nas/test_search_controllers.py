@@ -204,7 +204,7 @@ def test_the_log_counts_rounds_and_members_with_the_time_left(tmp_path):
 
 
 def test_progress_clock():
-    from nas.search import _progress
+    from nas.search import progress_prefix as _progress
 
     assert _progress(3, 30, 125.0) == "[3/30, 2m05s, about 18m45s left] "
     assert _progress(1, 2, 4000.0) == "[1/2, 1h06m, about 1h06m left] "
