@@ -127,6 +127,7 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     shown = json.loads(capsys.readouterr().out)
     setting, = shown["retrained"]
     assert setting["slug"] == "fast4-n10000" and len(setting["ensembles"]) == 6
+    assert [p["size"] for p in setting["proxy_picks"]] == [1, 2, 3] and len(setting["against_singles"]) == 3
     assert all(a["spearman"] is None or np.isfinite(a["spearman"]) for a in setting["agreement"])
     assert main(["plot", str(run)]) == 0
     png = run / "plots" / "retrain-fast4-n10000.png"
