@@ -163,12 +163,16 @@ def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: st
     return _save_latency_figure(fig, ax, path, title or "Copies of searched members against the searched fronts")
 
 
-def retrain_figure(ensembles: Any, agreement: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """One retraining setting (nas/retrained.py): left, each retrained ensemble's proxy validation
-    accuracy against its test accuracy after retraining, with the rank agreement; right, test
-    accuracy against max member latency with the retrained Pareto front per size (Figure 3 after
-    retraining). Searched ensembles filled, pool ensembles open; labels are sample numbers."""
+    accuracy against its test accuracy after retraining (and each distinct member's, alone, as gray
+    crosses), with the rank agreement; right, test accuracy against max member latency with the
+    retrained Pareto front per size (Figure 3 after retraining). Searched ensembles filled, pool
+    ensembles open; labels are sample numbers."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
+    if len(members):
+        left.scatter(100 * members["proxy_val_accuracy"], 100 * members["test_accuracy"], marker="x", s=16,
+                     color="0.55", lw=0.8, label="members, each alone", zorder=2)
     for n in sorted(ensembles["size"].unique()):
         c = COLORS.get(int(n), None)
         d = ensembles[ensembles["size"] == n]

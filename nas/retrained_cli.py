@@ -8,14 +8,15 @@ from typing import Any
 import pandas as pd
 
 from nas.pareto import json_rows
-from nas.retrained import (SETTING, against_singles, agreement_scope, in_setting, member_frame, proxy_picks,
+from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_scope, in_setting, member_frame, proxy_picks,
                            rank_agreement, retrain_frame, setting_label, setting_slug)
 from nas.store import RunDir
 
 
 def retrained_report(run: RunDir) -> list[dict[str, Any]]:
     """Per retraining setting of the run (none: an empty list): its label, rank agreement rows,
-    retrained ensembles (by size, then max latency) and their comparison with retrained singles."""
+    retrained ensembles (by size, then max latency), their comparison with retrained singles, the
+    proxy's first choices, and the distinct retrained members."""
     rows = run.retrains()
     if not rows:
         return []
@@ -34,7 +35,8 @@ def retrained_report(run: RunDir) -> list[dict[str, Any]]:
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
                     "agreement": json_rows(same(agreement)),
                     "ensembles": json_rows(same(d).sort_values(["size", "latency_max_ms"])),
-                    "against_singles": json_rows(same(versus)), "proxy_picks": json_rows(same(picks))})
+                    "against_singles": json_rows(same(versus)), "proxy_picks": json_rows(same(picks)),
+                    "members": json_rows(same(members))})
     return out
 
 
@@ -110,6 +112,6 @@ def retrain_plots(run: RunDir, title: str = "") -> dict[str, Path]:
         (run.path / "plots").mkdir(exist_ok=True)
         path = run.path / "plots" / f"retrain-{s['slug']}.png"
         out[f"retrain {s['slug']}"] = retrain_figure(
-            pd.DataFrame(s["ensembles"]), s["agreement"], path,
+            pd.DataFrame(s["ensembles"]), pd.DataFrame(s["members"], columns=MEMBER_COLUMNS), s["agreement"], path,
             title or f"Retrained ({s['label']}): proxy against test accuracy, and the fronts after retraining")
     return out
