@@ -202,8 +202,8 @@ def against_singles(ensembles: pd.DataFrame, members: pd.DataFrame | None = None
     of a larger ensemble as well, its own members included. ``single`` names it ("#7": the one-member
     sample 7; "in 2-member #18": a member of that sample); ``margin`` is the ensemble's test accuracy
     minus the single's."""
-    singles = ensembles[ensembles["size"] == 1].assign(
-        latency_ms=ensembles["latency_max_ms"], single=[f"#{s}" for s in ensembles[ensembles["size"] == 1]["sample"]])
+    ones = ensembles[ensembles["size"] == 1]
+    singles = ones.assign(latency_ms=ones["latency_max_ms"], single=[f"#{s}" for s in ones["sample"]])
     if members is not None and len(members):
         part = members[(members["size"] > 1) & members["latency_ms"].notna()]
         part = part.assign(single=[f"in {n}-member #{s}" for n, s in zip(part["size"], part["sample"])])

@@ -91,6 +91,9 @@ def test_fronts_and_the_comparison_with_singles_use_test_accuracy():
     assert v.loc[8, "single"] == "in 2-member #4" and v.loc[8, "margin"] == pytest.approx(-0.01)
     assert v.loc[2, "single"] == "in 3-member #2" and v.loc[2, "margin"] == pytest.approx(0.05)
     assert v.loc[4, "single"] == "#7"
+    # with no single retrained at all, a pair has nothing to be compared with
+    alone = against_singles(retrain_frame(ROWS[3:4]), member_frame(ROWS[3:4], []))
+    assert alone["single"].tolist() == [None] and alone["margin"].isna().all()
 
 
 def test_the_proxys_first_choice_against_the_best_after_retraining():
