@@ -164,11 +164,12 @@ def proxy_picks(ensembles: pd.DataFrame) -> pd.DataFrame:
         pick = d.to_dict("records")[int(np.argmax(d["proxy_val_accuracy"].to_numpy()))]
         best = d.to_dict("records")[int(np.argmax(d["test_accuracy"].to_numpy()))]
         rows.append({"recipe": recipe, "epochs": epochs, "train_examples": train_examples, "size": int(size),
-                     "n": int(len(d)), "pick_sample": pick["sample"], "pick_test_accuracy": pick["test_accuracy"],
-                     "best_sample": best["sample"], "best_test_accuracy": best["test_accuracy"],
+                     "n": int(len(d)), "pick_sample": pick["sample"], "pick_ensemble_id": pick["ensemble_id"],
+                     "pick_test_accuracy": pick["test_accuracy"], "best_sample": best["sample"],
+                     "best_ensemble_id": best["ensemble_id"], "best_test_accuracy": best["test_accuracy"],
                      "regret": best["test_accuracy"] - pick["test_accuracy"]})
-    columns = [*SETTING, "size", "n", "pick_sample", "pick_test_accuracy", "best_sample", "best_test_accuracy",
-               "regret"]
+    columns = [*SETTING, "size", "n", "pick_sample", "pick_ensemble_id", "pick_test_accuracy", "best_sample",
+               "best_ensemble_id", "best_test_accuracy", "regret"]
     return pd.DataFrame(rows, columns=columns, dtype=object).astype(
         {"epochs": int, "train_examples": int, "size": int, "n": int, "pick_test_accuracy": float,
          "best_test_accuracy": float, "regret": float})
@@ -217,14 +218,14 @@ def against_singles(ensembles: pd.DataFrame, members: pd.DataFrame | None = None
             # a row as a dict: a row as a Series would turn integer sample numbers into floats
             best = None if fit.empty else fit.to_dict("records")[int(np.argmax(fit["test_accuracy"].to_numpy()))]
             rows.append({**dict(zip(SETTING, setting)), "size": int(e["size"]), "sample": e["sample"],
-                         "test_accuracy": float(e["test_accuracy"]), "latency_max_ms": float(e["latency_max_ms"]),
+                         "ensemble_id": e["ensemble_id"], "test_accuracy": float(e["test_accuracy"]), "latency_max_ms": float(e["latency_max_ms"]),
                          "single": None if best is None else best["single"],
                          "single_test_accuracy": None if best is None else float(best["test_accuracy"]),
                          "single_latency_ms": None if best is None else float(best["latency_ms"]),
                          "margin": None if best is None else float(e["test_accuracy"] - best["test_accuracy"])})
     # built as objects so that sample numbers stay ints beside "pool", then typed
-    columns = [*SETTING, "size", "sample", "test_accuracy", "latency_max_ms", "single", "single_test_accuracy",
-               "single_latency_ms", "margin"]
+    columns = [*SETTING, "size", "sample", "ensemble_id", "test_accuracy", "latency_max_ms", "single",
+               "single_test_accuracy", "single_latency_ms", "margin"]
     return pd.DataFrame(rows, columns=columns, dtype=object).astype(
         {"epochs": int, "train_examples": int, "size": int, "test_accuracy": float, "latency_max_ms": float,
          "single_test_accuracy": float, "single_latency_ms": float, "margin": float})

@@ -52,7 +52,7 @@ def picks_line(setting: dict[str, Any]) -> str:
     """Per size: the proxy's first choice among the retrained, after retraining, against the best."""
     parts = []
     for p in setting["proxy_picks"]:
-        same = p["pick_sample"] == p["best_sample"]
+        same = p["pick_ensemble_id"] == p["best_ensemble_id"]  # sample numbers repeat: "pool"
         parts.append(f"size {p['size']} #{p['pick_sample']} {100 * p['pick_test_accuracy']:.2f}%"
                      + (" (the best)" if same else f" (best #{p['best_sample']} {100 * p['best_test_accuracy']:.2f}%, "
                                                     f"{100 * p['regret']:.2f} pts lost)"))
@@ -84,11 +84,11 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
         line = versus_line(s)
         if line:
             print(f"  {line}")
-        versus = {(v["size"], str(v["sample"])): v for v in s["against_singles"]}
+        versus = {v["ensemble_id"]: v for v in s["against_singles"]}  # sample numbers repeat: "pool"
         print(f"  {'size':>4}{'sample':>8}{'proxy val':>11}{'test':>8}{'best member':>13}{'max ms':>8}"
               f"   vs best single at no higher latency")
         for e in s["ensembles"]:
-            v = versus.get((e["size"], str(e["sample"])))
+            v = versus.get(e["ensemble_id"])
             against = "" if v is None else ("(none as fast)" if v["margin"] is None else
                                            f"{100 * v['margin']:+.2f} pts ({v['single']}, "
                                            f"{v['single_latency_ms']:.2f} ms)")

@@ -126,6 +126,16 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     assert "2 members: 1 of 2" in out and "3 members: 0 of 0 (1 faster than every retrained single)" in out
     assert "size 1 #9 81.00% (best #7 82.00%, 1.00 pts lost); size 2 #4 84.00% (the best)" in out
     assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out  # records name no members here
+    # pool ensembles share the sample "pool": each row still gets its own comparison
+    pool = [_row(2, "pool", 0.60, 0.83, 1.2, [0.8, 0.8], eid="p1"),
+            _row(2, "pool", 0.65, 0.86, 2.5, [0.8, 0.8], eid="p2")]
+    (run / "retrain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS + pool))
+    assert main(["show", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "+3.00 pts (#3, 1.00 ms)" in out and "+4.00 pts (#7, 2.00 ms)" in out
+    # the proxy's first pair is #4 (0.68); the best after retraining is the pool's p2 (0.86)
+    assert "size 2 #4 84.00% (best #pool 86.00%, 2.00 pts lost)" in out
+    (run / "retrain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     assert main(["show", str(run), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     setting, = shown["retrained"]
