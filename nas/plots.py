@@ -170,9 +170,11 @@ def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]]
     retrained Pareto front per size (Figure 3 after retraining). Searched ensembles filled, pool
     ensembles open; labels are sample numbers."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
-    if len(members):
+    if len(members):  # each a single model too: on the right, the rivals `nas show` compares ensembles with
         left.scatter(100 * members["proxy_val_accuracy"], 100 * members["test_accuracy"], marker="x", s=16,
                      color="0.55", lw=0.8, label="members, each alone", zorder=2)
+        right.scatter(members["latency_ms"], 100 * members["test_accuracy"], marker="x", s=16, color="0.55", lw=0.8,
+                      label="members, each alone", zorder=2)
     for n in sorted(ensembles["size"].unique()):
         c = COLORS.get(int(n), None)
         d = ensembles[ensembles["size"] == n]
@@ -183,7 +185,7 @@ def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]]
             label = f"{int(n)} member{'s' if n > 1 else ''}" + (" (pool)" if source == "pool" else "")
             for ax, x in ((left, 100 * s["proxy_val_accuracy"]), (right, s["latency_max_ms"])):
                 ax.scatter(x, 100 * s["test_accuracy"], s=26, facecolors=face, edgecolors=c, label=label, zorder=3)
-                for xi, yi, sample in zip(x, 100 * s["test_accuracy"], s["sample"]):
+                for xi, yi, sample in zip(x, 100 * s["test_accuracy"], s["sample"] if source == "searched" else ()):
                     ax.annotate(str(sample), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=6, color=c)
         f = retrained_fronts(d)
         right.step(f["latency_max_ms"], 100 * f["test_accuracy"], where="post", color=c, lw=1.5)

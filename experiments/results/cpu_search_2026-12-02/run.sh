@@ -5,7 +5,8 @@ nas show runs/search_cpu --front > experiments/results/cpu_search_2026-12-02/sho
 nas pool runs/search_cpu > experiments/results/cpu_search_2026-12-02/pool.txt
 nas seeds runs/search_cpu --sample 9 --sample 23 --sample 7 --sample 20 --sample 29 --sample 26 --members 3 > experiments/results/cpu_search_2026-12-02/seeds.txt
 # Retraining: every front point, then every one-member sample, 4 fast-recipe epochs on 10,000 images
-nas retrain runs/search_cpu --pareto --recipe fast --epochs 4 --train-examples 10000 2> experiments/results/cpu_search_2026-12-02/retrain_front.log
-nas retrain runs/search_cpu --size 1 --top 30 --recipe fast --epochs 4 --train-examples 10000 2> experiments/results/cpu_search_2026-12-02/retrain_singles.log
+nas retrain runs/search_cpu --pareto --recipe fast --epochs 4 --train-examples 10000 > experiments/results/cpu_search_2026-12-02/retrain_front.log 2>&1
+nas retrain runs/search_cpu --size 1 --top 30 --recipe fast --epochs 4 --train-examples 10000 > experiments/results/cpu_search_2026-12-02/retrain_singles.log 2>&1
+nas retrain runs/search_cpu --pool --pareto --recipe fast --epochs 4 --train-examples 10000 > experiments/results/cpu_search_2026-12-02/retrain_pool.log 2>&1
 nas show runs/search_cpu > experiments/results/cpu_search_2026-12-02/retrained.txt
 nas plot runs/search_cpu     # plots/retrain-fast4-n10000.png
