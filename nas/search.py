@@ -147,11 +147,12 @@ def _save_result(ctx: SearchContext, job: MemberJob, r: MemberResult, progress: 
 
 
 def progress_prefix(done: int, total: int, elapsed_s: float, first_s: float | None = None) -> str:
-    """'[3/30, 2m05s, about 18m left] ': members finished (this round's, or `nas retrain`'s), wall time so far, and the
-    time the rest would take at the round's pace so far. ``first_s``: when the first member finished;
-    from the second member on the pace is that of the finishes after it, since the first one's time
-    includes its whole compile, which a pipelined backend overlaps with training for the others (on
-    the 2-core CPU, a first member after about 65 s, the next every 30 s; CPU search of 2026-12-02)."""
+    """'[3/30, 2m05s, about 18m left] ': members finished (of a search round, or of `nas retrain`),
+    wall time so far, and the time the rest would take at the pace so far. ``first_s``: when the
+    first member finished; from the second member on the pace is that of the finishes after it,
+    since the first one's time includes its whole compile, which a pipelined backend overlaps with
+    training for the others (on the 2-core CPU, a first member after about 65 s, the next every
+    30 s; CPU search of 2026-12-02). Without it, the mean pace (members one after another)."""
     if done >= 2 and first_s is not None:
         left = (elapsed_s - first_s) / (done - 1) * (total - done)
     else:
