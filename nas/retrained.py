@@ -218,7 +218,8 @@ def against_singles(ensembles: pd.DataFrame, members: pd.DataFrame | None = None
             # a row as a dict: a row as a Series would turn integer sample numbers into floats
             best = None if fit.empty else fit.to_dict("records")[int(np.argmax(fit["test_accuracy"].to_numpy()))]
             rows.append({**dict(zip(SETTING, setting)), "size": int(e["size"]), "sample": e["sample"],
-                         "ensemble_id": e["ensemble_id"], "test_accuracy": float(e["test_accuracy"]), "latency_max_ms": float(e["latency_max_ms"]),
+                         "ensemble_id": e["ensemble_id"], "test_accuracy": float(e["test_accuracy"]),
+                         "latency_max_ms": float(e["latency_max_ms"]),
                          "single": None if best is None else best["single"],
                          "single_test_accuracy": None if best is None else float(best["test_accuracy"]),
                          "single_latency_ms": None if best is None else float(best["latency_ms"]),

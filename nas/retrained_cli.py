@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from nas.pareto import json_rows
-from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_scope, in_setting, member_frame, proxy_picks,
-                           rank_agreement, retrain_frame, setting_label, setting_slug)
+from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_scope, in_setting, member_frame,
+                           proxy_picks, rank_agreement, retrain_frame, setting_label, setting_slug)
 from nas.store import RunDir
 
 
