@@ -26,9 +26,10 @@ ISAS = ("NATIVE", "AVX512", "AVX2", "AVX", "SSE4_2")  # NATIVE: no cap, the host
 def _train_one(run: str, size: int, sample: int, position: int) -> None:
     """In the child process: train the member and print one JSON line."""
     from nas.config import from_dict
+    from nas.search import member_seed, search_split
     from nas.store import RunDir
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset, validation_split
+    from trainer.data import load_dataset
     from trainer.train import prepare_member, run_member
 
     rd = RunDir(run)
@@ -36,9 +37,9 @@ def _train_one(run: str, size: int, sample: int, position: int) -> None:
     record = next(r for r in rd.records() if r["size"] == size and r["sample"] == sample)
     member = record["members"][position]
     ds = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
-    split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
-    seed = int(member.get("seed", config.seed + position))
-    result = run_member(prepare_member(spec_from_dict(member["spec"]), split, config.trainer, seed))
+    split = search_split(config, ds)
+    result = run_member(prepare_member(spec_from_dict(member["spec"]), split, config.trainer,
+                                       member_seed(member, config.seed, position)))
     print(json.dumps({"val_accuracy": result.val_accuracy, "recorded": member.get("val_accuracy")}))
 
 

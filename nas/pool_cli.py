@@ -23,15 +23,17 @@ def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
     """The labels of the run's validation split: as the search stored them, else (a run from before
     they were stored, or ``ds`` given) carved again as the search carved them from ``ds``, the
     run's data set, loaded when not given."""
-    from trainer.data import load_dataset, validation_split
-
     cfg = from_dict(run.read_config())
     if ds is None:
         stored = run.validation_labels()
         if stored is not None:
             return stored
+        from trainer.data import load_dataset
+
         ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
-    return validation_split(ds, cfg.val_size, seed=cfg.seed, train_examples=cfg.train_examples).y_val
+    from nas.search import search_split
+
+    return search_split(cfg, ds).y_val
 
 
 def run_pool_cmd(args: argparse.Namespace) -> int:

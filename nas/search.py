@@ -127,6 +127,18 @@ class SearchContext:
     shared: Path | None = None  # a member cache shared with other runs (nas search --member-cache)
 
 
+def search_split(config: SearchConfig, dataset: Dataset) -> Split:
+    """The validation split a search of ``config`` carves from ``dataset`` (its seed, size and
+    training subset): the same images for every command that reads the run afterwards."""
+    return validation_split(dataset, config.val_size, seed=config.seed, train_examples=config.train_examples)
+
+
+def member_seed(member: dict[str, Any], search_seed: int, position: int) -> int:
+    """The seed a recorded member was trained with: its own, or, for records from before members
+    carried one, what ``member_jobs`` gives (search seed + position)."""
+    return int(member.get("seed", search_seed + position))
+
+
 def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
     """Each member trains with seed = search seed + its position (so equal specs still differ)."""
     jobs = []
@@ -267,7 +279,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
-    split = validation_split(ds, config.val_size, seed=config.seed, train_examples=config.train_examples)
+    split = search_split(config, ds)
     run.write_validation_labels(split.y_val)
     decode = make_space(config, split.native_resolution)
     own = evaluator is None

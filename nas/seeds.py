@@ -25,12 +25,13 @@ from nas.config import SearchConfig
 from nas.ensemble import evaluate_ensemble
 from nas.evaluators import Evaluator
 from nas.pareto import most_accurate_within
-from nas.search import SearchContext, enable_compilation_cache, evaluate_members, make_space, train_missing
+from nas.search import (SearchContext, enable_compilation_cache, evaluate_members, make_space, search_split,
+                        train_missing)
 from nas.store import RunDir
 from search_space.errors import UserError
 from search_space.spec import EnsembleSpec
 from search_space.spec import from_dict as spec_from_dict
-from trainer.data import Dataset, validation_split
+from trainer.data import Dataset
 
 COLUMNS = ["sample", "n", "seeds", "accuracy", "nll", "disagreement", "member_accuracies", "latency_max_ms",
            "searched_sample", "searched_accuracy", "searched_disagreement", "searched_latency_max_ms", "gain"]
@@ -64,7 +65,7 @@ def seed_ensembles(run: RunDir, config: SearchConfig, dataset: Dataset, evaluato
     copies over it; None where the search has no such ensemble)."""
     check_members(members)
     enable_compilation_cache(run)  # the search's compiled programs: a copy compiles nothing new
-    split = validation_split(dataset, config.val_size, seed=config.seed, train_examples=config.train_examples)
+    split = search_split(config, dataset)
     ctx = SearchContext(config, run, split, make_space(config, split.native_resolution), evaluator, log)
     ensembles = [EnsembleSpec((spec_from_dict(r["members"][0]["spec"]),) * members) for r in chosen]
     train_missing(ctx, ensembles)
