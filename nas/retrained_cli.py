@@ -13,14 +13,15 @@ from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_s
 from nas.store import RunDir
 
 
-def retrained_report(run: RunDir) -> list[dict[str, Any]]:
+def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per retraining setting of the run (none: an empty list): its label, rank agreement rows,
     retrained ensembles (by size, then max latency), their comparison with retrained singles, the
-    proxy's first choices, and the distinct retrained members."""
+    proxy's first choices, and the distinct retrained members. ``records``: the run's, read when
+    not given."""
     rows = run.retrains()
     if not rows:
         return []
-    records = run.records()
+    records = run.records() if records is None else records
     ensembles = retrain_frame(rows)
     members = member_frame(rows, records)
     agreement = rank_agreement(ensembles, members)
@@ -103,12 +104,13 @@ def print_agreement(run: RunDir, setting: tuple[str, int, int]) -> None:
             print(f"proxy -> test rank agreement (Spearman, Kendall tau-b): {agreement_line(s)}")
 
 
-def retrain_plots(run: RunDir, title: str = "") -> dict[str, Path]:
-    """One figure per retraining setting, ``plots/retrain-SLUG.png`` (none without retrains)."""
+def retrain_plots(run: RunDir, records: list[dict[str, Any]] | None = None, title: str = "") -> dict[str, Path]:
+    """One figure per retraining setting, ``plots/retrain-SLUG.png`` (none without retrains);
+    ``records`` as for ``retrained_report``."""
     from nas.plots import retrain_figure
 
     out = {}
-    for s in retrained_report(run):
+    for s in retrained_report(run, records):
         (run.path / "plots").mkdir(exist_ok=True)
         path = run.path / "plots" / f"retrain-{s['slug']}.png"
         out[f"retrain {s['slug']}"] = retrain_figure(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from nas.config import apply_overrides, from_dict, load_config
 from nas.pareto import best_within, fronts, json_rows, records_frame, write_fronts
-from nas.retrained import setting_label
+from nas.retrained import setting_label, setting_slug
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots, retrained_report
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -78,7 +78,7 @@ def make_plots(run: RunDir) -> dict[str, Path]:
             "figure3": figure3(records, run.path / "plots" / "figure3.png", title),
             "curves": curves(records, run.updates(), run.path / "plots" / "curves.png",
                              cfg.get("controller", "reinforce")),
-            **retrain_plots(run)}
+            **retrain_plots(run, records)}
 
 
 def run_plot_cmd(args: argparse.Namespace) -> int:
@@ -110,7 +110,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     controller = cfg.get("controller", "reinforce")
     target = float(cfg.get("reward", {}).get("target_ms", 75.0))
     within = best_within(records, args.budgets or default_budgets(records))
-    retrained = retrained_report(run)
+    retrained = retrained_report(run, records)
     points = front_ensembles(records) if args.front or args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
@@ -288,7 +288,7 @@ def searched_choices(records: list[dict[str, Any]], where: Path, size: int | Non
 def run_retrain_cmd(args: argparse.Namespace) -> int:
     """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
     from nas.ensemble import evaluate_ensemble
-    from nas.search import progress_prefix
+    from nas.search import member_seed, progress_prefix
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import load_dataset, test_split
     from trainer.retrain import RECIPES, retrain, with_epochs
@@ -315,16 +315,17 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     finished = {(x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")): x for x in run.retrains()}
     todo = [r for r in chosen if (r["ensemble_id"], args.recipe, recipe.epochs, subset) not in finished]
 
+    setting = (args.recipe, recipe.epochs, subset or 0)  # as nas/retrained.py groups retrains
+    slug = setting_slug(*setting)
+
     def member_run(pos: int, m: dict[str, Any]) -> tuple[int, Path]:
-        # the seed it was searched with; records from before members carried one: search seed + position
-        seed = int(m.get("seed", cfg.seed + pos))
-        return seed, run.path / "retrain" / (f"{m['id'][:16]}-seed{seed}-{args.recipe}{recipe.epochs}"
-                                              + (f"-n{subset}" if subset else ""))
+        seed = member_seed(m, cfg.seed, pos)  # the seed it was searched with
+        return seed, run.path / "retrain" / f"{m['id'][:16]}-seed{seed}-{slug}"
 
     checkpoints = list(dict.fromkeys(member_run(pos, m)[1] for r in todo for pos, m in enumerate(r["members"])))
     if todo:
         print(f"retraining {len(todo)} ensemble{'s' if len(todo) != 1 else ''}: {len(checkpoints)} distinct "
-              f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(args.recipe, recipe.epochs, subset or 0)})",
+              f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(*setting)})",
               file=sys.stderr)
     start, done = time.perf_counter(), set()
     for r in chosen:
@@ -361,5 +362,5 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
               f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
     print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}" if appended
           else f"every chosen ensemble was retrained earlier; results in {out_path}")
-    print_agreement(run, (args.recipe, recipe.epochs, subset or 0))
+    print_agreement(run, setting)
     return 0
