@@ -146,7 +146,6 @@ def test_exports_give_a_search_the_variants_environment():
         assert r.returncode != 0 and "changes the trainer config" in r.stderr
 
 
-
 def test_cpu_compile_variants_run_only_when_named():
     from experiments.bench_compile_options import DEFAULT_VARIANTS, VARIANTS, variant_env
 
