@@ -18,6 +18,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 # search_space.models.INIT_SCHEMES, named here too so that configs load without importing flax
 # (tests/trainer/test_config.py keeps the two equal)
 INIT_SCHEMES = ("he_fan_out", "tf_reference", "pytorch_default")
+COMPILE_UNITS = ("program", "layer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +56,16 @@ class TrainConfig:
     # in a short CPU run); or pytorch_default, PyTorch's layer defaults, about 10x wider (no clear
     # difference from he_fan_out yet: search_space/models.py has the runs).
     init: str = "he_fan_out"
+    # How a member's training compiles (trainer/layerwise.py): "program", its whole epoch as one XLA
+    # program; "layer", one small program per layer, reused by every later member with that layer.
+    compile_unit: str = "program"
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored
     # config without the field gets that value (nas.config.from_dict, so a resumed run keeps
     # behaving as it did), and key() leaves the field out while it has that value (so members
     # cached before the field existed are still found).
-    ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out"}
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out",
+                                             "compile_unit": "program"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_epochs", tuple(int(e) for e in self.step_epochs))
@@ -78,6 +83,7 @@ class TrainConfig:
             (isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1, "eval_batch_size", "a positive int"),
             (isinstance(self.precise_bn_images, int) and self.precise_bn_images >= 0, "precise_bn_images", "an int >= 0"),
             (self.init in INIT_SCHEMES, "init", f"one of {INIT_SCHEMES}"),
+            (self.compile_unit in COMPILE_UNITS, "compile_unit", f"one of {COMPILE_UNITS}"),
         ]
         for ok, field, what in checks:
             if not ok:

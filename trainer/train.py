@@ -48,6 +48,10 @@ class MemberResult:
     epochs: int = 0
     steps: int = 0
     lowering: str = ""  # how convolutions ran, e.g. "conv=matmul,depthwise=shift" (speed, not the network)
+    # compile_unit "layer" only: the member's stages, and how many of them compiled new programs
+    # (the others reused programs an earlier member of this process compiled)
+    stages: int = 0
+    stages_compiled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -226,13 +230,19 @@ def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Arra
 
 
 def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConfig(), seed: int = 0,
-                   ) -> MemberTrainer | MemberResult:
-    """Build and compile one member (the part that can run ahead on another thread); an
+                   ) -> Any:
+    """Build and compile one member (the part that can run ahead on another thread): a
+    ``MemberTrainer``, or with ``config.compile_unit == "layer"`` a ``LayerwiseTrainer``; an
     out-of-memory member comes back as a failed result."""
     from search_space.spec import spec_id
 
     try:
-        trainer = MemberTrainer(spec, split, config, seed)
+        if config.compile_unit == "layer":
+            from trainer.layerwise import LayerwiseTrainer
+
+            trainer: MemberTrainer | LayerwiseTrainer = LayerwiseTrainer(spec, split, config, seed)
+        else:
+            trainer = MemberTrainer(spec, split, config, seed)
         trainer.compile()
         return trainer
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
@@ -241,7 +251,7 @@ def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConf
         raise
 
 
-def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> MemberResult:
+def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult:
     """Train a compiled member for ``config.epochs`` and score it on the validation split."""
     from search_space.spec import spec_id
 
@@ -249,7 +259,8 @@ def run_member(trainer: MemberTrainer, progress: ProgressFn | None = None) -> Me
     sid = spec_id(spec)
     # what every result of this trainer carries, failed or not
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
-             "trace_s": trainer.trace_s}
+             "trace_s": trainer.trace_s, "stages": getattr(trainer, "stages", 0),
+             "stages_compiled": getattr(trainer, "stages_compiled", 0)}
     curve: list[float] = []
     times: list[float] = []
     try:

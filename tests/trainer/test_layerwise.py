@@ -1,0 +1,89 @@
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from search_space import MnasNetSpace, scale_width
+from search_space.errors import UserError
+from search_space import zoo
+from tests.trainer.test_train import fashion, tiny_member  # noqa: F401 - fixture
+from trainer.config import TrainConfig
+from trainer.data import validation_split
+from trainer.layerwise import PROGRAMS, LayerwiseTrainer, model_stages
+from trainer.train import MemberTrainer, train_member
+
+CONFIG = TrainConfig(epochs=1, batch_size=32, learning_rate=0.1, warmup_epochs=0.1, precise_bn_images=64)
+
+
+def _stage_leaves(trees):
+    return [leaf for tree in trees for leaf in jax.tree_util.tree_leaves(tree)]
+
+
+def _whole_program_stage_params(t: MemberTrainer):
+    model = nnx.merge(t.graphdef_train, t.state.params, t.state.rest)
+    return [nnx.state(s, nnx.Param) for s in model_stages(model)]
+
+
+@pytest.mark.parametrize("spec", [tiny_member(), zoo.get("wrn-10-1", resolution=28)], ids=["searched", "wrn"])
+def test_a_step_is_the_whole_program_trainers_step(fashion, spec):
+    # One step from the same weights on the same augmented batch: the same loss, parameters and
+    # precise-BN logits up to float rounding (the programs differ in fusion, not in arithmetic).
+    split = validation_split(fashion, 200, seed=0, train_examples=CONFIG.batch_size)
+    whole, layers = MemberTrainer(spec, split, CONFIG, 3), LayerwiseTrainer(spec, split, CONFIG, 3)
+    whole.compile(), layers.compile()
+    assert layers.stages == len(model_stages(nnx.merge(whole.graphdef_train, whole.state.params, whole.state.rest)))
+    before = [np.asarray(a) for a in _stage_leaves(layers.params)]
+    np.testing.assert_allclose(layers.run_epoch(0), whole.run_epoch(0), rtol=1e-6)
+    after_whole = _stage_leaves(_whole_program_stage_params(whole))
+    after_layers = _stage_leaves(layers.params)
+    assert len(after_whole) == len(after_layers) == len(before)
+    moved = 0.0
+    for b, w, lay in zip(before, after_whole, after_layers):
+        assert w.shape == lay.shape
+        np.testing.assert_allclose(np.asarray(lay), np.asarray(w), atol=2e-5)
+        moved = max(moved, float(np.abs(np.asarray(w) - b).max()))
+    assert moved > 1e-2  # the step did change the weights
+    lw, ll = whole.logits(split.x_val), layers.logits(split.x_val)
+    np.testing.assert_allclose(ll, lw, atol=2e-3)
+
+
+def test_later_members_reuse_earlier_members_layers(fashion):
+    PROGRAMS.clear()
+    split = validation_split(fashion, 1000, seed=0, train_examples=2000)
+    config = CONFIG.replace(compile_unit="layer", precise_bn_images=2000)
+    first = train_member(tiny_member(), split, config)
+    assert first.ok and first.val_accuracy > 0.35  # chance is 0.10
+    assert first.lowering.endswith(",unit=layer") and first.steps == 62
+    assert 0 < first.stages_compiled < first.stages  # MobileNetV2's repeated layers share programs
+    # One block's kernel changed: that block's layers are new, the rest are reused.
+    vec = [0, 0, 0, 0, 1, 0, 0] * 7 + [0]
+    vec[5 * 7 + 2] = 1
+    other = scale_width(MnasNetSpace(28).decode_member(vec), 0.25, "always")
+    second = train_member(other, split, config)
+    assert second.ok and 0 < second.stages_compiled < first.stages_compiled
+    again = train_member(tiny_member(), split, config, seed=1)
+    assert again.ok and again.stages_compiled == 0 and again.compile_s < first.compile_s / 3
+    assert again.val_accuracy != first.val_accuracy  # another seed, not a cached result
+
+
+def test_divergence_is_a_failed_result(fashion, monkeypatch):
+    import trainer.layerwise as lw
+
+    original = lw.init_model
+
+    def poisoned(*a, **k):
+        m = original(*a, **k)
+        m.classifier.dense.kernel[...] = m.classifier.dense.kernel[...] * float("nan")
+        return m
+
+    monkeypatch.setattr(lw, "init_model", poisoned)
+    split = validation_split(fashion, 128, seed=0, train_examples=256)
+    r = train_member(tiny_member(), split, TrainConfig(epochs=2, batch_size=64, compile_unit="layer"))
+    assert r.status == "failed" and "diverged" in r.reason and r.epochs == 1
+
+
+def test_compile_unit_is_checked_and_left_out_of_old_cache_keys():
+    with pytest.raises(UserError, match="trainer.compile_unit"):
+        TrainConfig(compile_unit="block")
+    assert "compile_unit" not in TrainConfig().key()
+    assert '"compile_unit":"layer"' in TrainConfig(compile_unit="layer").key()
