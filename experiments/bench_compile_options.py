@@ -70,12 +70,15 @@ VARIANTS: dict[str, dict[str, str]] = {
     "f32-autotune0": {"dtype": "float32", "xla": "--xla_gpu_autotune_level=0"},
     "eval-at-train-batch": {"eval_batch": "train"},
     "moving-average-bn": {"bn_stats": "moving-average"},
+    # trainer.compile_unit=layer (trainer/layerwise.py): per-layer programs shared across members
+    "layer": {"compile_unit": "layer"},
+    "autotune0-layer": {"xla": "--xla_gpu_autotune_level=0", "compile_unit": "layer"},
     "cpu-o1": {"xla": "--xla_backend_optimization_level=1"},
     "cpu-o0": {"xla": "--xla_backend_optimization_level=0"},
     "cpu-cheap-llvm": {"xla": "--xla_llvm_disable_expensive_passes=true"},
 }
 DEFAULT_VARIANTS = [n for n in VARIANTS if not n.startswith("cpu-")]  # the cpu-* ones on request
-TRAINER_KEYS = ("dtype", "eval_batch", "bn_stats")  # variant settings that are TrainConfig fields
+TRAINER_KEYS = ("dtype", "eval_batch", "bn_stats", "compile_unit")  # variant settings that are TrainConfig fields
 PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k training side
 
 
@@ -99,6 +102,8 @@ def variant_config(name: str, config: Any) -> Any:
         changes["eval_batch_size"] = config.batch_size
     if v.get("bn_stats") == "moving-average":
         changes["precise_bn_images"] = 0
+    if "compile_unit" in v:
+        changes["compile_unit"] = v["compile_unit"]
     return config.replace(**changes)
 
 
@@ -111,15 +116,26 @@ def require_variant(name: str, prog: str) -> dict[str, str]:
 
 def shell_exports(name: str) -> str:
     """Shell ``export`` lines that give a search or study process variant ``name``'s XLA flags and
-    convolution lowering. Exits with an error for variants that change the trainer config instead
-    (dtype, evaluation batch): those are ``--set trainer.*`` settings."""
+    convolution lowering; its trainer settings (dtype, evaluation batch, batch-norm statistics,
+    compile unit) are ``--set`` arguments instead (:func:`search_sets`)."""
     import shlex
 
-    v = require_variant(name, "bench_compile_options")
-    if any(k in v for k in TRAINER_KEYS):
-        sys.exit(f"bench_compile_options: variant {name!r} changes the trainer config, not the environment")
+    require_variant(name, "bench_compile_options")
     env = variant_env(name, {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})
     return "\n".join(f"export {k}={shlex.quote(val)}" for k, val in sorted(env.items()) if val)
+
+
+def search_sets(name: str) -> list[str]:
+    """Variant ``name``'s trainer settings as ``nas search --set`` items (``trainer.FIELD=VALUE``),
+    those that differ from the default config; the batch-size-dependent evaluation batch is left
+    out (it follows the search's own batch size only in this benchmark)."""
+    from trainer.config import TrainConfig
+
+    require_variant(name, "bench_compile_options")
+    base = TrainConfig()
+    changed = variant_config(name, base)
+    return [f"trainer.{k}={getattr(changed, k)}" for k in ("dtype", "precise_bn_images", "compile_unit")
+            if getattr(changed, k) != getattr(base, k)]
 
 
 def pick_best(rows: list[dict], accuracy_tolerance: float = 0.15) -> str:
@@ -226,6 +242,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     from experiments.bench_throughput import _sample_members
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
+    from trainer.layerwise import LayerwiseTrainer
     from trainer.train import MemberTrainer
 
     v = VARIANTS[args.variant]
@@ -236,7 +253,7 @@ def run_variant(args: argparse.Namespace) -> dict:
                                                       warmup_epochs=min(1.0, args.epochs / 2)))
     rows = []
     for i, m in enumerate(members):
-        t = MemberTrainer(m, split, config, seed=args.seed + i)
+        t = (LayerwiseTrainer if config.compile_unit == "layer" else MemberTrainer)(m, split, config, seed=args.seed + i)
         compile_s = t.compile()
         with timing_lock():
             window = [time.time()]  # wall clock, comparable across the variants' processes
@@ -299,10 +316,15 @@ def main() -> None:
                          "those within 0.15 of the best accuracy, finite loss) and exit")
     ap.add_argument("--exports", metavar="VARIANT",
                     help="print a variant's environment as shell exports (for a search or study to use it) and exit")
+    ap.add_argument("--sets", metavar="VARIANT",
+                    help="print a variant's trainer settings as nas search --set items, one a line, and exit")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.exports:
         print(shell_exports(args.exports))
+        return
+    if args.sets:
+        print("\n".join(search_sets(args.sets)))
         return
     if args.pick:
         try:

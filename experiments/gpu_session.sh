@@ -256,6 +256,9 @@ search)
   variant=$(pick_variant)
   if [ "$variant" != none ]; then
     exports=$($PY -m experiments.bench_compile_options --exports "$variant") && eval "$exports"
+    if [ ! -f "$run/config.json" ]; then  # trainer settings (e.g. trainer.compile_unit=layer): a new run only
+      for item in $($PY -m experiments.bench_compile_options --sets "$variant"); do args+=(--set "$item"); done
+    fi
   fi
   log "search: ${args[*]} (compile variant: $variant)"
   timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" > "$OUT/search.log" 2>&1

@@ -141,7 +141,9 @@ def run_show_cmd(args: argparse.Namespace) -> int:
               f"{members['trace_s_mean']:.1f} s of it), train {members['train_s_mean']:.1f} s"
               + ("" if members["first_epoch_s_mean"] is None else
                  f" (first epoch {members['first_epoch_s_mean']:.1f} s of it)")
-              + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}")
+              + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}"
+              + (f"; {members['stages_compiled']} of {members['stages']} layers compiled, the rest reused"
+                 if members["stages"] else ""))
     return 0
 
 
@@ -234,7 +236,8 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the run's distinct members cost (each counted once, however many samples share it):
     how many trained and failed, mean setup / compile (and its tracing part) / train (and its first
     epoch, over members of more than one epoch; None if none) / evaluation seconds (0 for what
-    records of older runs lack), the lowerings used."""
+    records of older runs lack), the lowerings used, and with per-layer compilation
+    (trainer.compile_unit=layer) the members' layers in all and how many compiled new programs."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
         for m in r.get("members", []):
@@ -246,7 +249,10 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             "setup_s_mean": mean("setup_s"), "compile_s_mean": mean("compile_s"), "trace_s_mean": mean("trace_s"),
             "train_s_mean": mean("train_s"), "first_epoch_s_mean": sum(firsts) / len(firsts) if firsts else None,
             "eval_s_mean": mean("eval_s"),
-            "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")})}
+            "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")}),
+            # trainer.compile_unit=layer: the members' stages, and how many compiled new programs
+            "stages": sum(int(m.get("stages") or 0) for m in ms),
+            "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms)}
 
 
 def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:

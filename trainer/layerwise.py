@@ -13,7 +13,8 @@ reused by every later member that has that stage:
     forward:  (params, rest, x) -> (y, vjp, rest')      rest: batch-norm statistics, RNG state
     backward: (vjp, dy, params, opt_state) -> (params', opt_state', dx), the optimizer step fused in
 
-plus the stage's precise-batch-norm and evaluation forwards. A training step dispatches the input
+plus the stage's evaluation forward. Precise batch norm (trainer/precise_bn.py) runs the training
+forward on batches of the training batch size, so a stage has three programs. A training step dispatches the input
 program (gather, crop, flip, resize), every stage's forward, the loss, and every stage's backward,
 asynchronously: there is still no host sync inside an epoch. Per-stage optimizer state is exact:
 every optimizer of trainer/config.py acts leaf by leaf, and each stage's step count advances with
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import threading
 import time
 from typing import Any, Callable, Hashable
@@ -44,19 +46,45 @@ from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, to_model_input
 from trainer.config import TrainConfig, compute_dtype, init_optimizer_state, make_optimizer
 from trainer.data import Split
-from trainer.precise_bn import forward_batch_statistics, pooled_statistics, set_statistics
 
-# Compiled stage programs kept per process, least recently used dropped first. A CPU search of 120
-# members meets about 1,000 distinct convolution shapes (experiments/results/shape_reuse), each
-# stage two training and two evaluation programs.
+# Compiled stage programs kept per process, least recently used dropped first, at most this many
+# (a CPU search of 120 members meets about 1,000 distinct convolution shapes,
+# experiments/results/shape_reuse; a stage has two cache entries) and within MAP_BUDGET.
 CACHE_ENTRIES = 4096
+# On Linux every compiled CPU program maps its code into memory in many small regions (measured
+# here: 60-70 regions a stage program, about 140 a cache entry), and a process may hold at most
+# vm.max_map_count of them (65,530 by default): past it LLVM fails with "Cannot allocate memory"
+# and the process dies (it did, 22 members into a 30-member benchmark). So the cache drops its
+# oldest entries while the process maps more than this fraction of that limit. At half of it, a
+# CPU search's second round of random members evicted programs as fast as it compiled them and
+# ran no faster than the whole-program trainer; three quarters leaves about 16,000 regions for
+# everything else (a new stage's programs add about 200).
+MAP_BUDGET = 0.75
+
+
+def _mapped_regions() -> int | None:
+    """Memory regions this process maps (Linux), None where that cannot be read."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return None
+
+
+def _max_map_count() -> int | None:
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 class _ProgramCache:
     """key -> compiled programs, built once even when two threads ask at the same time."""
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
+    def __init__(self, capacity: int, max_regions: int | None):
+        self.capacity, self.max_regions = capacity, max_regions
+        self.evicted = 0
         self._entries: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
         self._building: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -76,9 +104,22 @@ class _ProgramCache:
             with self._lock:
                 self._entries[key] = value
                 self._building.pop(key, None)
-                while len(self._entries) > self.capacity:
-                    self._entries.popitem(last=False)
+                self._shrink()
             return value, True
+
+    def _shrink(self) -> None:
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+            self.evicted += 1
+        if self.max_regions is None:
+            return
+        regions = _mapped_regions()
+        while regions is not None and regions > self.max_regions and len(self._entries) > 1:
+            for _ in range(max(1, len(self._entries) // 4)):  # a quarter at a time: fewer collections
+                self._entries.popitem(last=False)
+                self.evicted += 1
+            gc.collect()  # a dropped program unmaps its code when its last reference goes
+            regions = _mapped_regions()
 
     def clear(self) -> None:
         with self._lock:
@@ -88,7 +129,8 @@ class _ProgramCache:
         return len(self._entries)
 
 
-PROGRAMS = _ProgramCache(CACHE_ENTRIES)
+_limit = _max_map_count()
+PROGRAMS = _ProgramCache(CACHE_ENTRIES, None if _limit is None else int(MAP_BUDGET * _limit))
 
 
 class _Tail(nnx.Module):
@@ -153,26 +195,16 @@ def _train_programs(graphdef: Any, params: Any, rest: Any, x: jax.ShapeDtypeStru
     return fwd_lowered.compile(), bwd_lowered.compile(), trace_s
 
 
-def _eval_programs(graphdef_train: Any, graphdef_eval: Any, params: Any, rest: Any, x: jax.ShapeDtypeStruct,
-                   x_stats: jax.ShapeDtypeStruct | None) -> tuple[Any, Any, float]:
-    """One stage's precise-batch-norm forward on batches like ``x_stats`` (None without precise
-    BN) and its evaluation forward on batches like ``x``."""
+def _eval_program(graphdef_eval: Any, params: Any, rest: Any, x: jax.ShapeDtypeStruct) -> tuple[Any, float]:
+    """One stage's evaluation forward (running statistics from ``rest``) and its tracing seconds."""
 
-    def stats(p: Any, r: Any, x: jax.Array) -> tuple[jax.Array, Any]:
-        return forward_batch_statistics(nnx.merge(graphdef_train, p, r, copy=True), x)
-
-    def evaluate(p: Any, r: Any, s: Any, x: jax.Array) -> jax.Array:
-        m = nnx.merge(graphdef_eval, p, r, copy=True)
-        if s is not None:
-            set_statistics(m, s)
-        return m(x)
+    def evaluate(p: Any, r: Any, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef_eval, p, r, copy=True)(x)
 
     start = time.perf_counter()
-    stats_lowered = jax.jit(stats).lower(params, rest, x_stats) if x_stats is not None else None
-    s = stats_lowered.out_info[1] if stats_lowered is not None else None
-    eval_lowered = jax.jit(evaluate).lower(params, rest, s, x)
+    lowered = jax.jit(evaluate).lower(params, rest, x)
     trace_s = time.perf_counter() - start
-    return (stats_lowered.compile() if stats_lowered is not None else None), eval_lowered.compile(), trace_s
+    return lowered.compile(), trace_s
 
 
 # Programs shared by every member: input pipeline, loss, epoch plan (jax.jit caches them by shape).
@@ -211,20 +243,11 @@ def _epoch_plan(key: jax.Array, *, n: int, steps: int, batch: int) -> tuple[jax.
     return order, jax.random.split(akey, steps)
 
 
-@jax.jit
-def _pool(per_batch: list[Any]) -> Any:
-    """One stage's statistics of equally sized batches (a list over batches of per-layer (mean,
-    var)) pooled over all of them."""
-    layers = range(len(per_batch[0]))
-    return pooled_statistics([(jnp.stack([b[j][0] for b in per_batch]), jnp.stack([b[j][1] for b in per_batch]))
-                              for j in layers])
-
-
 class LayerwiseTrainer:
     """``MemberTrainer``'s interface (compile, run_epoch, logits) over per-stage programs."""
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
-        from trainer.train import device_data, precise_bn_indices
+        from trainer.train import device_data
 
         start = time.perf_counter()
         self.spec, self.split, self.config, self.seed = spec, split, config, seed
@@ -248,12 +271,15 @@ class LayerwiseTrainer:
         self.opt_state = [init_optimizer_state(self.tx, p) for p in self.params]
         self.data = device_data(split)
         self.pad = crop_padding(split.native_resolution)
-        self.precise_bn_idx = precise_bn_indices(n, config, seed)
+        self.precise_bn_idx = _precise_bn_batches(n, config, seed, self.batch_size)
+        # per stage: {path of a batch norm within the stage: its momentum} (precise BN, below)
+        self.batch_norms = [{tuple(map(str, path)): bn.momentum for path, bn in nnx.iter_modules(s)
+                             if isinstance(bn, nnx.BatchNorm)} for s in stages]
         self.eval_batch = min(config.eval_batch_size, len(split.x_val))
         self.compile_s = self.trace_s = 0.0
         self.stages_compiled = 0
         self._train: list[tuple[Any, Any]] = []
-        self._eval: list[tuple[Any, Any]] = []
+        self._eval: list[Any] = []
         self.setup_s = time.perf_counter() - start
 
     @property
@@ -271,7 +297,6 @@ class LayerwiseTrainer:
         start = time.perf_counter()
         optimizer = (self.config, self.steps_per_epoch, depthwise_mode())
         x_train, x_eval = self._input_aval(self.batch_size), self._input_aval(self.eval_batch)
-        x_stats = None if self.precise_bn_idx is None else self._input_aval(self.precise_bn_idx.shape[1])
         self._train, self._eval, built, trace_s = [], [], 0, 0.0
         for i in range(self.stages):
             gd, p, r, o = self.graphdefs_train[i], self.params[i], self.rest[i], self.opt_state[i]
@@ -283,15 +308,12 @@ class LayerwiseTrainer:
             trace_s += t if new else 0.0
             self._train.append((fwd, bwd))
             gde = self.graphdefs_eval[i]
-            ekey = ("eval", gd, gde, _signature(p), _signature(r), x_eval, x_stats, depthwise_mode())
-            eprogs, enew = PROGRAMS.get(ekey, lambda: _eval_programs(gd, gde, _abstract(p), _abstract(r), x_eval,
-                                                                     x_stats))
-            self._eval.append(eprogs[:2])
-            trace_s += eprogs[2] if enew else 0.0
-            y_train = fwd.out_info[0]
-            x_train = jax.ShapeDtypeStruct(y_train.shape, y_train.dtype)
-            x_eval = _abstract(eprogs[1].out_info)
-            x_stats = None if x_stats is None else _abstract(eprogs[0].out_info[0])
+            ekey = ("eval", gde, _signature(p), _signature(r), x_eval, depthwise_mode())
+            (evaluate, t), enew = PROGRAMS.get(ekey, lambda: _eval_program(gde, _abstract(p), _abstract(r), x_eval))
+            trace_s += t if enew else 0.0
+            self._eval.append(evaluate)
+            x_train = _abstract(fwd.out_info[0])
+            x_eval = _abstract(evaluate.out_info)
         self.stages_compiled = built
         self.trace_s = trace_s
         self.compile_s = time.perf_counter() - start
@@ -318,23 +340,50 @@ class LayerwiseTrainer:
                                                                           self.opt_state[i])
         return np.asarray(jax.device_get(losses), np.float32)  # the one host sync of the epoch
 
-    def _statistics(self) -> list[Any] | None:
-        """Per stage, batch-norm statistics recomputed over the precise-BN training images."""
+    def _precise_rest(self) -> list[Any]:
+        """Per stage, the non-parameter state with batch-norm statistics recomputed over the
+        precise-BN training images (trainer/precise_bn.py), or as trained without precise BN.
+
+        The training forward computes them, on batches of the training batch size, so that no
+        program beyond the two training ones and the evaluation one is compiled per stage: from
+        statistics zeroed, a batch norm of momentum m stores (1 - m) x its batch's mean and
+        variance, and those batch statistics pool exactly as ``pooled_statistics`` pools them
+        (equal batches: mean of the means; mean variance plus the variance of the means).
+        """
         if self.precise_bn_idx is None:
-            return None
+            return self.rest
         x_train, _, mean, std = self.data
-        per_stage: list[list[Any]] = [[] for _ in range(self.stages)]
+        zeroed = [_map_batch_stats(r, bns, lambda key, a: np.zeros(a.shape, a.dtype))
+                  for r, bns in zip(self.rest, self.batch_norms)]
+        per_batch = []
         for idx in self.precise_bn_idx:
             x = _eval_input(x_train[idx], mean, std, resolution=self.spec.resolution, dtype=self.dtype)
-            for i, (stats, _) in enumerate(self._eval):
-                x, s = stats(self.params[i], self.rest[i], x)
-                per_stage[i].append(s)
-        return [_pool(batches) if batches[0] else [] for batches in per_stage]
+            stored = []
+            for i, (fwd, _) in enumerate(self._train):
+                x, _, r = fwd(self.params[i], zeroed[i], x)
+                stored.append(r)
+            per_batch.append(stored)
+        per_batch = jax.device_get(per_batch)
+        rests = []
+        for i, (r, bns) in enumerate(zip(self.rest, self.batch_norms)):
+            batches = [_flat(b[i]) for b in per_batch]
+
+            def pooled(key: tuple[str, ...], a: Any, bns: dict = bns, batches: list = batches) -> np.ndarray:
+                bn, stat = key[:-1], key[-1]
+                scale = 1.0 - bns[bn]
+                means = np.stack([b[bn + ("mean",)] for b in batches]).astype(np.float64) / scale
+                if stat == "mean":
+                    return means.mean(0).astype(a.dtype)
+                variances = np.stack([b[bn + ("var",)] for b in batches]).astype(np.float64) / scale
+                return (variances.mean(0) + np.square(means - means.mean(0)).mean(0)).astype(a.dtype)
+
+            rests.append(_map_batch_stats(r, bns, pooled))
+        return rests
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         if not self._eval:
             self.compile()
-        stats = self._statistics()
+        rest = self._precise_rest()
         _, _, mean, std = self.data
         bs = self.eval_batch
         nb = -(-len(x) // bs)
@@ -344,7 +393,42 @@ class LayerwiseTrainer:
         for b in range(nb):
             h = _eval_input(jnp.asarray(xp[b * bs:(b + 1) * bs]), mean, std, resolution=self.spec.resolution,
                             dtype=self.dtype)
-            for i, (_, evaluate) in enumerate(self._eval):
-                h = evaluate(self.params[i], self.rest[i], None if stats is None else stats[i], h)
+            for i, evaluate in enumerate(self._eval):
+                h = evaluate(self.params[i], rest[i], h)
             out.append(h)
         return np.asarray(jax.device_get(jnp.concatenate(out)), np.float32)[: len(x)]
+
+
+def _precise_bn_batches(n_train: int, config: TrainConfig, seed: int, batch: int) -> np.ndarray | None:
+    """The precise-BN images as (batches, ``batch``) indices: those of the whole-program trainer
+    (``precise_bn_indices``) cut to a multiple of the training batch, or one batch drawn with the
+    same seed when they are fewer than a batch; None without precise BN."""
+    from trainer.train import precise_bn_indices
+
+    idx = precise_bn_indices(n_train, config, seed)
+    if idx is None:
+        return None
+    flat = np.asarray(idx).reshape(-1)
+    if len(flat) < batch:
+        flat = np.random.default_rng(seed).choice(n_train, batch, replace=False)
+    return flat[: len(flat) // batch * batch].reshape(-1, batch).astype(np.int32)
+
+
+def _key(path: tuple[Any, ...]) -> tuple[str, ...]:
+    """A state leaf's path as names, without the trailing ``.value`` of its Variable."""
+    names = tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+    return names[:-1] if names and names[-1] == "value" else names
+
+
+def _flat(state: Any) -> dict[tuple[str, ...], np.ndarray]:
+    return {_key(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+def _map_batch_stats(state: Any, bns: dict[tuple[str, ...], float],
+                     fn: Callable[[tuple[str, ...], Any], Any]) -> Any:
+    """``state`` with every batch norm's mean and var leaf replaced by ``fn(path, leaf)``."""
+    def one(path: tuple[Any, ...], leaf: Any) -> Any:
+        key = _key(path)
+        return fn(key, leaf) if key[:-1] in bns and key[-1] in ("mean", "var") else leaf
+
+    return jax.tree_util.tree_map_with_path(one, state)

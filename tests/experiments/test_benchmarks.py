@@ -141,9 +141,15 @@ def test_exports_give_a_search_the_variants_environment():
     env = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.strip().splitlines())
     assert env["NAS_CONV"] == "matmul" and env["NAS_DEPTHWISE"] == "shift"
     assert env["XLA_FLAGS"].strip("'").split() == ["--xla_gpu_autotune_level=0", "--xla_gpu_enable_triton_gemm=false"]
-    for variant in ("f32", "moving-average-bn"):  # trainer settings, not the environment
-        r = _run("experiments.bench_compile_options", "--exports", variant)
-        assert r.returncode != 0 and "changes the trainer config" in r.stderr
+    # trainer settings are --set items for the search, not the environment
+    from experiments.bench_compile_options import search_sets, shell_exports
+
+    assert "NAS_" not in shell_exports("f32") and search_sets("f32") == ["trainer.dtype=float32"]
+    assert search_sets("moving-average-bn") == ["trainer.precise_bn_images=0"]
+    assert search_sets("autotune0-layer") == ["trainer.compile_unit=layer"] and search_sets("matmul") == []
+    assert "--xla_gpu_autotune_level=0" in shell_exports("autotune0-layer")
+    r = _run("experiments.bench_compile_options", "--sets", "layer")
+    assert r.returncode == 0 and r.stdout.split() == ["trainer.compile_unit=layer"]
 
 
 def test_cpu_compile_variants_run_only_when_named():

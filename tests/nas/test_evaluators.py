@@ -76,3 +76,8 @@ def test_member_costs_count_each_member_once_and_set_the_first_epoch_apart():
     assert costs["trained"] == 3 and costs["failed"] == 1
     assert costs["compile_s_mean"] == 5.0 and costs["first_epoch_s_mean"] == 9.0
     assert member_costs([{"members": [old]}])["first_epoch_s_mean"] is None
+    assert costs["stages"] == costs["stages_compiled"] == 0  # whole-program members
+    layered = [{"key": "d", "status": "ok", "stages": 20, "stages_compiled": 5},
+               {"key": "e", "status": "ok", "stages": 18, "stages_compiled": 0}]
+    costs = member_costs([{"members": layered}, {"members": [layered[0], old]}])
+    assert (costs["stages"], costs["stages_compiled"]) == (38, 5)

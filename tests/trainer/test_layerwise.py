@@ -87,3 +87,32 @@ def test_compile_unit_is_checked_and_left_out_of_old_cache_keys():
         TrainConfig(compile_unit="block")
     assert "compile_unit" not in TrainConfig().key()
     assert '"compile_unit":"layer"' in TrainConfig(compile_unit="layer").key()
+
+
+def test_the_program_cache_stays_within_its_size_and_the_processs_memory_maps(monkeypatch):
+    import trainer.layerwise as lw
+
+    cache = lw._ProgramCache(capacity=6, max_regions=None)
+    built = [cache.get(k, lambda k=k: f"programs {k}") for k in range(10)]
+    assert all(new for _, new in built) and len(cache) == 6 and cache.evicted == 4
+    assert cache.get(9, lambda: "again") == ("programs 9", False)  # still there, not rebuilt
+    assert cache.get(0, lambda: "again") == ("again", True)  # the oldest went first
+    # Every entry maps 100 regions here; a budget of 450 keeps four.
+    cache = lw._ProgramCache(capacity=100, max_regions=450)
+    monkeypatch.setattr(lw, "_mapped_regions", lambda: 100 * len(cache))
+    for k in range(20):
+        cache.get(k, lambda k=k: k)
+    assert len(cache) == 4 and cache.get(19, lambda: None) == (19, False)
+
+
+def test_precise_bn_images_are_the_whole_program_trainers_in_training_batches():
+    from trainer.layerwise import _precise_bn_batches
+    from trainer.train import precise_bn_indices
+
+    config = TrainConfig(precise_bn_images=2000, eval_batch_size=1000)
+    whole = np.asarray(precise_bn_indices(5000, config, 7)).reshape(-1)
+    batches = _precise_bn_batches(5000, config, 7, 32)
+    assert batches.shape == (62, 32) and (batches.reshape(-1) == whole[:62 * 32]).all()
+    few = _precise_bn_batches(5000, config.replace(precise_bn_images=10), 7, 32)
+    assert few.shape == (1, 32) and len(set(few.reshape(-1))) == 32  # one batch, distinct images
+    assert _precise_bn_batches(5000, config.replace(precise_bn_images=0), 7, 32) is None
