@@ -41,11 +41,12 @@ import optax
 from flax import nnx
 
 from search_space.errors import UserError
-from search_space.models import MobileNet, WideResNet, conv_mode, depthwise_mode, init_model, set_conv_lowering
+from search_space.models import MobileNet, WideResNet, depthwise_mode
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, to_model_input
-from trainer.config import TrainConfig, compute_dtype, init_optimizer_state, make_optimizer
+from trainer.config import TrainConfig, init_optimizer_state, make_optimizer
 from trainer.data import Split
+from trainer.train import device_data, member_model, precise_bn_indices
 
 # Compiled stage programs kept per process, least recently used dropped first, at most this many
 # (a CPU search of 120 members meets about 1,000 distinct convolution shapes,
@@ -247,18 +248,10 @@ class LayerwiseTrainer:
     """``MemberTrainer``'s interface (compile, run_epoch, logits) over per-stage programs."""
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
-        from trainer.train import device_data
-
         start = time.perf_counter()
-        self.spec, self.split, self.config, self.seed = spec, split, config, seed
-        self.dtype = compute_dtype(config)
+        model = member_model(self, spec, split, config, seed)
         n = len(split.y_train)
-        self.batch_size = min(config.batch_size, n)
-        self.steps_per_epoch = max(1, n // self.batch_size)
-        model = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype, scheme=config.init)
-        self.conv_lowering = conv_mode(train_images=config.epochs * n)
-        set_conv_lowering(model, self.conv_lowering)
-        self.lowering = f"conv={self.conv_lowering},depthwise={depthwise_mode()},unit=layer"
+        self.lowering += ",unit=layer"
         stages = model_stages(model)
         model.train()
         split_train = [nnx.split(s, nnx.Param, ...) for s in stages]
@@ -403,8 +396,6 @@ def _precise_bn_batches(n_train: int, config: TrainConfig, seed: int, batch: int
     """The precise-BN images as (batches, ``batch``) indices: those of the whole-program trainer
     (``precise_bn_indices``) cut to a multiple of the training batch, or one batch drawn with the
     same seed when they are fewer than a batch; None without precise BN."""
-    from trainer.train import precise_bn_indices
-
     idx = precise_bn_indices(n_train, config, seed)
     if idx is None:
         return None

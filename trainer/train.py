@@ -105,6 +105,22 @@ def _oom_result(sid: str, e: BaseException, **fields: Any) -> MemberResult:
     return MemberResult(sid, "failed", f"out of memory: {str(e).splitlines()[0][:200]}", **fields)
 
 
+def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> nnx.Module:
+    """What every trainer of a member keeps (this module's and trainer/layerwise.py's): spec, split,
+    config, seed, compute dtype, batch size, steps per epoch, convolution lowering (``lowering``
+    names it); returns the member's freshly initialized model with that lowering."""
+    trainer.spec, trainer.split, trainer.config, trainer.seed = spec, split, config, seed
+    trainer.dtype = compute_dtype(config)
+    n = len(split.y_train)
+    trainer.batch_size = min(config.batch_size, n)
+    trainer.steps_per_epoch = max(1, n // trainer.batch_size)
+    model = init_model(spec, split.num_classes, seed=seed, dtype=trainer.dtype, scheme=config.init)
+    trainer.conv_lowering = conv_mode(train_images=config.epochs * n)
+    set_conv_lowering(model, trainer.conv_lowering)
+    trainer.lowering = f"conv={trainer.conv_lowering},depthwise={depthwise_mode()}"
+    return model
+
+
 class MemberTrainer:
     """Compiles the epoch and evaluation programs of one architecture and runs them.
 
@@ -116,15 +132,8 @@ class MemberTrainer:
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
         start = time.perf_counter()
-        self.spec, self.split, self.config, self.seed = spec, split, config, seed
-        self.dtype = compute_dtype(config)
+        model = member_model(self, spec, split, config, seed)
         n = len(split.y_train)
-        self.batch_size = min(config.batch_size, n)
-        self.steps_per_epoch = max(1, n // self.batch_size)
-        model = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype, scheme=config.init)
-        self.conv_lowering = conv_mode(train_images=config.epochs * n)
-        set_conv_lowering(model, self.conv_lowering)
-        self.lowering = f"conv={self.conv_lowering},depthwise={depthwise_mode()}"
         model.train()
         self.graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
         model.eval()

@@ -67,16 +67,16 @@ def test_later_members_reuse_earlier_members_layers(fashion):
 
 
 def test_divergence_is_a_failed_result(fashion, monkeypatch):
-    import trainer.layerwise as lw
+    import trainer.train as tt
 
-    original = lw.init_model
+    original = tt.init_model
 
     def poisoned(*a, **k):
         m = original(*a, **k)
         m.classifier.dense.kernel[...] = m.classifier.dense.kernel[...] * float("nan")
         return m
 
-    monkeypatch.setattr(lw, "init_model", poisoned)
+    monkeypatch.setattr(tt, "init_model", poisoned)
     split = validation_split(fashion, 128, seed=0, train_examples=256)
     r = train_member(tiny_member(), split, TrainConfig(epochs=2, batch_size=64, compile_unit="layer"))
     assert r.status == "failed" and "diverged" in r.reason and r.epochs == 1
