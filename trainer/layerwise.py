@@ -57,9 +57,9 @@ CACHE_ENTRIES = 4096
 # vm.max_map_count of them (65,530 by default): past it LLVM fails with "Cannot allocate memory"
 # and the process dies (it did, 22 members into a 30-member benchmark). So the cache drops its
 # oldest entries while the process maps more than this fraction of that limit. At half of it, a
-# CPU search's second round of random members evicted programs as fast as it compiled them and
-# ran no faster than the whole-program trainer; three quarters leaves about 16,000 regions for
-# everything else (a new stage's programs add about 200).
+# first try of the CPU search (experiments/results/cpu_search_layer_2026-12-02) slowed in its
+# second round of random members, which compiled for 55-73 s once the process reached the budget;
+# three quarters leaves about 16,000 regions for everything else (a new stage adds about 200).
 MAP_BUDGET = 0.75
 
 
