@@ -14,15 +14,19 @@ reused by every later member that has that stage:
     backward: (vjp, dy, params, opt_state) -> (params', opt_state', dx), the optimizer step fused in
 
 plus the stage's evaluation forward. Precise batch norm (trainer/precise_bn.py) runs the training
-forward on batches of the training batch size, so a stage has three programs. A training step dispatches the input
-program (gather, crop, flip, resize), every stage's forward, the loss, and every stage's backward,
-asynchronously: there is still no host sync inside an epoch. Per-stage optimizer state is exact:
+forward on batches of the training batch size, so a stage has three programs. A training step
+dispatches the input program (gather, crop, flip, resize), every stage's forward, the loss, and
+every stage's backward, asynchronously: there is still no host sync inside an epoch. Per-stage optimizer state is exact:
 every optimizer of trainer/config.py acts leaf by leaf, and each stage's step count advances with
 the others.
 
 The same computation as the whole-program trainer, from the same initial weights, data order and
 augmentation draws; only XLA's fusion across layer boundaries and the order of floating-point sums
 differ (tests/trainer/test_layerwise.py compares the two).
+
+Measured on a 2-core CPU (experiments/results/cpu_search_layer_2026-12-02): the CPU search of 30
+ensembles per size in 37.6 min instead of 59.0; evolution's children reuse up to 93% of their
+layers. Without reuse it costs more than it saves (six random members at two epochs: 0.85x).
 """
 
 from __future__ import annotations
