@@ -243,8 +243,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     from experiments.bench_throughput import _sample_members
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
-    from trainer.layerwise import LayerwiseTrainer
-    from trainer.train import MemberTrainer
+    from trainer.train import make_trainer
 
     v = VARIANTS[args.variant]
     ds = load_dataset(args.dataset)
@@ -254,7 +253,7 @@ def run_variant(args: argparse.Namespace) -> dict:
                                                       warmup_epochs=min(1.0, args.epochs / 2)))
     rows = []
     for i, m in enumerate(members):
-        t = (LayerwiseTrainer if config.compile_unit == "layer" else MemberTrainer)(m, split, config, seed=args.seed + i)
+        t = make_trainer(m, split, config, seed=args.seed + i)
         compile_s = t.compile()
         with timing_lock():
             window = [time.time()]  # wall clock, comparable across the variants' processes

@@ -50,6 +50,7 @@ from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, to_model_input
 from trainer.config import TrainConfig, init_optimizer_state, make_optimizer
 from trainer.data import Split
+from trainer.precise_bn import pooled_statistics
 from trainer.train import device_data, member_model, precise_bn_indices
 
 # Compiled stage programs kept per process, least recently used dropped first, at most this many
@@ -292,12 +293,14 @@ class LayerwiseTrainer:
         tracing and lowering). ``stages_compiled`` counts the stages whose training programs were
         new to this process."""
         start = time.perf_counter()
-        optimizer = (self.config, self.steps_per_epoch, depthwise_mode())
+        # what a stage's training programs depend on beyond the stage and its input: the optimizer
+        # (config and steps per epoch make its schedule) and how depthwise convolutions lower
+        shared = (self.config, self.steps_per_epoch, depthwise_mode())
         x_train, x_eval = self._input_aval(self.batch_size), self._input_aval(self.eval_batch)
         self._train, self._eval, built, trace_s = [], [], 0, 0.0
         for i in range(self.stages):
             gd, p, r, o = self.graphdefs_train[i], self.params[i], self.rest[i], self.opt_state[i]
-            key = ("train", gd, _signature(p), _signature(r), x_train, i > 0, optimizer)
+            key = ("train", gd, _signature(p), _signature(r), x_train, i > 0, shared)
             progs, new = PROGRAMS.get(key, lambda: _train_programs(gd, _abstract(p), _abstract(r), x_train,
                                                                    i > 0, self.tx, _abstract(o)))
             fwd, bwd, t = progs
@@ -364,17 +367,12 @@ class LayerwiseTrainer:
         rests = []
         for i, (r, bns) in enumerate(zip(self.rest, self.batch_norms)):
             batches = [_flat(b[i]) for b in per_batch]
-
-            def pooled(key: tuple[str, ...], a: Any, bns: dict = bns, batches: list = batches) -> np.ndarray:
-                bn, stat = key[:-1], key[-1]
-                scale = 1.0 - bns[bn]
-                means = np.stack([b[bn + ("mean",)] for b in batches]).astype(np.float64) / scale
-                if stat == "mean":
-                    return means.mean(0).astype(a.dtype)
-                variances = np.stack([b[bn + ("var",)] for b in batches]).astype(np.float64) / scale
-                return (variances.mean(0) + np.square(means - means.mean(0)).mean(0)).astype(a.dtype)
-
-            rests.append(_map_batch_stats(r, bns, pooled))
+            stored = [(np.stack([b[bn + ("mean",)] for b in batches]) / (1.0 - m),
+                       np.stack([b[bn + ("var",)] for b in batches]) / (1.0 - m)) for bn, m in bns.items()]
+            pooled = {}
+            for bn, (mean, var) in zip(bns, pooled_statistics(stored)):
+                pooled[bn + ("mean",)], pooled[bn + ("var",)] = mean, var
+            rests.append(_map_batch_stats(r, bns, lambda key, a, pooled=pooled: pooled[key].astype(a.dtype)))
         return rests
 
     def logits(self, x: np.ndarray) -> np.ndarray:

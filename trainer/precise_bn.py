@@ -50,20 +50,14 @@ def batch_statistics(model: nnx.Module, x: jax.Array) -> Stats:
 
     Overwrites the model's running statistics and momentum: pass a model merged for this call.
     """
-    return forward_batch_statistics(model, x)[1]
-
-
-def forward_batch_statistics(model: nnx.Module, x: jax.Array) -> tuple[jax.Array, Stats]:
-    """:func:`batch_statistics` and the model's output on ``x`` (a stage's output feeds the next
-    stage in trainer/layerwise.py)."""
     bns = batch_norms(model)
     for bn in bns:
         bn.momentum = 0.0  # the stored statistic becomes 0 * 0 + 1 * the batch's, exactly
         bn.mean.set_value(jnp.zeros_like(bn.mean.get_value()))
         bn.var.set_value(jnp.zeros_like(bn.var.get_value()))
     model.train()
-    y = model(x)
-    return y, [(bn.mean.get_value(), bn.var.get_value()) for bn in bns]
+    model(x)
+    return [(bn.mean.get_value(), bn.var.get_value()) for bn in bns]
 
 
 def pooled_statistics(per_batch: Stats) -> Stats:

@@ -130,6 +130,8 @@ class MemberTrainer:
     (``config.precise_bn_images``; trainer/precise_bn.py).
     """
 
+    stages = stages_compiled = 0  # one program for the whole member (per-layer: trainer/layerwise.py)
+
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
         start = time.perf_counter()
         model = member_model(self, spec, split, config, seed)
@@ -238,20 +240,24 @@ def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Arra
     return jnp.asarray(chosen.reshape(-1, bs), jnp.int32)
 
 
+def make_trainer(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> Any:
+    """The trainer ``config.compile_unit`` names, built, not yet compiled: a ``MemberTrainer``
+    (one program per member) or a ``trainer.layerwise.LayerwiseTrainer`` (programs per layer)."""
+    if config.compile_unit == "layer":
+        from trainer.layerwise import LayerwiseTrainer
+
+        return LayerwiseTrainer(spec, split, config, seed)
+    return MemberTrainer(spec, split, config, seed)
+
+
 def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConfig(), seed: int = 0,
                    ) -> Any:
-    """Build and compile one member (the part that can run ahead on another thread): a
-    ``MemberTrainer``, or with ``config.compile_unit == "layer"`` a ``LayerwiseTrainer``; an
-    out-of-memory member comes back as a failed result."""
+    """Build (``make_trainer``) and compile one member (the part that can run ahead on another
+    thread); an out-of-memory member comes back as a failed result."""
     from search_space.spec import spec_id
 
     try:
-        if config.compile_unit == "layer":
-            from trainer.layerwise import LayerwiseTrainer
-
-            trainer: MemberTrainer | LayerwiseTrainer = LayerwiseTrainer(spec, split, config, seed)
-        else:
-            trainer = MemberTrainer(spec, split, config, seed)
+        trainer = make_trainer(spec, split, config, seed)
         trainer.compile()
         return trainer
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
@@ -268,8 +274,7 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
     sid = spec_id(spec)
     # what every result of this trainer carries, failed or not
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
-             "trace_s": trainer.trace_s, "stages": getattr(trainer, "stages", 0),
-             "stages_compiled": getattr(trainer, "stages_compiled", 0)}
+             "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled}
     curve: list[float] = []
     times: list[float] = []
     try:
