@@ -1,6 +1,7 @@
 # The CPU-scale search of 30 ensembles per size and what was read from it (2-core CPU dev machine).
 cd "$(git rev-parse --show-toplevel)"
-nas search --config experiments/search_cpu.py --run-dir runs/search_cpu     # 59 min on the 2-core CPU
+# (one program per member, as the config then had it; it now compiles per layer)
+nas search --config experiments/search_cpu.py --set trainer.compile_unit=program --run-dir runs/search_cpu  # 59 min, 2-core CPU
 nas show runs/search_cpu --front > experiments/results/cpu_search_2026-12-02/show.txt
 nas pool runs/search_cpu > experiments/results/cpu_search_2026-12-02/pool.txt
 nas seeds runs/search_cpu --sample 9 --sample 23 --sample 7 --sample 20 --sample 29 --sample 26 --members 3 > experiments/results/cpu_search_2026-12-02/seeds.txt
