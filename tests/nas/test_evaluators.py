@@ -1,6 +1,8 @@
 """The local backends: pipelined (compile ahead on threads) gives the same members as sequential,
 and an error in one member is that member's failed result."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,31 @@ def test_pipelined_trains_the_same_members_as_sequential(fashion):  # noqa: F811
     assert sorted(pipe) == ["a", "b"]
     for k in seq:
         assert seq[k].ok and pipe[k].ok
+        np.testing.assert_array_equal(seq[k].val_logits, pipe[k].val_logits)
+        assert seq[k].loss_curve == pipe[k].loss_curve
+
+
+def test_pipelined_per_layer_members_compile_each_layer_once_between_them(fashion):  # noqa: F811
+    # The demo's setting: two compile threads start members with the same layers at once; the
+    # program cache builds each layer once (one thread waits for the other's build) and both
+    # members train exactly as they do one after the other.
+    from trainer.layerwise import PROGRAMS
+
+    config = dataclasses.replace(CONFIG, compile_unit="layer")
+    split = _small_split(fashion, 128)
+    PROGRAMS.clear()
+    seq = {job.key: r for job, r in SequentialEvaluator().evaluate_many(_jobs(), split, config)}
+    distinct = seq["a"].stages_compiled  # the member repeats some layers within itself
+    assert 0 < distinct < seq["a"].stages and seq["b"].stages_compiled == 0
+    PROGRAMS.clear()
+    ev = PipelinedEvaluator(compile_workers=2, train_workers=2)
+    try:
+        pipe = {job.key: r for job, r in ev.evaluate_many(_jobs(), split, config)}
+    finally:
+        ev.close()
+    assert sum(r.stages_compiled for r in pipe.values()) == distinct
+    for k in seq:
+        assert seq[k].ok and pipe[k].ok and pipe[k].lowering.endswith("unit=layer")
         np.testing.assert_array_equal(seq[k].val_logits, pipe[k].val_logits)
         assert seq[k].loss_curve == pipe[k].loss_curve
 
