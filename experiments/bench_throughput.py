@@ -65,6 +65,11 @@ def _sample_members(native: int, count: int, width: float, head: int, seed: int)
     return members
 
 
+def _layers(compiled: int, stages: int) -> str:
+    """The text ', N of M layers compiled' for members compiled per layer, else nothing."""
+    return f", {compiled} of {stages} layers compiled" if stages else ""
+
+
 def run_mode(args: argparse.Namespace) -> dict:
     """One mode in this process (the parent starts one subprocess per mode)."""
     import jax
@@ -111,6 +116,9 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "compile_s_sum": sum(r.compile_s for r in results.values()),
                 "trace_s_sum": sum(r.trace_s for r in results.values()),
                 "train_s_sum": sum(r.train_s for r in results.values()),
+                # per-layer compilation only (0 otherwise): layers in all, and those compiled anew
+                "stages_sum": sum(r.stages for r in results.values()),
+                "stages_compiled_sum": sum(r.stages_compiled for r in results.values()),
                 "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
@@ -144,7 +152,8 @@ def run_mode(args: argparse.Namespace) -> dict:
             wall = time.perf_counter() - start
         print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
               f"acc {r.val_accuracy:.4f} setup {r.setup_s:.1f} s compile {r.compile_s:.1f} s (tracing "
-              f"{r.trace_s:.1f} s) train {r.train_s:.1f} s ({wall:.0f} s)", file=sys.stderr, flush=True)
+              f"{r.trace_s:.1f} s){_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s ({wall:.0f} s)",
+              file=sys.stderr, flush=True)
         if limit and wall > limit and len(results) < len(jobs):
             # naive: the sequential evaluator is lazy, so the next member is not started; optimized:
             # members in flight are dropped, and the rate counts finished members over the time so far
@@ -231,7 +240,8 @@ def main() -> None:
         print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} members in "
               f"{r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
-              f"{r['trace_s_sum']:.0f} s, train {r['train_s_sum']:.0f} s summed; "
+              f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
+              f"train {r['train_s_sum']:.0f} s summed; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     agreement = (f"the {len(common)} members both trained differ in validation accuracy by at most "
                  f"{out['max_accuracy_difference']:.4f}" if common else "no member was trained by both")
