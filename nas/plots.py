@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nas.pareto import pareto_front, records_frame  # noqa: E402
@@ -71,6 +72,11 @@ def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: P
     a.set_xlabel("sample")
     a.set_ylabel("reward (rolling mean of 5)")
     b.set_xlabel("controller update")
+    for ax in (a, b):  # samples and updates are counts: integer ticks, and room for them with one point
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:
+            ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     # wrapped: the longest label does not fit the 3.6-inch height on one line
     b.set_ylabel("\n".join(textwrap.wrap(ENTROPY_LABELS.get(controller, "entropy (nats)"), 32)))
     for ax in (a, b):
