@@ -27,7 +27,7 @@ augmentation draws; only XLA's fusion across layer boundaries and the order of f
 differ (tests/trainer/test_layerwise.py compares the two).
 
 Measured on a 2-core CPU (experiments/results/cpu_search_layer_2026-12-02): the CPU search of 30
-ensembles per size in 37.6 min instead of 59.0; evolution's children reuse up to 93% of their
+ensembles per size in 28.2 min instead of 59.0; evolution's children reuse up to 93% of their
 layers. Without reuse it costs more than it saves (six random members at two epochs: 0.85x).
 """
 
@@ -176,7 +176,8 @@ class _StageDefs(NamedTuple):
     these trees inside the traced functions: flattening flax's state trees on every call costs
     host time in Python (measured on the 2-core CPU, batch 2 so that compute is negligible: 8.5 ms
     a step for a 15-stage member with the trees, 5.5 ms with flat lists, 1.7 ms for the
-    whole-program trainer; the README demo 328-349 s against 304 s, the same records)."""
+    whole-program trainer; the README demo 328-349 s against 304 s and the CPU search 37.6 against
+    28.2 min, the same records)."""
     params: Any
     rest: Any
     opt_state: Any
