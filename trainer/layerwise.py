@@ -301,9 +301,8 @@ class LayerwiseTrainer:
         self.data = device_data(split)
         self.pad = crop_padding(split.native_resolution)
         self.precise_bn_idx = _precise_bn_batches(n, config, seed, self.batch_size)
-        # per stage: {path of a batch norm within the stage: its momentum} (precise BN, below)
-        self.batch_norms = [{tuple(map(str, path)): bn.momentum for path, bn in nnx.iter_modules(s)
-                             if isinstance(bn, nnx.BatchNorm)} for s in stages]
+        # per stage, each batch norm's (mean leaf, var leaf) in ``rest`` and its momentum (precise BN)
+        self.bn_leaves = [_batch_norm_leaves(s, r) for s, (_, _, r) in zip(stages, split_train)]
         self.eval_batch = min(config.eval_batch_size, len(split.x_val))
         self.compile_s = self.trace_s = 0.0
         self.stages_compiled = 0
@@ -386,9 +385,12 @@ class LayerwiseTrainer:
         if self.precise_bn_idx is None:
             return self.rest
         x_train, _, mean, std = self.data
-        trees = [d.rest.unflatten(r) for d, r in zip(self.defs, self.rest)]
-        zeroed = [jax.tree_util.tree_leaves(_map_batch_stats(r, bns, lambda key, a: np.zeros(a.shape, a.dtype)))
-                  for r, bns in zip(trees, self.batch_norms)]
+        zeroed = []
+        for leaves, bns in zip(self.rest, self.bn_leaves):
+            z = list(leaves)
+            for m, v, _ in bns:
+                z[m], z[v] = jnp.zeros_like(leaves[m]), jnp.zeros_like(leaves[v])
+            zeroed.append(z)
         per_batch = []
         for idx in self.precise_bn_idx:
             x = _eval_input(x_train[idx], mean, std, resolution=self.spec.resolution, dtype=self.dtype)
@@ -399,15 +401,13 @@ class LayerwiseTrainer:
             per_batch.append(stored)
         per_batch = jax.device_get(per_batch)
         rests = []
-        for i, (r, bns) in enumerate(zip(trees, self.batch_norms)):
-            batches = [_flat(self.defs[i].rest.unflatten(b[i])) for b in per_batch]
-            stored = [(np.stack([b[bn + ("mean",)] for b in batches]) / (1.0 - m),
-                       np.stack([b[bn + ("var",)] for b in batches]) / (1.0 - m)) for bn, m in bns.items()]
-            pooled = {}
-            for bn, (mean, var) in zip(bns, pooled_statistics(stored)):
-                pooled[bn + ("mean",)], pooled[bn + ("var",)] = mean, var
-            rests.append(jax.tree_util.tree_leaves(
-                _map_batch_stats(r, bns, lambda key, a, pooled=pooled: pooled[key].astype(a.dtype))))
+        for i, (leaves, bns) in enumerate(zip(self.rest, self.bn_leaves)):
+            stored = [(np.stack([b[i][m] for b in per_batch]) / (1.0 - momentum),
+                       np.stack([b[i][v] for b in per_batch]) / (1.0 - momentum)) for m, v, momentum in bns]
+            pooled = list(leaves)
+            for (m, v, _), (bn_mean, bn_var) in zip(bns, pooled_statistics(stored)):
+                pooled[m], pooled[v] = bn_mean.astype(leaves[m].dtype), bn_var.astype(leaves[v].dtype)
+            rests.append(pooled)
         return rests
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -448,15 +448,9 @@ def _key(path: tuple[Any, ...]) -> tuple[str, ...]:
     return names[:-1] if names and names[-1] == "value" else names
 
 
-def _flat(state: Any) -> dict[tuple[str, ...], np.ndarray]:
-    return {_key(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]}
-
-
-def _map_batch_stats(state: Any, bns: dict[tuple[str, ...], float],
-                     fn: Callable[[tuple[str, ...], Any], Any]) -> Any:
-    """``state`` with every batch norm's mean and var leaf replaced by ``fn(path, leaf)``."""
-    def one(path: tuple[Any, ...], leaf: Any) -> Any:
-        key = _key(path)
-        return fn(key, leaf) if key[:-1] in bns and key[-1] in ("mean", "var") else leaf
-
-    return jax.tree_util.tree_map_with_path(one, state)
+def _batch_norm_leaves(stage: nnx.Module, rest: Any) -> list[tuple[int, int, float]]:
+    """Each batch norm of ``stage`` as (index of its mean, index of its var, momentum) among the
+    leaves of ``rest``, the stage's non-parameter state in ``jax.tree_util`` order."""
+    index = {_key(path): j for j, (path, _) in enumerate(jax.tree_util.tree_flatten_with_path(rest)[0])}
+    return [(index[(*map(str, path), "mean")], index[(*map(str, path), "var")], bn.momentum)
+            for path, bn in nnx.iter_modules(stage) if isinstance(bn, nnx.BatchNorm)]
