@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("plot", help="Figure 3 (accuracy vs max latency per size, fronts, medians), curves, fronts CSV",
+    p = sub.add_parser("plot", help="Figure 3 (accuracy vs max latency per size, fronts, medians), curves, "
+                       "ensembles' gain over their best member, fronts CSV",
                        description="Draw the run's plots and write fronts.csv; works while the search runs.")
     p.add_argument("run", metavar="RUN")
     p.set_defaults(func=cmd_plot)

@@ -1,5 +1,5 @@
-"""`nas plot`: the paper's Figure 3 (accuracy vs max latency per ensemble size, fronts, medians) and
-the reward and entropy curves. Reads only the append-only files, so it works while a search runs."""
+"""`nas plot`: the paper's Figure 3 (accuracy vs max latency per ensemble size, fronts, medians), the
+reward and entropy curves, and what the ensembles gain over their best members (nas/diversity.py). Reads only the append-only files, so it works while a search runs."""
 
 from __future__ import annotations
 
@@ -84,6 +84,35 @@ def curves(records: list[dict[str, Any]], updates: list[dict[str, Any]], path: P
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def diversity_figure(df: Any, summary: Any, path: Path, title: str = "") -> Path:
+    """Each ensemble's gain over its best member (points) against its members' pairwise disagreement
+    (left) and the spread of their accuracies, best minus weakest (right), one color per size, with
+    each size's Spearman correlation in the legend (nas/diversity.py)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    rho = {int(s["size"]): s for s in summary.to_dict("records")}
+    fmt = lambda x: "-" if x is None else f"{x:+.2f}"  # noqa: E731
+    for ax, key, label, rkey in ((axes[0], "disagreement", "mean pairwise disagreement of the members (fraction)",
+                                  "spearman_gain_disagreement"),
+                                 (axes[1], "spread", "members' accuracy spread, best minus weakest (points)",
+                                  "spearman_gain_spread")):
+        scale = 100.0 if key == "spread" else 1.0
+        for n, d in df.groupby("size", sort=True):
+            s = rho.get(int(n), {})
+            ax.scatter(scale * d[key], 100 * d["gain"], s=16, alpha=0.6, color=COLORS.get(int(n)),
+                       label=f"{int(n)} members: {s.get('above_best', 0)} of {len(d)} above best, "
+                             f"Spearman {fmt(s.get(rkey))}")
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("ensemble accuracy minus its best member's (points)")
+    fig.suptitle(title or "What the geometric mean gains over each ensemble's best member", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
 

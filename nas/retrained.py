@@ -33,7 +33,7 @@ from nas.pareto import pareto_front
 
 SETTING = ["recipe", "epochs", "train_examples"]
 COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "ensemble_id", "proxy_val_accuracy",
-           "test_accuracy", "latency_max_ms", "best_member_test_accuracy"]
+           "test_accuracy", "latency_max_ms", "best_member_test_accuracy", "weakest_member_test_accuracy"]
 
 
 def in_setting(df: pd.DataFrame, setting: tuple[str, int, int]) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def retrain_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "sample": r["sample"], "source": "pool" if r["sample"] == "pool" else "searched",
             "ensemble_id": r["ensemble_id"], "proxy_val_accuracy": float(r["proxy_val_accuracy"]),
             "test_accuracy": float(r["test_accuracy"]), "latency_max_ms": float(r["latency_max_ms"]),
-            "best_member_test_accuracy": float(max(members))}
+            "best_member_test_accuracy": float(max(members)), "weakest_member_test_accuracy": float(min(members))}
     return pd.DataFrame(list(out.values()), columns=COLUMNS)
 
 

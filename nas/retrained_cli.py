@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from nas.diversity import gain_line, gain_summary, retrained_gains
 from nas.pareto import json_rows
 from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_scope, in_setting, member_frame,
                            proxy_picks, rank_agreement, retrain_frame, setting_label, setting_slug)
@@ -16,8 +17,9 @@ from nas.store import RunDir
 def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per retraining setting of the run (none: an empty list): its label, rank agreement rows,
     retrained ensembles (by size, then max latency), their comparison with retrained singles, the
-    proxy's first choices, and the distinct retrained members. ``records``: the run's, read when
-    not given."""
+    proxy's first choices, the ensembles' gain over their best member against the spread of their
+    members' test accuracies (None without ensembles of two or more), and the distinct retrained
+    members. ``records``: the run's, read when not given."""
     rows = run.retrains()
     if not rows:
         return []
@@ -31,12 +33,14 @@ def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -
     for setting, d in ensembles.groupby(SETTING, sort=True):
         recipe, epochs, train_examples = setting
         same = lambda f: in_setting(f, setting).drop(columns=SETTING)  # noqa: E731
+        gains = retrained_gains(d)
         out.append({"recipe": recipe, "epochs": int(epochs), "train_examples": int(train_examples),
                     "label": setting_label(recipe, int(epochs), int(train_examples)),
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
                     "agreement": json_rows(same(agreement)),
                     "ensembles": json_rows(same(d).sort_values(["size", "latency_max_ms"])),
                     "against_singles": json_rows(same(versus)), "proxy_picks": json_rows(same(picks)),
+                    "gain_over_best_member": gain_summary(gains) if len(gains) else None,
                     "members": json_rows(same(members))})
     return out
 
@@ -85,6 +89,8 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
         line = versus_line(s)
         if line:
             print(f"  {line}")
+        if s.get("gain_over_best_member"):
+            print(f"  ensembles of two or more, test accuracy: {gain_line(s['gain_over_best_member'])}")
         versus = {v["ensemble_id"]: v for v in s["against_singles"]}  # sample numbers repeat: "pool"
         print(f"  {'size':>4}{'sample':>8}{'proxy val':>11}{'test':>8}{'best member':>13}{'max ms':>8}"
               f"   vs best single at no higher latency")

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from nas.config import apply_overrides, from_dict, load_config
+from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import best_within, fronts, json_rows, records_frame, write_fronts
 from nas.retrained import setting_label, setting_slug
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots, retrained_report
@@ -65,7 +66,7 @@ def _check_writable(folder: Path, option: str) -> None:
 
 
 def make_plots(run: RunDir) -> dict[str, Path]:
-    from nas.plots import curves, figure3
+    from nas.plots import curves, diversity_figure, figure3
 
     records = run.records()
     if not records:
@@ -74,10 +75,15 @@ def make_plots(run: RunDir) -> dict[str, Path]:
     cfg = run.read_config()
     title = f"{cfg.get('dataset')}: {len(records)} samples, sizes {cfg.get('sizes')}"
     write_fronts(records, run.path / "fronts.csv")
+    diverse = diversity_frame(records)
     return {"fronts": run.path / "fronts.csv",
             "figure3": figure3(records, run.path / "plots" / "figure3.png", title),
             "curves": curves(records, run.updates(), run.path / "plots" / "curves.png",
                              cfg.get("controller", "reinforce")),
+            **({"diversity": diversity_figure(diverse, diversity_summary(diverse),
+                                              run.path / "plots" / "diversity.png",
+                                              f"{cfg.get('dataset')}: each ensemble's gain over its best member")}
+               if len(diverse) else {}),
             **retrain_plots(run, records)}
 
 
@@ -111,13 +117,15 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     target = float(cfg.get("reward", {}).get("target_ms", 75.0))
     within = best_within(records, args.budgets or default_budgets(records))
     retrained = retrained_report(run, records)
+    diversity = diversity_summary(diversity_frame(records))
     points = front_ensembles(records) if args.front or args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
         extra = {"front": [_front_point(rec, ens) for rec, ens in points]} if args.front else {}
         print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
                           "devices": devices, "sizes": summary, "members": members,
-                          "within_budget": json_rows(within), "retrained": retrained, **extra,
+                          "within_budget": json_rows(within), "diversity": json_rows(diversity),
+                          "retrained": retrained, **extra,
                           **({"exported": [str(p) for p in exported]} if args.export else {})}))
         return 0
     print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "
@@ -130,6 +138,9 @@ def run_show_cmd(args: argparse.Namespace) -> int:
               f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
               f"{s['front_points']:>7}")
     _print_within(within, target)
+    if len(diversity):
+        print("ensembles against their best member (geometric mean; gain and spread in accuracy points):")
+        print("\n".join(summary_lines(diversity)))
     if args.export:
         print(f"{len(exported)} front ensembles written to {args.export} as sizeN_sampleI.json")
     if args.front:

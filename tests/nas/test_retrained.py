@@ -44,6 +44,7 @@ def test_the_frame_keeps_one_row_per_setting_and_ensemble_and_marks_the_pool():
     assert df[df["sample"] == "pool"]["source"].tolist() == ["pool"]
     assert df[df["epochs"] == 1]["train_examples"].tolist() == [0]
     assert df[df["sample"] == 4]["best_member_test_accuracy"].tolist() == [0.81]
+    assert df[df["sample"] == 4]["weakest_member_test_accuracy"].tolist() == [0.80]
 
 
 def test_agreement_per_size_over_all_sizes_and_over_members():
@@ -126,6 +127,9 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     assert "2 members: 1 of 2" in out and "3 members: 0 of 0 (1 faster than every retrained single)" in out
     assert "size 1 #9 81.00% (best #7 82.00%, 1.00 pts lost); size 2 #4 84.00% (the best)" in out
     assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out  # records name no members here
+    # the pairs and the triple gain 3, 1 and 5 points over their best member, their members 1-2 points apart
+    assert ("ensembles of two or more, test accuracy: 3 of 3 above their best member (median gain +3.0 points); "
+            "accuracy spread median 1.0 points, 1.0 for those above, - for the rest;") in out
     # pool ensembles share the sample "pool": each row still gets its own comparison
     pool = [_row(2, "pool", 0.60, 0.83, 1.2, [0.8, 0.8], eid="p1"),
             _row(2, "pool", 0.65, 0.86, 2.5, [0.8, 0.8], eid="p2")]
@@ -141,6 +145,8 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     setting, = shown["retrained"]
     assert setting["slug"] == "fast4-n10000" and len(setting["ensembles"]) == 6
     assert [p["size"] for p in setting["proxy_picks"]] == [1, 2, 3] and len(setting["against_singles"]) == 3
+    gain = setting["gain_over_best_member"]
+    assert gain["n"] == 3 and gain["above_best"] == 3 and gain["median_spread_rest"] is None
     assert all(a["spearman"] is None or np.isfinite(a["spearman"]) for a in setting["agreement"])
     assert main(["plot", str(run)]) == 0
     png = run / "plots" / "retrain-fast4-n10000.png"

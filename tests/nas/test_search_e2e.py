@@ -50,11 +50,15 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     run, _, out = resumed_run
     fronts = pd.read_csv(run / "fronts.csv")
     assert set(fronts["size"]) == {1, 2} and (fronts["accuracy"] > 0).all()
-    for name in ("figure3.png", "curves.png"):
+    for name in ("figure3.png", "curves.png", "diversity.png"):
         assert (run / "plots" / name).stat().st_size > 10_000
     assert main(["show", str(run), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert [x["samples"] for x in s["sizes"]] == [2, 2] and s["controller"] == "reinforce"
+    pairs = [r for r in map(json.loads, (run / "records.jsonl").read_text().splitlines()) if r["size"] == 2]
+    (d,) = s["diversity"]  # the pairs against their best member; two pairs leave Spearman undefined
+    assert d["size"] == 2 and d["n"] == 2 and d["spearman_gain_spread"] is None
+    assert d["above_best"] == sum(r["accuracy"] > max(m["val_accuracy"] for m in r["members"]) for r in pairs)
     m = s["members"]  # each distinct member once: 2 of size 1 and 4 of size 2
     assert m["trained"] == 6 and m["failed"] == 0 and m["compile_s_mean"] > 0 and m["train_s_mean"] > 0
     assert m["setup_s_mean"] > 0 and 0 < m["trace_s_mean"] < m["compile_s_mean"]
@@ -70,6 +74,7 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     text = capsys.readouterr().out
     assert ", reinforce, 4 samples of 2 per size" in text
     assert "members: 6 trained (0 failed), per member mean setup" in text and f"on {device}" in text
+    assert f"  2 members: {d['above_best']} of 2 above their best member" in text
     assert main(["plot", str(run)]) == 0
 
 
