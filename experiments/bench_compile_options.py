@@ -130,13 +130,15 @@ def search_sets(name: str) -> list[str]:
     """Variant ``name``'s trainer settings as ``nas search --set`` items (``trainer.FIELD=VALUE``),
     those that differ from the default config; the batch-size-dependent evaluation batch is left
     out (it follows the search's own batch size only in this benchmark)."""
+    import dataclasses
+
     from trainer.config import TrainConfig
 
     require_variant(name, "bench_compile_options")
     base = TrainConfig()
     changed = variant_config(name, base)
-    return [f"trainer.{k}={getattr(changed, k)}" for k in ("dtype", "precise_bn_images", "compile_unit")
-            if getattr(changed, k) != getattr(base, k)]
+    return [f"trainer.{f.name}={getattr(changed, f.name)}" for f in dataclasses.fields(TrainConfig)
+            if f.name != "eval_batch_size" and getattr(changed, f.name) != getattr(base, f.name)]
 
 
 def pick_best(rows: list[dict], accuracy_tolerance: float = 0.15) -> str:
