@@ -198,13 +198,18 @@ def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: st
     return _save_latency_figure(fig, ax, path, title or "Copies of searched members against the searched fronts")
 
 
-def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]], path: Path, title: str = "",
+                   gains: Any = None) -> Path:
     """One retraining setting (nas/retrained.py): left, each retrained ensemble's proxy validation
     accuracy against its test accuracy after retraining (and each distinct member's, alone, as gray
-    crosses), with the rank agreement; right, test accuracy against max member latency with the
-    retrained Pareto front per size (Figure 3 after retraining). Searched ensembles filled, pool
+    crosses), with the rank agreement; middle, test accuracy against max member latency with the
+    retrained Pareto front per size (Figure 3 after retraining); right, where ``gains`` has rows
+    (nas.diversity.retrained_gains), each ensemble of two or more members' test gain over its best
+    member against the spread of its members' test accuracies. Searched ensembles filled, pool
     ensembles open; labels are sample numbers."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
+    with_gains = gains is not None and len(gains) > 0
+    fig, axes = plt.subplots(1, 3 if with_gains else 2, figsize=(16.5 if with_gains else 11.5, 4.8))
+    left, right = axes[0], axes[1]
     if len(members):  # each a single model too: on the right, the rivals `nas show` compares ensembles with
         left.scatter(100 * members["proxy_val_accuracy"], 100 * members["test_accuracy"], marker="x", s=16,
                      color="0.55", lw=0.8, label="members, each alone", zorder=2)
@@ -233,11 +238,29 @@ def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]]
     left.set_ylabel("test accuracy after retraining (%)")
     right.set_xlabel("max member latency on Pixel 1 (ms)")
     right.set_ylabel("test accuracy after retraining (%)")
-    for ax in (left, right):
+    if with_gains:
+        _gain_panel(axes[2], gains)
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 150 if with_gains else 110)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def _gain_panel(ax: Any, gains: Any) -> None:
+    """Retrained ensembles' test gain over their best member against their members' test accuracy
+    spread (points), one color per size, pool ensembles open."""
+    for n in sorted(gains["size"].unique()):
+        c = COLORS.get(int(n), None)
+        d = gains[gains["size"] == n]
+        for source, face in (("searched", c), ("pool", "none")):
+            s = d[d["source"] == source]
+            if len(s):
+                ax.scatter(100 * s["spread"], 100 * s["gain"], s=26, facecolors=face, edgecolors=c,
+                           label=f"{int(n)} members" + (" (pool)" if source == "pool" else ""), zorder=3)
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    ax.set_xlabel("members' test accuracy spread, best minus weakest (points)")
+    ax.set_ylabel("test accuracy minus the best member's (points)")

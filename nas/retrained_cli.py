@@ -119,7 +119,9 @@ def retrain_plots(run: RunDir, records: list[dict[str, Any]] | None = None, titl
     for s in retrained_report(run, records):
         (run.path / "plots").mkdir(exist_ok=True)
         path = run.path / "plots" / f"retrain-{s['slug']}.png"
+        ensembles = pd.DataFrame(s["ensembles"])
         out[f"retrain {s['slug']}"] = retrain_figure(
-            pd.DataFrame(s["ensembles"]), pd.DataFrame(s["members"], columns=MEMBER_COLUMNS), s["agreement"], path,
-            title or f"Retrained ({s['label']}): proxy against test accuracy, and the fronts after retraining")
+            ensembles, pd.DataFrame(s["members"], columns=MEMBER_COLUMNS), s["agreement"], path,
+            title or f"Retrained ({s['label']}): proxy against test accuracy, the fronts after retraining, "
+                     "and what ensembles gain over their best member", gains=retrained_gains(ensembles))
     return out
