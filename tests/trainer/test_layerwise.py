@@ -64,6 +64,12 @@ def test_later_members_reuse_earlier_members_layers(fashion):
     again = train_member(tiny_member(), split, config, seed=1)
     assert again.ok and again.stages_compiled == 0 and again.compile_s < first.compile_s / 3
     assert again.val_accuracy != first.val_accuracy  # another seed, not a cached result
+    # Programs another member compiled train exactly as the member's own would: what a search
+    # resumed in a fresh process (nothing cached) needs to reproduce its records.
+    PROGRAMS.clear()
+    alone = train_member(other, split, config)
+    assert alone.stages_compiled > second.stages_compiled
+    np.testing.assert_array_equal(alone.val_logits, second.val_logits)
 
 
 def test_divergence_is_a_failed_result(fashion, monkeypatch):
