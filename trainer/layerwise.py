@@ -162,9 +162,8 @@ def model_stages(model: nnx.Module) -> list[nnx.Module]:
     raise UserError(f"trainer.compile_unit='layer': no stages defined for {type(model).__name__}")
 
 
-def _signature(tree: Any) -> Hashable:
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+def _shapes(leaves: list) -> Hashable:
+    return tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
 
 
 def _abstract(tree: Any) -> Any:
@@ -287,14 +286,13 @@ class LayerwiseTrainer:
         self.graphdefs_train = [g for g, _, _ in split_train]
         self.tx = make_optimizer(config, self.steps_per_epoch)
         flat = jax.tree_util.tree_flatten
-        self.defs, self.signatures = [], []
+        self.defs = []
         # per stage, its state as flat lists of arrays (what its programs take; ``defs`` rebuild the trees)
         self.params, self.rest, self.opt_state = [], [], []
         for _, p, r in split_train:
             (p_leaves, p_def), (r_leaves, r_def) = flat(p), flat(r)
             o_leaves, o_def = flat(init_optimizer_state(self.tx, p))
             self.defs.append(_StageDefs(p_def, r_def, o_def))
-            self.signatures.append((_signature(p), _signature(r)))
             self.params.append(p_leaves)
             self.rest.append(r_leaves)
             self.opt_state.append(o_leaves)
@@ -330,7 +328,9 @@ class LayerwiseTrainer:
         self._train, self._eval, built, trace_s = [], [], 0, 0.0
         for i in range(self.stages):
             gd, p, r, o = self.graphdefs_train[i], self.params[i], self.rest[i], self.opt_state[i]
-            defs, signature = self.defs[i], self.signatures[i]
+            defs = self.defs[i]
+            # the stage's configuration and its state's structure and shapes
+            signature = (defs.params, _shapes(p), defs.rest, _shapes(r))
             key = ("train", gd, *signature, x_train, i > 0, shared)
             progs, new = PROGRAMS.get(key, lambda: _train_programs(gd, defs, _abstract(p), _abstract(r), x_train,
                                                                    i > 0, self.tx, _abstract(o)))
