@@ -209,6 +209,41 @@ def test_a_member_retrained_as_the_search_trained_it_reproduces_its_recorded_acc
     assert bad.returncode == 2 and "choose among" in bad.stderr and bad.stderr.count("\n") == 1
 
 
+def test_proxy_fidelity_retrains_the_searchs_members_and_ranks_them(resumed_run, tmp_path):
+    """experiments/check_proxy_fidelity.py: seed+0 reproduces the search's own proxy, seed+1 is
+    another draw; both ranked against a retraining setting's test accuracies."""
+    run, _, _ = resumed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    pairs = [r for r in map(json.loads, (run / "records.jsonl").read_text().splitlines()) if r["size"] == 2]
+    members = [m for r in pairs for m in r["members"]]  # four members, their seeds 0 and 1
+    rows = [{"ensemble_id": r["ensemble_id"], "size": 2, "sample": r["sample"], "recipe": "fast", "epochs": 1,
+             "train_examples": 256, "proxy_val_accuracy": r["accuracy"], "test_accuracy": 0.5,
+             "test_member_accuracies": [0.4 + 0.1 * i + 0.01 * r["sample"] for i in range(2)],
+             "latency_max_ms": r["latency_max_ms"]} for r in pairs]
+    (copy / "retrain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "fidelity"
+    r = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast1-n256", "--variant", "seed+0",
+                   "--variant", "seed+1", "--limit", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    by_id = {m["id"]: m for m in members}
+    same = pd.read_csv(out / "seed+0.csv")
+    assert len(same) == 3 and (same["status"] == "ok").all()
+    for row in same.itertuples():
+        assert row.variant_seed == row.seed == by_id[row.member]["seed"]
+        assert row.val_accuracy == by_id[row.member]["val_accuracy"]  # the search's proxy, reproduced
+    other = pd.read_csv(out / "seed+1.csv")
+    assert list(other["variant_seed"]) == [s + 1 for s in other["seed"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["members"] == 3 and summary["variants"]["seed+0"]["vs_proxy"] == pytest.approx(1.0)
+    again = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast1-n256", "--variant",
+                       "seed+0", "--limit", "3", "--out", str(out))  # finished rows are kept, not retrained
+    assert again.returncode == 0 and "training" not in again.stderr
+    bad = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast9", "--variant", "seed+0",
+                     "--out", str(out))
+    assert bad.returncode != 0 and "not a retraining setting" in bad.stderr and "fast1-n256" in bad.stderr
+
+
 def _snapshot(run):
     return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
