@@ -78,7 +78,9 @@ def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, ou
     trainer = dataclasses.replace(config.trainer, epochs=value) if kind == "epochs" else config.trainer
     offset = value if kind == "seed" else 0
     done = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=COLUMNS)
-    todo = members[~members["member"].isin(set(done["member"]))]
+    # a member is its id and seed (the same architecture may sit at two positions, two seeds)
+    finished = set(zip(done["member"], done["seed"].astype(int)))
+    todo = members[[(m, int(sd)) not in finished for m, sd in zip(members["member"], members["seed"])]]
     if todo.empty:
         return done
     enable_compilation_cache(run)
@@ -113,10 +115,10 @@ def summarize(members: pd.DataFrame, variants: dict[str, pd.DataFrame]) -> dict[
     mean of the proxy and each seed variant (a two-seed proxy) against test accuracy."""
     from nas.retrained import spearman
 
-    df = members[["member", "proxy_val_accuracy", "test_accuracy"]].copy()
+    df = members[["member", "seed", "proxy_val_accuracy", "test_accuracy"]].astype({"seed": int})
     for name, v in variants.items():
-        ok = v[v["status"] == "ok"][["member", "val_accuracy"]].rename(columns={"val_accuracy": name})
-        df = df.merge(ok, on="member", how="inner")
+        ok = v[v["status"] == "ok"][["member", "seed", "val_accuracy"]].rename(columns={"val_accuracy": name})
+        df = df.merge(ok.astype({"seed": int}), on=["member", "seed"], how="inner")
     out: dict[str, Any] = {"members": int(len(df)),
                            "proxy_vs_test": spearman(df["proxy_val_accuracy"], df["test_accuracy"]), "variants": {}}
     for name in variants:
@@ -144,7 +146,7 @@ def plot(members: pd.DataFrame, variants: dict[str, pd.DataFrame], summary: dict
                   label=f"the search's proxy (Spearman {summary['proxy_vs_test']:.2f})")
     colors = ["tab:orange", "tab:green", "tab:purple", "tab:red"]
     for (name, v), c in zip(variants.items(), colors):
-        d = members.merge(v[v["status"] == "ok"], on="member")
+        d = members.astype({"seed": int}).merge(v[v["status"] == "ok"].astype({"seed": int}), on=["member", "seed"])
         s = summary["variants"][name]
         left.scatter(100 * d["proxy_val_accuracy"], 100 * d["val_accuracy"], s=16, color=c,
                      label=f"{name} (Spearman {s['vs_proxy']:.2f})")
