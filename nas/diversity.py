@@ -88,16 +88,22 @@ def _points(x: Any) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.1f}"
 
 
-def gain_line(s: dict[str, Any]) -> str:
-    """"11 of 30 above their best member (median gain -0.4 points); accuracy spread median 14.8 points,
-    8.0 for those above, 16.1 for the rest; Spearman of the gain with the spread -0.48"."""
-    return (f"{s['above_best']} of {s['n']} above their best member (median gain {100 * s['median_gain']:+.1f} "
-            f"points); accuracy spread median {_points(s['median_spread'])} points, "
-            f"{_points(s['median_spread_above'])} for those above, {_points(s['median_spread_rest'])} for the rest; "
-            f"Spearman of the gain with the spread {_rho(s['spearman_gain_spread'])}")
+def gain_line(s: dict[str, Any]) -> tuple[str, str]:
+    """Two lines: "11 of 30 above their best member, median gain -0.4 points; Spearman of the gain
+    with the members' accuracy spread -0.48" and "spread median 14.8 points, 8.0 for those above,
+    16.1 for the rest"."""
+    return (f"{s['above_best']} of {s['n']} above their best member, median gain {100 * s['median_gain']:+.1f} "
+            f"points; Spearman of the gain with the members' accuracy spread {_rho(s['spearman_gain_spread'])}",
+            f"spread median {_points(s['median_spread'])} points, {_points(s['median_spread_above'])} for those "
+            f"above, {_points(s['median_spread_rest'])} for the rest")
 
 
 def summary_lines(summary: pd.DataFrame) -> list[str]:
-    """`nas show`'s lines: one per size, gains and spreads in percentage points."""
-    return [f"  {s['size']} members: {gain_line(s)}; median disagreement {s['median_disagreement']:.3f}, "
-            f"Spearman with the gain {_rho(s['spearman_gain_disagreement'])}" for s in summary.to_dict("records")]
+    """`nas show`'s lines: two per size, gains and spreads in percentage points."""
+    lines = []
+    for s in summary.to_dict("records"):
+        first, second = gain_line(s)
+        lines += [f"  {s['size']} members: {first}",
+                  f"    {second}; disagreement median {s['median_disagreement']:.3f}, Spearman with the gain "
+                  f"{_rho(s['spearman_gain_disagreement'])}"]
+    return lines

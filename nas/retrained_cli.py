@@ -90,7 +90,8 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
         if line:
             print(f"  {line}")
         if s.get("gain_over_best_member"):
-            print(f"  ensembles of two or more, test accuracy: {gain_line(s['gain_over_best_member'])}")
+            first, second = gain_line(s["gain_over_best_member"])
+            print(f"  ensembles of two or more, test accuracy: {first}\n    {second}")
         versus = {v["ensemble_id"]: v for v in s["against_singles"]}  # sample numbers repeat: "pool"
         print(f"  {'size':>4}{'sample':>8}{'proxy val':>11}{'test':>8}{'best member':>13}{'max ms':>8}"
               f"   vs best single at no higher latency")

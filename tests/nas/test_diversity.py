@@ -70,10 +70,11 @@ def test_independent_equal_members_gain_and_a_weak_member_costs(records):
 def test_show_lines_and_the_figure(records, tmp_path):
     df = diversity_frame(records)
     lines = summary_lines(diversity_summary(df))
-    assert len(lines) == 2 and lines[0].startswith("  2 members: ") and " of 6 above their best member" in lines[0]
+    assert len(lines) == 4 and lines[0].startswith("  2 members: ") and " of 6 above their best member" in lines[0]
+    assert lines[1].startswith("    spread median ") and lines[2].startswith("  3 members: ")
     # two ensembles leave Spearman undefined: written "-"
     few = summary_lines(diversity_summary(df[df["sample"].isin([0, 1])]))
-    assert "Spearman of the gain with the spread -;" in few[0] and few[0].endswith("Spearman with the gain -")
+    assert few[0].endswith("accuracy spread -") and few[1].endswith("Spearman with the gain -")
     path = diversity_figure(df, diversity_summary(df), tmp_path / "diversity.png")
     assert path.stat().st_size > 10_000
 

@@ -128,8 +128,9 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     assert "size 1 #9 81.00% (best #7 82.00%, 1.00 pts lost); size 2 #4 84.00% (the best)" in out
     assert "+2.00 pts (#7, 2.00 ms)" in out and "(none as fast)" in out  # records name no members here
     # the pairs and the triple gain 3, 1 and 5 points over their best member, their members 1-2 points apart
-    assert ("ensembles of two or more, test accuracy: 3 of 3 above their best member (median gain +3.0 points); "
-            "accuracy spread median 1.0 points, 1.0 for those above, - for the rest;") in out
+    assert ("ensembles of two or more, test accuracy: 3 of 3 above their best member, median gain +3.0 points; "
+            "Spearman of the gain with the members' accuracy spread") in out
+    assert "\n    spread median 1.0 points, 1.0 for those above, - for the rest\n" in out
     # pool ensembles share the sample "pool": each row still gets its own comparison
     pool = [_row(2, "pool", 0.60, 0.83, 1.2, [0.8, 0.8], eid="p1"),
             _row(2, "pool", 0.65, 0.86, 2.5, [0.8, 0.8], eid="p2")]
