@@ -80,7 +80,9 @@ def retrained_gains(ensembles: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def _rho(x: Any) -> str:
+def rho_text(x: Any) -> str:
+    """A correlation as "+0.14", or "-" where it is undefined: None, or NaN (how pandas stores None
+    in a column that also holds numbers, e.g. one size's Spearman among others')."""
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:+.2f}"
 
 
@@ -93,7 +95,7 @@ def gain_line(s: dict[str, Any]) -> tuple[str, str]:
     with the members' accuracy spread -0.48" and "spread median 14.8 points, 8.0 for those above,
     16.1 for the rest"."""
     return (f"{s['above_best']} of {s['n']} above their best member, median gain {100 * s['median_gain']:+.1f} "
-            f"points; Spearman of the gain with the members' accuracy spread {_rho(s['spearman_gain_spread'])}",
+            f"points; Spearman of the gain with the members' accuracy spread {rho_text(s['spearman_gain_spread'])}",
             f"spread median {_points(s['median_spread'])} points, {_points(s['median_spread_above'])} for those "
             f"above, {_points(s['median_spread_rest'])} for the rest")
 
@@ -105,5 +107,5 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
         first, second = gain_line(s)
         lines += [f"  {s['size']} members: {first}",
                   f"    {second}; disagreement median {s['median_disagreement']:.3f}, Spearman with the gain "
-                  f"{_rho(s['spearman_gain_disagreement'])}"]
+                  f"{rho_text(s['spearman_gain_disagreement'])}"]
     return lines

@@ -1,5 +1,6 @@
 """`nas plot`: the paper's Figure 3 (accuracy vs max latency per ensemble size, fronts, medians), the
-reward and entropy curves, and what the ensembles gain over their best members (nas/diversity.py). Reads only the append-only files, so it works while a search runs."""
+reward and entropy curves, and what the ensembles gain over their best members (nas/diversity.py).
+Reads only the append-only files, so it works while a search runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nas.diversity import rho_text  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
 from nas.retrained import agreement_scope, retrained_fronts  # noqa: E402
 
@@ -94,7 +96,6 @@ def diversity_figure(df: Any, summary: Any, path: Path, title: str = "") -> Path
     each size's Spearman correlation in the legend (nas/diversity.py)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     rho = {int(s["size"]): s for s in summary.to_dict("records")}
-    fmt = lambda x: "-" if x is None else f"{x:+.2f}"  # noqa: E731
     for ax, key, label, rkey in ((axes[0], "disagreement", "mean pairwise disagreement of the members (fraction)",
                                   "spearman_gain_disagreement"),
                                  (axes[1], "spread", "members' accuracy spread, best minus weakest (points)",
@@ -104,7 +105,7 @@ def diversity_figure(df: Any, summary: Any, path: Path, title: str = "") -> Path
             s = rho.get(int(n), {})
             ax.scatter(scale * d[key], 100 * d["gain"], s=16, alpha=0.6, color=COLORS.get(int(n)),
                        label=f"{int(n)} members: {s.get('above_best', 0)} of {len(d)} above best, "
-                             f"Spearman {fmt(s.get(rkey))}")
+                             f"Spearman {rho_text(s.get(rkey))}")
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)

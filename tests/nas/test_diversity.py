@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nas.diversity import diversity_frame, diversity_summary, summary_lines
+from nas.diversity import diversity_frame, diversity_summary, rho_text, summary_lines
 from nas.ensemble import evaluate_ensemble
 from nas.plots import diversity_figure
 
@@ -75,6 +75,10 @@ def test_show_lines_and_the_figure(records, tmp_path):
     # two ensembles leave Spearman undefined: written "-"
     few = summary_lines(diversity_summary(df[df["sample"].isin([0, 1])]))
     assert few[0].endswith("accuracy spread -") and few[1].endswith("Spearman with the gain -")
+    # a size with too few ensembles beside one with a correlation: pandas holds its None as NaN
+    mixed = diversity_summary(df[df["sample"].isin([0, 1, 2, 10, 11])]).to_dict("records")
+    assert rho_text(mixed[1]["spearman_gain_spread"]) == "-" and rho_text(mixed[0]["spearman_gain_spread"]) != "-"
+    assert rho_text(0.14) == "+0.14" and rho_text(None) == "-"
     path = diversity_figure(df, diversity_summary(df), tmp_path / "diversity.png")
     assert path.stat().st_size > 10_000
 
