@@ -97,15 +97,14 @@ def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, ou
     try:
         for i, (job, res) in enumerate(evaluator.evaluate_many(jobs, split, trainer), 1):
             member, seed = seeds[job.key]
+            seconds = res.setup_s + res.compile_s + res.train_s + res.eval_s
             row = {"member": member, "seed": seed, "variant_seed": job.seed, "val_accuracy": res.val_accuracy,
-                   "status": "ok" if res.ok else "failed", "reason": res.reason, "seconds": round(res.setup_s + res.compile_s + res.train_s + res.eval_s, 1)}
+                   "status": "ok" if res.ok else "failed", "reason": res.reason, "seconds": round(seconds, 1)}
             pd.DataFrame([row], columns=COLUMNS).to_csv(out, mode="a", header=not out.is_file(), index=False)
             log(f"  [{i}/{len(jobs)}, {time.perf_counter() - start:.0f} s] {member[:10]} seed {job.seed}: "
                 f"{res.val_accuracy:.4f}" + ("" if res.ok else f" failed: {res.reason}"))
     finally:
-        close = getattr(evaluator, "close", None)
-        if close:
-            close()
+        evaluator.close()
     return pd.read_csv(out)
 
 
