@@ -263,9 +263,11 @@ search)
   log "search: ${args[*]} (compile variant: $variant)"
   timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" > "$OUT/search.log" 2>&1
   log "search exit $? (124: stopped by its time limit; --resume continues it)"
-  $PY -m nas plot "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas pool "$run" >> "$OUT/search.log" 2>&1  # ensembles recombined from the trained members
+  # the plots and RUN/report.md (the launch commands, device, Figure 3, fronts, records summary: what
+  # a results folder needs), with pool.png linked; in the archive below
+  $PY -m nas report "$run" >> "$OUT/search.log" 2>&1
   # Without the compiled programs (hundreds of MB: jax_cache/*-cache, with their *-atime stamps);
   # the records, controller checkpoints and member logits (200 kB a CIFAR-10 member) are what a
   # resume and the results need. XLA's per-fusion autotuning results stay

@@ -165,6 +165,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return run_show_cmd(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from nas.report import run_report_cmd
+
+    return run_report_cmd(args)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from nas.compare import run_compare_cmd
 
@@ -293,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "nas latency)")
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("report", help="one Markdown page of a run: launch, plots, tables, fronts with "
+                       "architectures, retraining", description="Draw the run's plots and write RUN/report.md: how "
+                       "it was launched and where it ran, Figure 3, per-size and budget tables, each front's "
+                       "members with their block strings, the gain over the best member, costs and failures, "
+                       "and the retraining results; works while the search runs.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", metavar="FILE", help="where to write the page (default RUN/report.md)")
+    p.add_argument("--budgets", type=_budgets, metavar="MS[,MS...]",
+                   help="max-latency budgets for the best-accuracy-within table (default as nas show)")
+    p.add_argument("--no-plots", action="store_true", help="link the figures already drawn instead of redrawing")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("compare", help="several runs side by side: fronts, best accuracy so far, hypervolume",
                        description="Compare searches on the same data, trainer and space (e.g. REINFORCE against "
                                    "random search, or two reward settings): per size, best accuracy, best reward "
@@ -377,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: `nas search` records it in the run
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

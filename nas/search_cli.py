@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -14,9 +15,10 @@ import pandas as pd
 
 from nas.config import apply_overrides, from_dict, load_config
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
-from nas.pareto import best_within, fronts, json_rows, records_frame, write_fronts
+from nas.pareto import fronts, write_fronts
 from nas.retrained import setting_label, setting_slug
-from nas.retrained_cli import print_agreement, print_retrained, retrain_plots, retrained_report
+from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
+from nas.run_summary import front_ensembles, members_line, summarize
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -39,20 +41,27 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         # Loaded before the run directory exists, so a missing data set leaves nothing behind.
         dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
     if args.member_cache:
-        _check_writable(Path(args.member_cache), "--member-cache")
+        check_writable(Path(args.member_cache), "--member-cache")
     evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
         if not args.resume:
             run.create(config.to_dict())
+        run.records()  # a corrupt record line stops a resume here, before the launch is written
+        run.append_launch({"time": time.time(), "command": "nas " + shlex.join(getattr(args, "argv", [])),
+                           "resume": bool(args.resume)})
         run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache)
     finally:
         evaluator.close()
+    from nas.report import write_report
+
     paths = make_plots(run)
-    print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}")
+    report = write_report(run, plots=False)  # the figures just drawn
+    print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}; "
+          f"report {report}")
     return 0
 
 
-def _check_writable(folder: Path, option: str) -> None:
+def check_writable(folder: Path, option: str) -> None:
     """Create ``folder`` if needed and write a file in it: one clear error now rather than a failed
     write after the first member has trained."""
     import tempfile
@@ -96,84 +105,35 @@ def run_plot_cmd(args: argparse.Namespace) -> int:
 
 def run_show_cmd(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
-    cfg = run.read_config()
-    records = run.records()
-    df = records_frame(records)
-    summary = []
-    for n in sorted(cfg["sizes"]):
-        d = df[df["size"] == n]
-        ok = d[d["status"] == "ok"]
-        summary.append({"size": int(n), "samples": int(len(d)), "failed": int((d["status"] != "ok").sum()),
-                        "best_accuracy": float(ok["accuracy"].max()) if len(ok) else None,
-                        "median_accuracy": float(ok["accuracy"].median()) if len(ok) else None,
-                        "median_max_latency_ms": float(ok["latency_max_ms"].median()) if len(ok) else None,
-                        "best_reward": float(d["reward"].max()) if len(d) else None,
-                        "front_points": int(len(fronts(records).query(f"size == {n}"))) if len(ok) else 0})
-    members = member_costs(records)
-    # where the samples ran: device kind (records from before it was stored: the backend) and jax
-    devices = sorted({f"{_device_name(v)} (jax {v.get('jax', '?')})"
-                      for v in (r.get("versions") or {} for r in records) if v})
-    controller = cfg.get("controller", "reinforce")
-    target = float(cfg.get("reward", {}).get("target_ms", 75.0))
-    within = best_within(records, args.budgets or default_budgets(records))
-    retrained = retrained_report(run, records)
-    diversity = diversity_summary(diversity_frame(records))
-    points = front_ensembles(records) if args.front or args.export else []
+    s = summarize(run, args.budgets, front=args.front)
+    points = front_ensembles(run.records()) if args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
-        extra = {"front": [_front_point(rec, ens) for rec, ens in points]} if args.front else {}
-        print(json.dumps({"run": str(run.path), "dataset": cfg["dataset"], "controller": controller,
-                          "devices": devices, "sizes": summary, "members": members,
-                          "within_budget": json_rows(within), "diversity": json_rows(diversity),
-                          "retrained": retrained, **extra,
-                          **({"exported": [str(p) for p in exported]} if args.export else {})}))
+        if exported:
+            s["exported"] = [str(p) for p in exported]
+        print(json.dumps(s))
         return 0
-    print(f"run {run.path}: {cfg['dataset']}, {controller}, {len(records)} samples of {cfg['samples_per_size']} "
-          f"per size" + (f", on {'; '.join(devices)}" if devices else ""))
+    print(f"run {run.path}: {s['dataset']}, {s['controller']}, {s['samples']} samples of {s['samples_per_size']} "
+          f"per size" + (f", on {'; '.join(s['devices'])}" if s["devices"] else ""))
     print(f"{'size':>4}{'samples':>9}{'failed':>8}{'best acc':>10}{'median acc':>12}{'median max ms':>15}"
           f"{'best reward':>13}{'front':>7}")
-    for s in summary:
+    for z in s["sizes"]:
         f = lambda x, p=4: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
-        print(f"{s['size']:>4}{s['samples']:>9}{s['failed']:>8}{f(s['best_accuracy']):>10}"
-              f"{f(s['median_accuracy']):>12}{f(s['median_max_latency_ms'], 2):>15}{f(s['best_reward']):>13}"
-              f"{s['front_points']:>7}")
-    _print_within(within, target)
-    if len(diversity):
+        print(f"{z['size']:>4}{z['samples']:>9}{z['failed']:>8}{f(z['best_accuracy']):>10}"
+              f"{f(z['median_accuracy']):>12}{f(z['median_max_latency_ms'], 2):>15}{f(z['best_reward']):>13}"
+              f"{z['front_points']:>7}")
+    _print_within(pd.DataFrame(s["within_budget"]), s["target_ms"])
+    if s["diversity"]:
         print("ensembles against their best member (geometric mean; gain and spread in accuracy points):")
-        print("\n".join(summary_lines(diversity)))
+        print("\n".join(summary_lines(pd.DataFrame(s["diversity"]))))
     if args.export:
         print(f"{len(exported)} front ensembles written to {args.export} as sizeN_sampleI.json")
     if args.front:
-        _print_front(points)
-    print_retrained(retrained)
-    if members["trained"]:
-        print(f"members: {members['trained']} trained ({members['failed']} failed), per member mean setup "
-              f"{members['setup_s_mean']:.1f} s, compile {members['compile_s_mean']:.1f} s (tracing "
-              f"{members['trace_s_mean']:.1f} s of it), train {members['train_s_mean']:.1f} s"
-              + ("" if members["first_epoch_s_mean"] is None else
-                 f" (first epoch {members['first_epoch_s_mean']:.1f} s of it)")
-              + f", evaluation {members['eval_s_mean']:.1f} s; lowering {', '.join(members['lowerings']) or '-'}"
-              + (f"; {members['stages_compiled']} of {members['stages']} layers compiled, the rest reused"
-                 if members["stages"] else ""))
+        _print_front(s["front"])
+    print_retrained(s["retrained"])
+    if s["members"]["trained"]:
+        print(members_line(s["members"]))
     return 0
-
-
-def _device_name(versions: dict[str, Any]) -> str:
-    """A record's device kind (older records: the backend), with the host CPU model on a CPU."""
-    name = versions.get("device") or versions.get("backend", "?")
-    return f"{name} {versions['host_cpu']}" if versions.get("backend") == "cpu" and versions.get("host_cpu") else name
-
-
-def default_budgets(records: list[dict[str, Any]]) -> list[float]:
-    """`nas show`'s max-latency budgets: the quartiles and the maximum of the successful samples' max
-    member latency (ms, rounded up to 0.01 so that each takes in its sample), so that the table reads
-    Figure 3 where its points are."""
-    import math
-
-    import numpy as np
-
-    lat = [r["latency_max_ms"] for r in records if r.get("status") == "ok"]
-    return sorted({math.ceil(float(q) * 100) / 100 for q in np.percentile(lat, [25, 50, 75, 100])}) if lat else []
 
 
 def _print_within(within: pd.DataFrame, target: float) -> None:
@@ -191,35 +151,8 @@ def _print_within(within: pd.DataFrame, target: float) -> None:
         print(f"{budget:>10.2f}" + "".join(f"{c:>18}" for c in cells))
 
 
-def front_ensembles(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
-    """(record, EnsembleSpec) of every Pareto-front sample, by size, then max latency."""
-    from search_space.spec import EnsembleSpec
-    from search_space.spec import from_dict as spec_from_dict
-
-    by_key = {(r["size"], r["sample"]): r for r in records}
-    front = fronts(records)
-    out = []
-    for size, sample in zip(front["size"], front["sample"]):
-        rec = by_key[(int(size), int(sample))]
-        out.append((rec, EnsembleSpec(tuple(spec_from_dict(m["spec"]) for m in rec["members"]))))
-    return out
-
-
-def _front_point(rec: dict[str, Any], ens: Any) -> dict[str, Any]:
-    """A front point and its members' architectures (resolution, stem, head, block string)."""
-    from search_space.blockstring import encode_blocks
-
-    return {"size": rec["size"], "sample": rec["sample"], "accuracy": rec["accuracy"],
-            "latency_max_ms": rec["latency_max_ms"], "reward": rec["reward"], "ensemble_id": ens.id,
-            "members": [{"resolution": m.resolution, "stem_filters": m.stem_filters, "stem_stride": m.stem_stride,
-                         "head_filters": m.head_filters, "blocks": encode_blocks(m.blocks),
-                         "latency_ms": info["latency_ms"], "val_accuracy": info.get("val_accuracy")}
-                        for m, info in zip(ens.members, rec["members"])]}
-
-
-def _print_front(points: list[tuple[dict[str, Any], Any]]) -> None:
-    for rec, ens in points:
-        p = _front_point(rec, ens)
+def _print_front(points: list[dict[str, Any]]) -> None:
+    for p in points:
         print(f"size {p['size']} sample {p['sample']}: accuracy {p['accuracy']:.4f}, max latency "
               f"{p['latency_max_ms']:.2f} ms, reward {p['reward']:.4f}, id {p['ensemble_id'][:12]}")
         for i, m in enumerate(p["members"], 1):
@@ -241,29 +174,6 @@ def _export_front(points: list[tuple[dict[str, Any], Any]], out: Path) -> list[P
     except OSError as e:
         raise UserError(f"--export {out}: cannot write: {e.strerror}") from None
     return paths
-
-
-def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the run's distinct members cost (each counted once, however many samples share it):
-    how many trained and failed, mean setup / compile (and its tracing part) / train (and its first
-    epoch, over members of more than one epoch; None if none) / evaluation seconds (0 for what
-    records of older runs lack), the lowerings used, and with per-layer compilation
-    (trainer.compile_unit=layer) the members' layers in all and how many compiled new programs."""
-    seen: dict[str, dict[str, Any]] = {}
-    for r in records:
-        for m in r.get("members", []):
-            seen.setdefault(m.get("key") or m.get("id"), m)
-    ms = list(seen.values())
-    mean = lambda k: sum(float(m.get(k) or 0.0) for m in ms) / len(ms) if ms else None  # noqa: E731
-    firsts = [m["epoch_s"][0] for m in ms if len(m.get("epoch_s") or ()) > 1]  # one-time costs show here
-    return {"trained": len(ms), "failed": sum(m.get("status") != "ok" for m in ms),
-            "setup_s_mean": mean("setup_s"), "compile_s_mean": mean("compile_s"), "trace_s_mean": mean("trace_s"),
-            "train_s_mean": mean("train_s"), "first_epoch_s_mean": sum(firsts) / len(firsts) if firsts else None,
-            "eval_s_mean": mean("eval_s"),
-            "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")}),
-            # trainer.compile_unit=layer: the members' stages, and how many compiled new programs
-            "stages": sum(int(m.get("stages") or 0) for m in ms),
-            "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms)}
 
 
 def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:

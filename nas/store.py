@@ -3,6 +3,8 @@
     RUN/config.json          the search config (written once)
     RUN/records.jsonl        one JSON line per evaluated ensemble, flushed and fsynced
     RUN/updates.jsonl        one JSON line per controller update (entropy, baseline, mean reward)
+    RUN/launches.jsonl       one JSON line per `nas search` into the run (its command line, time):
+                             how the run was started and resumed, for its report
     RUN/members/KEY.npz      validation logits and the summary of one trained member (also copied
                              to and from a shared member cache, ``nas search --member-cache DIR``)
     RUN/controller/sizeN.pkl the controller after its last update (written atomically)
@@ -122,6 +124,12 @@ class RunDir:
 
     def append_update(self, update: dict[str, Any]) -> None:
         self._append_jsonl("updates.jsonl", update)
+
+    def launches(self) -> list[dict[str, Any]]:
+        return self._read_jsonl("launches.jsonl")
+
+    def append_launch(self, launch: dict[str, Any]) -> None:
+        self._append_jsonl("launches.jsonl", launch)
 
     def retrains(self) -> list[dict[str, Any]]:
         return self._read_jsonl("retrain.jsonl")

@@ -94,7 +94,7 @@ def test_unknown_backend_is_a_user_error():
 
 
 def test_member_costs_count_each_member_once_and_set_the_first_epoch_apart():
-    from nas.search_cli import member_costs
+    from nas.run_summary import member_costs
 
     a = {"key": "a", "status": "ok", "compile_s": 10.0, "train_s": 12.0, "epoch_s": [9.0, 1.5, 1.5], "eval_s": 2.0}
     b = {"key": "b", "status": "failed", "compile_s": 4.0, "train_s": 0.0, "epoch_s": [], "eval_s": 0.0}

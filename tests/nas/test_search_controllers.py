@@ -275,3 +275,16 @@ def test_chosen_singles_by_number_or_reward():
         chosen_singles(records, top=1, samples=[0, 3])
     with pytest.raises(UserError, match="search size 1 first"):
         chosen_singles(records[-1:], top=1)
+
+
+def test_report_of_a_run_whose_members_failed_lists_each_failure(tmp_path, capsys):
+    _search(tmp_path / "run", "random", evaluator=MadeUpEvaluator(fail=True))
+    run = tmp_path / "run"
+    assert main(["report", str(run), "--no-plots"]) == 0  # RUN/report.md, the figures not drawn
+    text = (run / "report.md").read_text()
+    assert not list((run / "plots").glob("*.png")) and "![" not in text  # no link to a missing figure
+    assert "| 1 | 8 | 8 | - | - | - |" in text  # size, samples, failed, no accuracy
+    failures = [l for l in text.splitlines() if l.endswith("out of memory |")]  # by size, then sample
+    assert len(failures) == 16 and failures[0] == "| 1 | #0 | out of memory |"
+    assert failures[8] == "| 2 | #0 | out of memory; out of memory |"  # each failed member's reason
+    assert "Launched as:" not in text  # run_search called directly: no command line recorded

@@ -52,6 +52,7 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert set(fronts["size"]) == {1, 2} and (fronts["accuracy"] > 0).all()
     for name in ("figure3.png", "curves.png", "diversity.png"):
         assert (run / "plots" / name).stat().st_size > 10_000
+    assert (run / "report.md").read_text().startswith(f"# Search run `{run.name}`")  # written by the search
     assert main(["show", str(run), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert [x["samples"] for x in s["sizes"]] == [2, 2] and s["controller"] == "reinforce"
@@ -78,6 +79,40 @@ def test_fronts_plots_and_show(resumed_run, capsys):
     assert main(["plot", str(run)]) == 0
 
 
+def test_report_page_holds_the_launches_tables_fronts_and_figures(resumed_run, tmp_path, capsys):
+    run, n_killed, _ = resumed_run
+    launches = [json.loads(l) for l in (run / "launches.jsonl").read_text().splitlines()]
+    assert launches[0]["command"].startswith("nas search --run-dir ") and not launches[0]["resume"]
+    assert "--config" in launches[0]["command"] and launches[-1]["resume"]
+    assert launches[-1]["command"].endswith(" --resume") and len(launches) >= 2
+    out = tmp_path / "pages" / "report.md"  # beside, not in, the shared run directory
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out}"
+    text = out.read_text()
+    records = [json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()]
+    assert text.startswith(f"# Search run `{run.name}`") and "4 samples (2 per size planned)" in text
+    assert "Launched as:" in text and launches[0]["command"] in text
+    # images linked relative to the page, and each one there
+    images = [line[line.index("](") + 2:-1] for line in text.splitlines() if line.startswith("![")]
+    assert len(images) >= 3 and all((out.parent / i).resolve().is_file() for i in images)
+    assert any(i.endswith("plots/figure3.png") for i in images)
+    for size in (1, 2):  # the per-size row: size, samples, failed, best accuracy
+        best = max(r["accuracy"] for r in records if r["size"] == size)
+        assert f"| {size} | 2 | 0 | {100 * best:.1f}% |" in text
+    from nas.pareto import fronts
+    from search_space.blockstring import encode_blocks
+    from search_space.spec import from_dict
+
+    front = fronts(records)
+    for size, sample in zip(front["size"], front["sample"]):  # every front member's block string
+        rec = next(r for r in records if (r["size"], r["sample"]) == (size, sample))
+        for m in rec["members"]:
+            assert f"`{encode_blocks(from_dict(m['spec']).blocks)}`" in text
+    assert "No sample failed." in text and "## Ensembles against their best member" in text
+    config = text[text.index("```json") + len("```json"):].split("```")[0]
+    assert json.loads(config) == json.loads((run / "config.json").read_text())
+
+
 def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tmp_path):
     run, _, _ = resumed_run
     copy = tmp_path / "copy"
@@ -96,6 +131,11 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tm
                                    "latency_ms": m["latency_ms"]} for m in best["members"]]
     shown = _nas("show", str(copy)).stdout
     assert "retrained (fast, 1 epoch on 256 training images; 1 ensemble, test accuracy):" in shown
+    page = (copy / "report.md")
+    assert "report: " in _nas("report", str(copy)).stdout
+    section = page.read_text().split("## Retrained: fast, 1 epoch on 256 training images\n")[1]
+    assert f"| 1 | #{best['sample']} | {100 * best['accuracy']:.1f}% | {100 * rows[0]['test_accuracy']:.2f}% |" in section
+    assert "![retrained, fast, 1 epoch on 256 training images](plots/retrain-fast1-n256.png)" in section
     again = _nas(*args)  # a rerun reports the finished ensemble, it does not retrain or duplicate it
     assert "retrained earlier" in again.stdout and "every chosen ensemble was retrained earlier" in again.stdout
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
@@ -264,6 +304,8 @@ def _snapshot(run):
     (["search", "--config", "{cfg}", "--run-dir", "{run}", "--resume"], "drop --config"),
     (["search", "--run-dir", "{tmp}/empty", "--resume"], "not a run directory"),
     (["show", "{tmp}/nothing"], "not a run directory"),
+    (["report", "{tmp}/nothing"], "not a run directory"),
+    (["report", "{run}", "--out", "/proc/forbidden/report.md"], "--out /proc/forbidden: cannot write"),
     (["plot", "{tmp}/nothing"], "no records"),
     (["retrain", "{tmp}/nothing"], "not a run directory"),
     (["pool", "{tmp}/nothing"], "not a run directory"),

@@ -1,0 +1,230 @@
+"""`nas report RUN`: one Markdown page of a search run, to read in a browser or commit beside its
+results: how it was launched, where it ran, Figure 3 and the other plots, the per-size table, the
+best accuracy within max-latency budgets, each size's Pareto front with its members'
+architectures, the ensembles' gain over their best member, what the members cost, the failures,
+and the retraining results. Everything comes from `nas.run_summary.summarize` (what `nas show`
+prints) and the figures `nas plot` draws, so the page and the terminal agree."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from nas.diversity import gain_line, rho_text
+from nas.retrained_cli import agreement_line, picks_line, versus_line
+from nas.run_summary import members_line, summarize
+from nas.store import RunDir
+from search_space.errors import UserError
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.{digits}f}%"  # x != x: NaN
+
+
+def _ms(x: Any) -> str:
+    return "-" if x is None or x != x else f"{x:.2f}"
+
+
+def _count(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else ""
+
+
+def _utc(t: float | None) -> str:
+    return "-" if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] | None = None) -> list[str]:
+    """A Markdown table; ``right``: per column, whether it aligns right (numbers). A '|' in a cell
+    is escaped."""
+    right = right or [False] * len(header)
+    cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(cell, header)) + " |",
+             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return lines
+
+
+def _image(path: Path, out_dir: Path, alt: str) -> list[str]:
+    """An image line with a path relative to the report, or nothing where the figure is missing."""
+    return [f"![{alt}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""] if path.is_file() else []
+
+
+def _section(title: str, body: list[str]) -> list[str]:
+    """A level-2 section, or nothing where it has no body."""
+    return [f"## {title}", ""] + body if body else []
+
+
+def _header(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    name = Path(s["run"]).resolve().name
+    sizes = ", ".join(str(z["size"]) for z in s["sizes"])
+    lines = [f"# Search run `{name}`", "",
+             f"{s['dataset']}, {s['controller']} controller, ensemble sizes {sizes}: {s['samples']} samples "
+             f"({s['samples_per_size']} per size planned)"
+             + (f", on {'; '.join(s['devices'])}" if s["devices"] else "") + "."]
+    if s["first_sample_time"] is not None:
+        span = s["last_sample_time"] - s["first_sample_time"]
+        lines[-1] += (f" Samples recorded from {_utc(s['first_sample_time'])} to {_utc(s['last_sample_time'])} "
+                      f"({_duration(span)} between the first record and the last).")
+    t, r = cfg.get("trainer", {}), cfg.get("reward", {})
+    epochs = t.get("epochs", "?")
+    lines += ["", f"Each member trains for {epochs} proxy epoch{'s' if epochs != 1 else ''} at batch "
+                  f"{t.get('batch_size', '?')}, learning rate {t.get('learning_rate', '?')} ({t.get('schedule', '?')}, "
+                  f"{t.get('optimizer', '?')}), on {_count(cfg.get('train_examples')) or 'all the'} training images, "
+                  f"and is scored on {_count(cfg.get('val_size')) or '?'} held-out ones. Reward: accuracy x (max "
+                  f"member latency / {s['target_ms']:g} ms)^w, w = {r.get('alpha', '?')} within the target, "
+                  f"{r.get('beta', '?')} beyond it; latency on {r.get('device', 'pixel1')}.", ""]
+    if s["launches"]:
+        lines += ["Launched as:", "", "```"]
+        lines += [f"{l['command']}    # {_utc(l.get('time'))}" for l in s["launches"]]
+        lines += ["```", ""]
+    return lines
+
+
+def _sizes(s: dict[str, Any]) -> list[str]:
+    rows = [[z["size"], z["samples"], z["failed"], _pct(z["best_accuracy"]), _pct(z["median_accuracy"]),
+             _ms(z["median_max_latency_ms"]), "-" if z["best_reward"] is None else f"{z['best_reward']:.3f}",
+             z["front_points"],
+             "-" if not z["progress_k"] else f"{_pct(z['mean_accuracy_first'])} / {_pct(z['mean_accuracy_last'])}"]
+            for z in s["sizes"]]
+    return ["## Per ensemble size", ""] + table(
+        ["size", "samples", "failed", "best accuracy", "median accuracy", "median max latency ms", "best reward",
+         "front points", "mean accuracy, first / last third"], rows, [True] * 9) + [""]
+
+
+def _within(s: dict[str, Any]) -> list[str]:
+    if not s["within_budget"]:
+        return []
+    sizes = sorted({w["size"] for w in s["within_budget"]})
+    budgets = sorted({w["budget_ms"] for w in s["within_budget"]})
+    cell = {(w["budget_ms"], w["size"]): w for w in s["within_budget"]}
+    rows = []
+    for b in budgets:
+        row = [f"{b:.2f}"]
+        for n in sizes:
+            w = cell.get((b, n))
+            row.append("-" if w is None or w["accuracy"] is None else f"{_pct(w['accuracy'])} (#{int(w['sample'])})")
+        rows.append(row)
+    return (["## Best accuracy within a max member latency", "",
+             f"Figure 3 read across (sample numbers as on the figure; reward target {s['target_ms']:g} ms):", ""]
+            + table(["budget ms"] + [f"{n} member{'s' if n > 1 else ''}" for n in sizes], rows,
+                    [True] * (len(sizes) + 1)) + [""])
+
+
+def _fronts(s: dict[str, Any]) -> list[str]:
+    lines = ["## Pareto fronts", "",
+             "Each size's front (accuracy up, max member latency down), one row per member; architectures as "
+             "block strings (`nas describe` and `nas latency` read them; `nas show RUN --export DIR` writes "
+             "each front ensemble as a spec file).", ""]
+    rows = []
+    for p in s["front"]:
+        for i, m in enumerate(p["members"]):
+            first = i == 0
+            rows.append([p["size"] if first else "", f"#{p['sample']}" if first else "",
+                         _pct(p["accuracy"]) if first else "", _ms(p["latency_max_ms"]) if first else "",
+                         f"{p['reward']:.3f}" if first else "", i + 1, m["resolution"], _ms(m["latency_ms"]),
+                         _pct(m["val_accuracy"]),
+                         f"stem {m['stem_filters']}/s{m['stem_stride']}, head {m['head_filters']}: `{m['blocks']}`"])
+    return lines + table(["size", "sample", "accuracy", "max ms", "reward", "member", "px", "ms", "member accuracy",
+                          "architecture"], rows, [True] * 9 + [False]) + [""]
+
+
+def _diversity(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
+    if not s["diversity"]:
+        return []
+    rows = [[d["size"], d["n"], d["above_best"], f"{100 * d['median_gain']:+.1f}", f"{100 * d['median_spread']:.1f}",
+             rho_text(d["spearman_gain_spread"]), f"{d['median_disagreement']:.3f}",
+             rho_text(d["spearman_gain_disagreement"])] for d in s["diversity"]]
+    return (["## Ensembles against their best member", "",
+             "Gain: the ensemble's accuracy (geometric mean) minus its best member's; spread: best minus weakest "
+             "member; both in accuracy points on the validation split.", ""]
+            + table(["size", "ensembles", "above their best member", "median gain", "median spread",
+                     "Spearman gain~spread", "median disagreement", "Spearman gain~disagreement"], rows, [True] * 8)
+            + [""] + _image(plots / "diversity.png", out_dir, "gain over the best member"))
+
+
+def _members(s: dict[str, Any]) -> list[str]:
+    lines = ["## Members and failures", ""]
+    if s["members"]["trained"]:
+        lines += [members_line(s["members"])[0].upper() + members_line(s["members"])[1:] + ".", ""]
+    if s["failures"]:
+        lines += table(["size", "sample", "reason"], [[f["size"], f"#{f['sample']}", f["reason"]] for f in s["failures"]],
+                       [True, True, False]) + [""]
+    else:
+        lines += ["No sample failed.", ""]
+    return lines
+
+
+def _retrained(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
+    lines = []
+    for r in s["retrained"]:
+        lines += [f"## Retrained: {r['label']}", "",
+                  f"- Proxy against test rank agreement (Spearman, Kendall tau-b): {agreement_line(r)}",
+                  f"- {picks_line(r)[0].upper() + picks_line(r)[1:]}"]
+        versus = versus_line(r)
+        if versus:
+            lines.append(f"- {versus[0].upper() + versus[1:]}")
+        if r.get("gain_over_best_member"):
+            first, second = gain_line(r["gain_over_best_member"])
+            lines.append(f"- Ensembles of two or more, test accuracy: {first}; {second}")
+        lines.append("")
+        rows = [[e["size"], e["sample"] if e["sample"] == "pool" else f"#{e['sample']}", _pct(e["proxy_val_accuracy"]),
+                 _pct(e["test_accuracy"], 2), _pct(e["best_member_test_accuracy"], 2), _ms(e["latency_max_ms"])]
+                for e in r["ensembles"]]
+        lines += table(["size", "sample", "proxy validation", "test", "best member test", "max ms"], rows,
+                       [True] * 6) + [""]
+        lines += _image(plots / f"retrain-{r['slug']}.png", out_dir, f"retrained, {r['label']}")
+    return lines
+
+
+def markdown(run: RunDir, s: dict[str, Any], out_dir: Path) -> str:
+    """The report of ``run`` from its summary ``s`` (``summarize(run, front=True)``), with image
+    paths relative to ``out_dir``, where the page will live."""
+    cfg = run.read_config()
+    plots = run.path / "plots"
+    lines = (_header(s, cfg) + _image(plots / "figure3.png", out_dir, "Figure 3: accuracy against max member latency")
+             + _sizes(s) + _within(s) + _fronts(s)
+             + _section("Search progress", _image(plots / "curves.png", out_dir, "reward and entropy per update"))
+             + _diversity(s, plots, out_dir) + _members(s) + _retrained(s, plots, out_dir))
+    linked = {line[line.index("](") + 2:-1] for line in lines if line.startswith("![")}
+    others = [_image(path, out_dir, path.stem) for path in sorted(plots.glob("*.png"))
+              if Path(os.path.relpath(path, out_dir)).as_posix() not in linked]  # `nas pool`'s, `nas seeds`' ...
+    lines += (_section("More figures", [line for image in others for line in image])
+              + ["<details><summary>Config (config.json)</summary>", "", "```json",
+                json.dumps(cfg, indent=1, sort_keys=True), "```", "", "</details>", ""])
+    return "\n".join(lines)
+
+
+def write_report(run: RunDir, out: Path | None = None, budgets: list[float] | None = None, plots: bool = True) -> Path:
+    """Draw the run's figures (unless ``plots`` is False) and write its report, by default
+    RUN/report.md; returns the path. Raises UserError for a run without records or an unwritable
+    ``out``."""
+    from nas.search_cli import check_writable, make_plots
+
+    out = run.path / "report.md" if out is None else out
+    s = summarize(run, budgets, front=True)
+    if not s["samples"]:
+        raise UserError(f"{run.path}: no records yet")
+    check_writable(out.parent, "--out")  # before drawing anything
+    if plots:
+        make_plots(run)
+    text = markdown(run, s, out.parent)
+    try:
+        out.write_text(text)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write: {e.strerror}") from None
+    return out
+
+
+def run_report_cmd(args: argparse.Namespace) -> int:
+    path = write_report(RunDir(args.run), Path(args.out) if args.out else None, args.budgets, plots=not args.no_plots)
+    print(f"report: {path}")
+    return 0

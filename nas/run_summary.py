@@ -1,0 +1,144 @@
+"""What a search run holds, summarized once for `nas show` (text and JSON) and `nas report`
+(Markdown): per size the samples, failures, best and median accuracy, median max latency, best
+reward and front points; the best accuracy within max-latency budgets; the ensembles' gain over their
+best member; what the members cost; the retraining results; optionally the front ensembles with
+their members' architectures; the devices, the launches and the time the samples span."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from nas.diversity import diversity_frame, diversity_summary
+from nas.pareto import best_within, fronts, json_rows, records_frame
+from nas.retrained_cli import retrained_report
+from nas.store import RunDir
+
+
+def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = False) -> dict[str, Any]:
+    """The run's summary as JSON-ready values (`nas show --json` prints it). ``budgets``: max-latency
+    budgets in ms for ``within_budget`` (default: ``default_budgets``); ``front``: add ``front``, each
+    Pareto-front ensemble with its members' architectures. Raises UserError for a directory that
+    holds no run."""
+    cfg = run.read_config()
+    records = run.records()
+    df = records_frame(records)
+    front_sizes = fronts(records)["size"] if any(r.get("status") == "ok" for r in records) else pd.Series([], dtype=int)
+    sizes = []
+    for n in sorted(cfg["sizes"]):
+        d = df[df["size"] == n] if len(df) else df
+        ok = d[d["status"] == "ok"] if len(d) else d
+        sizes.append({"size": int(n), "samples": int(len(d)), "failed": int((d["status"] != "ok").sum()) if len(d) else 0,
+                      "best_accuracy": float(ok["accuracy"].max()) if len(ok) else None,
+                      "median_accuracy": float(ok["accuracy"].median()) if len(ok) else None,
+                      "median_max_latency_ms": float(ok["latency_max_ms"].median()) if len(ok) else None,
+                      "best_reward": float(d["reward"].max()) if len(d) else None,
+                      "front_points": int((front_sizes == n).sum()),
+                      **_progress(ok)})
+    # where the samples ran: device kind (records from before it was stored: the backend) and jax
+    devices = sorted({f"{device_name(v)} (jax {v.get('jax', '?')})"
+                      for v in (r.get("versions") or {} for r in records) if v})
+    times = [float(r["time"]) for r in records if r.get("time")]
+    out = {"run": str(run.path), "dataset": cfg["dataset"], "controller": cfg.get("controller", "reinforce"),
+           "samples_per_size": cfg.get("samples_per_size"), "samples": len(records),
+           "target_ms": float(cfg.get("reward", {}).get("target_ms", 75.0)), "devices": devices,
+           "first_sample_time": min(times) if times else None, "last_sample_time": max(times) if times else None,
+           "launches": run.launches(), "sizes": sizes, "members": member_costs(records),
+           "within_budget": json_rows(best_within(records, default_budgets(records) if budgets is None else budgets)),
+           "diversity": json_rows(diversity_summary(diversity_frame(records))),
+           "retrained": retrained_report(run, records),
+           "failures": [{"size": r["size"], "sample": r["sample"], "reason": r.get("reason") or "?"}
+                        for r in sorted(records, key=lambda r: (r["size"], r["sample"])) if r.get("status") != "ok"]}
+    if front:
+        out["front"] = [front_point(rec, ens) for rec, ens in front_ensembles(records)]
+    return out
+
+
+def _progress(ok: pd.DataFrame) -> dict[str, Any]:
+    """Whether the controller learned: the mean accuracy of a size's first and last third of its
+    successful samples, in sample order (``progress_k`` samples each; None with fewer than two)."""
+    if len(ok) < 2:
+        return {"progress_k": 0, "mean_accuracy_first": None, "mean_accuracy_last": None}
+    acc = ok.sort_values("sample")["accuracy"].astype(float)
+    k = max(1, len(acc) // 3)
+    return {"progress_k": k, "mean_accuracy_first": float(acc.iloc[:k].mean()),
+            "mean_accuracy_last": float(acc.iloc[-k:].mean())}
+
+
+def device_name(versions: dict[str, Any]) -> str:
+    """A record's device kind (older records: the backend), with the host CPU model on a CPU."""
+    name = versions.get("device") or versions.get("backend", "?")
+    return f"{name} {versions['host_cpu']}" if versions.get("backend") == "cpu" and versions.get("host_cpu") else name
+
+
+def default_budgets(records: list[dict[str, Any]]) -> list[float]:
+    """`nas show`'s max-latency budgets: the quartiles and the maximum of the successful samples' max
+    member latency (ms, rounded up to 0.01 so that each takes in its sample), so that the table reads
+    Figure 3 where its points are."""
+    import math
+
+    import numpy as np
+
+    lat = [r["latency_max_ms"] for r in records if r.get("status") == "ok"]
+    return sorted({math.ceil(float(q) * 100) / 100 for q in np.percentile(lat, [25, 50, 75, 100])}) if lat else []
+
+
+def front_ensembles(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+    """(record, EnsembleSpec) of every Pareto-front sample, by size, then max latency."""
+    from search_space.spec import EnsembleSpec
+    from search_space.spec import from_dict as spec_from_dict
+
+    by_key = {(r["size"], r["sample"]): r for r in records}
+    front = fronts(records)
+    out = []
+    for size, sample in zip(front["size"], front["sample"]):
+        rec = by_key[(int(size), int(sample))]
+        out.append((rec, EnsembleSpec(tuple(spec_from_dict(m["spec"]) for m in rec["members"]))))
+    return out
+
+
+def front_point(rec: dict[str, Any], ens: Any) -> dict[str, Any]:
+    """A front point and its members' architectures (resolution, stem, head, block string)."""
+    from search_space.blockstring import encode_blocks
+
+    return {"size": rec["size"], "sample": rec["sample"], "accuracy": rec["accuracy"],
+            "latency_max_ms": rec["latency_max_ms"], "reward": rec["reward"], "ensemble_id": ens.id,
+            "members": [{"resolution": m.resolution, "stem_filters": m.stem_filters, "stem_stride": m.stem_stride,
+                         "head_filters": m.head_filters, "blocks": encode_blocks(m.blocks),
+                         "latency_ms": info["latency_ms"], "val_accuracy": info.get("val_accuracy")}
+                        for m, info in zip(ens.members, rec["members"])]}
+
+
+def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the run's distinct members cost (each counted once, however many samples share it):
+    how many trained and failed, mean setup / compile (and its tracing part) / train (and its first
+    epoch, over members of more than one epoch; None if none) / evaluation seconds (0 for what
+    records of older runs lack), the lowerings used, and with per-layer compilation
+    (trainer.compile_unit=layer) the members' layers in all and how many compiled new programs."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for m in r.get("members", []):
+            seen.setdefault(m.get("key") or m.get("id"), m)
+    ms = list(seen.values())
+    mean = lambda k: sum(float(m.get(k) or 0.0) for m in ms) / len(ms) if ms else None  # noqa: E731
+    firsts = [m["epoch_s"][0] for m in ms if len(m.get("epoch_s") or ()) > 1]  # one-time costs show here
+    return {"trained": len(ms), "failed": sum(m.get("status") != "ok" for m in ms),
+            "setup_s_mean": mean("setup_s"), "compile_s_mean": mean("compile_s"), "trace_s_mean": mean("trace_s"),
+            "train_s_mean": mean("train_s"), "first_epoch_s_mean": sum(firsts) / len(firsts) if firsts else None,
+            "eval_s_mean": mean("eval_s"),
+            "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")}),
+            # trainer.compile_unit=layer: the members' stages, and how many compiled new programs
+            "stages": sum(int(m.get("stages") or 0) for m in ms),
+            "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms)}
+
+
+def members_line(members: dict[str, Any]) -> str:
+    """``member_costs`` in one line: "members: 6 trained (0 failed), per member mean setup 3.9 s, ..."."""
+    m = members
+    return (f"members: {m['trained']} trained ({m['failed']} failed), per member mean setup {m['setup_s_mean']:.1f} s, "
+            f"compile {m['compile_s_mean']:.1f} s (tracing {m['trace_s_mean']:.1f} s of it), train "
+            f"{m['train_s_mean']:.1f} s"
+            + ("" if m["first_epoch_s_mean"] is None else f" (first epoch {m['first_epoch_s_mean']:.1f} s of it)")
+            + f", evaluation {m['eval_s_mean']:.1f} s; lowering {', '.join(m['lowerings']) or '-'}"
+            + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"] else ""))
