@@ -70,7 +70,12 @@ def _header(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
              f"{s['dataset']}, {s['controller']} controller, ensemble sizes {sizes}: {s['samples']} samples "
              f"({s['samples_per_size']} per size planned)"
              + (f", on {'; '.join(s['devices'])}" if s["devices"] else "") + "."]
-    if s["first_sample_time"] is not None:
+    launched = [l["time"] for l in s["launches"] if l.get("time")]
+    if launched and s["last_sample_time"] is not None:
+        span = s["last_sample_time"] - min(launched)
+        lines[-1] += (f" First launched {_utc(min(launched))}; the last record came {_duration(span)} later"
+                      + (" (the time between a stop and a resume included)." if len(launched) > 1 else "."))
+    elif s["first_sample_time"] is not None:
         span = s["last_sample_time"] - s["first_sample_time"]
         lines[-1] += (f" Samples recorded from {_utc(s['first_sample_time'])} to {_utc(s['last_sample_time'])} "
                       f"({_duration(span)} between the first record and the last).")

@@ -1,11 +1,12 @@
-"""The README and docs/ pages: every relative link and image resolves, every page is linked, and the
-README's quick start names a config that exists."""
+"""The README, docs/ and experiments/results/ pages: every relative link and image resolves, every
+docs page is linked, and the README's quick start names a config that exists."""
 
 import pathlib
 import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RESULT_PAGES = sorted((ROOT / "experiments" / "results").rglob("*.md"))  # READMEs and nas report pages
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -17,7 +18,7 @@ def _relative_links(page: pathlib.Path) -> list[str]:
 def test_every_relative_link_resolves():
     broken = [
         f"{page.relative_to(ROOT)} -> {link}"
-        for page in PAGES
+        for page in PAGES + RESULT_PAGES
         for link in _relative_links(page)
         if not (page.parent / link).resolve().exists()
     ]
