@@ -130,6 +130,13 @@ accuracy)
   export JAX_COMPILATION_CACHE_DIR=$RUNS/mnv2_jax_cache
   proxy_set=${PROXY_SET:-} proxy_sets=()
   for kv in ${proxy_set//+/ }; do proxy_sets+=(--set "$kv"); done
+  # The recipes phase trained this recipe's seed-0 member under the same member key (network, data,
+  # split, trainer config, seed): a new study takes it from there and trains seeds 1 and 2 only.
+  recipe_members=$RUNS/recipe_${proxy_set//[^A-Za-z0-9.=+_-]/_}/members
+  if [ -n "$proxy_set" ] && [ -d "$recipe_members" ] && [ ! -f "$RUNS/study_mnv2/config.json" ]; then
+    mkdir -p "$RUNS/study_mnv2/members" && cp "$recipe_members"/*.npz "$RUNS/study_mnv2/members/" 2>/dev/null \
+      && log "seed-0 member taken from the recipes phase ($recipe_members)"
+  fi
   log "study mobilenetv2-cifar (alone on the GPU)${proxy_set:+, recipe $proxy_set}"
   # 300 s held the proxy recipe's study on the H100 (232 s); batch 128 trains more slowly per epoch
   study_limit=${STUDY_LIMIT:-$([ "${TORCH_MODES:-}" = none ] && echo 450 || echo 300)}
