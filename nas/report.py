@@ -58,6 +58,11 @@ def _image(path: Path, out_dir: Path, alt: str) -> list[str]:
     return [f"![{alt}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""] if path.is_file() else []
 
 
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter (the CLI's lines start lower-case)."""
+    return text[:1].upper() + text[1:]
+
+
 def _section(title: str, body: list[str]) -> list[str]:
     """A level-2 section, or nothing where it has no body."""
     return [f"## {title}", ""] + body if body else []
@@ -159,7 +164,7 @@ def _diversity(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
 def _members(s: dict[str, Any]) -> list[str]:
     lines = ["## Members and failures", ""]
     if s["members"]["trained"]:
-        lines += [members_line(s["members"])[0].upper() + members_line(s["members"])[1:] + ".", ""]
+        lines += [_sentence(members_line(s["members"])) + ".", ""]
     if s["failures"]:
         lines += table(["size", "sample", "reason"], [[f["size"], f"#{f['sample']}", f["reason"]] for f in s["failures"]],
                        [True, True, False]) + [""]
@@ -173,10 +178,10 @@ def _retrained(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
     for r in s["retrained"]:
         lines += [f"## Retrained: {r['label']}", "",
                   f"- Proxy against test rank agreement (Spearman, Kendall tau-b): {agreement_line(r)}",
-                  f"- {picks_line(r)[0].upper() + picks_line(r)[1:]}"]
+                  f"- {_sentence(picks_line(r))}"]
         versus = versus_line(r)
         if versus:
-            lines.append(f"- {versus[0].upper() + versus[1:]}")
+            lines.append(f"- {_sentence(versus)}")
         if r.get("gain_over_best_member"):
             first, second = gain_line(r["gain_over_best_member"])
             lines.append(f"- Ensembles of two or more, test accuracy: {first}; {second}")

@@ -109,7 +109,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     points = front_ensembles(run.records()) if args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
-        if exported:
+        if args.export:
             s["exported"] = [str(p) for p in exported]
         print(json.dumps(s))
         return 0
