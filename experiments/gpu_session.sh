@@ -101,6 +101,7 @@ study() {  # name, run dir, limit s, extra args: the processes backend, then the
       >> "$study_log" 2>&1
     log "study $name resumed in-process: exit $?"
   fi
+  $PY -m nas report "$dir" >> "$study_log" 2>&1  # DIR/report.md: tables, findings, members on one page
 }
 
 archive() {  # archive.tgz, tar args: gzip them into $OUT; over 15 MiB, as parts of 15 MiB (files come

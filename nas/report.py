@@ -21,7 +21,7 @@ from nas.store import RunDir
 from search_space.errors import UserError
 
 
-def _pct(x: Any, digits: int = 1) -> str:
+def pct(x: Any, digits: int = 1) -> str:
     return "-" if x is None or x != x else f"{100 * x:.{digits}f}%"  # x != x: NaN
 
 
@@ -29,15 +29,15 @@ def _ms(x: Any) -> str:
     return "-" if x is None or x != x else f"{x:.2f}"
 
 
-def _count(n: Any) -> str:
+def count(n: Any) -> str:
     return f"{n:,}" if isinstance(n, int) else ""
 
 
-def _utc(t: float | None) -> str:
+def utc(t: float | None) -> str:
     return "-" if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes = seconds / 60
     return f"{seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
@@ -53,7 +53,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[
     return lines
 
 
-def _image(path: Path, out_dir: Path, alt: str) -> list[str]:
+def image_lines(path: Path, out_dir: Path, alt: str) -> list[str]:
     """An image line with a path relative to the report, or nothing where the figure is missing."""
     return [f"![{alt}]({Path(os.path.relpath(path, out_dir)).as_posix()})", ""] if path.is_file() else []
 
@@ -63,7 +63,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _section(title: str, body: list[str]) -> list[str]:
+def section(title: str, body: list[str]) -> list[str]:
     """A level-2 section, or nothing where it has no body."""
     return [f"## {title}", ""] + body if body else []
 
@@ -78,32 +78,36 @@ def _header(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     launched = [l["time"] for l in s["launches"] if l.get("time")]
     if launched and s["last_sample_time"] is not None:
         span = s["last_sample_time"] - min(launched)
-        lines[-1] += (f" First launched {_utc(min(launched))}; the last record came {_duration(span)} later"
+        lines[-1] += (f" First launched {utc(min(launched))}; the last record came {duration(span)} later"
                       + (" (the time between a stop and a resume included)." if len(launched) > 1 else "."))
     elif s["first_sample_time"] is not None:
         span = s["last_sample_time"] - s["first_sample_time"]
-        lines[-1] += (f" Samples recorded from {_utc(s['first_sample_time'])} to {_utc(s['last_sample_time'])} "
-                      f"({_duration(span)} between the first record and the last).")
+        lines[-1] += (f" Samples recorded from {utc(s['first_sample_time'])} to {utc(s['last_sample_time'])} "
+                      f"({duration(span)} between the first record and the last).")
     t, r = cfg.get("trainer", {}), cfg.get("reward", {})
     epochs = t.get("epochs", "?")
     lines += ["", f"Each member trains for {epochs} proxy epoch{'s' if epochs != 1 else ''} at batch "
                   f"{t.get('batch_size', '?')}, learning rate {t.get('learning_rate', '?')} ({t.get('schedule', '?')}, "
-                  f"{t.get('optimizer', '?')}), on {_count(cfg.get('train_examples')) or 'all the'} training images, "
-                  f"and is scored on {_count(cfg.get('val_size')) or '?'} held-out ones. Reward: accuracy x (max "
+                  f"{t.get('optimizer', '?')}), on {count(cfg.get('train_examples')) or 'all the'} training images, "
+                  f"and is scored on {count(cfg.get('val_size')) or '?'} held-out ones. Reward: accuracy x (max "
                   f"member latency / {s['target_ms']:g} ms)^w, w = {r.get('alpha', '?')} within the target, "
                   f"{r.get('beta', '?')} beyond it; latency on {r.get('device', 'pixel1')}.", ""]
-    if s["launches"]:
-        lines += ["Launched as:", "", "```"]
-        lines += [f"{l['command']}    # {_utc(l.get('time'))}" for l in s["launches"]]
-        lines += ["```", ""]
-    return lines
+    return lines + launch_lines(s["launches"])
+
+
+def launch_lines(launches: list[dict[str, Any]]) -> list[str]:
+    """The run's command lines (``RunDir.launches``) as a code block, or nothing for older runs."""
+    if not launches:
+        return []
+    return (["Launched as:", "", "```"] + [f"{l['command']}    # {utc(l.get('time'))}" for l in launches]
+            + ["```", ""])
 
 
 def _sizes(s: dict[str, Any]) -> list[str]:
-    rows = [[z["size"], z["samples"], z["failed"], _pct(z["best_accuracy"]), _pct(z["median_accuracy"]),
+    rows = [[z["size"], z["samples"], z["failed"], pct(z["best_accuracy"]), pct(z["median_accuracy"]),
              _ms(z["median_max_latency_ms"]), "-" if z["best_reward"] is None else f"{z['best_reward']:.3f}",
              z["front_points"],
-             "-" if not z["progress_k"] else f"{_pct(z['mean_accuracy_first'])} / {_pct(z['mean_accuracy_last'])}"]
+             "-" if not z["progress_k"] else f"{pct(z['mean_accuracy_first'])} / {pct(z['mean_accuracy_last'])}"]
             for z in s["sizes"]]
     return ["## Per ensemble size", ""] + table(
         ["size", "samples", "failed", "best accuracy", "median accuracy", "median max latency ms", "best reward",
@@ -121,7 +125,7 @@ def _within(s: dict[str, Any]) -> list[str]:
         row = [f"{b:.2f}"]
         for n in sizes:
             w = cell.get((b, n))
-            row.append("-" if w is None or w["accuracy"] is None else f"{_pct(w['accuracy'])} (#{int(w['sample'])})")
+            row.append("-" if w is None or w["accuracy"] is None else f"{pct(w['accuracy'])} (#{int(w['sample'])})")
         rows.append(row)
     return (["## Best accuracy within a max member latency", "",
              f"Figure 3 read across (sample numbers as on the figure; reward target {s['target_ms']:g} ms):", ""]
@@ -139,9 +143,9 @@ def _fronts(s: dict[str, Any]) -> list[str]:
         for i, m in enumerate(p["members"]):
             first = i == 0
             rows.append([p["size"] if first else "", f"#{p['sample']}" if first else "",
-                         _pct(p["accuracy"]) if first else "", _ms(p["latency_max_ms"]) if first else "",
+                         pct(p["accuracy"]) if first else "", _ms(p["latency_max_ms"]) if first else "",
                          f"{p['reward']:.3f}" if first else "", i + 1, m["resolution"], _ms(m["latency_ms"]),
-                         _pct(m["val_accuracy"]),
+                         pct(m["val_accuracy"]),
                          f"stem {m['stem_filters']}/s{m['stem_stride']}, head {m['head_filters']}: `{m['blocks']}`"])
     return lines + table(["size", "sample", "accuracy", "max ms", "reward", "member", "px", "ms", "member accuracy",
                           "architecture"], rows, [True] * 9 + [False]) + [""]
@@ -158,7 +162,7 @@ def _diversity(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
              "member; both in accuracy points on the validation split.", ""]
             + table(["size", "ensembles", "above their best member", "median gain", "median spread",
                      "Spearman gain~spread", "median disagreement", "Spearman gain~disagreement"], rows, [True] * 8)
-            + [""] + _image(plots / "diversity.png", out_dir, "gain over the best member"))
+            + [""] + image_lines(plots / "diversity.png", out_dir, "gain over the best member"))
 
 
 def _members(s: dict[str, Any]) -> list[str]:
@@ -186,12 +190,12 @@ def _retrained(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
             first, second = gain_line(r["gain_over_best_member"])
             lines.append(f"- Ensembles of two or more, test accuracy: {first}; {second}")
         lines.append("")
-        rows = [[e["size"], e["sample"] if e["sample"] == "pool" else f"#{e['sample']}", _pct(e["proxy_val_accuracy"]),
-                 _pct(e["test_accuracy"], 2), _pct(e["best_member_test_accuracy"], 2), _ms(e["latency_max_ms"])]
+        rows = [[e["size"], e["sample"] if e["sample"] == "pool" else f"#{e['sample']}", pct(e["proxy_val_accuracy"]),
+                 pct(e["test_accuracy"], 2), pct(e["best_member_test_accuracy"], 2), _ms(e["latency_max_ms"])]
                 for e in r["ensembles"]]
         lines += table(["size", "sample", "proxy validation", "test", "best member test", "max ms"], rows,
                        [True] * 6) + [""]
-        lines += _image(plots / f"retrain-{r['slug']}.png", out_dir, f"retrained, {r['label']}")
+        lines += image_lines(plots / f"retrain-{r['slug']}.png", out_dir, f"retrained, {r['label']}")
     return lines
 
 
@@ -200,14 +204,14 @@ def markdown(run: RunDir, s: dict[str, Any], out_dir: Path) -> str:
     paths relative to ``out_dir``, where the page will live."""
     cfg = run.read_config()
     plots = run.path / "plots"
-    lines = (_header(s, cfg) + _image(plots / "figure3.png", out_dir, "Figure 3: accuracy against max member latency")
+    lines = (_header(s, cfg) + image_lines(plots / "figure3.png", out_dir, "Figure 3: accuracy against max member latency")
              + _sizes(s) + _within(s) + _fronts(s)
-             + _section("Search progress", _image(plots / "curves.png", out_dir, "reward and entropy per update"))
+             + section("Search progress", image_lines(plots / "curves.png", out_dir, "reward and entropy per update"))
              + _diversity(s, plots, out_dir) + _members(s) + _retrained(s, plots, out_dir))
     linked = {line[line.index("](") + 2:-1] for line in lines if line.startswith("![")}
-    others = [_image(path, out_dir, path.stem) for path in sorted(plots.glob("*.png"))
+    others = [image_lines(path, out_dir, path.stem) for path in sorted(plots.glob("*.png"))
               if Path(os.path.relpath(path, out_dir)).as_posix() not in linked]  # `nas pool`'s, `nas seeds`' ...
-    lines += (_section("More figures", [line for image in others for line in image])
+    lines += (section("More figures", [line for image in others for line in image])
               + ["<details><summary>Config (config.json)</summary>", "", "```json",
                 json.dumps(cfg, indent=1, sort_keys=True), "```", "", "</details>", ""])
     return "\n".join(lines)
@@ -215,18 +219,27 @@ def markdown(run: RunDir, s: dict[str, Any], out_dir: Path) -> str:
 
 def write_report(run: RunDir, out: Path | None = None, budgets: list[float] | None = None, plots: bool = True) -> Path:
     """Draw the run's figures (unless ``plots`` is False) and write its report, by default
-    RUN/report.md; returns the path. Raises UserError for a run without records or an unwritable
+    RUN/report.md; returns the path. A scaling study's directory gets the study's page
+    (``nas.study_report``). Raises UserError for a run without records or an unwritable
     ``out``."""
     from nas.search_cli import check_writable, make_plots
+    from nas.study_report import is_study, study_markdown
 
     out = run.path / "report.md" if out is None else out
+    if is_study(run.read_config()):  # a scaling study: its figure is the one `nas study` drew
+        text = study_markdown(run, out.parent)
+        check_writable(out.parent, "--out")
+        return _write(out, text)
     s = summarize(run, budgets, front=True)
     if not s["samples"]:
         raise UserError(f"{run.path}: no records yet")
     check_writable(out.parent, "--out")  # before drawing anything
     if plots:
         make_plots(run)
-    text = markdown(run, s, out.parent)
+    return _write(out, markdown(run, s, out.parent))
+
+
+def _write(out: Path, text: str) -> Path:
     try:
         out.write_text(text)
     except OSError as e:

@@ -237,6 +237,14 @@ def findings(summary: pd.DataFrame) -> list[dict[str, Any]]:
             row.update({"ensemble": f"{int(best['n'])} x {best['architecture']}",
                         "ensemble_accuracy": float(best["accuracy_mean"]), "ensemble_flops": int(best["flops"]),
                         "flops_ratio": float(best["flops"] / b["flops"])})
+        else:  # how near it came: the most accurate ensemble of smaller models at fewer FLOPs, if any
+            near = summary[summary["architecture"].isin(smaller) & (summary["n"] >= 2) & (summary["flops"] < b["flops"])]
+            if not near.empty:
+                best = near.sort_values(["accuracy_mean", "flops"], ascending=[False, True]).iloc[0]
+                row.update({"closest": f"{int(best['n'])} x {best['architecture']}",
+                            "closest_accuracy": float(best["accuracy_mean"]), "closest_flops": int(best["flops"]),
+                            "closest_flops_ratio": float(best["flops"] / b["flops"]),
+                            "shortfall": float(b["accuracy_mean"] - best["accuracy_mean"])})
         out.append(row)
     return out
 
@@ -249,7 +257,9 @@ def format_findings(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{head}: matched by {r['ensemble']} at {100 * r['ensemble_accuracy']:.2f}% with "
                          f"{r['flops_ratio']:.2f}x its FLOPs")
         else:
-            lines.append(f"{head}: no ensemble of smaller models is as accurate at fewer FLOPs")
+            lines.append(f"{head}: no ensemble of smaller models is as accurate at fewer FLOPs"
+                         + (f"; closest {r['closest']} at {100 * r['closest_accuracy']:.2f}% ({100 * r['shortfall']:.2f} "
+                            f"points short) with {r['closest_flops_ratio']:.2f}x its FLOPs" if "closest" in r else ""))
     return "\n".join(lines)
 
 

@@ -71,6 +71,10 @@ def test_findings_name_the_cheapest_smaller_ensemble_that_matches_a_single_model
     assert rows["big"]["beaten"] and rows["big"]["ensemble"] == "3 x small"
     assert rows["big"]["flops_ratio"] == pytest.approx(30 / 40)
     assert not rows["huge"]["beaten"] and not rows["small"]["beaten"]
+    # a miss names the most accurate ensemble of smaller models under its FLOPs, and by how much it fell short
+    assert rows["huge"]["closest"] == "2 x big" and rows["huge"]["shortfall"] == pytest.approx(0.02)
+    assert rows["huge"]["closest_flops_ratio"] == pytest.approx(80 / 160)
+    assert "closest" not in rows["small"] and "closest" not in rows["big"]  # none to compare / matched
 
 
 def test_configs_resolutions_and_validation():
@@ -154,6 +158,17 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     assert [r["single"] for r in json.loads((run / "findings.json").read_text())] == ["wrn-10-1", "wrn-10-2"]
     assert json.loads((run / "config.json").read_text())["members"] == 2
     assert not math.isnan(pts["nll"].max())
+    launches = [json.loads(l) for l in (run / "launches.jsonl").read_text().splitlines()]
+    assert [l["resume"] for l in launches] == [False, True] and launches[1]["command"].startswith("nas study x ")
+    page = _nas("report", str(run))  # the study's page: the same findings and numbers
+    assert page.returncode == 0 and page.stdout.strip() == f"report: {run / 'report.md'}"
+    text = (run / "report.md").read_text()
+    assert text.startswith("# Scaling study `study`") and "![accuracy and NLL against total FLOPs](plots/scaling.png)" in text
+    summary = pd.read_csv(run / "summary.csv")
+    for _, r in summary.iterrows():
+        assert f"| {r['architecture']} | {r['n']} | {r['flops'] / 1e9:.3g} |" in text
+    assert "- **wrn-10-2** (" in text and launches[0]["command"] in text
+    assert "| wrn-10-1 | 2 | 0 |" in text  # members per architecture, none failed
 
 
 def test_study_time_limit_and_bad_input(tmp_path, dataset):
