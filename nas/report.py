@@ -151,6 +151,40 @@ def _fronts(s: dict[str, Any]) -> list[str]:
                           "architecture"], rows, [True] * 9 + [False]) + [""]
 
 
+def _pool(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
+    """`nas pool`'s fronts (RUN/pool_fronts.csv), where it has run."""
+    import pandas as pd
+
+    path = run.path / "pool_fronts.csv"
+    if not path.is_file():
+        return []
+    f = pd.read_csv(path)
+    rows = [[int(r["size"]), pct(r["accuracy"]), _ms(r["latency_max_ms"]), f"{r['reward']:.3f}",
+             pct(r["best_member_accuracy"]), "-" if pd.isna(r["searched_sample"]) else f"#{int(r['searched_sample'])}"]
+            for _, r in f.iterrows()]
+    return section("The member pool's fronts", [
+        "Ensembles recombined from every member the search trained (`nas pool`; no training), chosen on the same "
+        "validation images they are scored on, so optimistic.", ""]
+        + table(["size", "accuracy", "max ms", "reward", "best member", "searched as"], rows, [True] * 6) + [""]
+        + image_lines(plots / "pool.png", out_dir, "the searched fronts and the member pool's"))
+
+
+def _seeds(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
+    """`nas seeds`' copies of searched members (RUN/seeds.csv), where it has run."""
+    import pandas as pd
+
+    path = run.path / "seeds.csv"
+    if not path.is_file():
+        return []
+    f = pd.read_csv(path)
+    rows = [[f"#{int(r['sample'])}", int(r["n"]), pct(r["accuracy"]), _ms(r["latency_max_ms"]),
+             f"{r['disagreement']:.3f}"] for _, r in f.iterrows()]
+    return section("Copies of one member against the searched ensembles", [
+        "n copies (seeds) of a searched one-member sample's member, geometric mean (`nas seeds`).", ""]
+        + table(["sample", "copies", "accuracy", "max ms", "disagreement"], rows, [True] * 5) + [""]
+        + image_lines(plots / "seeds.png", out_dir, "copies of searched members"))
+
+
 def _diversity(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
     if not s["diversity"]:
         return []
@@ -205,7 +239,7 @@ def markdown(run: RunDir, s: dict[str, Any], out_dir: Path) -> str:
     cfg = run.read_config()
     plots = run.path / "plots"
     lines = (_header(s, cfg) + image_lines(plots / "figure3.png", out_dir, "Figure 3: accuracy against max member latency")
-             + _sizes(s) + _within(s) + _fronts(s)
+             + _sizes(s) + _within(s) + _fronts(s) + _pool(run, plots, out_dir) + _seeds(run, plots, out_dir)
              + section("Search progress", image_lines(plots / "curves.png", out_dir, "reward and entropy per update"))
              + _diversity(s, plots, out_dir) + _members(s) + _retrained(s, plots, out_dir))
     linked = {line[line.index("](") + 2:-1] for line in lines if line.startswith("![")}

@@ -175,6 +175,9 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert (copy / "plots" / "pool.png").stat().st_size > 10_000
     assert main(["pool", str(copy)]) == 0
     assert "6 trained members recombined" in capsys.readouterr().out
+    assert main(["report", str(copy), "--no-plots"]) == 0  # the page lists the pool's fronts, row by row
+    page = (copy / "report.md").read_text().split("## The member pool's fronts\n")[1].split("\n## ")[0]
+    assert page.count("\n| 1 | ") + page.count("\n| 2 | ") == len(out["front"]) and "(plots/pool.png)" in page
     # `nas retrain --pool` hands the pool's most accurate single member to the retrainer with the seed
     # it was searched with (the retrainer itself, a real one, is what the test above runs)
     import trainer.retrain
@@ -233,6 +236,9 @@ def test_seeds_trains_copies_of_the_best_member_once_and_compares_them(resumed_r
     again = _nas(*args[:-1])  # a rerun trains nothing and gives the same table
     assert "training" not in again.stderr and "table " in again.stdout
     assert (copy / "seeds.csv").read_text() == table
+    assert "report: " in _nas("report", str(copy), "--no-plots").stdout
+    page = (copy / "report.md").read_text().split("## Copies of one member against the searched ensembles\n")[1]
+    assert f"| #{best['sample']} | 2 | {100 * two['accuracy']:.1f}% |" in page and "(plots/seeds.png)" in page
 
 
 def test_a_member_retrained_as_the_search_trained_it_reproduces_its_recorded_accuracy(resumed_run):
