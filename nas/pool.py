@@ -79,6 +79,17 @@ def member_pool(run: RunDir, records: list[dict[str, Any]] | None = None) -> tup
     return kept, np.stack(log_probs)
 
 
+def _checked_pool(run: RunDir, records: list[dict[str, Any]], labels: np.ndarray
+                  ) -> tuple[list[PoolMember], np.ndarray, np.ndarray]:
+    """``member_pool`` and the validation ``labels`` as an array, checked to cover the same images."""
+    members, log_probs = member_pool(run, records)
+    labels = np.asarray(labels)
+    if log_probs.shape[1] != len(labels):
+        raise UserError(f"{run.path}: cached logits cover {log_probs.shape[1]} images, the validation split "
+                        f"{len(labels)}: the data set changed since the search")
+    return members, log_probs, labels
+
+
 def subset_accuracies(log_probs: np.ndarray, labels: np.ndarray, subsets: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Geometric-mean accuracy of each row of ``subsets`` (member indices): the argmax of the summed
     log-probabilities, which is the argmax of their renormalized mean.
@@ -154,11 +165,7 @@ def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], reward: R
     as the search would have rewarded it, and its members) and a summary per size next to the
     searched front; ``records``: the run's, read when not given."""
     all_records = run.records() if records is None else records
-    members, log_probs = member_pool(run, all_records)
-    labels = np.asarray(labels)
-    if log_probs.shape[1] != len(labels):
-        raise UserError(f"{run.path}: cached logits cover {log_probs.shape[1]} images, the validation split "
-                        f"{len(labels)}: the data set changed since the search")
+    members, log_probs, labels = _checked_pool(run, all_records, labels)
     latency = np.array([m.latency_ms for m in members])
     searched_sets = {}
     records = [r for r in all_records if r.get("status") == "ok"]
@@ -197,3 +204,76 @@ def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], reward: R
     front = pd.DataFrame(rows)
     front["searched_sample"] = front["searched_sample"].astype("Int64")  # missing where no search sampled it
     return front, pd.DataFrame(summary)
+
+
+def holdout_check(run: RunDir, labels: np.ndarray, sizes: Iterable[int], splits: int = 10,
+                  limit: int = DEFAULT_LIMIT, beam: int = DEFAULT_BEAM,
+                  records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """How much of the pool's lead over the search survives images it was not chosen on.
+
+    For each of ``splits`` seeded random halvings of the validation images, the pool's candidates
+    are scored on the first half only, and so are the searched ensembles; per size, the most accurate
+    of each on that half (ties: the faster) is then scored on the second half, which neither choice
+    saw. Also the pool's most accurate ensemble on the first half within the searched pick's max
+    latency, for a comparison at no higher latency. One row per split and size: each pick's accuracy
+    on both halves and its max latency; ``optimism`` = first-half minus second-half accuracy of the
+    pool's pick."""
+    all_records = run.records() if records is None else records
+    members, log_probs, labels = _checked_pool(run, all_records, labels)
+    latency = np.array([m.latency_ms for m in members])
+    index = {m.key: i for i, m in enumerate(members)}
+    searched_by_size: dict[int, list[list[int]]] = {}
+    for r in all_records:
+        if r.get("status") == "ok" and all(m["key"] in index for m in r["members"]):
+            searched_by_size.setdefault(r["size"], []).append([index[m["key"]] for m in r["members"]])
+    rows = []
+    for split in range(splits):
+        order = np.random.default_rng(split).permutation(len(labels))
+        choose, score = np.sort(order[: len(labels) // 2]), np.sort(order[len(labels) // 2:])
+
+        def accuracy(subset: Iterable[int], images: np.ndarray) -> float:
+            return float(subset_accuracies(log_probs[:, images], labels[images], np.array([sorted(subset)]))[0])
+
+        for k, found in search_sizes(log_probs[:, choose], labels[choose], latency, sizes, limit, beam).items():
+            max_lat = latency[found.subsets].max(1)
+            pick = int(np.lexsort((max_lat, -found.accuracy))[0])
+            row: dict[str, Any] = {"split": split, "size": k, "choose_images": len(choose), "score_images": len(score),
+                                   "candidates": len(found.subsets), "method": found.method,
+                                   "pool_choose_accuracy": float(found.accuracy[pick]),
+                                   "pool_score_accuracy": accuracy(found.subsets[pick], score),
+                                   "pool_latency_max_ms": float(max_lat[pick])}
+            row["optimism"] = row["pool_choose_accuracy"] - row["pool_score_accuracy"]
+            searched = searched_by_size.get(k, [])
+            if searched:
+                best = min(((accuracy(s, choose), float(latency[s].max()), s) for s in searched),
+                           key=lambda c: (-c[0], c[1]))
+                row.update({"searched_choose_accuracy": best[0], "searched_score_accuracy": accuracy(best[2], score),
+                            "searched_latency_max_ms": best[1]})
+                within = np.flatnonzero(max_lat <= best[1])  # empty only where a beam left every such candidate out
+                if len(within):
+                    same = int(within[np.lexsort((max_lat[within], -found.accuracy[within]))[0]])
+                    row.update({"pool_within_score_accuracy": accuracy(found.subsets[same], score),
+                                "pool_within_latency_max_ms": float(max_lat[same])})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def holdout_summary(checks: pd.DataFrame) -> pd.DataFrame:
+    """``holdout_check``'s rows averaged per size over the splits: held-out accuracy of the pool's
+    pick, the searched pick and the pool's pick within the searched pick's latency, the mean
+    differences to the searched pick (and their standard deviation over splits), and each pick's
+    optimism (its accuracy on the half it was chosen on minus the held-out half's)."""
+    out = []
+    for k, d in checks.groupby("size", sort=True):
+        row = {"size": int(k), "splits": int(len(d)), "pool_score_accuracy": float(d["pool_score_accuracy"].mean()),
+               "pool_optimism": float(d["optimism"].mean()), "pool_latency_max_ms": float(d["pool_latency_max_ms"].median())}
+        if "searched_score_accuracy" in d and d["searched_score_accuracy"].notna().any():
+            lead = d["pool_score_accuracy"] - d["searched_score_accuracy"]
+            row.update({"searched_score_accuracy": float(d["searched_score_accuracy"].mean()),
+                        "searched_latency_max_ms": float(d["searched_latency_max_ms"].median()),
+                        "pool_lead": float(lead.mean()), "pool_lead_std": float(lead.std(ddof=1)) if len(d) > 1 else None,
+                        "searched_optimism": float((d["searched_choose_accuracy"] - d["searched_score_accuracy"]).mean()),
+                        "pool_within_score_accuracy": float(d["pool_within_score_accuracy"].mean()),
+                        "pool_within_lead": float((d["pool_within_score_accuracy"] - d["searched_score_accuracy"]).mean())})
+        out.append(row)
+    return pd.DataFrame(out)

@@ -119,3 +119,33 @@ def test_members_without_logits_are_left_out_and_an_empty_pool_is_one_error(tmp_
         run.member_path(f"k{i}").unlink()
     with pytest.raises(UserError, match="no trained member with cached validation logits"):
         member_pool(run)
+
+
+def test_holdout_check_scores_each_pick_on_the_half_it_was_not_chosen_on(tmp_path):
+    from nas.pool import holdout_check, holdout_summary
+
+    run, logits, labels = _fake_run(tmp_path)
+    checks = holdout_check(run, labels, [1, 2], splits=3)
+    assert checks[["split", "size"]].values.tolist() == [[s, k] for s in range(3) for k in (1, 2)]
+    lat = np.arange(1.0, 7.0)
+    searched = {1: [(0,), (1,)], 2: [(2, 3), (4, 5)]}
+    for row in checks.itertuples():
+        order = np.random.default_rng(row.split).permutation(N_IMAGES)
+        choose, score = order[:N_IMAGES // 2], order[N_IMAGES // 2:]
+        assert row.choose_images + row.score_images == N_IMAGES
+        acc = lambda s, images: evaluate_ensemble([logits[i][images] for i in s], labels[images]).accuracy  # noqa: E731
+        # brute force: the most accurate subset on the chosen-on half (the faster among equals)
+        subsets = list(itertools.combinations(range(6), row.size))
+        best = min(subsets, key=lambda s: (-acc(s, choose), lat[list(s)].max()))
+        assert row.pool_choose_accuracy == pytest.approx(acc(best, choose))
+        assert row.pool_score_accuracy == pytest.approx(acc(best, score))
+        assert row.optimism == pytest.approx(row.pool_choose_accuracy - row.pool_score_accuracy)
+        pick = min(searched[row.size], key=lambda s: (-acc(s, choose), lat[list(s)].max()))
+        assert row.searched_score_accuracy == pytest.approx(acc(pick, score))
+        assert row.searched_latency_max_ms == lat[list(pick)].max()
+        assert row.pool_within_latency_max_ms <= row.searched_latency_max_ms
+        assert row.pool_choose_accuracy >= row.searched_choose_accuracy  # the pool holds the searched ensembles
+    summary = holdout_summary(checks)
+    assert summary["splits"].tolist() == [3, 3]
+    two = checks[checks["size"] == 2]
+    assert summary.iloc[1]["pool_lead"] == pytest.approx((two["pool_score_accuracy"] - two["searched_score_accuracy"]).mean())

@@ -173,8 +173,11 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
         assert sizes[r["size"]]["pool_best"] >= r["accuracy"]
     assert len(pd.read_csv(copy / "pool_fronts.csv")) == len(out["front"])
     assert (copy / "plots" / "pool.png").stat().st_size > 10_000
-    assert main(["pool", str(copy)]) == 0
-    assert "6 trained members recombined" in capsys.readouterr().out
+    assert main(["pool", str(copy), "--holdout", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "6 trained members recombined" in text and "held out (2 random halvings" in text
+    held = pd.read_csv(copy / "pool_holdout.csv")  # per halving and size; the searched pick always there
+    assert len(held) == 4 and held["searched_score_accuracy"].notna().all()
     assert main(["report", str(copy), "--no-plots"]) == 0  # the page lists the pool's fronts, row by row
     page = (copy / "report.md").read_text().split("## The member pool's fronts\n")[1].split("\n## ")[0]
     assert page.count("\n| 1 | ") + page.count("\n| 2 | ") == len(out["front"]) and "(plots/pool.png)" in page
