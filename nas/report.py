@@ -166,7 +166,28 @@ def _pool(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
         "Ensembles recombined from every member the search trained (`nas pool`; no training), chosen on the same "
         "validation images they are scored on, so optimistic.", ""]
         + table(["size", "accuracy", "max ms", "reward", "best member", "searched as"], rows, [True] * 6) + [""]
-        + image_lines(plots / "pool.png", out_dir, "the searched fronts and the member pool's"))
+        + image_lines(plots / "pool.png", out_dir, "the searched fronts and the member pool's") + _holdout(run))
+
+
+def _holdout(run: RunDir) -> list[str]:
+    """`nas pool --holdout`'s means (RUN/pool_holdout.csv), where it has run."""
+    import pandas as pd
+
+    from nas.pool import holdout_summary
+
+    path = run.path / "pool_holdout.csv"
+    if not path.is_file():
+        return []
+    h = holdout_summary(pd.read_csv(path))
+    pts = lambda x: "-" if x is None or pd.isna(x) else f"{100 * x:+.1f}"  # noqa: E731
+    rows = [[int(r["size"]), pct(r["pool_score_accuracy"], 2), pct(r.get("searched_score_accuracy"), 2),
+             pts(r.get("pool_lead")), "-" if pd.isna(r.get("pool_lead_std")) else f"{100 * r['pool_lead_std']:.1f}",
+             pts(r.get("pool_within_lead")), pts(r["pool_optimism"]), pts(r.get("searched_optimism"))]
+            for r in h.to_dict("records")]
+    return ([f"Held out (`nas pool --holdout`, {int(h['splits'].iloc[0])} random halvings of the validation images): "
+             "each pick chosen on one half, scored on the other; means, leads and optimism in accuracy points.", ""]
+            + table(["size", "pool pick", "searched pick", "pool lead", "sd", "lead within the searched pick's ms",
+                     "optimism: pool", "searched"], rows, [True] * 8) + [""])
 
 
 def _seeds(run: RunDir, plots: Path, out_dir: Path) -> list[str]:

@@ -180,7 +180,9 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert len(held) == 4 and held["searched_score_accuracy"].notna().all()
     assert main(["report", str(copy), "--no-plots"]) == 0  # the page lists the pool's fronts, row by row
     page = (copy / "report.md").read_text().split("## The member pool's fronts\n")[1].split("\n## ")[0]
-    assert page.count("\n| 1 | ") + page.count("\n| 2 | ") == len(out["front"]) and "(plots/pool.png)" in page
+    front_rows = page.split("Held out")[0]  # then the --holdout means, one row per size
+    assert front_rows.count("\n| 1 | ") + front_rows.count("\n| 2 | ") == len(out["front"]) and "(plots/pool.png)" in page
+    assert "Held out (`nas pool --holdout`, 2 random halvings" in page
     # `nas retrain --pool` hands the pool's most accurate single member to the retrainer with the seed
     # it was searched with (the retrainer itself, a real one, is what the test above runs)
     import trainer.retrain
