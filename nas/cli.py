@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--limit candidates, else a beam over the size below) by geometric-mean "
                                    "validation accuracy and max member latency; write each size's Pareto front to "
                                    "pool_fronts.csv and plots/pool.png next to the searched fronts. Chosen on the "
-                                   "validation images, so optimistic: `nas retrain RUN --pool` measures test accuracy.")
+                                   "validation images, so optimistic: --holdout measures by how much without training, "
+                                   "`nas retrain RUN --pool` measures test accuracy.")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--sizes", type=_sizes, help="comma-separated ensemble sizes (default: the run's)")
     p.add_argument("--limit", type=_positive_int,
