@@ -334,10 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most candidates per size scored exhaustively (default 20000)")
     p.add_argument("--beam", type=_positive_int,
                    help="beyond --limit: the most accurate ensembles one size down that are extended (default 64)")
-    p.add_argument("--holdout", type=_positive_int, metavar="SPLITS", nargs="?", const=10,
-                   help="also choose on one half of the validation images and score on the other, over SPLITS "
-                        "random halvings (default 10): how much of the pool's lead over the search survives "
-                        "images it was not chosen on (pool_holdout.csv)")
+    p.add_argument("--holdout", action="store_true",
+                   help="also choose on one half of the validation images and score on the other, over random "
+                        "halvings: how much of the pool's lead over the search survives images it was not "
+                        "chosen on (pool_holdout.csv)")
+    p.add_argument("--holdout-splits", type=_positive_int, default=10, metavar="N",
+                   help="random halvings for --holdout (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes and front)")
     p.set_defaults(func=cmd_pool)
 

@@ -61,7 +61,7 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     if args.holdout:
         from nas.pool import holdout_check, holdout_summary
 
-        checks = holdout_check(run, validation_labels(run), sizes, splits=args.holdout,
+        checks = holdout_check(run, validation_labels(run), sizes, splits=args.holdout_splits,
                                limit=args.limit or DEFAULT_LIMIT, beam=args.beam or DEFAULT_BEAM, records=records)
         checks.to_csv(run.path / "pool_holdout.csv", index=False)  # one row per split and size
         holdout = holdout_summary(checks)

@@ -173,7 +173,7 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
         assert sizes[r["size"]]["pool_best"] >= r["accuracy"]
     assert len(pd.read_csv(copy / "pool_fronts.csv")) == len(out["front"])
     assert (copy / "plots" / "pool.png").stat().st_size > 10_000
-    assert main(["pool", str(copy), "--holdout", "2"]) == 0
+    assert main(["pool", str(copy), "--holdout", "--holdout-splits", "2"]) == 0
     text = capsys.readouterr().out
     assert "6 trained members recombined" in text and "held out (2 random halvings" in text
     held = pd.read_csv(copy / "pool_holdout.csv")  # per halving and size; the searched pick always there
