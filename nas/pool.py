@@ -273,7 +273,10 @@ def holdout_summary(checks: pd.DataFrame) -> pd.DataFrame:
                         "searched_latency_max_ms": float(d["searched_latency_max_ms"].median()),
                         "pool_lead": float(lead.mean()), "pool_lead_std": float(lead.std(ddof=1)) if len(d) > 1 else None,
                         "searched_optimism": float((d["searched_choose_accuracy"] - d["searched_score_accuracy"]).mean()),
-                        "pool_within_score_accuracy": float(d["pool_within_score_accuracy"].mean()),
-                        "pool_within_lead": float((d["pool_within_score_accuracy"] - d["searched_score_accuracy"]).mean())})
+                        "pool_within_score_accuracy": None, "pool_within_lead": None})
+            within = d.get("pool_within_score_accuracy")  # absent where a beam left no candidate that fast
+            if within is not None and within.notna().any():
+                row.update({"pool_within_score_accuracy": float(within.mean()),
+                            "pool_within_lead": float((within - d["searched_score_accuracy"]).mean())})
         out.append(row)
     return pd.DataFrame(out)

@@ -149,3 +149,6 @@ def test_holdout_check_scores_each_pick_on_the_half_it_was_not_chosen_on(tmp_pat
     assert summary["splits"].tolist() == [3, 3]
     two = checks[checks["size"] == 2]
     assert summary.iloc[1]["pool_lead"] == pytest.approx((two["pool_score_accuracy"] - two["searched_score_accuracy"]).mean())
+    # a beam that left no candidate as fast as the searched pick: no comparison at its latency, not an error
+    beamed = holdout_summary(checks.drop(columns=["pool_within_score_accuracy", "pool_within_latency_max_ms"]))
+    assert beamed["pool_within_lead"].isna().all() and beamed["pool_lead"].notna().all()
