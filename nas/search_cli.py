@@ -55,9 +55,13 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     from nas.report import write_report
 
     paths = make_plots(run)
-    report = write_report(run, plots=False)  # the figures just drawn
-    print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}; "
-          f"report {report}")
+    try:
+        report = f"; report {write_report(run, plots=False)}"  # the figures just drawn
+    except Exception as e:  # the search's records are whole: say so in one line and let `nas report` retry
+        print(f"nas search: warning: report not written ({type(e).__name__}: {e}); `nas report {run.path}` "
+              "writes it", file=sys.stderr)
+        report = ""
+    print(f"run {run.path}: {len(run.records())} samples; fronts {paths['fronts']}; plots {paths['figure3']}{report}")
     return 0
 
 
