@@ -54,7 +54,7 @@ def _members(records: list[dict[str, Any]]) -> list[str]:
                      f"{d['train_s'].astype(float).median():.1f}",
                      "; ".join(sorted({str(r) for r in d["reason"] if r})) or "-"])
     return (["Accuracy of single members on the evaluation split (mean ± standard deviation over seeds); compile "
-             "seconds, the first (cold) one and the median; training seconds, median.", ""]
+             "seconds, the longest (a cold compile, usually the first) and the median; training seconds, median.", ""]
             + table(["architecture", "members", "failed", "accuracy", "compile s, max / median", "train s",
                      "failure reasons"], rows, [False, True, True, True, True, True, False]) + [""])
 
