@@ -69,7 +69,7 @@ def retrained_members(run: Any, slug: str) -> pd.DataFrame:
 def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, out: Path,
                   log=lambda s: print(s, file=sys.stderr, flush=True)) -> pd.DataFrame:
     """Train each member under ``variant`` (rows already in ``out`` are kept, not retrained)."""
-    from nas.evaluators import MemberJob, make_evaluator
+    from nas.evaluators import MemberJob, make_evaluator, member_summary
     from nas.search import enable_compilation_cache, member_key, search_split
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import load_dataset
@@ -97,9 +97,9 @@ def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, ou
     try:
         for i, (job, res) in enumerate(evaluator.evaluate_many(jobs, split, trainer), 1):
             member, seed = seeds[job.key]
-            seconds = res.setup_s + res.compile_s + res.train_s + res.eval_s
             row = {"member": member, "seed": seed, "variant_seed": job.seed, "val_accuracy": res.val_accuracy,
-                   "status": "ok" if res.ok else "failed", "reason": res.reason, "seconds": round(seconds, 1)}
+                   "status": "ok" if res.ok else "failed", "reason": res.reason,
+                   "seconds": round(member_summary(job, res)["wall_s"], 1)}
             pd.DataFrame([row], columns=COLUMNS).to_csv(out, mode="a", header=not out.is_file(), index=False)
             log(f"  [{i}/{len(jobs)}, {time.perf_counter() - start:.0f} s] {member[:10]} seed {job.seed}: "
                 f"{res.val_accuracy:.4f}" + ("" if res.ok else f" failed: {res.reason}"))

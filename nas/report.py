@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
+
 from nas.diversity import gain_line, rho_text
 from nas.retrained_cli import agreement_line, picks_line, versus_line
 from nas.run_summary import members_line, summarize
@@ -153,8 +155,6 @@ def _fronts(s: dict[str, Any]) -> list[str]:
 
 def _pool(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
     """`nas pool`'s fronts (RUN/pool_fronts.csv), where it has run."""
-    import pandas as pd
-
     path = run.path / "pool_fronts.csv"
     if not path.is_file():
         return []
@@ -171,8 +171,6 @@ def _pool(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
 
 def _holdout(run: RunDir) -> list[str]:
     """`nas pool --holdout`'s means (RUN/pool_holdout.csv), where it has run."""
-    import pandas as pd
-
     from nas.pool import holdout_summary
 
     path = run.path / "pool_holdout.csv"
@@ -192,8 +190,6 @@ def _holdout(run: RunDir) -> list[str]:
 
 def _seeds(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
     """`nas seeds`' copies of searched members (RUN/seeds.csv), where it has run."""
-    import pandas as pd
-
     path = run.path / "seeds.csv"
     if not path.is_file():
         return []
@@ -254,10 +250,9 @@ def _retrained(s: dict[str, Any], plots: Path, out_dir: Path) -> list[str]:
     return lines
 
 
-def markdown(run: RunDir, s: dict[str, Any], out_dir: Path) -> str:
-    """The report of ``run`` from its summary ``s`` (``summarize(run, front=True)``), with image
-    paths relative to ``out_dir``, where the page will live."""
-    cfg = run.read_config()
+def markdown(run: RunDir, s: dict[str, Any], cfg: dict[str, Any], out_dir: Path) -> str:
+    """The report of ``run`` (config ``cfg``) from its summary ``s`` (``summarize(run, front=True)``),
+    with image paths relative to ``out_dir``, where the page will live."""
     plots = run.path / "plots"
     lines = (_header(s, cfg) + image_lines(plots / "figure3.png", out_dir, "Figure 3: accuracy against max member latency")
              + _sizes(s) + _within(s) + _fronts(s) + _pool(run, plots, out_dir) + _seeds(run, plots, out_dir)
@@ -266,10 +261,14 @@ def markdown(run: RunDir, s: dict[str, Any], out_dir: Path) -> str:
     linked = {line[line.index("](") + 2:-1] for line in lines if line.startswith("![")}
     others = [image_lines(path, out_dir, path.stem) for path in sorted(plots.glob("*.png"))
               if Path(os.path.relpath(path, out_dir)).as_posix() not in linked]  # `nas pool`'s, `nas seeds`' ...
-    lines += (section("More figures", [line for image in others for line in image])
-              + ["<details><summary>Config (config.json)</summary>", "", "```json",
-                json.dumps(cfg, indent=1, sort_keys=True), "```", "", "</details>", ""])
+    lines += section("More figures", [line for image in others for line in image]) + config_lines(cfg)
     return "\n".join(lines)
+
+
+def config_lines(cfg: dict[str, Any]) -> list[str]:
+    """The run's config as JSON, folded away at the end of a page."""
+    return ["<details><summary>Config (config.json)</summary>", "", "```json", json.dumps(cfg, indent=1, sort_keys=True),
+            "```", "", "</details>", ""]
 
 
 def write_report(run: RunDir, out: Path | None = None, budgets: list[float] | None = None, plots: bool = True) -> Path:
@@ -281,8 +280,9 @@ def write_report(run: RunDir, out: Path | None = None, budgets: list[float] | No
     from nas.study_report import is_study, study_markdown
 
     out = run.path / "report.md" if out is None else out
-    if is_study(run.read_config()):  # a scaling study: its figure is the one `nas study` drew
-        text = study_markdown(run, out.parent)
+    cfg = run.read_config()
+    if is_study(cfg):  # a scaling study: its figure is the one `nas study` drew
+        text = study_markdown(run, cfg, out.parent)
         check_writable(out.parent, "--out")
         return _write(out, text)
     s = summarize(run, budgets, front=True)
@@ -291,7 +291,7 @@ def write_report(run: RunDir, out: Path | None = None, budgets: list[float] | No
     check_writable(out.parent, "--out")  # before drawing anything
     if plots:
         make_plots(run)
-    return _write(out, markdown(run, s, out.parent))
+    return _write(out, markdown(run, s, cfg, out.parent))
 
 
 def _write(out: Path, text: str) -> Path:

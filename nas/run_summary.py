@@ -36,13 +36,10 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
                       "best_reward": float(d["reward"].max()) if len(d) else None,
                       "front_points": int((front_sizes == n).sum()),
                       **_progress(ok)})
-    # where the samples ran: device kind (records from before it was stored: the backend) and jax
-    devices = sorted({f"{device_name(v)} (jax {v.get('jax', '?')})"
-                      for v in (r.get("versions") or {} for r in records) if v})
     times = [float(r["time"]) for r in records if r.get("time")]
     out = {"run": str(run.path), "dataset": cfg["dataset"], "controller": cfg.get("controller", "reinforce"),
            "samples_per_size": cfg.get("samples_per_size"), "samples": len(records),
-           "target_ms": float(cfg.get("reward", {}).get("target_ms", 75.0)), "devices": devices,
+           "target_ms": float(cfg.get("reward", {}).get("target_ms", 75.0)), "devices": devices(records),
            "first_sample_time": min(times) if times else None, "last_sample_time": max(times) if times else None,
            "launches": run.launches(), "sizes": sizes, "members": member_costs(records),
            "within_budget": json_rows(best_within(records, default_budgets(records) if budgets is None else budgets)),
@@ -64,6 +61,12 @@ def _progress(ok: pd.DataFrame) -> dict[str, Any]:
     k = max(1, len(acc) // 3)
     return {"progress_k": k, "mean_accuracy_first": float(acc.iloc[:k].mean()),
             "mean_accuracy_last": float(acc.iloc[-k:].mean())}
+
+
+def devices(records: list[dict[str, Any]]) -> list[str]:
+    """Where the records' work ran: each device kind (records from before it was stored: the
+    backend) with its jax version, e.g. "cpu AMD EPYC (avx2) (jax 0.10.2)"."""
+    return sorted({f"{device_name(v)} (jax {v.get('jax', '?')})" for v in (r.get("versions") or {} for r in records) if v})
 
 
 def device_name(versions: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -47,8 +46,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if not args.resume:
             run.create(config.to_dict())
         run.records()  # a corrupt record line stops a resume here, before the launch is written
-        run.append_launch({"time": time.time(), "command": "nas " + shlex.join(getattr(args, "argv", [])),
-                           "resume": bool(args.resume)})
+        run.append_launch(getattr(args, "argv", []), args.resume)
         run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache)
     finally:
         evaluator.close()

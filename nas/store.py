@@ -20,9 +20,11 @@ import io
 import json
 import os
 import pickle
+import shlex
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -128,8 +130,10 @@ class RunDir:
     def launches(self) -> list[dict[str, Any]]:
         return self._read_jsonl("launches.jsonl")
 
-    def append_launch(self, launch: dict[str, Any]) -> None:
-        self._append_jsonl("launches.jsonl", launch)
+    def append_launch(self, argv: Sequence[str], resume: bool) -> None:
+        """Record a `nas` command into this run: its arguments as given, whether it resumed, when."""
+        self._append_jsonl("launches.jsonl", {"time": time.time(), "command": "nas " + shlex.join(argv),
+                                              "resume": bool(resume)})
 
     def retrains(self) -> list[dict[str, Any]]:
         return self._read_jsonl("retrain.jsonl")

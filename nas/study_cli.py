@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import shlex
-import time
 from pathlib import Path
 
 from nas.config import apply_overrides, from_dict, load_config
@@ -47,8 +45,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
             run.write_config(config.to_dict())  # an extended study (e.g. members=12) keeps its new size
         else:
             run.create(config.to_dict())
-        run.append_launch({"time": time.time(), "command": "nas " + shlex.join(getattr(args, "argv", [])),
-                           "resume": bool(args.resume)})
+        run.append_launch(getattr(args, "argv", []), args.resume)
         out = run_study(run, config, dataset=dataset, max_minutes=args.max_minutes, train=not args.no_train,
                         evaluator=evaluator)
     finally:

@@ -5,14 +5,13 @@ models at least as accurate at fewer FLOPs, or the nearest miss), and each membe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from nas.report import count, duration, image_lines, launch_lines, pct, section, table, utc
-from nas.run_summary import device_name
+from nas.report import config_lines, count, duration, image_lines, launch_lines, pct, section, table, utc
+from nas.run_summary import devices
 from nas.study import findings as study_findings
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -59,10 +58,9 @@ def _members(records: list[dict[str, Any]]) -> list[str]:
                      "failure reasons"], rows, [False, True, True, True, True, True, False]) + [""])
 
 
-def study_markdown(run: RunDir, out_dir: Path) -> str:
-    """The page of the study in ``run``, image paths relative to ``out_dir``. Raises UserError
-    before the study has written its summary."""
-    cfg = run.read_config()
+def study_markdown(run: RunDir, cfg: dict[str, Any], out_dir: Path) -> str:
+    """The page of the study in ``run`` (config ``cfg``), image paths relative to ``out_dir``.
+    Raises UserError before the study has written its summary."""
     summary_path = run.path / "summary.csv"
     if not summary_path.is_file():
         raise UserError(f"{run.path}: the study has no summary.csv yet (`nas study ... --resume --no-train` "
@@ -70,13 +68,13 @@ def study_markdown(run: RunDir, out_dir: Path) -> str:
     summary = pd.read_csv(summary_path)
     findings = study_findings(summary)  # from the summary, so that older studies get the nearest misses too
     records = run.records()
-    devices = sorted({f"{device_name(v)} (jax {v.get('jax', '?')})" for v in (r.get("versions") or {} for r in records) if v})
+    where = devices(records)
     times = [float(r["time"]) for r in records if r.get("time")]
     t = cfg.get("trainer", {})
     lines = [f"# Scaling study `{Path(run.path).resolve().name}`", "",
              f"{cfg['dataset']}: {', '.join(cfg['architectures'])}, up to {cfg.get('members', '?')} independently "
              f"trained members each ({len(records)} member records)"
-             + (f", on {'; '.join(devices)}" if devices else "") + "."
+             + (f", on {'; '.join(where)}" if where else "") + "."
              + (f" Members recorded over {duration(max(times) - min(times))}, the last at {utc(max(times))}."
                 if len(times) > 1 else ""), "",
              f"Each member trains for {t.get('epochs', '?')} epochs at batch {t.get('batch_size', '?')}, learning rate "
@@ -97,6 +95,4 @@ def study_markdown(run: RunDir, out_dir: Path) -> str:
     if summary["architecture"].nunique() > 1:  # one architecture has no smaller one to ensemble
         lines += section("The paper's claim, single model by single model", _findings(findings) + [""])
     lines += section("Members", _members(records))
-    lines += ["<details><summary>Config (config.json)</summary>", "", "```json",
-              json.dumps(cfg, indent=1, sort_keys=True), "```", "", "</details>", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + config_lines(cfg))
