@@ -288,3 +288,29 @@ def test_report_of_a_run_whose_members_failed_lists_each_failure(tmp_path, capsy
     assert len(failures) == 16 and failures[0] == "| 1 | #0 | out of memory |"
     assert failures[8] == "| 2 | #0 | out of memory; out of memory |"  # each failed member's reason
     assert "Launched as:" not in text  # run_search called directly: no command line recorded
+
+
+def test_a_report_that_fails_after_a_search_is_one_warning_line_and_the_run_stays_whole(tmp_path, monkeypatch, capsys):
+    import nas.report
+    import nas.search
+
+    _search(tmp_path / "run", "random")
+    run = tmp_path / "run"
+    records_before = (run / "records.jsonl").read_bytes()
+    monkeypatch.setattr(nas.search, "load_dataset", lambda *a, **k: _dataset())
+
+    def no_space(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(nas.report, "write_report", no_space)
+    capsys.readouterr()
+    assert main(["search", "--run-dir", str(run), "--resume"]) == 0  # nothing left to sample: plots, then the report
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "warning" in line]  # the rest is the search's progress
+    assert warnings == [f"nas search: warning: report not written (OSError: No space left on device); "
+                        f"`nas report {run}` writes it"] and "Traceback" not in err
+    assert out.splitlines()[-1] == (f"run {run}: 16 samples; fronts {run / 'fronts.csv'}; "
+                                    f"plots {run / 'plots' / 'figure3.png'}")
+    assert (run / "records.jsonl").read_bytes() == records_before and (run / "plots" / "figure3.png").exists()
+    monkeypatch.undo()
+    assert main(["report", str(run), "--no-plots"]) == 0 and (run / "report.md").exists()  # the retry it names
