@@ -35,3 +35,37 @@ def test_quick_start_config_exists():
     quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("##", 1)[0]
     configs = re.findall(r"--config (\S+)", quick_start)
     assert configs and all((ROOT / c).is_file() for c in configs), configs
+
+
+NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+")  # figures: 28,139 / 81.61 / 0.05
+
+
+def _figures(text: str) -> list[str]:
+    return NUMBER.findall(text)
+
+
+def _rounds_to(figure: str, text: str) -> bool:
+    """``figure`` stands in ``text``, or a figure of ``text`` rounds to it (58.18 -> 58.2)."""
+    decimals = len(figure.split(".")[1]) if "." in figure else 0
+    value = float(figure.replace(",", ""))
+    return any(round(float(f.replace(",", "")), decimals) == value for f in _figures(text))
+
+
+def test_the_results_index_headlines_are_the_folders_own_figures():
+    """Each row's headline in experiments/results/README.md is copied by hand from the pages the row
+    links to (the folder's README, its report, a docs page): every figure in it must stand there."""
+    index = ROOT / "experiments" / "results" / "README.md"
+    stray = []
+    rows = [line for line in index.read_text().splitlines() if line.startswith("| [")]
+    assert len(rows) >= 10, "the index's table rows were not found"
+    for row in rows:
+        headline = row.strip().strip("|").split("|")[-1]
+        pages = []
+        for link in LINK.findall(row):
+            target = (index.parent / link.split("#")[0]).resolve()
+            target = target / "README.md" if target.is_dir() else target
+            if target.is_file():
+                pages.append(target.read_text())
+        stray += [f"{row.split(']')[0][3:]}: {figure}" for figure in _figures(headline)
+                  if not _rounds_to(figure, "\n".join(pages))]
+    assert not stray, stray
