@@ -17,6 +17,7 @@ left, so it ranks fronts that cross each other, which best accuracy alone cannot
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from nas.config import SpaceConfig, from_dict  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
 from nas.store import RunDir  # noqa: E402
 from search_space.errors import UserError  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
 
 # What must agree for accuracies and latencies to be comparable (config keys, dotted into nested
 # ones); the controller and its settings (policy, evolution), the reward's target and exponents,
 # the seed and the sample budget may differ: they are what one compares.
 COMPARABLE_KEYS = ("dataset", "data_dir", "val_size", "train_examples", "space", "trainer", "reward.device")
+# How members are run, not what they learn: per-layer or whole-member programs train the same
+# network on the same batches (their floating-point sums differ in order, as on another machine),
+# and the scoring batch size leaves the logits as they are.
+EXECUTION_KEYS = ("trainer.compile_unit", "trainer.eval_batch_size")
 REFERENCE_LATENCY_FACTOR = 1.1
 
 
@@ -67,14 +74,37 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict[str, Any], list[dict[str
         names = list(paths)
     runs = [(f"{name} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})", cfg, records)
             for name, (cfg, records) in zip(names, loaded)]
-    first_path, first = paths[0], runs[0][1]
+    first_path, first = paths[0], _comparable(runs[0][1])
     for p, (_, cfg, _) in zip(paths[1:], runs[1:]):
-        for key in COMPARABLE_KEYS:
-            mine, theirs = _get(cfg, key), _get(first, key)
-            if mine != theirs:
-                raise UserError(f"{p} and {first_path} differ in {key!r} ({mine!r} vs {theirs!r}); compare "
-                                "runs on the same data, trainer, space and latency device")
+        mine = _comparable(cfg)
+        for key in sorted(set(mine) | set(first)):
+            if mine.get(key) != first.get(key):
+                raise UserError(f"{p} and {first_path} differ in {key!r} ({mine.get(key)!r} vs {first.get(key)!r}); "
+                                "compare runs on the same data, trainer, space and latency device")
     return runs
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``COMPARABLE_KEYS`` as dotted leaves, less ``EXECUTION_KEYS``. The trainer and
+    the space get their defaults filled in first, so that a run stored before a field existed (no
+    ``compile_unit``) or with a default written out compares equal to one without it."""
+    sections = {"trainer": TrainConfig, "space": SpaceConfig}
+    out: dict[str, Any] = {}
+    for key in COMPARABLE_KEYS:
+        value = _get(config, key)
+        if key in sections and isinstance(value, dict):
+            try:
+                value = dataclasses.asdict(from_dict(value, sections[key], f"{key}."))
+            except (UserError, TypeError):  # a config this code cannot rebuild: compared as stored
+                pass
+        out.update(_leaves(key, value))
+    return {k: v for k, v in out.items() if k not in EXECUTION_KEYS}
+
+
+def _leaves(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for name, sub in value.items() for k, v in _leaves(f"{prefix}.{name}", sub).items()}
+    return {prefix: list(value) if isinstance(value, tuple) else value}
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:

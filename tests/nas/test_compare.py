@@ -8,6 +8,7 @@ import pytest
 from nas.cli import main
 from nas.compare import compare, hypervolume, load_runs, members_trained
 from nas.store import RunDir
+from search_space.errors import UserError
 
 CONFIG = {"dataset": "fashion_mnist", "data_dir": None, "val_size": 100, "train_examples": 500, "seed": 0,
           "sizes": [1, 2], "samples_per_size": 3, "space": {"width_multiplier": 0.25, "head_filters": 256},
@@ -89,7 +90,7 @@ def test_cli_writes_the_figure_and_json(tmp_path, capsys):
     ("one run", "at least two run directories"),
     ("missing run", "not a run directory"),
     ("no records", "no records yet"),
-    ("other trainer", "differ in 'trainer'"),
+    ("other trainer", "differ in 'trainer.epochs' (2 vs 1)"),  # the key that differs, not the whole section
     ("other data", "differ in 'train_examples'"),
     ("other latency device", "differ in 'reward.device'"),
 ])
@@ -104,6 +105,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     assert main(["compare", a, *([other] if other else []), "--out", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "c.png").exists()
+
+
+def test_runs_that_differ_only_in_how_members_run_compare(tmp_path):
+    """Per-layer or whole-member programs and the scoring batch train and score the same members;
+    a config stored before ``compile_unit`` existed equals one that writes its default out."""
+    a = _run(tmp_path / "a", [(1, 0.5, 2.0, "ok")])  # trainer {"epochs": 1}: no compile_unit
+    b = _run(tmp_path / "b", [(1, 0.6, 2.0, "ok")],
+             trainer={"epochs": 1, "compile_unit": "layer", "eval_batch_size": 250})
+    c = _run(tmp_path / "c", [(1, 0.6, 2.0, "ok")], trainer={"epochs": 1, "compile_unit": "program", "batch_size": 128})
+    assert len(load_runs([a, b])) == 2
+    with pytest.raises(UserError, match=r"differ in 'trainer.batch_size' \(128 vs 256\)"):  # 256: the default
+        load_runs([a, c])
 
 
 def test_cli_unwritable_figure_path_is_exit_2(tmp_path, capsys):
