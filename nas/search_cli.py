@@ -256,7 +256,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         print(f"retraining {len(todo)} ensemble{'s' if len(todo) != 1 else ''}: {len(checkpoints)} distinct "
               f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(*setting)})",
               file=sys.stderr)
-    start, done = time.perf_counter(), set()
+    # a member shared by several chosen ensembles (evolution's children share their parents') is
+    # retrained, or restored and scored, once per command
+    start, scored = time.perf_counter(), {}
     for r in chosen:
         prior = finished.get((r["ensemble_id"], args.recipe, recipe.epochs, subset))
         if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
@@ -266,17 +268,17 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         logits = []
         for pos, m in enumerate(r["members"]):
             seed, ckpt = member_run(pos, m)
-            print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
-            res = retrain(spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every,
-                          progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
-            logits.append(res.test_logits)
-            if ckpt not in done:
-                done.add(ckpt)
+            if ckpt not in scored:
+                print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
+                res = scored[ckpt] = retrain(
+                    spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every,
+                    progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
                 elapsed = time.perf_counter() - start
                 # members train one after another, each with its own compile: the mean pace, not the
                 # pace after the first (which suits a pipelined search round)
-                print(f"  {progress_prefix(len(done), len(checkpoints), elapsed)}member {m['id'][:12]} "
+                print(f"  {progress_prefix(len(scored), len(checkpoints), elapsed)}member {m['id'][:12]} "
                       f"seed {seed}: test {res.test_accuracy:.4f}", file=sys.stderr, flush=True)
+            logits.append(scored[ckpt].test_logits)
         metrics = evaluate_ensemble(logits, ds.y_test)
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
                "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],

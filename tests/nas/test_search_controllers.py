@@ -189,6 +189,29 @@ def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
     assert len(RunDir(run).retrains()) == 1 and row["test_accuracy"] == 1.0
 
 
+def test_retrain_trains_a_member_shared_by_chosen_ensembles_once(tmp_path, monkeypatch, capsys):
+    import trainer.data
+    import trainer.retrain
+
+    _search(tmp_path / "run", "evolution")  # evolution's pairs share members with their parents
+    run = str(tmp_path / "run")
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
+    calls = []
+
+    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
+        calls.append(checkpoint_dir)
+        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
+        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
+
+    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    assert main(["retrain", run, "--size", "2", "--top", "8", "--epochs", "1"]) == 0
+    members = [(m["id"], m["seed"]) for r in RunDir(run).records() if r["size"] == 2 for m in r["members"]]
+    assert len(set(members)) < len(members)  # the case this test is about: shared members
+    assert len(calls) == len(set(calls)) == len(set(members))  # each distinct member once
+    assert len(RunDir(run).retrains()) == 8
+    assert f"[{len(set(members))}/{len(set(members))}," in capsys.readouterr().err  # progress counts distinct members
+
+
 def test_the_log_counts_rounds_and_members_with_the_time_left(tmp_path):
     lines = []
     run = RunDir(tmp_path / "run")
