@@ -319,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", metavar="RUN", nargs="+")
     p.add_argument("--out", default="compare.png", help="where to write the figure (PNG; default compare.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes: a row per size and run)")
+    p.add_argument("--retrained", action="store_true",
+                   help="compare the searched ensembles `nas retrain` retrained, by test accuracy (runs whose "
+                        "proxies differ; the data, space and latency device must agree)")
+    p.add_argument("--retrain-setting", metavar="SETTING",
+                   help="with --retrained: which retraining setting, e.g. fast4-n10000 (default: the one every run has)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("pool", help="the best ensembles recombined from every member a search trained (no training)",

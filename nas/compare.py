@@ -9,6 +9,12 @@ accuracy, the best reward and the hypervolume of the Pareto front (accuracy up, 
 down), and draws each size's fronts over each other with the best accuracy found so far against
 members trained.
 
+With ``--retrained``, the same table and figure come from each run's searched ensembles as `nas
+retrain` retrained them (one retraining setting, shared by the runs), with test accuracy in place of
+the proxy's validation accuracy: the comparison for searches whose proxies differ (epochs, training
+images), whose validation accuracies measure different things. Only the data, the space and the
+latency device must agree then. Its cost column counts the distinct members retrained.
+
 Hypervolume: the area the front dominates between latency 0 and a reference latency shared by the
 compared runs (1.1 x the slowest ok sample of that size in any of them, so the slowest point still
 counts), above accuracy 0; in accuracy x ms, larger is better. It grows when a front moves up or
@@ -30,6 +36,7 @@ import pandas as pd  # noqa: E402
 
 from nas.config import SpaceConfig, from_dict  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
+from nas.retrained import SETTING, in_setting, retrain_frame, setting_label, setting_slug  # noqa: E402
 from nas.store import RunDir  # noqa: E402
 from search_space.errors import UserError  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
@@ -42,6 +49,8 @@ COMPARABLE_KEYS = ("dataset", "data_dir", "val_size", "train_examples", "space",
 # network on the same batches (their floating-point sums differ in order, as on another machine),
 # and the scoring batch size leaves the logits as they are.
 EXECUTION_KEYS = ("trainer.compile_unit", "trainer.eval_batch_size")
+# After retraining the proxy is what may differ: its trainer, training images and validation split.
+RETRAINED_COMPARABLE_KEYS = ("dataset", "data_dir", "space", "reward.device")
 REFERENCE_LATENCY_FACTOR = 1.1
 
 
@@ -57,9 +66,10 @@ def hypervolume(front: pd.DataFrame, reference_ms: float) -> float:
     return float(area)
 
 
-def load_runs(paths: list[str]) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+def load_runs(paths: list[str], keys: tuple[str, ...] = COMPARABLE_KEYS
+              ) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
     """(label, config, records) per run; one clear error when a run is missing or the runs differ in
-    what makes their accuracies comparable."""
+    ``keys``, what makes their accuracies comparable."""
     if len(paths) < 2:
         raise UserError(f"give at least two run directories to compare (got {len(paths)})")
     loaded = []
@@ -74,9 +84,9 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict[str, Any], list[dict[str
         names = list(paths)
     runs = [(f"{name} ({cfg.get('controller', '?')}, seed {cfg.get('seed', '?')})", cfg, records)
             for name, (cfg, records) in zip(names, loaded)]
-    first_path, first = paths[0], _comparable(runs[0][1])
+    first_path, first = paths[0], _comparable(runs[0][1], keys)
     for p, (_, cfg, _) in zip(paths[1:], runs[1:]):
-        mine = _comparable(cfg)
+        mine = _comparable(cfg, keys)
         for key in sorted(set(mine) | set(first)):
             if mine.get(key) != first.get(key):
                 raise UserError(f"{p} and {first_path} differ in {key!r} ({mine.get(key)!r} vs {first.get(key)!r}); "
@@ -84,13 +94,13 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict[str, Any], list[dict[str
     return runs
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``COMPARABLE_KEYS`` as dotted leaves, less ``EXECUTION_KEYS``. The trainer and
+def _comparable(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The config's ``keys`` as dotted leaves, less ``EXECUTION_KEYS``. The trainer and
     the space get their defaults filled in first, so that a run stored before a field existed (no
     ``compile_unit``) or with a default written out compares equal to one without it."""
     sections = {"trainer": TrainConfig, "space": SpaceConfig}
     out: dict[str, Any] = {}
-    for key in COMPARABLE_KEYS:
+    for key in keys:
         value = _get(config, key)
         if key in sections and isinstance(value, dict):
             try:
@@ -111,6 +121,44 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         config = config.get(part) if isinstance(config, dict) else None
     return config
+
+
+def retrained_runs(paths: list[str], setting: str | None = None
+                   ) -> tuple[list[tuple[str, dict[str, Any], list[dict[str, Any]]]], str]:
+    """``load_runs`` over the runs' searched ensembles as `nas retrain` retrained them with one setting
+    (``setting``, a slug such as "fast4-n10000"; None: the one every run has), each as a record whose
+    accuracy is its test accuracy and whose members are the distinct retrained (member, seed) pairs.
+    Returns the runs and the setting's label."""
+    runs = load_runs(paths, RETRAINED_COMPARABLE_KEYS)
+    frames = [retrain_frame(RunDir(p).retrains()) for p in paths]
+    frames = [f[f["source"] == "searched"] for f in frames]
+    per_run = [{setting_slug(*k): k for k, _ in f.groupby(SETTING)} for f in frames]
+    shared = sorted(set.intersection(*(set(s) for s in per_run)))
+    if setting is None:
+        if len(shared) != 1:
+            had = "; ".join(f"{p}: {', '.join(sorted(s)) or 'none'}" for p, s in zip(paths, per_run))
+            raise UserError(f"--retrained: {'no' if not shared else 'more than one'} retraining setting of searched "
+                            f"ensembles is shared by every run ({had})"
+                            + ("; choose one with --retrain-setting" if shared else "; `nas retrain` them alike first"))
+        setting = shared[0]
+    elif setting not in shared:
+        raise UserError(f"--retrain-setting {setting}: not a setting every run retrained searched ensembles with "
+                        f"(shared: {', '.join(shared) or 'none'})")
+    key = per_run[0][setting]
+    out = []
+    for (label, cfg, records), frame, path in zip(runs, frames, paths):
+        rows = {r["ensemble_id"]: r for r in RunDir(path).retrains()
+                if (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0)) == key}
+        members = {r["ensemble_id"]: r.get("members") for r in records}
+        retrained = []
+        for _, r in in_setting(frame, key).sort_values(["size", "sample"]).iterrows():
+            named = rows[r["ensemble_id"]].get("members") or members.get(r["ensemble_id"]) or []
+            retrained.append({"size": int(r["size"]), "sample": int(r["sample"]), "status": "ok",
+                              "accuracy": float(r["test_accuracy"]), "latency_max_ms": float(r["latency_max_ms"]),
+                              "reward": None, "ensemble_id": r["ensemble_id"],
+                              "members": [{"key": f"{m['id']}-seed{m.get('seed')}"} for m in named]})
+        out.append((label, cfg, retrained))
+    return out, setting_label(*key)
 
 
 def members_trained(records: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
@@ -154,17 +202,20 @@ def compare(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> lis
                          "members_trained": sum(v for (size, _), v in t.items() if size == n),
                          "failed": int((all_n["status"] != "ok").sum()),
                          "best_accuracy": float(d["accuracy"].max()) if len(d) else None,
-                         "best_reward": float(d["reward"].max()) if len(d) else None,
+                         "best_reward": float(d["reward"].max()) if len(d) and d["reward"].notna().any() else None,
                          "front_points": int(len(front)), "hypervolume": hypervolume(front, reference),
                          "reference_latency_ms": reference})
     return rows
 
 
 def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], rows: list[dict[str, Any]],
-                      path: Path) -> Path:
+                      path: Path, retrained: str | None = None) -> Path:
     """Top row: each size's samples and fronts, one colour per run, out to the reference latency of
     ``rows`` (``compare(runs)``). Bottom row: best accuracy found so far against members trained
-    (the search's cost; samples drawn for records without member keys)."""
+    (the search's cost; samples drawn for records without member keys). ``retrained``: the label
+    of the retraining setting ``runs`` come from (``retrained_runs``): test accuracy, members
+    retrained."""
+    accuracy = "validation accuracy" if retrained is None else "test accuracy"
     frames = [(label, records_frame(records)) for label, _, records in runs]
     trained = [members_trained(records) for _, _, records in runs]
     references = {r["size"]: r["reference_latency_ms"] for r in rows}
@@ -193,13 +244,16 @@ def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]
             bottom.plot(xs, 100 * best, "-o", ms=3, drawstyle="steps-post", color=c, lw=1.6, label=label)
         top.set_title(f"{n} member{'s' if n > 1 else ''}: samples and Pareto fronts", fontsize=9)
         top.set_xlabel("max member latency on Pixel 1 (ms)")
-        bottom.set_xlabel(" / ".join(sorted(xlabels)) or "samples drawn")
+        bottom.set_xlabel(" / ".join(sorted(xlabels)).replace("trained", "retrained" if retrained else "trained")
+                          or "samples drawn")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
         if j == 0:
-            top.set_ylabel("validation accuracy (%)")
-            bottom.set_ylabel("best accuracy so far (%)")
+            top.set_ylabel(f"{accuracy} (%)")
+            bottom.set_ylabel(f"best {accuracy} so far (%)")
             bottom.legend(fontsize=7)
+    if retrained is not None:
+        fig.suptitle(f"Searched ensembles retrained ({retrained}), in sample order", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -211,16 +265,22 @@ def run_compare_cmd(args: Any) -> int:
     """`nas compare RUN RUN [...] [--out PATH] [--json]`."""
     import json
 
-    runs = load_runs(args.runs)
+    if args.retrain_setting and not args.retrained:
+        raise UserError("--retrain-setting: give it with --retrained")
+    runs, setting = retrained_runs(args.runs, args.retrain_setting) if args.retrained else (load_runs(args.runs), None)
     rows = compare(runs)
     out = Path(args.out)
     try:
-        comparison_figure(runs, rows, out)
+        comparison_figure(runs, rows, out, setting)
     except OSError as e:
         raise UserError(f"--out {out}: cannot write: {e.strerror}") from None
     if args.json:
-        print(json.dumps({"runs": [label for label, _, _ in runs], "sizes": rows, "figure": str(out)}))
+        print(json.dumps({"runs": [label for label, _, _ in runs], "sizes": rows, "figure": str(out),
+                          "accuracy": "validation" if setting is None else "test", "retrain_setting": setting}))
         return 0
+    if setting is not None:
+        print(f"searched ensembles retrained ({setting}): samples are those retrained, members the distinct "
+              "members retrained, accuracy their test accuracy")
     f = lambda x, p=4: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
     width = max(len(r["run"]) for r in rows)
     print(f"{'size':>4}  {'run':<{width}}{'samples':>9}{'members':>9}{'failed':>8}{'best acc':>10}"

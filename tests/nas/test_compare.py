@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from nas.compare import compare, hypervolume, load_runs, members_trained
+from nas.compare import compare, hypervolume, load_runs, members_trained, retrained_runs
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -124,3 +124,60 @@ def test_cli_unwritable_figure_path_is_exit_2(tmp_path, capsys):
     b = _run(tmp_path / "b", [(1, 0.6, 2.0, "ok")])
     assert main(["compare", a, b, "--out", str(tmp_path / "a" / "config.json" / "c.png")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def _retrain(path, rows):
+    """``rows``: (size, sample, test accuracy, max latency ms, member ids, epochs) appended to
+    ``path``'s retrain.jsonl as `nas retrain` writes them (fast recipe, 10,000 images)."""
+    run = RunDir(path)
+    for size, sample, test, lat, ids, epochs in rows:
+        run.append_retrain({"ensemble_id": f"{size}-{sample}", "size": size, "sample": sample, "recipe": "fast",
+                            "epochs": epochs, "train_examples": 10000, "proxy_val_accuracy": 0.5,
+                            "test_accuracy": test, "test_member_accuracies": [test] * size, "latency_max_ms": lat,
+                            "members": [{"id": i, "seed": 0, "val_accuracy": 0.5, "latency_ms": lat} for i in ids]})
+
+
+def test_retrained_runs_compare_by_test_accuracy_though_their_proxies_differ(tmp_path, capsys):
+    one = _run(tmp_path / "one_epoch", [(1, 0.50, 2.0, "ok"), (1, 0.60, 3.0, "ok"), (2, 0.70, 2.5, "ok")])
+    two = _run(tmp_path / "two_epochs", [(1, 0.65, 2.0, "ok"), (2, 0.75, 2.5, "ok"), (2, 0.74, 2.0, "ok")],
+               trainer={"epochs": 2})
+    _retrain(one, [(1, 0, 0.80, 2.0, ["a"], 4), (1, 1, 0.83, 3.0, ["b"], 4), (2, 0, 0.82, 2.5, ["a", "c"], 4)])
+    RunDir(one).append_retrain({"ensemble_id": "pool-x", "size": 1, "sample": "pool", "recipe": "fast", "epochs": 4,
+                                "train_examples": 10000, "proxy_val_accuracy": 0.7, "test_accuracy": 0.99,
+                                "test_member_accuracies": [0.99], "latency_max_ms": 1.0})  # pool: left out
+    _retrain(two, [(1, 0, 0.81, 2.0, ["d"], 4), (2, 0, 0.84, 2.5, ["d", "e"], 4), (2, 1, 0.83, 2.0, ["d", "f"], 4)])
+    with pytest.raises(UserError, match=r"differ in 'trainer.epochs' \(2 vs 1\)"):
+        load_runs([one, two])  # their validation accuracies measure different proxies
+    rows = {(r["size"], r["run"].split(" ")[0]): r for r in compare(retrained_runs([one, two])[0])}
+    assert rows[(1, "one_epoch")]["best_accuracy"] == 0.83 and rows[(1, "one_epoch")]["samples"] == 2  # no pool row
+    assert rows[(2, "two_epochs")]["best_accuracy"] == 0.84 and rows[(2, "two_epochs")]["members_trained"] == 2
+    assert rows[(2, "two_epochs")]["front_points"] == 2 and rows[(2, "two_epochs")]["best_reward"] is None
+    out = tmp_path / "c.png"
+    assert main(["compare", one, two, "--retrained", "--out", str(out)]) == 0 and out.exists()
+    text = capsys.readouterr().out
+    assert text.startswith("searched ensembles retrained (fast, 4 epochs on 10,000 training images)")
+    _retrain(two, [(1, 0, 0.85, 2.0, ["d"], 8)])  # a second setting, in one run only: still one shared
+    assert main(["compare", one, two, "--retrained", "--json", "--out", str(out)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["accuracy"] == "test" and got["retrain_setting"] == "fast, 4 epochs on 10,000 training images"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no shared setting", "no retraining setting of searched ensembles is shared by every run"),
+    ("two shared settings", "more than one retraining setting"),
+    ("unknown setting", "--retrain-setting fast9: not a setting every run retrained searched ensembles with "
+                        "(shared: fast4-n10000, fast8-n10000)"),
+    ("setting without --retrained", "--retrain-setting: give it with --retrained"),
+])
+def test_retrained_comparison_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
+    a = _run(tmp_path / "a", [(1, 0.5, 2.0, "ok")])
+    b = _run(tmp_path / "b", [(1, 0.6, 2.0, "ok")])
+    _retrain(a, [(1, 0, 0.8, 2.0, ["a"], 4)])
+    if case != "no shared setting":
+        _retrain(b, [(1, 0, 0.8, 2.0, ["b"], 4), (1, 0, 0.8, 2.0, ["b"], 8)])
+        _retrain(a, [(1, 0, 0.8, 2.0, ["a"], 8)])
+    extra = {"unknown setting": ["--retrained", "--retrain-setting", "fast9"],
+             "setting without --retrained": ["--retrain-setting", "fast4-n10000"]}.get(case, ["--retrained"])
+    assert main(["compare", a, b, *extra, "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "c.png").exists()
