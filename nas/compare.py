@@ -130,7 +130,8 @@ def retrained_runs(paths: list[str], setting: str | None = None
     accuracy is its test accuracy and whose members are the distinct retrained (member, seed) pairs.
     Returns the runs and the setting's label."""
     runs = load_runs(paths, RETRAINED_COMPARABLE_KEYS)
-    frames = [retrain_frame(RunDir(p).retrains()) for p in paths]
+    retrains = [RunDir(p).retrains() for p in paths]
+    frames = [retrain_frame(rows) for rows in retrains]
     frames = [f[f["source"] == "searched"] for f in frames]
     per_run = [{setting_slug(*k): k for k, _ in f.groupby(SETTING)} for f in frames]
     shared = sorted(set.intersection(*(set(s) for s in per_run)))
@@ -146,8 +147,8 @@ def retrained_runs(paths: list[str], setting: str | None = None
                         f"(shared: {', '.join(shared) or 'none'})")
     key = per_run[0][setting]
     out = []
-    for (label, cfg, records), frame, path in zip(runs, frames, paths):
-        rows = {r["ensemble_id"]: r for r in RunDir(path).retrains()
+    for (label, cfg, records), frame, run_retrains in zip(runs, frames, retrains):
+        rows = {r["ensemble_id"]: r for r in run_retrains  # the last row of an ensemble, as retrain_frame keeps
                 if (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0)) == key}
         members = {r["ensemble_id"]: r.get("members") for r in records}
         retrained = []
