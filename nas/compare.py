@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 
 from nas.config import SpaceConfig, from_dict  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
-from nas.retrained import SETTING, in_setting, retrain_frame, setting_label, setting_slug  # noqa: E402
+from nas.retrained import row_setting, setting_label, setting_slug  # noqa: E402
 from nas.store import RunDir  # noqa: E402
 from search_space.errors import UserError  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
@@ -130,10 +130,8 @@ def retrained_runs(paths: list[str], setting: str | None = None
     accuracy is its test accuracy and whose members are the distinct retrained (member, seed) pairs.
     Returns the runs and the setting's label."""
     runs = load_runs(paths, RETRAINED_COMPARABLE_KEYS)
-    retrains = [RunDir(p).retrains() for p in paths]
-    frames = [retrain_frame(rows) for rows in retrains]
-    frames = [f[f["source"] == "searched"] for f in frames]
-    per_run = [{setting_slug(*k): k for k, _ in f.groupby(SETTING)} for f in frames]
+    retrains = [[r for r in RunDir(p).retrains() if r["sample"] != "pool"] for p in paths]  # searched ones
+    per_run = [{setting_slug(*row_setting(r)): row_setting(r) for r in rows} for rows in retrains]
     shared = sorted(set.intersection(*(set(s) for s in per_run)))
     if setting is None:
         if len(shared) != 1:
@@ -147,13 +145,12 @@ def retrained_runs(paths: list[str], setting: str | None = None
                         f"(shared: {', '.join(shared) or 'none'})")
     key = per_run[0][setting]
     out = []
-    for (label, cfg, records), frame, run_retrains in zip(runs, frames, retrains):
-        rows = {r["ensemble_id"]: r for r in run_retrains  # the last row of an ensemble, as retrain_frame keeps
-                if (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0)) == key}
+    for (label, cfg, records), rows in zip(runs, retrains):
+        last = {r["ensemble_id"]: r for r in rows if row_setting(r) == key}  # an ensemble retrained twice: its last row
         members = {r["ensemble_id"]: r.get("members") for r in records}
         retrained = []
-        for _, r in in_setting(frame, key).sort_values(["size", "sample"]).iterrows():
-            named = rows[r["ensemble_id"]].get("members") or members.get(r["ensemble_id"]) or []
+        for r in sorted(last.values(), key=lambda r: (int(r["size"]), int(r["sample"]))):
+            named = r.get("members") or members.get(r["ensemble_id"]) or []
             retrained.append({"size": int(r["size"]), "sample": int(r["sample"]), "status": "ok",
                               "accuracy": float(r["test_accuracy"]), "latency_max_ms": float(r["latency_max_ms"]),
                               "reward": None, "ensemble_id": r["ensemble_id"],
@@ -245,8 +242,7 @@ def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]
             bottom.plot(xs, 100 * best, "-o", ms=3, drawstyle="steps-post", color=c, lw=1.6, label=label)
         top.set_title(f"{n} member{'s' if n > 1 else ''}: samples and Pareto fronts", fontsize=9)
         top.set_xlabel("max member latency on Pixel 1 (ms)")
-        bottom.set_xlabel(" / ".join(sorted(xlabels)).replace("trained", "retrained" if retrained else "trained")
-                          or "samples drawn")
+        bottom.set_xlabel("members retrained" if retrained else " / ".join(sorted(xlabels)) or "samples drawn")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
         if j == 0:

@@ -36,6 +36,12 @@ COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "en
            "test_accuracy", "latency_max_ms", "best_member_test_accuracy", "weakest_member_test_accuracy"]
 
 
+def row_setting(row: dict[str, Any]) -> tuple[str, int, int]:
+    """A ``retrain.jsonl`` row's setting: (recipe, epochs, train_examples), 0 images for the whole
+    training split."""
+    return row["recipe"], int(row["epochs"]), int(row.get("train_examples") or 0)
+
+
 def in_setting(df: pd.DataFrame, setting: tuple[str, int, int]) -> pd.DataFrame:
     """The rows of ``df`` retrained with ``setting`` (recipe, epochs, train_examples)."""
     recipe, epochs, train_examples = setting
@@ -48,7 +54,7 @@ def retrain_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     "searched"; ``train_examples`` is 0 for the full training split."""
     out = {}
     for r in rows:
-        setting = (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0))
+        setting = row_setting(r)
         members = r.get("test_member_accuracies") or [r["test_accuracy"]]
         out[(*setting, r["ensemble_id"])] = {
             "recipe": setting[0], "epochs": setting[1], "train_examples": setting[2], "size": int(r["size"]),
@@ -79,7 +85,7 @@ def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any
         for m, test in zip(members, tests):
             if m.get("val_accuracy") is None:
                 continue
-            key = (r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0), m["id"], m.get("seed"))
+            key = (*row_setting(r), m["id"], m.get("seed"))
             if key in out and out[key]["size"] <= int(r["size"]):
                 continue
             latency = m.get("latency_ms")
