@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 
 from nas.config import SpaceConfig, from_dict  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
-from nas.retrained import row_setting, setting_label, setting_slug  # noqa: E402
+from nas.retrained import row_setting, row_source, setting_label, setting_slug  # noqa: E402
 from nas.store import RunDir  # noqa: E402
 from search_space.errors import UserError  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
@@ -130,7 +130,7 @@ def retrained_runs(paths: list[str], setting: str | None = None
     accuracy is its test accuracy and whose members are the distinct retrained (member, seed) pairs.
     Returns the runs and the setting's label."""
     runs = load_runs(paths, RETRAINED_COMPARABLE_KEYS)
-    retrains = [[r for r in RunDir(p).retrains() if r["sample"] != "pool"] for p in paths]  # searched ones
+    retrains = [[r for r in RunDir(p).retrains() if row_source(r) == "searched"] for p in paths]
     per_run = [{setting_slug(*row_setting(r)): row_setting(r) for r in rows} for rows in retrains]
     shared = sorted(set.intersection(*(set(s) for s in per_run)))
     if setting is None:

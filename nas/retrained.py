@@ -42,6 +42,11 @@ def row_setting(row: dict[str, Any]) -> tuple[str, int, int]:
     return row["recipe"], int(row["epochs"]), int(row.get("train_examples") or 0)
 
 
+def row_source(row: dict[str, Any]) -> str:
+    """"pool" for a row of `nas retrain --pool` (its sample is "pool"), else "searched"."""
+    return "pool" if row["sample"] == "pool" else "searched"
+
+
 def in_setting(df: pd.DataFrame, setting: tuple[str, int, int]) -> pd.DataFrame:
     """The rows of ``df`` retrained with ``setting`` (recipe, epochs, train_examples)."""
     recipe, epochs, train_examples = setting
@@ -58,7 +63,7 @@ def retrain_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         members = r.get("test_member_accuracies") or [r["test_accuracy"]]
         out[(*setting, r["ensemble_id"])] = {
             "recipe": setting[0], "epochs": setting[1], "train_examples": setting[2], "size": int(r["size"]),
-            "sample": r["sample"], "source": "pool" if r["sample"] == "pool" else "searched",
+            "sample": r["sample"], "source": row_source(r),
             "ensemble_id": r["ensemble_id"], "proxy_val_accuracy": float(r["proxy_val_accuracy"]),
             "test_accuracy": float(r["test_accuracy"]), "latency_max_ms": float(r["latency_max_ms"]),
             "best_member_test_accuracy": float(max(members)), "weakest_member_test_accuracy": float(min(members))}
