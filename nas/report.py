@@ -136,21 +136,37 @@ def _within(s: dict[str, Any]) -> list[str]:
 
 
 def _fronts(s: dict[str, Any]) -> list[str]:
-    lines = ["## Pareto fronts", "",
-             "Each size's front (accuracy up, max member latency down), one row per member; architectures as "
-             "block strings (`nas describe` and `nas latency` read them; `nas show RUN --export DIR` writes "
-             "each front ensemble as a spec file).", ""]
+    """Each size's front, one row per ensemble naming its members (m1, m2, ...), then each distinct
+    member once with its architecture: front ensembles share members (a pair's front is often one
+    member with several partners), and a block string runs to some 200 characters."""
+    labels: dict[str, str] = {}
+    members: dict[str, dict[str, Any]] = {}
+    used: dict[str, list[str]] = {}
     rows = []
     for p in s["front"]:
-        for i, m in enumerate(p["members"]):
-            first = i == 0
-            rows.append([p["size"] if first else "", f"#{p['sample']}" if first else "",
-                         pct(p["accuracy"]) if first else "", _ms(p["latency_max_ms"]) if first else "",
-                         f"{p['reward']:.3f}" if first else "", i + 1, m["resolution"], _ms(m["latency_ms"]),
-                         pct(m["val_accuracy"]),
-                         f"stem {m['stem_filters']}/s{m['stem_stride']}, head {m['head_filters']}: `{m['blocks']}`"])
-    return lines + table(["size", "sample", "accuracy", "max ms", "reward", "member", "px", "ms", "member accuracy",
-                          "architecture"], rows, [True] * 9 + [False]) + [""]
+        names = []
+        for m in p["members"]:
+            key = m.get("key") or f"{m['resolution']}:{m['blocks']}:{m['stem_filters']}:{m['head_filters']}"
+            if key not in labels:
+                labels[key] = f"m{len(labels) + 1}"
+                members[key] = m
+            names.append(labels[key])
+            used.setdefault(key, []).append(f"{p['size']} #{p['sample']}")
+        rows.append([p["size"], f"#{p['sample']}", pct(p["accuracy"]), _ms(p["latency_max_ms"]),
+                     f"{p['reward']:.3f}", " + ".join(names), " + ".join(pct(m["val_accuracy"]) for m in p["members"])])
+    member_rows = [[labels[k], m["resolution"], _ms(m["latency_ms"]), pct(m["val_accuracy"]), ", ".join(used[k]),
+                    f"stem {m['stem_filters']}/s{m['stem_stride']}, head {m['head_filters']}: `{m['blocks']}`"]
+                   for k, m in members.items()]
+    return (["## Pareto fronts", "",
+             "Each size's front (accuracy up, max member latency down), its members named as in the table "
+             "after it.", ""]
+            + table(["size", "sample", "accuracy", "max ms", "reward", "members", "their accuracy"], rows,
+                    [True] * 5 + [False, False])
+            + ["", f"The fronts' {len(members)} distinct members, architectures as block strings (`nas describe` "
+               "and `nas latency` read them; `nas show RUN --export DIR` writes each front ensemble as a spec "
+               "file); accuracy is the member's own on the validation images:", ""]
+            + table(["member", "px", "ms", "accuracy", "on the fronts of", "architecture"], member_rows,
+                    [False, True, True, True, False, False]) + [""])
 
 
 def _pool(run: RunDir, plots: Path, out_dir: Path) -> list[str]:

@@ -16,13 +16,15 @@ from nas.retrained_cli import retrained_report
 from nas.store import RunDir
 
 
-def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = False) -> dict[str, Any]:
+def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = False,
+              records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The run's summary as JSON-ready values (`nas show --json` prints it). ``budgets``: max-latency
     budgets in ms for ``within_budget`` (default: ``default_budgets``); ``front``: add ``front``, each
-    Pareto-front ensemble with its members' architectures. Raises UserError for a directory that
+    Pareto-front ensemble with its members' architectures (and ``key``, the member cache's); ``records``:
+    the run's records where the caller has read them already. Raises UserError for a directory that
     holds no run."""
     cfg = run.read_config()
-    records = run.records()
+    records = run.records() if records is None else records
     df = records_frame(records)
     front_sizes = fronts(records)["size"] if any(r.get("status") == "ok" for r in records) else pd.Series([], dtype=int)
     sizes = []
@@ -109,7 +111,8 @@ def front_point(rec: dict[str, Any], ens: Any) -> dict[str, Any]:
             "latency_max_ms": rec["latency_max_ms"], "reward": rec["reward"], "ensemble_id": ens.id,
             "members": [{"resolution": m.resolution, "stem_filters": m.stem_filters, "stem_stride": m.stem_stride,
                          "head_filters": m.head_filters, "blocks": encode_blocks(m.blocks),
-                         "latency_ms": info["latency_ms"], "val_accuracy": info.get("val_accuracy")}
+                         "latency_ms": info["latency_ms"], "val_accuracy": info.get("val_accuracy"),
+                         "key": info.get("key") or info.get("id")}
                         for m, info in zip(ens.members, rec["members"])]}
 
 

@@ -107,8 +107,9 @@ def run_plot_cmd(args: argparse.Namespace) -> int:
 
 def run_show_cmd(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
-    s = summarize(run, args.budgets, front=args.front)
-    points = front_ensembles(run.records()) if args.export else []
+    records = run.records()
+    s = summarize(run, args.budgets, front=args.front, records=records)
+    points = front_ensembles(records) if args.export else []
     exported = _export_front(points, Path(args.export)) if args.export else []
     if args.json:
         if args.export:

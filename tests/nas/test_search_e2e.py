@@ -104,10 +104,17 @@ def test_report_page_holds_the_launches_tables_fronts_and_figures(resumed_run, t
     from search_space.spec import from_dict
 
     front = fronts(records)
+    section = text.split("## Pareto fronts\n")[1].split("\n## ")[0]
+    keys = []
     for size, sample in zip(front["size"], front["sample"]):  # every front member's block string
         rec = next(r for r in records if (r["size"], r["sample"]) == (size, sample))
+        assert f"| {size} | #{sample} | {100 * rec['accuracy']:.1f}% |" in section
         for m in rec["members"]:
-            assert f"`{encode_blocks(from_dict(m['spec']).blocks)}`" in text
+            assert f"`{encode_blocks(from_dict(m['spec']).blocks)}`" in section
+            keys.append(m["key"])
+    # each distinct member listed once, however many front ensembles share it
+    member_rows = [l for l in section.splitlines() if l.startswith("| m")]
+    assert len(member_rows) == len(set(keys))
     assert "No sample failed." in text and "## Ensembles against their best member" in text
     config = text[text.index("```json") + len("```json"):].split("```")[0]
     assert json.loads(config) == json.loads((run / "config.json").read_text())
