@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
     p.add_argument("--pool", action="store_true",
                    help="choose among the member pool's front ensembles (`nas pool`) instead of the searched "
-                        "samples (the top K by reward as well, or --pareto)")
+                        "samples (the top K by reward as well, or --pareto), of the sizes `nas pool` last "
+                        "wrote fronts for (else the run's)")
     p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
     p.add_argument("--sample", type=_nonnegative_int,
                    help="with --size: retrain this sample (a point numbered on Figure 3 and in nas show --front)")

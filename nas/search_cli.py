@@ -182,13 +182,18 @@ def _export_front(points: list[tuple[dict[str, Any], Any]], out: Path) -> list[P
 def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:
     """Ensembles of the member pool's fronts (nas/pool.py; ``ds`` the run's data set), shaped as the
     records `nas retrain` reads: with ``pareto`` every front point, else the ``top`` by the run's
-    reward, as for searched samples; ``sample`` is "pool"."""
+    reward, as for searched samples; ``sample`` is "pool". Sizes: ``size``, else those `nas pool` last
+    wrote fronts for (RUN/pool_fronts.csv; `nas pool --sizes 1,2,3` on a search of single models),
+    else the run's."""
     from nas.pool import pool_fronts
     from nas.pool_cli import validation_labels
 
     cfg = run.read_config()
-    front, _ = pool_fronts(run, validation_labels(run, ds), [size] if size is not None else cfg["sizes"],
-                           from_dict(cfg).reward)
+    sizes = [size] if size is not None else cfg["sizes"]
+    written = run.path / "pool_fronts.csv"
+    if size is None and written.is_file():
+        sizes = sorted({int(n) for n in pd.read_csv(written, usecols=["size"])["size"]}) or sizes
+    front, _ = pool_fronts(run, validation_labels(run, ds), sizes, from_dict(cfg).reward)
     rows = front.to_dict("records")
     if not pareto:
         rows = sorted(rows, key=lambda r: -r["reward"])[:top]

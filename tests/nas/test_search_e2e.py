@@ -217,6 +217,12 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert {m["seed"] for m in front1} == {0, 1}
     assert main(["retrain", str(copy), "--pool", "--pareto", "--size", "1", "--epochs", "1"]) == 0
     assert sorted((c[0].id, c[1]) for c in calls) == sorted((m["id"], m["seed"]) for m in front1 if m is not member)
+    # without --size, the sizes `nas pool` last wrote fronts for (here 2 alone), not the run's (1 and 2)
+    assert main(["pool", str(copy), "--sizes", "2"]) == 0
+    done = len((copy / "retrain.jsonl").read_text().splitlines())
+    assert main(["retrain", str(copy), "--pool", "--pareto", "--epochs", "1"]) == 0
+    new = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()][done:]
+    assert sorted(r["ensemble_id"] for r in new) == sorted(f["ensemble_id"] for f in out["front"] if f["size"] == 2)
     # a run from before the labels were stored: the pool carves them again from the data set
     (copy / "val_labels.npy").unlink()
     capsys.readouterr()
