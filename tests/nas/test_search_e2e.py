@@ -2,6 +2,7 @@
 uninterrupted run, plotted; and the bad inputs a user can give it."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_report_page_holds_the_launches_tables_fronts_and_figures(resumed_run, t
             assert f"`{encode_blocks(from_dict(m['spec']).blocks)}`" in section
             keys.append(m["key"])
     # each distinct member listed once, however many front ensembles share it
-    member_rows = [l for l in section.splitlines() if l.startswith("| m")]
+    member_rows = [l for l in section.splitlines() if re.match(r"\| m\d+ \|", l)]
     assert len(member_rows) == len(set(keys))
     assert "No sample failed." in text and "## Ensembles against their best member" in text
     config = text[text.index("```json") + len("```json"):].split("```")[0]
@@ -223,6 +224,12 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert main(["retrain", str(copy), "--pool", "--pareto", "--epochs", "1"]) == 0
     new = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()][done:]
     assert sorted(r["ensemble_id"] for r in new) == sorted(f["ensemble_id"] for f in out["front"] if f["size"] == 2)
+    (copy / "pool_fronts.csv").write_text("accuracy\n0.5\n")  # damaged: one error line, nothing retrained
+    capsys.readouterr()
+    assert main(["retrain", str(copy), "--pool", "--pareto", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pool_fronts.csv: unreadable" in err and "nas pool" in err
+    assert len((copy / "retrain.jsonl").read_text().splitlines()) == done + len(new)
     # a run from before the labels were stored: the pool carves them again from the data set
     (copy / "val_labels.npy").unlink()
     capsys.readouterr()
