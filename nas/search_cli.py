@@ -193,11 +193,11 @@ def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int)
     written = run.path / "pool_fronts.csv"
     if size is None and written.is_file():
         try:
-            found = pd.read_csv(written, usecols=["size"])["size"]
-        except (ValueError, OSError) as e:  # pandas' parser errors are ValueErrors
+            found = {int(n) for n in pd.read_csv(written, usecols=["size"])["size"]}
+        except (ValueError, OSError) as e:  # pandas' parser errors and a blank size are ValueErrors
             raise UserError(f"{written}: unreadable ({e}); write it again with `nas pool {run.path}`, "
                             "or give --size") from None
-        sizes = sorted({int(n) for n in found}) or sizes
+        sizes = sorted(found) or sizes
     front, _ = pool_fronts(run, validation_labels(run, ds), sizes, from_dict(cfg).reward)
     rows = front.to_dict("records")
     if not pareto:

@@ -58,6 +58,10 @@ def test_writes_the_table_and_figure_and_needs_both_holdouts(tmp_path, capsys):
     assert (tmp_path / "out" / "singles_then_pool.png").stat().st_size > 20_000
     text = (tmp_path / "out" / "singles_then_pool.txt").read_text()
     assert "held out on the proxy" in text and "singles + pool" in text
+    assert main([str(JOINT), str(SINGLES), "--held-out-only", "--out", str(tmp_path / "held")]) == 0
+    held = (tmp_path / "held" / "singles_then_pool.txt").read_text()
+    assert held.strip() == text.split("\n\nretrained")[0].strip()  # the same table, nothing retrained read
+    assert not (tmp_path / "held" / "singles_then_pool.png").exists()
     copy = tmp_path / "singles"
     shutil.copytree(SINGLES, copy, ignore=shutil.ignore_patterns("pool_holdout.csv", "plots"))
     capsys.readouterr()
