@@ -15,3 +15,13 @@ python -m experiments.check_singles_then_pool runs/search_cpu runs/search_cpu_si
 # The run's files into this folder (the member cache, checkpoints and compiled programs stay out), then its page
 (cd runs/search_cpu_singles && cp config.json records.jsonl updates.jsonl launches.jsonl fronts.csv retrain.jsonl pool_fronts.csv pool_holdout.csv "../../$R/" && cp -r plots "../../$R/")
 nas report $R --no-plots
+# Both searches again with seed 1, compared on the proxy only (seed1/)
+nas search --config experiments/search_cpu.py --set seed=1 --run-dir runs/search_cpu_seed1   # 28.7 min
+nas search --config experiments/search_cpu.py --set seed=1 --set sizes=1 --set samples_per_size=120 --run-dir runs/search_cpu_singles_seed1  # 24.9 min
+nas pool runs/search_cpu_seed1 --holdout > $R/seed1/joint/pool.txt
+nas pool runs/search_cpu_singles_seed1 --sizes 1,2,3 --holdout > $R/seed1/singles/pool.txt
+for x in joint:search_cpu_seed1 singles:search_cpu_singles_seed1; do
+  (cd runs/${x#*:} && cp config.json records.jsonl pool_holdout.csv pool_fronts.csv launches.jsonl "../../$R/seed1/${x%%:*}/")
+  nas show runs/${x#*:} > $R/seed1/${x%%:*}/show.txt
+done
+python -m experiments.check_singles_then_pool $R/seed1/joint $R/seed1/singles --held-out-only --out $R/seed1
