@@ -146,7 +146,7 @@ def _fronts(s: dict[str, Any]) -> list[str]:
     for p in s["front"]:
         names = []
         for m in p["members"]:
-            key = m.get("key") or f"{m['resolution']}:{m['blocks']}:{m['stem_filters']}:{m['head_filters']}"
+            key = m["key"]  # the member cache's key (front_point), one per trained member
             if key not in labels:
                 labels[key] = f"m{len(labels) + 1}"
                 members[key] = m
