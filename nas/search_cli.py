@@ -288,7 +288,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
                 # members train one after another, each with its own compile: the mean pace, not the
                 # pace after the first (which suits a pipelined search round)
                 print(f"  {progress_prefix(len(scored), len(checkpoints), elapsed)}member {m['id'][:12]} "
-                      f"seed {seed}: test {res.test_accuracy:.4f}", file=sys.stderr, flush=True)
+                      f"seed {seed}: test {res.test_accuracy:.4f}"
+                      + (" (trained earlier: its saved test logits)" if res.from_saved_logits else ""),
+                      file=sys.stderr, flush=True)
             logits.append(scored[ckpt].test_logits)
         metrics = evaluate_ensemble(logits, ds.y_test)
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,

@@ -60,6 +60,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     assert r is not None
     out = {"test_accuracy": r.test_accuracy, "epochs": r.epochs, "resumed_from_epoch": r.resumed_from_epoch,
            "loss_curve": list(r.loss_curve), "compile_s": r.compile_s, "train_s": r.train_s,
+           "from_saved_logits": r.from_saved_logits,
            "spec": member.to_dict(), "dataset": ds.name, "recipe": args.recipe}
     print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {r.epochs} epochs "
                                              f"(resumed from epoch {r.resumed_from_epoch})")

@@ -8,6 +8,8 @@ epoch e continues exactly as an uninterrupted run would.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -48,6 +50,42 @@ class RetrainResult:
     resumed_from_epoch: int  # 0 for a fresh run
     compile_s: float
     train_s: float
+    from_saved_logits: bool = False  # a finished run's test logits read back: nothing built, compiled or scored
+
+
+# A finished run keeps its test logits beside its checkpoints, so that a later command (another
+# ensemble sharing the member, a rerun) reads them instead of rebuilding the model and compiling and
+# running its scoring program (about 10 s a member on the 2-core CPU).
+SAVED_LOGITS = "test_logits.npz"
+
+
+def test_set_fingerprint(dataset: Dataset) -> str:
+    """sha256 of the test images and labels: saved logits are reused only for the same test set."""
+    h = hashlib.sha256()
+    for a in (dataset.x_test, dataset.y_test):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _read_saved(path: Path, epochs: int, fingerprint: str, labels: np.ndarray) -> RetrainResult | None:
+    try:
+        with np.load(path) as z:
+            if int(z["epochs"]) != epochs or str(z["fingerprint"]) != fingerprint:
+                return None
+            logits, curve = np.asarray(z["logits"]), tuple(float(x) for x in z["curve"])
+    except (OSError, KeyError, ValueError):  # absent, or damaged by a kill mid-write: score again
+        return None
+    return RetrainResult(test_accuracy=float((logits.argmax(-1) == labels).mean()), test_logits=logits,
+                         loss_curve=curve, epochs=epochs, resumed_from_epoch=epochs, compile_s=0.0, train_s=0.0,
+                         from_saved_logits=True)
+
+
+def _write_saved(path: Path, r: RetrainResult, fingerprint: str) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, logits=r.test_logits, curve=np.asarray(r.loss_curve, np.float64), epochs=r.epochs,
+             fingerprint=fingerprint)
+    os.replace(tmp, path)
 
 
 def _to_saveable(tree: Any) -> Any:
@@ -69,8 +107,13 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
     """Train ``spec`` on all of ``dataset``'s training split, checkpointing every ``every`` epochs.
 
     If ``checkpoint_dir`` holds a checkpoint, training resumes after its epoch. ``stop_after``
-    ends the run after that many epochs (returning None), as an interruption would.
+    ends the run after that many epochs (returning None), as an interruption would. A finished run's
+    test logits are saved there too, and a later call on the same test set returns them as they are.
     """
+    fingerprint = test_set_fingerprint(dataset)
+    saved = _read_saved(Path(checkpoint_dir) / SAVED_LOGITS, config.epochs, fingerprint, dataset.y_test)
+    if saved is not None:
+        return saved
     split = Split(dataset.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names)
     trainer = MemberTrainer(spec, split, config, seed)
     options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1)
@@ -100,6 +143,8 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
                 return None
         train_s = time.perf_counter() - t0
     logits = trainer.logits(dataset.x_test)
-    return RetrainResult(test_accuracy=float((logits.argmax(-1) == dataset.y_test).mean()), test_logits=logits,
-                         loss_curve=tuple(curve), epochs=config.epochs, resumed_from_epoch=start_epoch,
-                         compile_s=compile_s, train_s=train_s)
+    result = RetrainResult(test_accuracy=float((logits.argmax(-1) == dataset.y_test).mean()), test_logits=logits,
+                           loss_curve=tuple(curve), epochs=config.epochs, resumed_from_epoch=start_epoch,
+                           compile_s=compile_s, train_s=train_s)
+    _write_saved(Path(checkpoint_dir) / SAVED_LOGITS, result, fingerprint)
+    return result

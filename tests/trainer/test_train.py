@@ -147,8 +147,34 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     # a finished run only scores again: the same accuracy, no training program compiled
     again = json.loads(subprocess.run(cmd(tmp_path / "fresh"), env=env, capture_output=True, check=True,
                                       cwd=ROOT).stdout)
-    assert again["resumed_from_epoch"] == 3 and again["compile_s"] == 0.0
+    assert again["resumed_from_epoch"] == 3 and again["compile_s"] == 0.0 and again["from_saved_logits"]
+    assert not fresh["from_saved_logits"] and not resumed["from_saved_logits"]
     assert again["test_accuracy"] == fresh["test_accuracy"] and again["loss_curve"] == fresh["loss_curve"]
+
+
+def test_saved_test_logits_serve_the_same_test_set_and_schedule_only(fashion, tmp_path):
+    from trainer.retrain import SAVED_LOGITS, retrain
+
+    small = Dataset("fm", fashion.x_train[:256], fashion.y_train[:256], fashion.x_test[:96], fashion.y_test[:96],
+                    fashion.class_names)
+    config = TrainConfig(epochs=1, batch_size=64, warmup_epochs=0.0)
+    first = retrain(tiny_member(), small, config, 0, tmp_path / "m", every=1)
+    assert (tmp_path / "m" / SAVED_LOGITS).is_file() and not first.from_saved_logits
+    again = retrain(tiny_member(), small, config, 0, tmp_path / "m", every=1)
+    assert again.from_saved_logits and again.compile_s == 0.0
+    np.testing.assert_array_equal(again.test_logits, first.test_logits)
+    assert again.test_accuracy == first.test_accuracy and again.loss_curve == first.loss_curve
+    # another test set is scored, not read back
+    other = Dataset("fm", small.x_train, small.y_train, fashion.x_test[96:160], fashion.y_test[96:160],
+                    fashion.class_names)
+    rescored = retrain(tiny_member(), other, config, 0, tmp_path / "m", every=1)
+    assert not rescored.from_saved_logits and rescored.test_logits.shape[0] == 64
+    # a longer schedule in the same folder resumes from the checkpoint beside the saved logits
+    longer = retrain(tiny_member(), small, config.replace(epochs=2), 0, tmp_path / "m", every=1)
+    assert not longer.from_saved_logits and longer.resumed_from_epoch == 1 and len(longer.loss_curve) == 2
+    # damaged saved logits (a kill mid-write) are scored again
+    (tmp_path / "m" / SAVED_LOGITS).write_bytes(b"not an npz")
+    assert not retrain(tiny_member(), small, config.replace(epochs=2), 0, tmp_path / "m", every=1).from_saved_logits
 
 
 def test_the_configs_init_scheme_draws_the_members_weights(fashion):
