@@ -1,0 +1,62 @@
+"""experiments/check_training_length.py on made-up study runs whose margins are known."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from experiments.check_training_length import compare, main
+
+
+def study(path, epochs, rows, small_flops=10):
+    """A study run directory with a summary.csv: rows are (architecture, n, accuracy, nll)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"trainer": {"epochs": epochs}}))
+    flops = {"tiny": 5, "small": small_flops, "large": 35}
+    pd.DataFrame([{"architecture": a, "n": n, "draws": 3 if n == 1 else 1, "flops": n * flops[a], "params": n,
+                   "accuracy_mean": acc, "accuracy_std": 0.01 if n == 1 else float("nan"),
+                   "nll_mean": nll, "nll_std": float("nan")} for a, n, acc, nll in rows]
+                 ).to_csv(path / "summary.csv", index=False)
+    return path
+
+
+SHORT = [("small", 1, 0.50, 1.5), ("small", 2, 0.54, 1.4), ("small", 3, 0.56, 1.3), ("large", 1, 0.60, 1.2),
+         ("large", 2, 0.63, 1.1)]
+LONG = [("small", 1, 0.60, 1.2), ("small", 2, 0.65, 1.0), ("small", 3, 0.67, 0.9), ("large", 1, 0.66, 1.0),
+        ("large", 2, 0.70, 0.8)]
+
+
+def test_margin_is_the_best_smaller_ensemble_under_the_single_models_flops(tmp_path):
+    runs = [study(tmp_path / "e8", 8, LONG), study(tmp_path / "e2", 2, SHORT)]
+    m, g, allsum = compare(runs)
+    assert list(m["epochs"]) == [2, 8]  # ordered by training length, whatever the argument order
+    assert list(m["single"]) == ["large", "large"]  # "small" has no smaller architecture beside it
+    assert list(m["ensemble"]) == ["3 x small", "3 x small"]
+    assert m["margin"].round(6).tolist() == [-4.0, 1.0]
+    assert m["nll_margin"].round(6).tolist() == [-0.1, 0.1]
+    assert m["flops_ratio"].tolist() == pytest.approx([30 / 35] * 2)
+    gains = g.set_index(["epochs", "architecture"])["gain"].round(6)
+    assert gains[(2, "small")] == 6.0 and gains[(8, "large")] == 4.0
+    assert sorted(allsum["epochs"].unique()) == [2, 8]
+
+
+def test_an_ensemble_over_the_single_models_flops_is_left_out(tmp_path):
+    # three small members at 12 FLOPs each cost 36 > 35: only the pair may stand against "large"
+    runs = [study(tmp_path / "e2", 2, SHORT, small_flops=12), study(tmp_path / "e8", 8, LONG, small_flops=12)]
+    m, _, _ = compare(runs)
+    assert list(m["ensemble"]) == ["2 x small", "2 x small"]
+    assert m["margin"].round(6).tolist() == [-6.0, -1.0]
+
+
+def test_writes_the_table_and_figure_and_refuses_mismatched_runs(tmp_path, capsys):
+    a, b = study(tmp_path / "a", 2, SHORT), study(tmp_path / "b", 8, LONG)
+    assert main([str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "training_length.txt").read_text()
+    assert "| 2 | large | 60.00% (1.00, 3) | 3 x small | 56.00% | 0.86x | -4.00 | -0.100 |" in text
+    assert (tmp_path / "out" / "training_length.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="same number of epochs"):
+        compare([a, study(tmp_path / "c", 2, LONG)])
+    with pytest.raises(SystemExit, match="different architectures"):
+        compare([a, study(tmp_path / "d", 4, [("tiny", 1, 0.5, 1.0), ("large", 1, 0.6, 1.0)])])
+    with pytest.raises(SystemExit, match="not a finished study run"):
+        compare([a, tmp_path / "missing"])
