@@ -60,3 +60,20 @@ def test_writes_the_table_and_figure_and_refuses_mismatched_runs(tmp_path, capsy
         compare([a, study(tmp_path / "d", 4, [("tiny", 1, 0.5, 1.0), ("large", 1, 0.6, 1.0)])])
     with pytest.raises(SystemExit, match="not a finished study run"):
         compare([a, tmp_path / "missing"])
+
+
+def test_the_committed_cpu_comparison_is_its_studies_own():
+    """experiments/results/cpu_training_length_2026-12-03: the table recomputed from the four committed
+    study summaries is the committed one, and each margin is 3 x WRN-10-1 against WRN-10-2."""
+    from experiments.check_training_length import format_table
+    from tests.conftest import ROOT
+
+    folder = ROOT / "experiments" / "results" / "cpu_training_length_2026-12-03"
+    runs = [folder / f"e{e}" for e in (54, 2, 18, 6)]
+    m, g, _ = compare(runs)
+    assert format_table(m, g) == (folder / "training_length.txt").read_text()
+    assert list(m["epochs"]) == [2, 6, 18, 54] and set(m["ensemble"]) == {"3 x wrn-10-1"}
+    for run, (_, row) in zip(sorted(runs, key=lambda p: int(p.name[1:])), m.iterrows()):
+        records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+        large = [r["val_accuracy"] for r in records if r["architecture"] == "wrn-10-2" and r["status"] == "ok"]
+        assert len(large) == 3 and abs(row["single_accuracy"] - sum(large) / 3) < 1e-9
