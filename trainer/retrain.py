@@ -55,7 +55,9 @@ class RetrainResult:
 
 # A finished run keeps its test logits beside its checkpoints, so that a later command (another
 # ensemble sharing the member, a rerun) reads them instead of rebuilding the model and compiling and
-# running its scoring program (about 10 s a member on the 2-core CPU).
+# running its scoring program (about 10 s a member on the 2-core CPU). Like the checkpoints, the file
+# belongs to the folder's one run (spec, recipe, seed: `nas retrain` names the folder by them); it is
+# keyed only by what can change under the same folder, the schedule's length and the test set.
 SAVED_LOGITS = "test_logits.npz"
 
 
