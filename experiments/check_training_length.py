@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from nas.study import best_smaller_ensemble
+
 
 def read_study(run: Path) -> tuple[int, pd.DataFrame]:
     """(epochs, summary) of one study run directory."""
@@ -39,14 +41,11 @@ def read_study(run: Path) -> tuple[int, pd.DataFrame]:
 def margins(epochs: int, summary: pd.DataFrame) -> list[dict]:
     """For each single model with smaller architectures beside it: the best ensemble of smaller models
     at fewer FLOPs, and its margin over the single model in accuracy points and NLL (nats)."""
-    singles = summary[summary["n"] == 1]
     rows = []
-    for _, b in singles.iterrows():
-        smaller = singles[singles["flops"] < b["flops"]]["architecture"]
-        cand = summary[summary["architecture"].isin(smaller) & (summary["n"] >= 2) & (summary["flops"] < b["flops"])]
-        if cand.empty:
+    for _, b in summary[summary["n"] == 1].iterrows():
+        best = best_smaller_ensemble(summary, b)
+        if best is None:
             continue
-        best = cand.sort_values(["accuracy_mean", "flops"], ascending=[False, True]).iloc[0]
         rows.append({"epochs": epochs, "single": b["architecture"], "single_accuracy": b["accuracy_mean"],
                      "single_sd": b["accuracy_std"], "single_members": int(b["draws"]),
                      "ensemble": f"{int(best['n'])} x {best['architecture']}",

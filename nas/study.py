@@ -221,6 +221,17 @@ def summarize(points: pd.DataFrame) -> pd.DataFrame:
                  nll_mean=("nll", "mean"), nll_std=("nll", "std")).reset_index()
 
 
+def best_smaller_ensemble(summary: pd.DataFrame, single: pd.Series) -> pd.Series | None:
+    """The most accurate ensemble (n >= 2) of architectures smaller than ``single`` (a summary row with
+    n = 1) at fewer total FLOPs than it, the fewer FLOPs first among equals; None if there is none."""
+    singles = summary[summary["n"] == 1]
+    smaller = singles[singles["flops"] < single["flops"]]["architecture"]
+    near = summary[summary["architecture"].isin(smaller) & (summary["n"] >= 2) & (summary["flops"] < single["flops"])]
+    if near.empty:
+        return None
+    return near.sort_values(["accuracy_mean", "flops"], ascending=[False, True]).iloc[0]
+
+
 def findings(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """For each single model B: the cheapest ensemble (n >= 2) of a smaller architecture whose mean
     accuracy is at least B's at fewer total FLOPs - the paper's claim, tested point by point."""
@@ -238,9 +249,8 @@ def findings(summary: pd.DataFrame) -> list[dict[str, Any]]:
                         "ensemble_accuracy": float(best["accuracy_mean"]), "ensemble_flops": int(best["flops"]),
                         "flops_ratio": float(best["flops"] / b["flops"])})
         else:  # how near it came: the most accurate ensemble of smaller models at fewer FLOPs, if any
-            near = summary[summary["architecture"].isin(smaller) & (summary["n"] >= 2) & (summary["flops"] < b["flops"])]
-            if not near.empty:
-                best = near.sort_values(["accuracy_mean", "flops"], ascending=[False, True]).iloc[0]
+            best = best_smaller_ensemble(summary, b)
+            if best is not None:
                 row.update({"closest": f"{int(best['n'])} x {best['architecture']}",
                             "closest_accuracy": float(best["accuracy_mean"]), "closest_flops": int(best["flops"]),
                             "closest_flops_ratio": float(best["flops"] / b["flops"]),
