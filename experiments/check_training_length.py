@@ -3,8 +3,9 @@
     nas study experiments/study_wrn10_cpu.py --run-dir runs/len_e6 --set trainer.epochs=6 ...
     python -m experiments.check_training_length runs/len_e2 runs/len_e6 runs/len_e18 --out DIR
 
-Each argument is a study run directory (``nas study``: its ``config.json`` and ``summary.csv``) of
-the same architectures trained for a different number of epochs. For every single model B that has
+Each argument is a study run directory (``nas study``: its ``config.json``, ``summary.csv`` and
+``records.jsonl``) of the same architectures trained for a different number of epochs, or on a
+training set of another size (``--set train_examples=N``). For every single model B that has
 a smaller architecture beside it, the **margin** is the accuracy of the best ensemble (n >= 2) of
 smaller models at fewer total FLOPs than B, minus B's accuracy (both means over the study's draws):
 positive where the paper's claim holds at that training length. B's seed-to-seed standard deviation
@@ -12,8 +13,14 @@ positive where the paper's claim holds at that training length. B's seed-to-seed
 negative log-likelihood (B's NLL minus the ensemble's: positive where the ensemble is better), and
 what each architecture's largest ensemble gains over its single models.
 
+Runs on training sets of different sizes tell apart two readings of a margin that turns with
+training length: more optimizer steps, or more passes over the same images. Such runs are plotted
+against optimizer steps per member (from the records), one line style per training-set size, so
+that a run with twice the images and half the epochs stands at the same place as its partner;
+runs on one training set are plotted against epochs.
+
 Writes ``OUT/training_length.txt`` (the table) and ``OUT/training_length.png`` (accuracy against
-epochs per architecture and ensemble size; the margins against epochs).
+training length per architecture and ensemble size; the margins against training length).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,25 +36,50 @@ import pandas as pd
 from nas.study import best_smaller_ensemble
 
 
-def read_study(run: Path) -> tuple[int, pd.DataFrame]:
-    """(epochs, summary) of one study run directory."""
+@dataclass(frozen=True)
+class StudyRun:
+    """One finished study run: its schedule, training set and summary."""
+
+    epochs: int
+    train_images: int | None  # the config's train_examples; None: the whole training split
+    steps: int | None  # optimizer steps per member (its records; None without any finished member)
+    summary: pd.DataFrame
+
+    @property
+    def images_label(self) -> str:
+        return "all" if self.train_images is None else f"{self.train_images:,}"
+
+
+def read_study(run: Path) -> StudyRun:
+    """The schedule, training-set size, steps per member and summary of one study run directory."""
     try:
         config = json.loads((run / "config.json").read_text())
         summary = pd.read_csv(run / "summary.csv")
-    except (OSError, ValueError) as e:
+        records = run / "records.jsonl"
+        lines = records.read_text().splitlines() if records.exists() else []
+        steps = sorted({r["steps"] for r in map(json.loads, lines) if r.get("status") == "ok" and "steps" in r})
+    except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"check_training_length: {run}: not a finished study run ({e})")
-    return int(config["trainer"]["epochs"]), summary
+    train = config.get("train_examples")
+    # every member of a run trains at one batch size on one set: one step count (the last one if not)
+    return StudyRun(int(config["trainer"]["epochs"]), None if train is None else int(train),
+                    steps[-1] if steps else None, summary)
 
 
-def margins(epochs: int, summary: pd.DataFrame) -> list[dict]:
+def _run_columns(run: StudyRun) -> dict:
+    return {"train_images": run.images_label, "epochs": run.epochs, "steps": run.steps}
+
+
+def margins(run: StudyRun) -> list[dict]:
     """For each single model with smaller architectures beside it: the best ensemble of smaller models
     at fewer FLOPs, and its margin over the single model in accuracy points and NLL (nats)."""
     rows = []
+    summary = run.summary
     for _, b in summary[summary["n"] == 1].iterrows():
         best = best_smaller_ensemble(summary, b)
         if best is None:
             continue
-        rows.append({"epochs": epochs, "single": b["architecture"], "single_accuracy": b["accuracy_mean"],
+        rows.append({**_run_columns(run), "single": b["architecture"], "single_accuracy": b["accuracy_mean"],
                      "single_sd": b["accuracy_std"], "single_members": int(b["draws"]),
                      "ensemble": f"{int(best['n'])} x {best['architecture']}",
                      "ensemble_accuracy": best["accuracy_mean"], "flops_ratio": best["flops"] / b["flops"],
@@ -55,84 +88,119 @@ def margins(epochs: int, summary: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def ensemble_gains(epochs: int, summary: pd.DataFrame) -> list[dict]:
+def ensemble_gains(run: StudyRun) -> list[dict]:
     """Per architecture: mean single accuracy, and what its largest ensemble adds (points)."""
     rows = []
-    for arch, d in summary.groupby("architecture", sort=False):
+    for arch, d in run.summary.groupby("architecture", sort=False):
         one, top = d[d["n"] == 1].iloc[0], d.sort_values("n").iloc[-1]
-        rows.append({"epochs": epochs, "architecture": arch, "single": one["accuracy_mean"],
+        rows.append({**_run_columns(run), "architecture": arch, "single": one["accuracy_mean"],
                      "largest_n": int(top["n"]), "ensemble": top["accuracy_mean"],
                      "gain": 100 * (top["accuracy_mean"] - one["accuracy_mean"])})
     return rows
 
 
 def compare(runs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(margins, gains, summaries with their epochs), ordered by training length."""
-    studies = sorted((read_study(r) for r in runs), key=lambda t: t[0])
-    epochs = [e for e, _ in studies]
-    if len(set(epochs)) != len(epochs):
-        raise SystemExit(f"check_training_length: two runs trained for the same number of epochs ({epochs})")
-    archs = [tuple(sorted(s["architecture"].unique())) for _, s in studies]
+    """(margins, gains, summaries with their run's columns), ordered by training-set size, then epochs."""
+    studies = sorted((read_study(r) for r in runs),
+                     key=lambda s: (s.train_images is None, s.train_images or 0, s.epochs))
+    keys = [(s.images_label, s.epochs) for s in studies]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("check_training_length: two runs trained for the same number of epochs on "
+                         f"training sets of the same size ({keys})")
+    archs = [tuple(sorted(s.summary["architecture"].unique())) for s in studies]
     if len(set(archs)) != 1:
         raise SystemExit(f"check_training_length: the runs studied different architectures ({archs})")
-    m = pd.DataFrame([r for e, s in studies for r in margins(e, s)])
-    g = pd.DataFrame([r for e, s in studies for r in ensemble_gains(e, s)])
-    allsum = pd.concat([s.assign(epochs=e) for e, s in studies], ignore_index=True)
+    m = pd.DataFrame([r for s in studies for r in margins(s)])
+    g = pd.DataFrame([r for s in studies for r in ensemble_gains(s)])
+    allsum = pd.concat([s.summary.assign(**_run_columns(s)) for s in studies], ignore_index=True)
     return m, g, allsum
+
+
+def _steps(value) -> str:
+    return "-" if pd.isna(value) else f"{int(value):,}"
 
 
 def format_table(m: pd.DataFrame, g: pd.DataFrame) -> str:
     lines = ["The best ensemble of smaller models at fewer FLOPs against each single model "
              "(margin > 0: the paper's claim holds)", "",
-             "| epochs | single model | its accuracy (sd over members) | ensemble | its accuracy | FLOPs | "
-             "margin (points) | NLL margin (nats) |",
-             "|---:|---|---:|---|---:|---:|---:|---:|"]
+             "| train images | epochs | steps per member | single model | its accuracy (sd over members) | "
+             "ensemble | its accuracy | FLOPs | margin (points) | NLL margin (nats) |",
+             "|---:|---:|---:|---|---:|---|---:|---:|---:|---:|"]
     for _, r in m.iterrows():
-        lines.append(f"| {r['epochs']} | {r['single']} | {100 * r['single_accuracy']:.2f}% "
-                     f"({100 * r['single_sd']:.2f}, {r['single_members']}) | {r['ensemble']} | "
-                     f"{100 * r['ensemble_accuracy']:.2f}% | {r['flops_ratio']:.2f}x | {r['margin']:+.2f} | "
-                     f"{r['nll_margin']:+.3f} |")
+        lines.append(f"| {r['train_images']} | {r['epochs']} | {_steps(r['steps'])} | {r['single']} | "
+                     f"{100 * r['single_accuracy']:.2f}% ({100 * r['single_sd']:.2f}, {r['single_members']}) | "
+                     f"{r['ensemble']} | {100 * r['ensemble_accuracy']:.2f}% | {r['flops_ratio']:.2f}x | "
+                     f"{r['margin']:+.2f} | {r['nll_margin']:+.3f} |")
     lines += ["", "What each architecture's largest ensemble adds over its single models", "",
-              "| epochs | architecture | single (mean) | largest ensemble | its accuracy | gain (points) |",
-              "|---:|---|---:|---:|---:|---:|"]
+              "| train images | epochs | architecture | single (mean) | largest ensemble | its accuracy | "
+              "gain (points) |",
+              "|---:|---:|---|---:|---:|---:|---:|"]
     for _, r in g.iterrows():
-        lines.append(f"| {r['epochs']} | {r['architecture']} | {100 * r['single']:.2f}% | n = {r['largest_n']} | "
-                     f"{100 * r['ensemble']:.2f}% | {r['gain']:+.2f} |")
+        lines.append(f"| {r['train_images']} | {r['epochs']} | {r['architecture']} | {100 * r['single']:.2f}% | "
+                     f"n = {r['largest_n']} | {100 * r['ensemble']:.2f}% | {r['gain']:+.2f} |")
     return "\n".join(lines) + "\n"
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def figure(m: pd.DataFrame, allsum: pd.DataFrame, path: Path) -> Path:
+    """Accuracy and margins against epochs (one training set) or steps per member (several; one line
+    style per set, the first one's markers filled)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    sizes = list(dict.fromkeys(allsum["train_images"]))
+    x = "epochs" if len(sizes) == 1 else "steps"
+    if allsum[x].isna().any():
+        raise SystemExit("check_training_length: a run has no finished member, so no steps to plot against")
+    xlabel = "epochs per member" if x == "epochs" else "optimizer steps per member"
+
+    def style(size: str) -> dict:
+        i = sizes.index(size)
+        return {"ls": LINE_STYLES[i % len(LINE_STYLES)], "mfc": None if i == 0 else "white"}
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (arch, d) in enumerate(allsum.groupby("architecture", sort=False)):
-        for n, dn in d.groupby("n"):
-            dn = dn.sort_values("epochs")
+        for (n, size), dn in d.groupby(["n", "train_images"], sort=False):
+            dn = dn.sort_values(x)
             err = 100 * dn["accuracy_std"].fillna(0) if n == 1 else None
-            a.errorbar(dn["epochs"], 100 * dn["accuracy_mean"], yerr=err, color=colors[i % len(colors)],
+            label = f"{n} x {arch}" if size == sizes[0] else None
+            a.errorbar(dn[x], 100 * dn["accuracy_mean"], yerr=err, color=colors[i % len(colors)],
                        marker="o", ms=3 + 2 * n, lw=1, alpha=0.45 + 0.18 * min(n, 3), capsize=3,
-                       label=f"{n} x {arch}")
-    a.set_xlabel("epochs per member")
+                       label=label, **style(size))
+    if len(sizes) > 1:  # one legend entry per training set, for its line style
+        for size in sizes:
+            a.plot([], [], color="gray", marker="o", label=f"{size} training images", **style(size))
+    a.set_xlabel(xlabel)
     a.set_ylabel("test accuracy (%)")
     a.set_title("accuracy by training length")
     a.legend(fontsize=8)
-    for i, (single, d) in enumerate(m.groupby("single", sort=False)):
-        d = d.sort_values("epochs")
-        c = colors[(i + 1) % len(colors)]
-        b.plot(d["epochs"], d["margin"], marker="o", color=c, label=f"best smaller ensemble - {single}")
-        b.fill_between(d["epochs"], -100 * d["single_sd"], 100 * d["single_sd"], color=c, alpha=0.12,
-                       label=f"+-1 sd of {single}'s members")
+    singles = list(dict.fromkeys(m["single"]))
+    for (single, size), d in m.groupby(["single", "train_images"], sort=False):
+        d = d.sort_values(x)
+        c = colors[(singles.index(single) + 1) % len(colors)]
+        on = "" if len(sizes) == 1 else f" ({size} images)"
+        b.plot(d[x], d["margin"], marker="o", color=c, label=f"best smaller ensemble - {single}{on}",
+               **style(size))
+        band = f"+-1 sd of {single}'s members{on}"
+        if len(d) > 1:
+            b.fill_between(d[x], -100 * d["single_sd"], 100 * d["single_sd"], color=c, alpha=0.12, label=band)
+        else:  # one run on this training set: its band is a bar
+            b.errorbar(d[x], [0.0], yerr=100 * d["single_sd"], color=c, alpha=0.3, lw=4, capsize=0, label=band)
     b.axhline(0, color="k", lw=0.8)
-    epochs = sorted(allsum["epochs"].unique())
+    ticks: list[float] = []  # each run's training length, but none within 15% of another
+    for t in sorted(allsum[x].unique()):
+        if not ticks or t > 1.15 * ticks[-1]:
+            ticks.append(t)
     for ax in (a, b):  # log scale, ticked at the runs' own training lengths
         ax.set_xscale("log")
-        ax.set_xticks(epochs, [str(e) for e in epochs])
+        ax.set_xticks(ticks, [f"{int(t):,}" for t in ticks])
         ax.minorticks_off()
-    b.set_xlabel("epochs per member")
+    b.set_xlabel(xlabel)
     b.set_ylabel("accuracy margin (points)")
     b.set_title("ensemble of smaller models minus the single model")
     b.legend(fontsize=8)

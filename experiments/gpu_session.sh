@@ -7,6 +7,7 @@
 #                                                 # 420 s + decoding); its recipes.txt ends with the next call:
 #   PROXY_SET=RECIPE TORCH_MODES=none bash experiments/gpu_session.sh accuracy   # the study alone
 #   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
+#   WRN_SET="trainer.epochs=30 trainer.warmup_epochs=3" WRN_MINUTES=9 WRN_LIMIT=560 bash experiments/gpu_session.sh wrn
 #   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
 #                                                 # (COMPILE_VARIANTS=default,... to include the defaults)
 #   bash experiments/gpu_session.sh firstrun      # first-call vs steady seconds per MobileNetV2 layer kind
@@ -224,8 +225,13 @@ PY
   unset JAX_COMPILATION_CACHE_DIR
   ;;
 wrn)
-  log "study wrn"
-  study wrn "$RUNS/study_wrn" "${WRN_LIMIT:-420}" --workers 4 --max-minutes "${WRN_MINUTES:-5}"
+  # WRN_SET="trainer.epochs=30 trainer.warmup_epochs=3": --set overrides for a new study (the CPU
+  # miniature, experiments/results/cpu_training_length_2026-12-03, turned in the ensembles' favour
+  # only at its longest schedule; the committed GPU study trained 10 epochs). A resumed study
+  # keeps its stored config.
+  wrn_sets=(); for item in ${WRN_SET:-}; do wrn_sets+=(--set "$item"); done
+  log "study wrn${WRN_SET:+ ($WRN_SET)}"
+  study wrn "$RUNS/study_wrn" "${WRN_LIMIT:-420}" --workers 4 --max-minutes "${WRN_MINUTES:-5}" "${wrn_sets[@]}"
   ;;
 compile)
   log "compile options: compile seconds vs training speed"

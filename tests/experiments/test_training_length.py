@@ -8,10 +8,14 @@ import pytest
 from experiments.check_training_length import compare, main
 
 
-def study(path, epochs, rows, small_flops=10):
-    """A study run directory with a summary.csv: rows are (architecture, n, accuracy, nll)."""
+def study(path, epochs, rows, small_flops=10, train_examples=None, steps_per_epoch=None):
+    """A study run directory with a summary.csv: rows are (architecture, n, accuracy, nll); with
+    steps_per_epoch, a records.jsonl of one finished member and one failed one (no steps)."""
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"trainer": {"epochs": epochs}}))
+    (path / "config.json").write_text(json.dumps({"trainer": {"epochs": epochs}, "train_examples": train_examples}))
+    if steps_per_epoch:
+        (path / "records.jsonl").write_text(json.dumps({"status": "ok", "steps": epochs * steps_per_epoch}) + "\n"
+                                            + json.dumps({"status": "failed", "reason": "diverged"}) + "\n")
     flops = {"tiny": 5, "small": small_flops, "large": 35}
     pd.DataFrame([{"architecture": a, "n": n, "draws": 3 if n == 1 else 1, "flops": n * flops[a], "params": n,
                    "accuracy_mean": acc, "accuracy_std": 0.01 if n == 1 else float("nan"),
@@ -52,14 +56,36 @@ def test_writes_the_table_and_figure_and_refuses_mismatched_runs(tmp_path, capsy
     a, b = study(tmp_path / "a", 2, SHORT), study(tmp_path / "b", 8, LONG)
     assert main([str(a), str(b), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "training_length.txt").read_text()
-    assert "| 2 | large | 60.00% (1.00, 3) | 3 x small | 56.00% | 0.86x | -4.00 | -0.100 |" in text
+    assert "| all | 2 | - | large | 60.00% (1.00, 3) | 3 x small | 56.00% | 0.86x | -4.00 | -0.100 |" in text
     assert (tmp_path / "out" / "training_length.png").stat().st_size > 10_000
-    with pytest.raises(SystemExit, match="same number of epochs"):
+    with pytest.raises(SystemExit, match="same number of epochs on training sets of the same size"):
         compare([a, study(tmp_path / "c", 2, LONG)])
     with pytest.raises(SystemExit, match="different architectures"):
         compare([a, study(tmp_path / "d", 4, [("tiny", 1, 0.5, 1.0), ("large", 1, 0.6, 1.0)])])
     with pytest.raises(SystemExit, match="not a finished study run"):
         compare([a, tmp_path / "missing"])
+
+
+def test_runs_on_two_training_set_sizes_are_told_apart_and_plotted_against_steps(tmp_path):
+    """Twice the images for half the epochs: the same steps per member, another row; the figure's
+    x axis is then steps, which every run must have."""
+    small = [study(tmp_path / f"s{e}", e, SHORT if e == 2 else LONG, train_examples=5000, steps_per_epoch=19)
+             for e in (8, 2)]
+    large = study(tmp_path / "l4", 4, LONG, train_examples=10_000, steps_per_epoch=39)
+    m, g, allsum = compare([large, *small])
+    assert list(zip(m["train_images"], m["epochs"], m["steps"])) == [("5,000", 2, 38), ("5,000", 8, 152),
+                                                                     ("10,000", 4, 156)]
+    assert m["margin"].round(6).tolist() == [-4.0, 1.0, 1.0]
+    assert len(g) == 6 and set(allsum["train_images"]) == {"5,000", "10,000"}
+    out = tmp_path / "out"
+    assert main([str(large), *map(str, small), "--out", str(out)]) == 0
+    assert "| 10,000 | 4 | 156 | large | 66.00% (1.00, 3) | 3 x small | 67.00% | 0.86x | +1.00 | +0.100 |" in (
+        out / "training_length.txt").read_text()
+    assert (out / "training_length.png").stat().st_size > 10_000
+    compare([large, study(tmp_path / "s4", 4, LONG, train_examples=5000)])  # same epochs, another set: fine
+    no_records = study(tmp_path / "l8", 8, LONG, train_examples=10_000)
+    with pytest.raises(SystemExit, match="no finished member, so no steps"):
+        main([str(small[0]), str(no_records), "--out", str(tmp_path / "out2")])
 
 
 def test_the_committed_cpu_comparison_is_its_studies_own():
