@@ -35,6 +35,37 @@ def test_reinforce_beats_random_search_on_a_synthetic_reward():
     assert wins == 2
 
 
+def test_under_the_hard_constraint_reinforce_settles_at_the_latency_target_and_passes_it_under_the_soft():
+    """MnasNet's reward on a made-up member whose accuracy and latency both grow with its choices'
+    indices (x in [0, 1]: 50% and 60 ms at x = 0, 90% and 140 ms at x = 1; random draws start near
+    x = 0.5, 100 ms). T = 75 ms. The soft constraint (-0.07) trades latency for accuracy all the
+    way up; the hard one (0, -1) pulls the policy down to the target and stops there, since below
+    it only accuracy counts. Measured (seeds 0 and 1, last 40 of 480 samples): hard 79.5 and
+    79.8 ms, soft 134.2 and 134.1 ms, from about 98-102 ms in the first 40."""
+    from nas.reward import mnas_reward
+
+    counts = np.array(MnasNetSpace(32).ensemble_choice_counts(1))
+
+    def member(v):
+        x = float(np.mean(v / np.maximum(counts - 1, 1)))
+        return 0.5 + 0.4 * x, 60 + 80 * x  # accuracy, latency (ms)
+
+    def last_latencies(alpha, beta, seed):
+        ctrl, lat = ReinforceController(counts, seed=seed), []
+        for _ in range(60):
+            s = ctrl.sample(8)
+            measured = [member(v) for v in s]
+            ctrl.update(s, [mnas_reward(acc, ms, 75.0, alpha, beta) for acc, ms in measured])
+            lat += [ms for _, ms in measured]
+        return np.mean(lat[:40]), np.mean(lat[-40:])
+
+    for seed in (0, 1):
+        first, hard = last_latencies(0.0, -1.0, seed)
+        assert first > 90 and 70 < hard < 85, (first, hard)
+        _, soft = last_latencies(-0.07, -0.07, seed)
+        assert soft > 120, soft
+
+
 def test_evolution_beats_random_search_on_the_same_synthetic_reward():
     # Measured (4 seeds, last 40 of 240 samples): evolution 0.60-0.64, random 0.40-0.42 (REINFORCE
     # 0.56-0.96: this reward is separable per decision, which a factorized policy learns directly).
