@@ -63,6 +63,17 @@ class Dataset:
     def native_resolution(self) -> int:
         return int(self.x_train.shape[1])
 
+    @functools.cached_property
+    def test_fingerprint(self) -> str:
+        """sha256 of the test images and labels, computed once per Dataset (a loaded set's arrays are
+        not changed in place): retraining keys its saved test logits by it. About 0.1 s for CIFAR-10's
+        test split on the 2-core CPU, a second or two for a 64 px ImageNet one."""
+        h = hashlib.sha256()
+        for a in (self.x_test, self.y_test):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
-from trainer.data import DataError, load_dataset, validation_split
+from trainer.data import Dataset, DataError, load_dataset, validation_split
 
 
 def _write_idx(path, arr, gz=True):
@@ -133,3 +133,16 @@ def test_center_square_crops_the_middle_and_resizes():
     assert small.shape == (16, 16, 3) and small.dtype == np.uint8 and small.min() >= 190
     gray = center_square(np.full((30, 20, 1), 7, np.uint8), 10)
     assert gray.shape == (10, 10, 1) and (gray == 7).all()
+
+
+def test_the_test_fingerprint_is_the_test_sets_content_hashed_once():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (20, 4, 4, 1), dtype=np.uint8), rng.integers(0, 3, 20).astype(np.int32)
+    a = Dataset("d", x[:10], y[:10], x[10:], y[10:], ("a", "b", "c"))
+    same = Dataset("d", x[:4], y[:4], x[10:].copy(), y[10:].copy(), ("a", "b", "c"))  # train split aside
+    first = a.test_fingerprint
+    assert a.test_fingerprint is first and same.test_fingerprint == first  # kept; content, not identity
+    flipped = y[10:].copy()
+    flipped[0] = (flipped[0] + 1) % 3
+    assert Dataset("d", x[:10], y[:10], x[10:], flipped, ("a", "b", "c")).test_fingerprint != first
+    assert Dataset("d", x[:10], y[:10], x[11:], y[11:], ("a", "b", "c")).test_fingerprint != first
