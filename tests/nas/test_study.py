@@ -77,6 +77,17 @@ def test_findings_name_the_cheapest_smaller_ensemble_that_matches_a_single_model
     assert "closest" not in rows["small"] and "closest" not in rows["big"]  # none to compare / matched
 
 
+def test_every_committed_studys_findings_are_its_summarys():
+    """The findings.json of each committed study (GPU and CPU) is what findings() gives from its
+    summary.csv: the verdicts and shortfalls the docs quote come from one place."""
+    from tests.conftest import ROOT
+
+    paths = sorted((ROOT / "experiments" / "results").glob("**/findings.json"))
+    assert len(paths) >= 6
+    for path in paths:
+        assert json.loads(path.read_text()) == findings(pd.read_csv(path.parent / "summary.csv")), path
+
+
 def test_configs_resolutions_and_validation():
     cifar = study_config("efficientnet-cifar")
     assert [architecture_spec(a, cifar, 32).resolution for a in cifar.architectures] == [32, 34, 37, 43, 54, 65]
