@@ -44,6 +44,7 @@ class StudyRun:
     train_images: int | None  # the config's train_examples; None: the whole training split
     steps: int | None  # optimizer steps per member (its records; None without any finished member)
     summary: pd.DataFrame
+    points: pd.DataFrame | None = None  # every ensemble draw (points.csv), where the run has it
 
     @property
     def images_label(self) -> str:
@@ -55,6 +56,7 @@ def read_study(run: Path) -> StudyRun:
     try:
         config = json.loads((run / "config.json").read_text())
         summary = pd.read_csv(run / "summary.csv")
+        points = pd.read_csv(run / "points.csv") if (run / "points.csv").exists() else None
         records = run / "records.jsonl"
         lines = records.read_text().splitlines() if records.exists() else []
         steps = sorted({r["steps"] for r in map(json.loads, lines) if r.get("status") == "ok" and "steps" in r})
@@ -63,7 +65,7 @@ def read_study(run: Path) -> StudyRun:
     train = config.get("train_examples")
     # every member of a run trains at one batch size on one set: one step count (the last one if not)
     return StudyRun(int(config["trainer"]["epochs"]), None if train is None else int(train),
-                    steps[-1] if steps else None, summary)
+                    steps[-1] if steps else None, summary, points)
 
 
 def _run_columns(run: StudyRun) -> dict:
@@ -89,13 +91,21 @@ def margins(run: StudyRun) -> list[dict]:
 
 
 def ensemble_gains(run: StudyRun) -> list[dict]:
-    """Per architecture: mean single accuracy, and what its largest ensemble adds (points)."""
+    """Per architecture: mean single accuracy, what its largest ensemble adds (points), and how
+    often its members disagree: the share of test images on which two members' predictions differ,
+    alone and over the members' error rate (1 - their mean accuracy), both means over the draws
+    (NaN without the run's points.csv)."""
     rows = []
     for arch, d in run.summary.groupby("architecture", sort=False):
         one, top = d[d["n"] == 1].iloc[0], d.sort_values("n").iloc[-1]
+        disagreement = error = float("nan")
+        if run.points is not None:
+            draws = run.points[(run.points["architecture"] == arch) & (run.points["n"] == top["n"])]
+            disagreement, error = draws["disagreement"].mean(), 1 - draws["mean_member_accuracy"].mean()
         rows.append({**_run_columns(run), "architecture": arch, "single": one["accuracy_mean"],
                      "largest_n": int(top["n"]), "ensemble": top["accuracy_mean"],
-                     "gain": 100 * (top["accuracy_mean"] - one["accuracy_mean"])})
+                     "gain": 100 * (top["accuracy_mean"] - one["accuracy_mean"]),
+                     "disagreement": disagreement, "disagreement_per_error": disagreement / error})
     return rows
 
 
@@ -120,6 +130,10 @@ def _steps(value) -> str:
     return "-" if pd.isna(value) else f"{int(value):,}"
 
 
+def _share(value: float, fmt: str = ".1%") -> str:
+    return "-" if pd.isna(value) else format(value, fmt)
+
+
 def format_table(m: pd.DataFrame, g: pd.DataFrame) -> str:
     lines = ["The best ensemble of smaller models at fewer FLOPs against each single model "
              "(margin > 0: the paper's claim holds)", "",
@@ -133,11 +147,12 @@ def format_table(m: pd.DataFrame, g: pd.DataFrame) -> str:
                      f"{r['margin']:+.2f} | {r['nll_margin']:+.3f} |")
     lines += ["", "What each architecture's largest ensemble adds over its single models", "",
               "| train images | epochs | architecture | single (mean) | largest ensemble | its accuracy | "
-              "gain (points) |",
-              "|---:|---:|---|---:|---:|---:|---:|"]
+              "gain (points) | members' disagreement | over their error rate |",
+              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for _, r in g.iterrows():
         lines.append(f"| {r['train_images']} | {r['epochs']} | {r['architecture']} | {100 * r['single']:.2f}% | "
-                     f"n = {r['largest_n']} | {100 * r['ensemble']:.2f}% | {r['gain']:+.2f} |")
+                     f"n = {r['largest_n']} | {100 * r['ensemble']:.2f}% | {r['gain']:+.2f} | "
+                     f"{_share(r['disagreement'])} | {_share(r['disagreement_per_error'], '.2f')} |")
     return "\n".join(lines) + "\n"
 
 

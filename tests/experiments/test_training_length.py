@@ -13,7 +13,9 @@ def study(path, epochs, rows, small_flops=10, train_examples=None, steps_per_epo
     steps_per_epoch, a records.jsonl of one finished member and one failed one (no steps)."""
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"trainer": {"epochs": epochs}, "train_examples": train_examples}))
-    if steps_per_epoch:
+    if steps_per_epoch:  # and points.csv: two draws per ensemble, members disagreeing on 20% and 30%
+        pd.DataFrame([{"architecture": a, "n": n, "disagreement": d, "mean_member_accuracy": 0.6}
+                      for a, n, _, _ in rows if n > 1 for d in (0.2, 0.3)]).to_csv(path / "points.csv", index=False)
         (path / "records.jsonl").write_text(json.dumps({"status": "ok", "steps": epochs * steps_per_epoch}) + "\n"
                                             + json.dumps({"status": "failed", "reason": "diverged"}) + "\n")
     flops = {"tiny": 5, "small": small_flops, "large": 35}
@@ -57,6 +59,7 @@ def test_writes_the_table_and_figure_and_refuses_mismatched_runs(tmp_path, capsy
     assert main([str(a), str(b), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "training_length.txt").read_text()
     assert "| all | 2 | - | large | 60.00% (1.00, 3) | 3 x small | 56.00% | 0.86x | -4.00 | -0.100 |" in text
+    assert "| all | 2 | small | 50.00% | n = 3 | 56.00% | +6.00 | - | - |" in text  # no records, no points
     assert (tmp_path / "out" / "training_length.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="same number of epochs on training sets of the same size"):
         compare([a, study(tmp_path / "c", 2, LONG)])
@@ -77,9 +80,13 @@ def test_runs_on_two_training_set_sizes_are_told_apart_and_plotted_against_steps
                                                                      ("10,000", 4, 156)]
     assert m["margin"].round(6).tolist() == [-4.0, 1.0, 1.0]
     assert len(g) == 6 and set(allsum["train_images"]) == {"5,000", "10,000"}
+    assert g["disagreement"].round(6).tolist() == [0.25] * 6  # the largest ensemble's draws' mean
+    assert g["disagreement_per_error"].round(6).tolist() == [0.625] * 6  # over 1 - 60%
     out = tmp_path / "out"
     assert main([str(large), *map(str, small), "--out", str(out)]) == 0
     assert "| 10,000 | 4 | 156 | large | 66.00% (1.00, 3) | 3 x small | 67.00% | 0.86x | +1.00 | +0.100 |" in (
+        out / "training_length.txt").read_text()
+    assert "| 10,000 | 4 | small | 60.00% | n = 3 | 67.00% | +7.00 | 25.0% | 0.62 |" in (
         out / "training_length.txt").read_text()
     assert (out / "training_length.png").stat().st_size > 10_000
     compare([large, study(tmp_path / "s4", 4, LONG, train_examples=5000)])  # same epochs, another set: fine
