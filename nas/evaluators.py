@@ -21,23 +21,71 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from search_space.spec import ArchSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.data import Split
-from trainer.train import MemberResult, prepare_member, run_member, train_member
+from trainer.train import MemberResult, ProgressFn, prepare_member, run_member, train_member
+
+# A member still training after this many seconds reports its epoch, loss and time left on stderr,
+# then again each time as long (in-process and worker-process backends; Ray keeps its workers'
+# output to itself). Proxy members (seconds to a few minutes) say nothing; a study's or a long
+# schedule's members (a 54-epoch WRN-10-2 took 19 min on the 2-core CPU) are not silent for long.
+EPOCH_PROGRESS_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
 class MemberJob:
-    """One member to train: its cache key, architecture and seed."""
+    """One member to train: its cache key, architecture and seed; ``label`` names it in progress lines."""
 
     key: str
     spec: ArchSpec
     seed: int
+    label: str = dataclasses.field(default="", compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.label or f"member {self.key[:10]} seed {self.seed}"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def epoch_progress(name: str, every_s: float | None,
+                   log: Callable[[str], None] | None = None) -> ProgressFn | None:
+    """A training loop's per-epoch callback that logs one line at most every ``every_s`` seconds
+    (none after the last epoch, whose result line follows): the epoch, its mean loss, the seconds
+    an epoch takes since the first one ended (the first holds compilation and warm-up) and the
+    time left at that pace. None where ``every_s`` is None."""
+    if every_s is None:
+        return None
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    start = last = time.perf_counter()
+    first: tuple[int, float] | None = None
+
+    def progress(epoch: int, epochs: int, loss: float) -> None:
+        nonlocal last, first
+        now = time.perf_counter()
+        if first is None:
+            first = (epoch, now)
+        if epoch >= epochs or now - last < every_s:
+            return
+        last = now
+        if epoch > first[0]:
+            per = (now - first[1]) / (epoch - first[0])
+            pace = f"{per:.1f} s an epoch, about {_duration(per * (epochs - epoch))} left"
+        else:
+            pace = f"{_duration(now - start)} in"
+        log(f"    .. {name}: epoch {epoch}/{epochs}, loss {loss:.3f} ({pace})")
+
+    return progress
 
 
 class Evaluator(Protocol):
@@ -76,11 +124,15 @@ class SequentialEvaluator:
 
     name = "sequential"
 
+    def __init__(self, progress_every_s: float | None = None):
+        self.progress_every_s = progress_every_s
+
     def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
         for job in jobs:
             try:
-                r = train_member(job.spec, split, config, job.seed)
+                r = train_member(job.spec, split, config, job.seed,
+                                 progress=epoch_progress(job.name, self.progress_every_s))
             except Exception as e:  # noqa: BLE001
                 r = failed_result(job.spec, e)
             yield job, r
@@ -99,10 +151,11 @@ class PipelinedEvaluator:
 
     name = "pipelined"
 
-    def __init__(self, compile_workers: int = 2, train_workers: int = 1):
+    def __init__(self, compile_workers: int = 2, train_workers: int = 1, progress_every_s: float | None = None):
         if compile_workers < 1 or train_workers < 1:
             raise ValueError("compile_workers and train_workers must be positive")
         self.compile_workers, self.train_workers = compile_workers, train_workers
+        self.progress_every_s = progress_every_s
         self._compile = threading.Semaphore(compile_workers)
         self._train = threading.Semaphore(train_workers)
         self._pool = ThreadPoolExecutor(compile_workers + train_workers, thread_name_prefix="member")
@@ -114,7 +167,7 @@ class PipelinedEvaluator:
             if isinstance(prepared, MemberResult):
                 return prepared
             with self._train:
-                return run_member(prepared)
+                return run_member(prepared, epoch_progress(job.name, self.progress_every_s))
         except Exception as e:  # noqa: BLE001
             return failed_result(job.spec, e)
 
@@ -158,17 +211,20 @@ def default_backend() -> str:
 
 def make_evaluator(backend: str = "auto", *, compile_workers: int = 2, train_workers: int = 1, workers: int = 4,
                    address: str | None = None, gpus_per_member: float | None = None,
-                   cpus_per_member: float = 1.0, max_retries: int = 1, runtime_env: dict | None = None) -> Evaluator:
+                   cpus_per_member: float = 1.0, max_retries: int = 1, runtime_env: dict | None = None,
+                   progress_every_s: float | None = EPOCH_PROGRESS_S) -> Evaluator:
+    """The backend by name (``auto``: processes on a GPU, else pipelined); ``progress_every_s``:
+    how often a member that trains long reports its epoch (None: never; Ray's members never do)."""
     if backend == "auto":
         backend = default_backend()
     if backend == "sequential":
-        return SequentialEvaluator()
+        return SequentialEvaluator(progress_every_s)
     if backend == "processes":
         from nas.process_backend import ProcessEvaluator
 
-        return ProcessEvaluator(workers)
+        return ProcessEvaluator(workers, progress_every_s=progress_every_s)
     if backend == "pipelined":
-        return PipelinedEvaluator(compile_workers, train_workers)
+        return PipelinedEvaluator(compile_workers, train_workers, progress_every_s)
     if backend == "ray":
         from nas.ray_backend import RayEvaluator
 

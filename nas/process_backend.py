@@ -52,6 +52,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    from nas.evaluators import epoch_progress
     from nas.evaluators import failed_result as _failed
     from trainer.train import train_member
 
@@ -63,12 +64,15 @@ def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str
             return
         if msg is None:
             return
-        split_path, spec, config, seed = msg
+        split_path, spec, config, seed, name, every_s = msg
         try:
             if split_path not in splits:
                 splits.clear()
                 splits[split_path] = _read_split(split_path)
-            result = (train_fn or train_member)(spec, splits[split_path], config, seed)
+            if train_fn is None:  # progress lines go to this worker's stderr, the driver's
+                result = train_member(spec, splits[split_path], config, seed, progress=epoch_progress(name, every_s))
+            else:
+                result = train_fn(spec, splits[split_path], config, seed)
         except Exception as e:  # noqa: BLE001 - a failing member is a result
             result = _failed(spec, e)
         conn.send(result)
@@ -148,15 +152,16 @@ class ProcessEvaluator:
     name = "processes"
 
     def __init__(self, workers: int = 4, max_retries: int = 1, env: dict[str, str] | None = None,
-                 train_fn: TrainFn | None = None):
+                 train_fn: TrainFn | None = None, progress_every_s: float | None = None):
         """``env`` adds to the workers' environment; ``train_fn`` (a module-level function, for tests)
-        replaces ``trainer.train.train_member``."""
+        replaces ``trainer.train.train_member``; ``progress_every_s``: nas.evaluators.epoch_progress."""
         if workers < 1:
             raise ValueError("workers must be positive")
         # Spawned workers inherit the driver's environment. Neither the driver, which trains
         # nothing, nor any of the N workers sharing one GPU may take JAX's default 75% of it.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         self.workers, self.max_retries, self._train_fn = workers, max_retries, train_fn
+        self.progress_every_s = progress_every_s
         self._env = {**compilation_cache_env(), **(env or {})}  # on top of the inherited environment
         self._ctx = multiprocessing.get_context("spawn")  # fork would copy the driver's XLA state
         self._pool: list[_Worker] = []
@@ -196,7 +201,8 @@ class ProcessEvaluator:
                 if w.job is None and queue:
                     w.job, w.attempt = queue.popleft()
                     try:
-                        w.conn.send((split_path, w.job.spec, config, w.job.seed))
+                        w.conn.send((split_path, w.job.spec, config, w.job.seed, w.job.name,
+                                     self.progress_every_s))
                         busy.append(w)
                     except (OSError, BrokenPipeError):  # died while idle: replace it, requeue
                         queue.appendleft((w.job, w.attempt))

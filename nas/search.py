@@ -144,7 +144,8 @@ def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
     jobs = []
     for pos, spec in enumerate(ens.members):
         seed = ctx.config.seed + pos
-        jobs.append(MemberJob(member_key(spec, ctx.split, ctx.config.trainer, seed), spec, seed))
+        jobs.append(MemberJob(member_key(spec, ctx.split, ctx.config.trainer, seed), spec, seed,
+                              label=f"member {spec_id(spec)[:10]} seed {seed} {spec.resolution}px"))
     return jobs
 
 

@@ -147,7 +147,8 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
         seed = config.seed + i
         keys = {a: member_key(spec, split, config.trainer, seed) for a, spec in specs.items()}
         arch_of = {k: a for a, k in keys.items()}
-        missing = [MemberJob(keys[a], specs[a], seed) for a in specs if not run.member_path(keys[a]).is_file()]
+        missing = [MemberJob(keys[a], specs[a], seed, label=f"{a} seed {seed}") for a in specs
+                   if not run.member_path(keys[a]).is_file()]
         if missing and train and not stopped and deadline is not None and time.time() > deadline:
             log(f"study: time limit reached; {available}/{total} members trained, the rest left for a --resume")
             stopped = True

@@ -34,6 +34,44 @@ def test_pipelined_trains_the_same_members_as_sequential(fashion):  # noqa: F811
         assert seq[k].loss_curve == pipe[k].loss_curve
 
 
+def test_epoch_progress_reports_at_most_every_so_often_with_the_pace_since_the_first_epoch(monkeypatch):
+    clock = iter([0.0,  # created (the member's compile and first epoch follow)
+                  50.0,  # epoch 1 ends: under a minute since the start, nothing
+                  70.0,  # epoch 2: a line, 20 s an epoch since epoch 1 ended
+                  90.0,  # epoch 3: under a minute since the last line
+                  130.0,  # epoch 4: a line
+                  250.0])  # epoch 5 of 5: the result line follows, nothing
+    monkeypatch.setattr(evaluators.time, "perf_counter", lambda: next(clock))
+    lines: list[str] = []
+    progress = evaluators.epoch_progress("wrn-10-1 seed 0", 60.0, lines.append)
+    for epoch, loss in enumerate([2.0, 1.5, 1.2, 1.0, 0.9], start=1):
+        progress(epoch, 5, loss)
+    assert lines == ["    .. wrn-10-1 seed 0: epoch 2/5, loss 1.500 (20.0 s an epoch, about 1 min 00 s left)",
+                     "    .. wrn-10-1 seed 0: epoch 4/5, loss 1.000 (26.7 s an epoch, about 27 s left)"]
+    # a first epoch longer than the interval: said as the time since the start
+    clock = iter([0.0, 75.0])
+    lines.clear()
+    evaluators.epoch_progress("m", 60.0, lines.append)(1, 3, 2.5)
+    assert lines == ["    .. m: epoch 1/3, loss 2.500 (1 min 15 s in)"]
+    assert evaluators.epoch_progress("m", None) is None
+
+
+def test_members_report_their_epochs_in_process(fashion, capfd):  # noqa: F811
+    split = _small_split(fashion, 128)
+    config = dataclasses.replace(CONFIG, epochs=3)
+    jobs = [MemberJob("a", tiny_member(), 0, label="tiny seed 0"), MemberJob("b", tiny_member(), 1)]
+    for ev in (SequentialEvaluator(progress_every_s=0.0), PipelinedEvaluator(progress_every_s=0.0)):
+        try:
+            assert all(r.ok for _, r in ev.evaluate_many(jobs, split, config))
+        finally:
+            ev.close()
+        err = capfd.readouterr().err
+        for name in ("tiny seed 0", "member b seed 1"):  # the label, else the key and seed
+            assert f".. {name}: epoch 1/3, loss " in err and f".. {name}: epoch 2/3, loss " in err
+        assert "epoch 3/3" not in err  # the last epoch's result is the caller's line
+    assert make_evaluator("sequential").progress_every_s == evaluators.EPOCH_PROGRESS_S
+
+
 def test_pipelined_per_layer_members_compile_each_layer_once_between_them(fashion):  # noqa: F811
     # The demo's setting: two compile threads start members with the same layers at once; the
     # program cache builds each layer once (one thread waits for the other's build) and both

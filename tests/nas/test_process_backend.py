@@ -39,15 +39,18 @@ def _seed_2_always_dies(spec, split, config, seed):
 
 
 @pytest.mark.xdist_group("process_backend")
-def test_workers_train_the_same_members_as_in_process(fashion):  # noqa: F811
+def test_workers_train_the_same_members_as_in_process(fashion, capfd):  # noqa: F811
     split = _small_split(fashion, 128)
-    jobs = [MemberJob("a", tiny_member(), 0), MemberJob("b", tiny_member(), 1)]
-    seq = {job.key: r for job, r in SequentialEvaluator().evaluate_many(jobs, split, CONFIG)}
-    ev = ProcessEvaluator(workers=2)
+    config = CONFIG.replace(epochs=2)
+    jobs = [MemberJob("a", tiny_member(), 0, label="tiny seed 0"), MemberJob("b", tiny_member(), 1)]
+    seq = {job.key: r for job, r in SequentialEvaluator().evaluate_many(jobs, split, config)}
+    ev = ProcessEvaluator(workers=2, progress_every_s=0.0)
     try:
-        out = {job.key: r for job, r in ev.evaluate_many(jobs, split, CONFIG)}
+        out = {job.key: r for job, r in ev.evaluate_many(jobs, split, config)}
     finally:
         ev.close()
+    err = capfd.readouterr().err  # the workers' progress lines reach the driver's stderr
+    assert ".. tiny seed 0: epoch 1/2, loss " in err and ".. member b seed 1: epoch 1/2, loss " in err
     assert sorted(out) == ["a", "b"]
     for k in seq:
         assert seq[k].ok and out[k].ok
