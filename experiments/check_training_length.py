@@ -60,12 +60,11 @@ def read_study(run: Path) -> StudyRun:
         records = run / "records.jsonl"
         lines = records.read_text().splitlines() if records.exists() else []
         steps = sorted({r["steps"] for r in map(json.loads, lines) if r.get("status") == "ok" and "steps" in r})
-    except (OSError, ValueError, KeyError) as e:
-        raise SystemExit(f"check_training_length: {run}: not a finished study run ({e})")
-    train = config.get("train_examples")
-    # every member of a run trains at one batch size on one set: one step count (the last one if not)
-    return StudyRun(int(config["trainer"]["epochs"]), None if train is None else int(train),
-                    steps[-1] if steps else None, summary, points)
+        epochs, train = int(config["trainer"]["epochs"]), config.get("train_examples")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"check_training_length: {run}: not a finished study run ({type(e).__name__}: {e})")
+    # every member of a run trains at one batch size on one set: one step count (the largest if not)
+    return StudyRun(epochs, None if train is None else int(train), steps[-1] if steps else None, summary, points)
 
 
 def _run_columns(run: StudyRun) -> dict:

@@ -67,6 +67,10 @@ def test_writes_the_table_and_figure_and_refuses_mismatched_runs(tmp_path, capsy
         compare([a, study(tmp_path / "d", 4, [("tiny", 1, 0.5, 1.0), ("large", 1, 0.6, 1.0)])])
     with pytest.raises(SystemExit, match="not a finished study run"):
         compare([a, tmp_path / "missing"])
+    broken = study(tmp_path / "broken", 3, LONG)
+    (broken / "config.json").write_text(json.dumps({"trainer": {}}))  # no epochs
+    with pytest.raises(SystemExit, match="broken: not a finished study run .KeyError"):
+        compare([a, broken])
 
 
 def test_runs_on_two_training_set_sizes_are_told_apart_and_plotted_against_steps(tmp_path):
