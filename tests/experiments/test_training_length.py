@@ -100,17 +100,19 @@ def test_runs_on_two_training_set_sizes_are_told_apart_and_plotted_against_steps
 
 
 def test_the_committed_cpu_comparison_is_its_studies_own():
-    """experiments/results/cpu_training_length_2026-12-03: the table recomputed from the four committed
+    """experiments/results/cpu_training_length_2026-12-03: the table recomputed from the five committed
     study summaries is the committed one, and each margin is 3 x WRN-10-1 against WRN-10-2."""
     from experiments.check_training_length import format_table
     from tests.conftest import ROOT
 
     folder = ROOT / "experiments" / "results" / "cpu_training_length_2026-12-03"
-    runs = [folder / f"e{e}" for e in (54, 2, 18, 6)]
-    m, g, _ = compare(runs)
+    in_order = [folder / name for name in ("e2", "e6", "e18", "e54", "n10k_e27")]
+    m, g, _ = compare([in_order[i] for i in (3, 0, 4, 2, 1)])
     assert format_table(m, g) == (folder / "training_length.txt").read_text()
-    assert list(m["epochs"]) == [2, 6, 18, 54] and set(m["ensemble"]) == {"3 x wrn-10-1"}
-    for run, (_, row) in zip(sorted(runs, key=lambda p: int(p.name[1:])), m.iterrows()):
+    assert list(zip(m["train_images"], m["epochs"])) == [("5,000", 2), ("5,000", 6), ("5,000", 18), ("5,000", 54),
+                                                         ("10,000", 27)]
+    assert set(m["ensemble"]) == {"3 x wrn-10-1"} and list(m["steps"]) == [38, 114, 342, 1026, 1053]
+    for run, (_, row) in zip(in_order, m.iterrows()):
         records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
         large = [r["val_accuracy"] for r in records if r["architecture"] == "wrn-10-2" and r["status"] == "ok"]
         assert len(large) == 3 and abs(row["single_accuracy"] - sum(large) / 3) < 1e-9
