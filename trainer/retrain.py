@@ -60,11 +60,6 @@ class RetrainResult:
 SAVED_LOGITS = "test_logits.npz"
 
 
-def test_set_fingerprint(dataset: Dataset) -> str:
-    """sha256 of the test images and labels: saved logits are reused only for the same test set."""
-    return dataset.test_fingerprint
-
-
 def _read_saved(path: Path, epochs: int, fingerprint: str, labels: np.ndarray) -> RetrainResult | None:
     try:
         with np.load(path) as z:
@@ -107,7 +102,7 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
     ends the run after that many epochs (returning None), as an interruption would. A finished run's
     test logits are saved there too, and a later call on the same test set returns them as they are.
     """
-    fingerprint = test_set_fingerprint(dataset)
+    fingerprint = dataset.test_fingerprint  # saved logits serve the same test set only
     saved = _read_saved(Path(checkpoint_dir) / SAVED_LOGITS, config.epochs, fingerprint, dataset.y_test)
     if saved is not None:
         return saved
