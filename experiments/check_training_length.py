@@ -59,12 +59,13 @@ def read_study(run: Path) -> StudyRun:
         points = pd.read_csv(run / "points.csv") if (run / "points.csv").exists() else None
         records = run / "records.jsonl"
         lines = records.read_text().splitlines() if records.exists() else []
-        steps = sorted({r["steps"] for r in map(json.loads, lines) if r.get("status") == "ok" and "steps" in r})
+        # every member of a run trains at one batch size on one set: one step count (the largest if not)
+        steps = max((r["steps"] for r in map(json.loads, lines) if r.get("status") == "ok" and "steps" in r),
+                    default=None)
         epochs, train = int(config["trainer"]["epochs"]), config.get("train_examples")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"check_training_length: {run}: not a finished study run ({type(e).__name__}: {e})")
-    # every member of a run trains at one batch size on one set: one step count (the largest if not)
-    return StudyRun(epochs, None if train is None else int(train), steps[-1] if steps else None, summary, points)
+    return StudyRun(epochs, None if train is None else int(train), steps, summary, points)
 
 
 def _run_columns(run: StudyRun) -> dict:
@@ -119,6 +120,9 @@ def compare(runs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     archs = [tuple(sorted(s.summary["architecture"].unique())) for s in studies]
     if len(set(archs)) != 1:
         raise SystemExit(f"check_training_length: the runs studied different architectures ({archs})")
+    if len({s.images_label for s in studies}) > 1 and any(s.steps is None for s in studies):
+        # runs on several set sizes compare by steps per member (the table's column, the figure's axis)
+        raise SystemExit("check_training_length: a run has no finished member, so no steps to compare by")
     m = pd.DataFrame([r for s in studies for r in margins(s)])
     g = pd.DataFrame([r for s in studies for r in ensemble_gains(s)])
     allsum = pd.concat([s.summary.assign(**_run_columns(s)) for s in studies], ignore_index=True)
@@ -167,9 +171,7 @@ def figure(m: pd.DataFrame, allsum: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     sizes = list(dict.fromkeys(allsum["train_images"]))
-    x = "epochs" if len(sizes) == 1 else "steps"
-    if allsum[x].isna().any():
-        raise SystemExit("check_training_length: a run has no finished member, so no steps to plot against")
+    x = "epochs" if len(sizes) == 1 else "steps"  # compare() saw that every run has its steps
     xlabel = "epochs per member" if x == "epochs" else "optimizer steps per member"
 
     def style(size: str) -> dict:

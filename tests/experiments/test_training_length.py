@@ -93,10 +93,11 @@ def test_runs_on_two_training_set_sizes_are_told_apart_and_plotted_against_steps
     assert "| 10,000 | 4 | small | 60.00% | n = 3 | 67.00% | +7.00 | 25.0% | 0.62 |" in (
         out / "training_length.txt").read_text()
     assert (out / "training_length.png").stat().st_size > 10_000
-    compare([large, study(tmp_path / "s4", 4, LONG, train_examples=5000)])  # same epochs, another set: fine
+    compare([large, study(tmp_path / "s4", 4, LONG, train_examples=5000, steps_per_epoch=19)])  # same epochs, other set
     no_records = study(tmp_path / "l8", 8, LONG, train_examples=10_000)
     with pytest.raises(SystemExit, match="no finished member, so no steps"):
         main([str(small[0]), str(no_records), "--out", str(tmp_path / "out2")])
+    assert not (tmp_path / "out2").exists()  # refused before anything is written
 
 
 def test_the_committed_cpu_comparison_is_its_studies_own():
