@@ -195,6 +195,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return run_retrain_cmd(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from nas.export_cli import run_export_cmd
+
+    return run_export_cmd(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from nas.export_cli import run_predict_cmd
+
+    return run_predict_cmd(args)
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from nas.study_cli import run_study_cmd
 
@@ -385,6 +397,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("export", help="a retrained ensemble as a folder of its own: specs, weights, class names",
+                       description="Write one ensemble `nas retrain` retrained as a folder that needs neither the "
+                                   "run nor the training images: ensemble.json (each member's spec, seed and "
+                                   "resolution; the class names, image size and normalization; the geometric-mean "
+                                   "combination; test accuracies) and a weights file per member (parameters and the "
+                                   "batch-norm statistics it was scored with). The folder is read back and scored on "
+                                   "the test set before it is put in place. `nas predict DIR IMAGE...` uses it, and "
+                                   "so does nas.export.load_ensemble(DIR) from Python.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new, or empty)")
+    p.add_argument("--ensemble", metavar="ID", help="the retrained ensemble whose id starts with ID")
+    p.add_argument("--size", type=_positive_int,
+                   help="the most accurate retrained ensemble of this many members (default: of any size)")
+    p.add_argument("--sample", type=_nonnegative_int, help="with --size: this searched sample")
+    p.add_argument("--setting", metavar="SETTING",
+                   help="the retraining setting, e.g. fast4-n10000 (needed where an ensemble was retrained in several)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="classify image files with an exported ensemble",
+                       description="Read image files (PNG, JPEG, anything Pillow reads), convert them to the "
+                                   "ensemble's channels and image size, and print each one's most probable classes "
+                                   "under the geometric mean of the members' softmax outputs.")
+    p.add_argument("ensemble", metavar="DIR", help="a folder `nas export` wrote")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--top", type=_positive_int, default=3, help="classes shown per image (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("study", help="the paper's scaling studies: ensembles of n copies per architecture, "
                                      "accuracy vs FLOPs",

@@ -16,7 +16,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
 
+from search_space.errors import UserError
 from search_space.spec import ArchSpec
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split
@@ -93,6 +95,33 @@ def _from_saved(saved: Any, like: Any) -> Any:
         saved, like)
 
 
+def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer) -> list[float]:
+    """Load checkpoint ``step`` into ``trainer``'s state; returns the loss curve up to it."""
+    template = {"state": _to_saveable(trainer.state), "curve": np.zeros(step, np.float64)}
+    restored = mngr.restore(step, args=ocp.args.StandardRestore(template))
+    trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
+    return [float(x) for x in restored["curve"]]
+
+
+def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int,
+                      checkpoint_dir: str | Path) -> nnx.Module:
+    """A finished retraining's member as it was scored: its last checkpoint's weights, the batch-norm
+    statistics recomputed over ``dataset``'s training images as for scoring, evaluation mode. The
+    arguments are those ``retrain`` was given. Raises UserError when the run is missing or unfinished."""
+    path = Path(checkpoint_dir).absolute()
+    steps = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
+    if not steps:
+        raise UserError(f"{path}: no retraining checkpoint there")
+    if max(steps) != config.epochs:
+        raise UserError(f"{path}: retraining unfinished (last checkpoint after epoch {max(steps)} of {config.epochs}; "
+                        f"`nas retrain` again resumes it)")
+    split = Split(dataset.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names)
+    trainer = MemberTrainer(spec, split, config, seed)
+    with ocp.CheckpointManager(path) as mngr:
+        _restore(mngr, config.epochs, trainer)
+    return trainer.scoring_model()
+
+
 def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, checkpoint_dir: str | Path,
             every: int = 5, progress: Callable[[int, int, float], None] | None = None,
             stop_after: int | None = None) -> RetrainResult | None:
@@ -113,10 +142,7 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
         start_epoch, curve = 0, []
         latest = mngr.latest_step()
         if latest is not None:
-            template = {"state": _to_saveable(trainer.state), "curve": np.zeros(latest, np.float64)}
-            restored = mngr.restore(latest, args=ocp.args.StandardRestore(template))
-            trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
-            start_epoch, curve = latest, [float(x) for x in restored["curve"]]
+            start_epoch, curve = latest, _restore(mngr, latest, trainer)
         # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
         # program is not compiled, and the scoring program compiles on first use.
         compile_s = trainer.compile() if start_epoch < config.epochs else 0.0

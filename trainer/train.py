@@ -87,13 +87,20 @@ def device_data(split: Split) -> tuple[jax.Array, jax.Array, jax.Array, jax.Arra
         hit = _DEVICE_DATA.get(key)
         if hit is not None and hit[0] is split:
             return hit[1]  # type: ignore[return-value]
-        x = split.x_train.astype(np.float32) / 255.0
+        mean, std = normalization(split.x_train)
         data = (jnp.asarray(split.x_train), jnp.asarray(split.y_train, jnp.int32),
-                jnp.asarray(x.mean(axis=(0, 1, 2)), jnp.float32), jnp.asarray(x.std(axis=(0, 1, 2)) + 1e-6, jnp.float32))
+                jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32))
         if len(_DEVICE_DATA) >= 2:  # keep the latest splits only (a search uses one)
             _DEVICE_DATA.pop(next(iter(_DEVICE_DATA)))
         _DEVICE_DATA[key] = (split, data)  # holding the split keeps id(split) from being reused
         return data
+
+
+def normalization(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel mean and std (float32, of pixels scaled to [0, 1]) that members normalize
+    their inputs with: the training split's (an exported ensemble keeps them: nas/export.py)."""
+    x = x_train.astype(np.float32) / 255.0
+    return x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)) + 1e-6
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -185,16 +192,31 @@ class MemberTrainer:
         """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time; first,
         unless ``precise_bn_idx`` is None, batch-norm statistics recomputed over those training
         images (trainer/precise_bn.py)."""
+        _, _, mean, std = data
+        model = self._scoring_model(params, rest, data, precise_bn_idx)
+        return jax.lax.map(lambda b: model(to_model_input(b, mean, std, self.spec.resolution)), x)
+
+    def _scoring_model(self, params: Any, rest: Any, data: tuple[jax.Array, ...],
+                       precise_bn_idx: jax.Array | None) -> nnx.Module:
+        """The member in evaluation mode with the batch-norm statistics it is scored with (traced)."""
         x_train, _, mean, std = data
-        res = self.spec.resolution
         model = nnx.merge(self.graphdef_eval, params, rest)
         if precise_bn_idx is not None:
             def stats(idx: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
                 fresh = nnx.merge(self.graphdef_train, params, rest, copy=True)  # Variables of this trace level
-                return batch_statistics(fresh, to_model_input(x_train[idx], mean, std, res))
+                return batch_statistics(fresh, to_model_input(x_train[idx], mean, std, self.spec.resolution))
 
             set_statistics(model, pooled_statistics(jax.lax.map(stats, precise_bn_idx)))
-        return jax.lax.map(lambda b: model(to_model_input(b, mean, std, res)), x)
+        return model
+
+    def scoring_model(self) -> nnx.Module:
+        """The member as ``logits`` scores it, for use outside this trainer (nas/export.py): the
+        current weights, the batch-norm statistics recomputed as for scoring, evaluation mode."""
+        def scoring_rest(params: Any, rest: Any, data: tuple[jax.Array, ...], idx: jax.Array | None) -> Any:
+            return nnx.state(self._scoring_model(params, rest, data, idx), nnx.Not(nnx.Param))
+
+        rest = jax.jit(scoring_rest)(self.state.params, self.state.rest, self.data, self.precise_bn_idx)
+        return nnx.merge(self.graphdef_eval, self.state.params, rest)
 
     # -- driving them -------------------------------------------------------------------------
 

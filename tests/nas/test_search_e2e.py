@@ -121,12 +121,24 @@ def test_report_page_holds_the_launches_tables_fronts_and_figures(resumed_run, t
     assert json.loads(config) == json.loads((run / "config.json").read_text())
 
 
-def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tmp_path):
+RETRAIN_ARGS = ("--size", "1", "--epochs", "1", "--train-examples", "256", "--every", "1")
+
+
+@pytest.fixture(scope="module")
+def retrained_copy(resumed_run, tmp_path_factory):
+    """A copy of the search whose best one-member ensemble `nas retrain` retrained (1 epoch, 256
+    images); and what the command printed."""
     run, _, _ = resumed_run
-    copy = tmp_path / "copy"
+    copy = tmp_path_factory.mktemp("retrained") / "copy"
     shutil.copytree(run, copy)
-    args = ("retrain", str(copy), "--size", "1", "--epochs", "1", "--train-examples", "256", "--every", "1")
-    assert "1 result appended to" in _nas(*args).stdout
+    return copy, _nas("retrain", str(copy), *RETRAIN_ARGS).stdout
+
+
+def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, retrained_copy):
+    run, _, _ = resumed_run
+    copy, printed = retrained_copy
+    args = ("retrain", str(copy), *RETRAIN_ARGS)
+    assert "1 result appended to" in printed
     rows = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
     best = max((json.loads(l) for l in (run / "records.jsonl").read_text().splitlines() if '"size": 1' in l),
                key=lambda r: r["reward"])
@@ -147,6 +159,58 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, tm
     again = _nas(*args)  # a rerun reports the finished ensemble, it does not retrain or duplicate it
     assert "retrained earlier" in again.stdout and "every chosen ensemble was retrained earlier" in again.stdout
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
+
+
+def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(retrained_copy, tmp_path):
+    """`nas export` puts the retrained member's weights and scoring statistics in a folder of their
+    own: read back, they give the test logits retraining saved; `nas predict` classifies an image
+    file with them; bad input is one line and exit 2, and an existing folder is left as it was."""
+    from PIL import Image
+
+    from nas.export import load_ensemble
+    from trainer.data import load_dataset
+    from trainer.retrain import SAVED_LOGITS
+
+    copy, _ = retrained_copy
+    row, = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
+    out = tmp_path / "exported"
+    printed = _nas("export", str(copy), "--size", "1", "--out", str(out)).stdout
+    manifest = json.loads((out / "ensemble.json").read_text())
+    assert manifest["test_accuracy"] == row["test_accuracy"]
+    assert manifest["test_accuracy_exported"] == pytest.approx(row["test_accuracy"], abs=1e-3)
+    assert f"give test accuracy {manifest['test_accuracy_exported']:.4f} (retraining measured {row['test_accuracy']:.4f})" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["ensemble.json", "member0.npz"]
+    assert not list(tmp_path.glob(".exported.*"))  # no temporary folder left beside it
+    member, = manifest["members"]
+    record = next(json.loads(l) for l in (copy / "records.jsonl").read_text().splitlines()
+                  if json.loads(l)["ensemble_id"] == row["ensemble_id"])
+    assert member["spec"] == record["members"][0]["spec"] and member["seed"] == row["members"][0]["seed"]
+
+    # the folder alone (no run, no training images) gives the logits retraining scored, to float rounding
+    ens = load_ensemble(out)
+    ds = load_dataset(json.loads((copy / "config.json").read_text())["dataset"])
+    ckpt = copy / "retrain" / f"{member['id'][:16]}-seed{member['seed']}-fast1-n256"
+    saved = np.load(ckpt / SAVED_LOGITS)["logits"]
+    logits, = ens.member_logits(ds.x_test[:500])
+    np.testing.assert_allclose(logits, saved[:500], atol=1e-4)
+
+    image = tmp_path / "test0.png"
+    Image.fromarray(ds.x_test[0, :, :, 0]).save(image)
+    top = json.loads(_nas("predict", str(out), str(image), "--json", "--top", "2").stdout)["top"]
+    assert top[0]["class"] == ds.class_names[int(saved[0].argmax())] and len(top) == 2
+    assert top[0]["probability"] >= top[1]["probability"]
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for args, message in [
+        (("export", str(copy), "--out", str(out)), "exists and is not an empty folder"),
+        (("export", str(copy), "--size", "2", "--out", str(tmp_path / "x")), "no retrained ensemble of size 2"),
+        (("export", str(copy), "--setting", "wrn9", "--out", str(tmp_path / "x")), "--setting wrn9"),
+        (("predict", str(tmp_path), str(image)), "not an exported ensemble"),
+        (("predict", str(out), str(tmp_path / "missing.png")), "no such file"),
+    ]:
+        r = _nas(*args, check=False)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "x").exists()
 
 
 def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, tmp_path, capsys, monkeypatch):

@@ -177,6 +177,32 @@ def test_saved_test_logits_serve_the_same_test_set_and_schedule_only(fashion, tm
     assert not retrain(tiny_member(), small, config.replace(epochs=2), 0, tmp_path / "m", every=1).from_saved_logits
 
 
+def test_a_restored_retrained_member_scores_as_retraining_did(fashion, tmp_path):
+    """restore_retrained (what `nas export` writes out): the last checkpoint's weights with the
+    scoring batch-norm statistics give the test logits retraining saved; an unfinished or absent
+    retraining is one error."""
+    import jax.numpy as jnp
+
+    from search_space.errors import UserError
+    from trainer.augment import to_model_input
+    from trainer.retrain import restore_retrained, retrain
+    from trainer.train import normalization
+
+    small = Dataset("fm", fashion.x_train[:256], fashion.y_train[:256], fashion.x_test[:96], fashion.y_test[:96],
+                    fashion.class_names)
+    config, spec = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.0), tiny_member(res_index=1)
+    with pytest.raises(UserError, match="no retraining checkpoint"):
+        restore_retrained(spec, small, config, 0, tmp_path / "m")
+    assert retrain(spec, small, config, 0, tmp_path / "m", every=1, stop_after=1) is None
+    with pytest.raises(UserError, match="unfinished.*after epoch 1 of 2"):
+        restore_retrained(spec, small, config, 0, tmp_path / "m")
+    done = retrain(spec, small, config, 0, tmp_path / "m", every=1)
+    model = restore_retrained(spec, small, config, 0, tmp_path / "m")
+    mean, std = normalization(small.x_train)
+    logits = model(to_model_input(jnp.asarray(small.x_test), jnp.asarray(mean), jnp.asarray(std), spec.resolution))
+    np.testing.assert_allclose(np.asarray(logits), done.test_logits, atol=1e-4)
+
+
 def test_the_configs_init_scheme_draws_the_members_weights(fashion):
     import jax
     from flax import nnx

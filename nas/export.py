@@ -1,0 +1,204 @@
+"""`nas export` and `nas predict`: a retrained ensemble as a folder of its own, and predictions from it.
+
+A search's end product is an ensemble retrained to convergence (`nas retrain`). Its members'
+checkpoints sit in the run directory beside everything else, in the trainer's format, and scoring
+them needs the training images (batch-norm statistics are recomputed before scoring:
+trainer/precise_bn.py). `nas export` writes one chosen ensemble as a folder that needs neither:
+
+    ensemble.json   what it is: per member the spec, seed, resolution, weights file and test accuracy;
+                    the data set's class names, image size and channels; the per-channel mean and std
+                    the members normalize with; how they combine (the geometric mean of their softmax
+                    outputs, the paper's); the test accuracy retraining reported and the one the
+                    folder's own weights gave when read back
+    member{i}.npz   the member's parameters and the batch-norm statistics it was scored with (float32),
+                    keyed by module path
+
+and `load_ensemble(DIR)` (or `nas predict DIR IMAGE...`) reads it back on any JAX backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nas.ensemble import geometric_mean_log_probs
+from search_space.errors import UserError
+from search_space.models import init_model
+from search_space.spec import ArchSpec, from_dict as spec_from_dict
+from trainer.augment import to_model_input
+
+MANIFEST = "ensemble.json"
+FORMAT = "ensemble-nas/exported-ensemble/1"
+# Exported weights scored again must give the retrained ensemble's test accuracy: the same weights and
+# statistics, one program instead of two (statistics, then logits), so only floating-point summation
+# order differs. A larger gap means the folder is not the ensemble `nas retrain` measured.
+ACCURACY_TOLERANCE = 0.002
+
+
+def _key(path: tuple[Any, ...]) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def member_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
+    """A model's parameters and batch-norm statistics as float32 arrays keyed by module path."""
+    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
+    return {_key(path): np.asarray(var.get_value(), np.float32) for path, var in nnx.to_flat_state(state)}
+
+
+def model_from_arrays(spec: ArchSpec, num_classes: int, arrays: dict[str, np.ndarray], where: str) -> nnx.Module:
+    """The member ``spec`` built in float32 and evaluation mode with ``arrays`` (``member_arrays``'s)
+    as its parameters and batch-norm statistics; every array must be there, with its shape."""
+    model = init_model(spec, num_classes, seed=0, dtype=jnp.float32)
+    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
+    wanted = {_key(path): var.get_value().shape for path, var in nnx.to_flat_state(state)}
+    missing = sorted(set(wanted) - set(arrays))
+    extra = sorted(set(arrays) - set(wanted))
+    wrong = [k for k in wanted if k in arrays and tuple(arrays[k].shape) != tuple(wanted[k])]
+    if missing or extra or wrong:
+        detail = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
+                  else f"{wrong[0]} has shape {arrays[wrong[0]].shape}, the spec wants {wanted[wrong[0]]}")
+        raise UserError(f"{where}: weights do not fit the member's spec ({detail})")
+    nnx.update(model, nnx.map_state(lambda path, var: var.replace(jnp.asarray(arrays[_key(path)])), state))
+    model.eval()
+    return model
+
+
+@dataclasses.dataclass
+class ExportedEnsemble:
+    """An exported ensemble read back: ``probabilities(images)`` is its prediction.
+
+    ``images``: uint8, (N, H, W, C) at the data set's image size and channels (``image_size``,
+    ``channels``); each member normalizes and resizes them to its own resolution, as in training.
+    """
+
+    manifest: dict[str, Any]
+    specs: list[ArchSpec]
+    models: list[nnx.Module]
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        mean = jnp.asarray(self.manifest["mean"], jnp.float32)
+        std = jnp.asarray(self.manifest["std"], jnp.float32)
+        self._forward = []
+        for spec, model in zip(self.specs, self.models):
+            graphdef, state = nnx.split(model)
+
+            def forward(state: Any, x: jax.Array, graphdef: Any = graphdef, res: int = spec.resolution) -> jax.Array:
+                return nnx.merge(graphdef, state)(to_model_input(x, mean, std, res)).astype(jnp.float32)
+
+            self._forward.append((jax.jit(forward), state))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image_size"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.manifest["channels"])
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        want = (self.image_size, self.image_size, self.channels)
+        if images.ndim != 4 or images.shape[1:] != want or images.dtype != np.uint8:
+            raise UserError(f"images must be uint8 of shape (N, {', '.join(map(str, want))}), "
+                            f"got {images.dtype} {images.shape}")
+        return images
+
+    def member_logits(self, images: np.ndarray) -> list[np.ndarray]:
+        """Each member's logits, (N, classes) float32, in fixed-size batches (one compile per member)."""
+        images = self.check_images(images)
+        n = len(images)
+        bs = min(self.batch_size, n)
+        padded = np.concatenate([images, np.zeros((-n % bs, *images.shape[1:]), np.uint8)]) if n % bs else images
+        out = []
+        for forward, state in self._forward:
+            parts = [np.asarray(forward(state, jnp.asarray(padded[i:i + bs]))) for i in range(0, len(padded), bs)]
+            out.append(np.concatenate(parts)[:n])
+        return out
+
+    def log_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """log of the renormalized geometric mean of the members' softmax outputs, (N, classes)."""
+        return geometric_mean_log_probs(self.member_logits(images))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return np.exp(self.log_probabilities(images))
+
+
+def load_ensemble(folder: str | Path) -> ExportedEnsemble:
+    """Read a folder `nas export` wrote. Raises UserError (one line) if it is not one."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{folder}: not an exported ensemble (no {MANIFEST}; `nas export` writes one)") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path}: not an exported ensemble of this format ({FORMAT})")
+    missing = [k for k in ("class_names", "image_size", "channels", "mean", "std", "members") if k not in manifest]
+    if missing or not manifest["members"] or any("spec" not in m or "weights" not in m for m in manifest["members"]):
+        raise UserError(f"{path}: malformed (missing {', '.join(missing) or 'a member spec or weights file'})")
+    specs, models = [], []
+    for m in manifest["members"]:
+        spec = spec_from_dict(m["spec"])
+        weights = folder / m["weights"]
+        try:
+            with np.load(weights, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise UserError(f"{weights}: unreadable ({e})") from None
+        specs.append(spec)
+        models.append(model_from_arrays(spec, len(manifest["class_names"]), arrays, str(weights)))
+    return ExportedEnsemble(manifest, specs, models)
+
+
+def write_ensemble(out: Path, manifest: dict[str, Any], arrays: list[dict[str, np.ndarray]],
+                   test_images: np.ndarray | None = None, test_labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Write the folder ``out`` (which must not exist, or be empty) all at once: into a temporary
+    folder beside it, renamed into place at the end, so a failure leaves nothing half-written.
+    With test images, the written folder is read back and scored first; its accuracy goes into
+    the manifest as ``test_accuracy_exported``. Returns the manifest written."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not an empty folder (choose another --out)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"{out}: cannot write there ({e.strerror or e})") from None
+    try:
+        members = []
+        for i, (m, a) in enumerate(zip(manifest["members"], arrays)):
+            np.savez(tmp / f"member{i}.npz", **a)
+            members.append({**m, "weights": f"member{i}.npz"})
+        manifest = {"format": FORMAT, **manifest, "members": members}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if test_images is not None:
+            ens = load_ensemble(tmp)
+            acc = float((ens.log_probabilities(test_images).argmax(-1) == test_labels).mean())
+            manifest["test_accuracy_exported"] = acc
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the export is an ordinary folder
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest

@@ -1,0 +1,163 @@
+"""`nas export RUN` (a retrained ensemble as a folder of its own) and `nas predict DIR IMAGE...`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.config import from_dict
+from nas.retrained import setting_label, setting_slug
+from nas.store import RunDir
+from search_space.errors import UserError
+
+
+def retrained_rows(run: RunDir) -> list[dict[str, Any]]:
+    rows = run.retrains()
+    if not rows:
+        raise UserError(f"{run.path}: nothing retrained yet (`nas retrain {run.path}` first)")
+    return rows
+
+
+def choose_retrained(rows: list[dict[str, Any]], ensemble: str | None, size: int | None, sample: int | None,
+                     setting: str | None) -> dict[str, Any]:
+    """The retrained ensemble `nas export` writes: the one whose id starts with ``ensemble``, or the
+    searched ``sample`` of ``size`` members, or else the most accurate on the test set (of ``size``
+    members where given); in retraining ``setting`` (a slug, e.g. fast4-n10000), which may be left
+    out when the candidates were retrained in one setting only."""
+    slug = lambda r: setting_slug(r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0))  # noqa: E731
+    cands = rows
+    if ensemble is not None:
+        cands = [r for r in cands if r["ensemble_id"].startswith(ensemble)]
+    if size is not None:
+        cands = [r for r in cands if int(r["size"]) == size]
+    if sample is not None:
+        cands = [r for r in cands if r["sample"] == sample]
+    what = ("ensemble" + (f" {ensemble}" if ensemble else "") + (f" of size {size}" if size else "")
+            + (f", sample #{sample}" if sample is not None else ""))
+    if not cands:
+        have = ", ".join(sorted({f"size {r['size']} #{r['sample']}" for r in rows}))
+        raise UserError(f"no retrained {what} (retrained: {have})")
+    settings = sorted({slug(r) for r in cands})
+    if setting is not None:
+        if setting not in settings:
+            raise UserError(f"--setting {setting}: no retrained {what} in that setting (settings: {', '.join(settings)})")
+        cands = [r for r in cands if slug(r) == setting]
+    elif len(settings) > 1:
+        raise UserError(f"the chosen {what} was retrained in several settings; choose one with --setting "
+                        f"({', '.join(settings)})")
+    ids = {r["ensemble_id"] for r in cands}
+    if ensemble is not None and len(ids) > 1:
+        raise UserError(f"--ensemble {ensemble}: matches {len(ids)} retrained ensembles; give more of its id")
+    return max(cands, key=lambda r: (r["test_accuracy"], -float(r.get("latency_max_ms") or 0.0)))
+
+
+def member_specs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every member the run's records name: id -> its spec (as a dict)."""
+    return {m["id"]: m["spec"] for r in records for m in r.get("members", []) if "spec" in m}
+
+
+def run_export_cmd(args: argparse.Namespace) -> int:
+    from nas.export import member_arrays, write_ensemble
+    from search_space.spec import from_dict as spec_from_dict
+    from trainer.data import load_dataset, test_split
+    from trainer.retrain import RECIPES, restore_retrained, with_epochs
+
+    run = RunDir(args.run)
+    cfg = from_dict(run.read_config())
+    row = choose_retrained(retrained_rows(run), args.ensemble, args.size, args.sample, args.setting)
+    recipe_name, epochs, subset = row["recipe"], int(row["epochs"]), row.get("train_examples")
+    recipe = with_epochs(RECIPES[recipe_name], epochs)
+    slug = setting_slug(recipe_name, epochs, int(subset or 0))
+    specs = member_specs(run.records())
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # before any loading or compiling
+        raise UserError(f"{out}: exists and is not an empty folder (choose another --out)")
+    ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    train = ds
+    if subset:  # the class-balanced subset the members were retrained on (its images give the BN statistics)
+        part = test_split(ds, cfg.seed, int(subset), None)
+        train = dataclasses.replace(ds, x_train=part.x_train, y_train=part.y_train)
+    print(f"exporting size {row['size']} #{row['sample']} ({row['ensemble_id'][:12]}, "
+          f"{setting_label(recipe_name, epochs, int(subset or 0))}): test accuracy {row['test_accuracy']:.4f}",
+          file=sys.stderr)
+    members, arrays = [], []
+    for pos, m in enumerate(row["members"]):
+        seed = int(m["seed"]) if m.get("seed") is not None else cfg.seed + pos
+        ckpt = run.path / "retrain" / f"{m['id'][:16]}-seed{seed}-{slug}"
+        if m["id"] not in specs:
+            raise UserError(f"member {m['id'][:12]}: not in {run.path}/records.jsonl")
+        spec = spec_from_dict(specs[m["id"]])
+        model = restore_retrained(spec, train, recipe, seed, ckpt)
+        arrays.append(member_arrays(model))
+        test_acc = row["test_member_accuracies"][pos] if pos < len(row.get("test_member_accuracies", [])) else None
+        members.append({"id": m["id"], "seed": seed, "resolution": spec.resolution, "spec": specs[m["id"]],
+                        "latency_ms": m.get("latency_ms"), "test_accuracy": test_acc})
+        print(f"  member {pos + 1}/{len(row['members'])} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
+              f"from {ckpt}", file=sys.stderr, flush=True)
+    mean, std = _normalization(train.x_train)
+    manifest = {
+        "dataset": ds.name, "class_names": list(ds.class_names), "image_size": int(ds.x_train.shape[1]),
+        "channels": int(ds.x_train.shape[3]), "mean": mean, "std": std, "combine": "geometric_mean",
+        "members": members, "size": int(row["size"]), "sample": row["sample"], "ensemble_id": row["ensemble_id"],
+        "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "epochs": epochs,
+                                                                  "train_examples": subset, "setting": slug},
+        "source_run": str(run.path.resolve()), "test_accuracy": row["test_accuracy"],
+    }
+    manifest = write_ensemble(out, manifest, arrays, ds.x_test, ds.y_test)
+    got, want = manifest["test_accuracy_exported"], row["test_accuracy"]
+    print(f"wrote {out}: {len(members)} member{'s' if len(members) != 1 else ''}; its weights read back give test "
+          f"accuracy {got:.4f} (retraining measured {want:.4f})")
+    return 0
+
+
+def _normalization(x_train: np.ndarray) -> tuple[list[float], list[float]]:
+    """The per-channel mean and std the trainer normalizes with (trainer.train.device_data)."""
+    from trainer.train import normalization
+
+    mean, std = normalization(x_train)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:
+    """Image files (anything Pillow reads) as uint8 (N, size, size, channels): converted to grayscale
+    or RGB as the data set is, and resized (bilinear) where they are not ``size`` px square."""
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                a = np.asarray(im, np.uint8)
+        except FileNotFoundError:
+            raise UserError(f"{p}: no such file") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"{p}: not an image Pillow can read ({e})") from None
+        out.append(a[..., None] if channels == 1 else a)
+    return np.stack(out)
+
+
+def run_predict_cmd(args: argparse.Namespace) -> int:
+    from nas.export import load_ensemble
+
+    ens = load_ensemble(args.ensemble)
+    images = read_images(args.images, ens.image_size, ens.channels)
+    probs = ens.probabilities(images)
+    names = ens.class_names
+    k = min(args.top, len(names))
+    for path, p in zip(args.images, probs):
+        top = np.argsort(-p)[:k]
+        if args.json:
+            print(json.dumps({"image": path, "top": [{"class": names[i], "index": int(i),
+                                                      "probability": float(p[i])} for i in top]}))
+        else:
+            print(f"{path}: " + ", ".join(f"{names[i]} {100 * p[i]:.1f}%" for i in top))
+    return 0

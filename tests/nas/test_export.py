@@ -1,0 +1,173 @@
+"""nas/export.py and nas/export_cli.py: an ensemble's weights written, read back and combined; which
+retrained ensemble `nas export` chooses; image files for `nas predict`. (The whole path, from a real
+retrained run through the CLI, is in test_search_e2e.py.)"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from nas.ensemble import geometric_mean_log_probs
+from nas.export import (FORMAT, MANIFEST, load_ensemble, member_arrays, model_from_arrays, write_ensemble)
+from nas.export_cli import choose_retrained, read_images
+from search_space import zoo
+from search_space.errors import UserError
+from search_space.models import init_model
+from search_space.spec import to_json
+from trainer.augment import to_model_input
+
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def _member(resolution: int, seed: int) -> tuple:
+    """A small MobileNetV2 whose batch-norm statistics and weights are not the initial ones."""
+    spec = zoo.get("mobilenetv2", resolution=resolution, width_multiplier=0.25)
+    model = init_model(spec, 10, seed=seed)
+    rng = np.random.default_rng(seed)
+    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
+    nnx.update(model, nnx.map_state(
+        lambda path, v: v.replace(v.get_value() + jnp.asarray(rng.uniform(0.1, 0.5, v.get_value().shape), jnp.float32)),
+        state))
+    model.eval()
+    return spec, model
+
+
+def _manifest(specs, mean=(0.3,), std=(0.4,)) -> dict:
+    return {"class_names": CLASSES, "image_size": 28, "channels": 1, "mean": list(mean), "std": list(std),
+            "combine": "geometric_mean",
+            "members": [{"id": f"m{i}", "seed": i, "resolution": s.resolution, "spec": json.loads(to_json(s))}
+                        for i, s in enumerate(specs)]}
+
+
+def _images(n: int = 12, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+
+
+def test_member_arrays_rebuild_a_model_with_the_same_logits():
+    spec, model = _member(16, 0)
+    arrays = member_arrays(model)
+    assert all(a.dtype == np.float32 for a in arrays.values())
+    assert any(k.endswith("mean") for k in arrays) and any(k.endswith("kernel") for k in arrays)
+    rebuilt = model_from_arrays(spec, 10, arrays, "here")
+    x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+    np.testing.assert_array_equal(np.asarray(rebuilt(x)), np.asarray(model(x)))
+
+
+def test_weights_that_do_not_fit_the_spec_are_one_error_line():
+    spec, model = _member(16, 0)
+    arrays = member_arrays(model)
+    key = next(k for k in arrays if k.endswith("kernel"))
+    with pytest.raises(UserError, match="missing"):
+        model_from_arrays(spec, 10, {k: v for k, v in arrays.items() if k != key}, "w.npz")
+    with pytest.raises(UserError, match="has shape"):
+        model_from_arrays(spec, 10, {**arrays, key: np.zeros((1, 2), np.float32)}, "w.npz")
+    with pytest.raises(UserError, match="unexpected"):
+        model_from_arrays(spec, 10, {**arrays, "extra/kernel": np.zeros(1, np.float32)}, "w.npz")
+    other = zoo.get("mobilenetv2", resolution=16, width_multiplier=0.5)
+    with pytest.raises(UserError, match="do not fit"):
+        model_from_arrays(other, 10, arrays, "w.npz")
+
+
+def test_a_written_ensemble_reads_back_as_the_geometric_mean_of_its_members(tmp_path):
+    (s0, m0), (s1, m1) = _member(28, 0), _member(16, 1)  # at the native size, and resized to 16 px
+    images, labels = _images(), np.arange(12) % 10
+    out = tmp_path / "exp"
+    written = write_ensemble(out, _manifest([s0, s1]), [member_arrays(m0), member_arrays(m1)], images, labels)
+    assert written["format"] == FORMAT and [m["weights"] for m in written["members"]] == ["member0.npz", "member1.npz"]
+    assert json.loads((out / MANIFEST).read_text()) == written
+    assert (out.stat().st_mode & 0o055) == 0o055  # readable by others, as a folder made by mkdir
+    assert [p.name for p in tmp_path.iterdir()] == ["exp"]  # no temporary folder left
+
+    ens = load_ensemble(out)
+    mean, std = jnp.asarray([0.3]), jnp.asarray([0.4])
+    direct = [np.asarray(m(to_model_input(jnp.asarray(images), mean, std, s.resolution))) for s, m in ((s0, m0), (s1, m1))]
+    for got, want in zip(ens.member_logits(images), direct):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    want = np.exp(geometric_mean_log_probs(direct))
+    np.testing.assert_allclose(ens.probabilities(images), want, rtol=1e-5, atol=1e-6)
+    assert written["test_accuracy_exported"] == float((want.argmax(-1) == labels).mean())
+    ens.batch_size = 5  # batches padded to a fixed size: the same answer for any count of images
+    np.testing.assert_allclose(ens.probabilities(images[:7]), want[:7], rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match=r"uint8 of shape \(N, 28, 28, 1\)"):
+        ens.probabilities(np.zeros((2, 32, 32, 3), np.uint8))
+
+
+def test_write_ensemble_refuses_a_folder_with_files_and_leaves_it_alone(tmp_path):
+    spec, model = _member(16, 0)
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists and is not an empty folder"):
+        write_ensemble(out, _manifest([spec]), [member_arrays(model)])
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and len(list(tmp_path.iterdir())) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_ensemble(empty, _manifest([spec]), [member_arrays(model)])  # an empty folder is fine
+    assert (empty / MANIFEST).is_file()
+
+
+def test_load_ensemble_names_what_is_wrong_in_one_line(tmp_path):
+    spec, model = _member(16, 0)
+    with pytest.raises(UserError, match="no ensemble.json"):
+        load_ensemble(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(UserError, match="unreadable"):
+        load_ensemble(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(UserError, match="not an exported ensemble of this format"):
+        load_ensemble(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": FORMAT, "members": []}))
+    with pytest.raises(UserError, match="malformed"):
+        load_ensemble(tmp_path)
+    good = tmp_path / "good"
+    write_ensemble(good, _manifest([spec]), [member_arrays(model)])
+    (good / "member0.npz").write_bytes(b"damaged")
+    with pytest.raises(UserError, match="member0.npz: unreadable"):
+        load_ensemble(good)
+
+
+def _row(eid, size, sample, acc, recipe="fast", epochs=4, n=None, lat=1.0):
+    return {"ensemble_id": eid, "size": size, "sample": sample, "recipe": recipe, "epochs": epochs,
+            "train_examples": n, "test_accuracy": acc, "latency_max_ms": lat}
+
+
+def test_export_chooses_the_most_accurate_retrained_ensemble_unless_told():
+    rows = [_row("aaa1", 1, 0, 0.80), _row("bbb2", 2, 3, 0.85), _row("ccc3", 2, 4, 0.83, lat=0.5),
+            _row("ddd4", 3, "pool", 0.84)]
+    assert choose_retrained(rows, None, None, None, None)["ensemble_id"] == "bbb2"
+    assert choose_retrained(rows, None, 3, None, None)["ensemble_id"] == "ddd4"
+    assert choose_retrained(rows, None, 2, 4, None)["ensemble_id"] == "ccc3"
+    assert choose_retrained(rows, "ccc", None, None, None)["ensemble_id"] == "ccc3"
+    with pytest.raises(UserError, match="no retrained ensemble of size 4"):
+        choose_retrained(rows, None, 4, None, None)
+    with pytest.raises(UserError, match="no retrained ensemble eee"):
+        choose_retrained(rows, "eee", None, None, None)
+    # the same ensemble retrained two ways: the setting must be named
+    both = rows + [_row("bbb2", 2, 3, 0.87, recipe="wrn", epochs=200)]
+    with pytest.raises(UserError, match=r"several settings.*fast4, wrn200"):
+        choose_retrained(both, "bbb", None, None, None)
+    assert choose_retrained(both, "bbb", None, None, "wrn200")["test_accuracy"] == 0.87
+    with pytest.raises(UserError, match="--setting fast9"):
+        choose_retrained(both, "bbb", None, None, "fast9")
+    with pytest.raises(UserError, match="matches 2 retrained ensembles"):
+        choose_retrained(rows + [_row("bbb9", 1, 1, 0.7)], "bbb", None, None, None)
+
+
+def test_read_images_converts_to_the_data_sets_channels_and_size(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb[:28, :28, 0]).save(tmp_path / "b.jpg", quality=100)
+    gray = read_images([str(tmp_path / "a.png"), str(tmp_path / "b.jpg")], 28, 1)
+    assert gray.shape == (2, 28, 28, 1) and gray.dtype == np.uint8
+    np.testing.assert_allclose(gray[1, :, :, 0], rgb[:28, :28, 0], atol=8)  # JPEG rounding only
+    color = read_images([str(tmp_path / "a.png")], 32, 3)
+    assert color.shape == (1, 32, 32, 3)
+    (tmp_path / "c.png").write_text("not an image")
+    with pytest.raises(UserError, match="c.png: not an image Pillow can read"):
+        read_images([str(tmp_path / "c.png")], 28, 1)
+    with pytest.raises(UserError, match="d.png: no such file"):
+        read_images([str(tmp_path / "d.png")], 28, 1)
