@@ -161,7 +161,7 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, re
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
 
 
-def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(retrained_copy, tmp_path):
+def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(retrained_copy, tmp_path, capsys):
     """`nas export` puts the retrained member's weights and scoring statistics in a folder of their
     own: read back, they give the test logits retraining saved; `nas predict` classifies an image
     file with them; bad input is one line and exit 2, and an existing folder is left as it was."""
@@ -208,8 +208,9 @@ def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(ret
         (("predict", str(tmp_path), str(image)), "not an exported ensemble"),
         (("predict", str(out), str(tmp_path / "missing.png")), "no such file"),
     ]:
-        r = _nas(*args, check=False)
-        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert main(list(args)) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "x").exists()
 
 
