@@ -24,6 +24,7 @@ point, the usual input.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -105,6 +106,11 @@ def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
     """E.g. "fast, 4 epochs on 10,000 training images" (0 images: the whole training split)."""
     where = f"{train_examples:,} training images" if train_examples else "the whole training split"
     return f"{recipe}, {epochs} epoch{'s' if epochs != 1 else ''} on {where}"
+
+
+def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:
+    """Where `nas retrain` keeps a member's checkpoints and saved test logits for one setting."""
+    return run_path / "retrain" / f"{member_id[:16]}-seed{seed}-{slug}"
 
 
 def setting_slug(recipe: str, epochs: int, train_examples: int) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 from nas.config import apply_overrides, from_dict, load_config
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
-from nas.retrained import setting_label, setting_slug
+from nas.retrained import retrain_dir, setting_label, setting_slug
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
 from nas.run_summary import front_ensembles, members_line, summarize
 from nas.store import RunDir
@@ -260,7 +260,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     def member_run(pos: int, m: dict[str, Any]) -> tuple[int, Path]:
         seed = member_seed(m, cfg.seed, pos)  # the seed it was searched with
-        return seed, run.path / "retrain" / f"{m['id'][:16]}-seed{seed}-{slug}"
+        return seed, retrain_dir(run.path, m["id"], seed, slug)
 
     checkpoints = list(dict.fromkeys(member_run(pos, m)[1] for r in todo for pos, m in enumerate(r["members"])))
     if todo:
