@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -65,7 +64,7 @@ def member_specs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run_export_cmd(args: argparse.Namespace) -> int:
     from nas.export import ACCURACY_TOLERANCE, check_out_folder, member_arrays, write_ensemble
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset, test_split
+    from trainer.data import load_dataset, with_training_subset
     from trainer.retrain import RECIPES, restore_retrained, with_epochs
 
     run = RunDir(args.run)
@@ -78,10 +77,8 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out_folder(out)  # before any loading or compiling (write_ensemble checks again when it writes)
     ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
-    train = ds
-    if subset:  # the class-balanced subset the members were retrained on (its images give the BN statistics)
-        part = test_split(ds, cfg.seed, int(subset), None)
-        train = dataclasses.replace(ds, x_train=part.x_train, y_train=part.y_train)
+    # the images the members were retrained on, over which their batch-norm statistics are recomputed
+    train = with_training_subset(ds, cfg.seed, int(subset) if subset else None)
     print(f"exporting size {row['size']} #{row['sample']} ({row['ensemble_id'][:12]}, "
           f"{setting_label(recipe_name, epochs, int(subset or 0))}): test accuracy {row['test_accuracy']:.4f}",
           file=sys.stderr)

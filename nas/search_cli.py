@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -230,7 +229,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     from nas.ensemble import evaluate_ensemble
     from nas.search import member_seed, progress_prefix
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset, test_split
+    from trainer.data import load_dataset, with_training_subset
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     run = RunDir(args.run)
@@ -247,9 +246,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     if ds is None:
         ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
     subset = args.train_examples
-    if subset is not None:  # a class-balanced subset of the training split, for quick checks
-        part = test_split(ds, cfg.seed, subset, None)
-        ds = dataclasses.replace(ds, x_train=part.x_train, y_train=part.y_train)
+    ds = with_training_subset(ds, cfg.seed, subset)  # a class-balanced subset, for quick checks
     out_path = run.path / "retrain.jsonl"
     appended = 0
     finished = {(x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")): x for x in run.retrains()}

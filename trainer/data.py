@@ -423,6 +423,16 @@ def test_split(ds: Dataset, seed: int = 0, train_examples: int | None = None, te
                  ds.class_names)
 
 
+def with_training_subset(ds: Dataset, seed: int, train_examples: int | None) -> Dataset:
+    """``ds`` with its training split cut to ``test_split``'s class-balanced subset of
+    ``train_examples`` images (all of them where None): what `nas retrain --train-examples`
+    retrains on, and what `nas export` recomputes those members' batch-norm statistics over."""
+    if train_examples is None:
+        return ds
+    part = test_split(ds, seed, train_examples, None)
+    return dataclasses.replace(ds, x_train=part.x_train, y_train=part.y_train)
+
+
 def _stratified(y: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices of k examples drawn in proportion to each class, and the rest (both shuffled)."""
     perm = rng.permutation(len(y))
