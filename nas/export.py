@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nas.ensemble import geometric_mean_log_probs
+from nas.ensemble import accuracy, geometric_mean_log_probs
 from search_space.errors import UserError
 from search_space.models import conv_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec, from_dict as spec_from_dict
@@ -207,8 +207,7 @@ def write_ensemble(out: Path, manifest: dict[str, Any], arrays: list[dict[str, n
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if test_images is not None:
             ens = load_ensemble(tmp)
-            acc = float((ens.log_probabilities(test_images).argmax(-1) == test_labels).mean())
-            manifest["test_accuracy_exported"] = acc
+            manifest["test_accuracy_exported"] = accuracy(ens.log_probabilities(test_images), test_labels)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty, checked above
