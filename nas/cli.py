@@ -282,9 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a config file defining get_config(), e.g. experiments/demo.py")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. trainer.epochs=3 or controller=evolution "
-                        "(reinforce, random or evolution)")
+                        "(reinforce, random or evolution); with --resume, samples_per_size=N or sizes=[1,2,3,4] "
+                        "extends the run")
     p.add_argument("--run-dir", required=True, help="where records, member cache, checkpoints and plots go")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir where it stopped (or extend it: --set samples_per_size=N)")
     p.add_argument("--member-cache", metavar="DIR",
                    help="a member cache shared by runs: members another run trained with the same spec, data, "
                         "trainer config and seed are copied from DIR instead of trained, and members trained "

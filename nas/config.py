@@ -65,6 +65,8 @@ class SearchConfig:
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         if not self.sizes or any(not 1 <= s <= 8 for s in self.sizes):
             raise UserError(f"sizes: must be ensemble sizes in 1..8, got {self.sizes!r}")
+        if len(set(self.sizes)) != len(self.sizes):
+            raise UserError(f"sizes: each size once, got {self.sizes!r}")
         if self.samples_per_size < 1 or self.batch < 1:
             raise UserError("samples_per_size and batch: must be positive")
         if self.controller not in CONTROLLERS:
@@ -115,14 +117,24 @@ def _coerce(text: str, current: Any, key: str) -> Any:
         return None if value is None else (text if isinstance(current, str) or not isinstance(value, (int, float))
                                            else value)
     if isinstance(current, tuple):
+        if not isinstance(value, list) and "," in text:
+            try:  # sizes=1,2,3 as well as sizes=[1,2,3]
+                value = json.loads(f"[{text}]")
+            except json.JSONDecodeError:
+                pass
         if not isinstance(value, list):
             value = [value]
+        kind = type(current[0]) if current else None
+        if kind in (int, float) and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and (kind is float or isinstance(v, int)) for v in value):
+            raise UserError(f"--set {key}: expected a list of {kind.__name__}s such as [1,2,3], got {text!r}")
         return tuple(value)
     if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise UserError(f"--set {key}: expected a {type(current).__name__}, got {text!r}")
+    name = type(current).__name__
+    raise UserError(f"--set {key}: expected {'an' if name[0] in 'aeiou' else 'a'} {name}, got {text!r}")
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
@@ -159,6 +171,42 @@ def _set(cls: type, tree: dict[str, Any], path: list[str], text: str, full: str)
         raise UserError(f"--set {full}: {path[0]!r} is a group; set one of its keys")
     else:
         tree[path[0]] = _coerce(text, tree[path[0]], full)
+
+
+# What `nas search --resume --set KEY=VALUE` may change: a run can take more samples per size, or
+# more ensemble sizes. Any other key would change what its recorded samples mean (their data,
+# training, reward or controller), so it needs a run of its own.
+EXTENSIBLE = ("samples_per_size", "sizes")
+
+
+def extend_config(current: SearchConfig, overrides: list[str]) -> SearchConfig:
+    """``current`` with more samples per size and/or more ensemble sizes, for a resumed search
+    (``--set samples_per_size=60``, ``--set sizes=[1,2,3,4]``).
+
+    Each size has its own controller, seeded by the search seed and the size, and its rounds take
+    ``batch`` samples whatever the budget, so the extended run goes on to record what a run
+    launched with the larger budget would have (tests/nas/test_search_controllers.py checks this
+    for each controller). That holds where the samples per size so far fill whole rounds; a run
+    whose last round was a part one (7 samples at batch 5) cannot take more samples."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in EXTENSIBLE:
+            raise UserError(f"--set {key}: a resumed run keeps its config except for more samples_per_size or "
+                            f"more sizes; start a new run (--config ... --set {key}=...) to change {key}")
+    new = apply_overrides(current, overrides)
+    had, want = current.samples_per_size, new.samples_per_size
+    if want < had:
+        raise UserError(f"--set samples_per_size={want}: the run already takes {had} samples per size; "
+                        "it can take more, not fewer")
+    if want > had and had % current.batch:
+        raise UserError(f"--set samples_per_size={want}: the run's {had} samples per size end in a part round "
+                        f"(batch {current.batch}), which more samples would not follow on from; only a run whose "
+                        "samples per size are a multiple of batch can take more")
+    dropped = sorted(set(current.sizes) - set(new.sizes))
+    if dropped:
+        raise UserError(f"--set sizes={list(new.sizes)}: the run searches sizes {list(current.sizes)}; it can "
+                        f"add sizes, not drop {dropped}")
+    return new
 
 
 def load_config(path: str, cls: type = SearchConfig) -> Any:

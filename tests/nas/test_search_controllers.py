@@ -9,10 +9,11 @@ import pytest
 
 from controller.evolution import EvolutionConfig
 from nas.cli import main
-from nas.config import SearchConfig, SpaceConfig
+from nas.config import SearchConfig, SpaceConfig, extend_config
 from nas.search import run_search
 from nas.search_cli import make_plots
 from nas.store import RunDir
+from search_space.errors import UserError
 from trainer.config import TrainConfig
 from trainer.data import Dataset
 from trainer.train import MemberResult
@@ -51,15 +52,15 @@ def _dataset():
     return Dataset("made-up", x[:300], y[:300], x[300:], y[300:], tuple(str(i) for i in range(10)))
 
 
-def _config(controller):
-    return SearchConfig(dataset="made-up", val_size=100, sizes=(1, 2), samples_per_size=8, batch=2,
+def _config(controller, sizes=(1, 2), samples_per_size=8):
+    return SearchConfig(dataset="made-up", val_size=100, sizes=sizes, samples_per_size=samples_per_size, batch=2,
                         controller=controller, evolution=EvolutionConfig(population=4, tournament=2),
                         space=SpaceConfig(width_multiplier=0.25, head_filters=128), trainer=TrainConfig(epochs=1))
 
 
-def _search(path, controller, stop_after=None, evaluator=None, member_cache=None):
+def _search(path, controller, stop_after=None, evaluator=None, member_cache=None, config=None):
     run = RunDir(path)
-    config = _config(controller)
+    config = config or _config(controller)
     if not run.exists():
         run.create(config.to_dict())
     run_search(run, config, evaluator or MadeUpEvaluator(), log=lambda s: None, stop_after=stop_after,
@@ -73,6 +74,63 @@ def test_an_interrupted_search_resumes_to_the_same_records(controller, tmp_path)
     assert len(whole) == 16
     assert _search(tmp_path / "cut", controller, stop_after=5) == whole[:5]
     assert _search(tmp_path / "cut", controller) == whole
+
+
+@pytest.mark.parametrize("controller", ["evolution", "random", "reinforce"])
+def test_a_search_given_more_samples_and_sizes_records_what_a_larger_run_would(controller, tmp_path):
+    larger = _search(tmp_path / "larger", controller, config=_config(controller, sizes=(1, 2, 3), samples_per_size=8))
+    small = _config(controller, sizes=(1, 2), samples_per_size=4)
+    before = _search(tmp_path / "run", controller, config=small)
+    after = _search(tmp_path / "run", controller, config=extend_config(small, ["samples_per_size=8", "sizes=[1,2,3]"]))
+    assert len(before) == 8 and after[:8] == before  # appended to, nothing rewritten
+    assert sorted(after) == sorted(larger) and len(larger) == 24
+
+
+@pytest.mark.parametrize("overrides, msg", [
+    (["trainer.epochs=2"], "--set trainer.epochs: a resumed run keeps its config except for more samples_per_size "
+                           "or more sizes; start a new run (--config ... --set trainer.epochs=...) to change "
+                           "trainer.epochs"),
+    (["samples_per_size=2"], "--set samples_per_size=2: the run already takes 4 samples per size; it can take more, "
+                             "not fewer"),
+    (["sizes=[2]"], "--set sizes=[2]: the run searches sizes [1, 2]; it can add sizes, not drop [1]"),
+    (["sizes=[1,2,2]"], "sizes: each size once, got (1, 2, 2)"),
+    (["samples_per_size=x"], "--set samples_per_size: expected an int, got 'x'"),
+])
+def test_only_more_samples_or_sizes_extend_a_run(overrides, msg):
+    with pytest.raises(UserError) as e:
+        extend_config(_config("random", samples_per_size=4), overrides)
+    assert str(e.value) == msg
+
+
+def test_a_run_ending_in_a_part_round_takes_no_more_samples():
+    with pytest.raises(UserError, match="end in a part round .batch 2.*multiple of batch"):
+        extend_config(_config("random", samples_per_size=5), ["samples_per_size=8"])
+    assert extend_config(_config("random", samples_per_size=5), ["sizes=[1,2,3]"]).sizes == (1, 2, 3)
+
+
+def test_search_resume_with_set_extends_the_run_and_bad_extensions_leave_it_alone(tmp_path, monkeypatch, capsys):
+    import nas.cli
+    import nas.search
+
+    run = tmp_path / "run"
+    _search(run, "random", config=_config("random", samples_per_size=4))
+    monkeypatch.setattr(nas.search, "load_dataset", lambda *a, **k: _dataset())
+    monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: MadeUpEvaluator())
+    before = {name: (run / name).read_bytes() for name in ("config.json", "records.jsonl")}
+    for bad in (["--set", "trainer.epochs=2"], ["--set", "samples_per_size=2"], ["--config", "x.py"]):
+        capsys.readouterr()
+        assert main(["search", "--run-dir", str(run), "--resume", *bad]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("nas search: error: ")
+        assert {name: (run / name).read_bytes() for name in before} == before
+    assert main(["search", "--run-dir", str(run), "--resume", "--set", "samples_per_size=6"]) == 0
+    assert RunDir(run).read_config()["samples_per_size"] == 6
+    assert sorted((r["size"], r["sample"]) for r in RunDir(run).records()) == [(n, i) for n in (1, 2) for i in range(6)]
+    assert (run / "records.jsonl").read_bytes().startswith(before["records.jsonl"])
+    assert [l["command"] for l in RunDir(run).launches()] == [f"nas search --run-dir {run} --resume --set "
+                                                               "samples_per_size=6"]  # the refused ones left none
+    capsys.readouterr()
+    assert main(["show", str(run)]) == 0 and "12 samples of 6 per size" in capsys.readouterr().out
 
 
 def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path, capsys):
