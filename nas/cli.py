@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", required=True)
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.add_argument("--export", metavar="DIR",
+                   help="then write the member as an exported one-member ensemble in DIR (new or empty; as `nas "
+                        "export` writes a search's), which `nas predict DIR IMAGE...` reads")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_retrain_spec)
 

@@ -36,6 +36,7 @@ from search_space.errors import UserError
 from search_space.models import conv_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec, from_dict as spec_from_dict
 from trainer.augment import to_model_input
+from trainer.data import Dataset
 
 MANIFEST = "ensemble.json"
 FORMAT = "ensemble-nas/exported-ensemble/1"
@@ -180,19 +181,33 @@ def load_ensemble(folder: str | Path) -> ExportedEnsemble:
     return ExportedEnsemble(manifest, specs, models)
 
 
-def check_out_folder(out: Path) -> None:
+def data_manifest(dataset: Dataset, train_images: np.ndarray) -> dict[str, Any]:
+    """What an exported folder says of its inputs and outputs: the data set's name, class names,
+    image size and channels, the per-channel mean and std of the images the members were trained
+    on (what they normalize with: trainer.train.normalization), and how members combine."""
+    from trainer.train import normalization  # the trainer's optimizer stack is not needed to predict
+
+    mean, std = normalization(train_images)
+    return {"dataset": dataset.name, "class_names": list(dataset.class_names),
+            "image_size": int(dataset.x_train.shape[1]), "channels": int(dataset.x_train.shape[3]),
+            "mean": [float(v) for v in mean], "std": [float(v) for v in std], "combine": "geometric_mean"}
+
+
+def check_out_folder(out: Path, option: str = "--out") -> None:
     """An export goes to a new or empty folder: one with files in it is never written into."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: exists and is not an empty folder (choose another --out)")
+        raise UserError(f"{out}: exists and is not an empty folder (choose another {option})")
 
 
 def write_ensemble(out: Path, manifest: dict[str, Any], arrays: list[dict[str, np.ndarray]],
-                   test_images: np.ndarray | None = None, test_labels: np.ndarray | None = None) -> dict[str, Any]:
+                   test_images: np.ndarray | None = None, test_labels: np.ndarray | None = None,
+                   option: str = "--out") -> dict[str, Any]:
     """Write the folder ``out`` (which must not exist, or be empty) all at once: into a temporary
     folder beside it, renamed into place at the end, so a failure leaves nothing half-written.
     With test images, the written folder is read back and scored first; its accuracy goes into
-    the manifest as ``test_accuracy_exported``. Returns the manifest written."""
-    check_out_folder(out)
+    the manifest as ``test_accuracy_exported``. Returns the manifest written. ``option``: the
+    command-line option that named ``out``, for the error when it holds files."""
+    check_out_folder(out, option)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -62,7 +62,7 @@ def member_specs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def run_export_cmd(args: argparse.Namespace) -> int:
-    from nas.export import ACCURACY_TOLERANCE, check_out_folder, member_arrays, write_ensemble
+    from nas.export import ACCURACY_TOLERANCE, check_out_folder, data_manifest, member_arrays, write_ensemble
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import load_dataset, with_training_subset
     from trainer.retrain import RECIPES, restore_retrained, with_epochs
@@ -96,11 +96,8 @@ def run_export_cmd(args: argparse.Namespace) -> int:
                         "latency_ms": m.get("latency_ms"), "test_accuracy": test_acc})
         print(f"  member {pos + 1}/{len(row['members'])} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
               f"from {ckpt}", file=sys.stderr, flush=True)
-    mean, std = _normalization(train.x_train)
     manifest = {
-        "dataset": ds.name, "class_names": list(ds.class_names), "image_size": int(ds.x_train.shape[1]),
-        "channels": int(ds.x_train.shape[3]), "mean": mean, "std": std, "combine": "geometric_mean",
-        "members": members, "size": int(row["size"]), "sample": row["sample"], "ensemble_id": row["ensemble_id"],
+        **data_manifest(ds, train.x_train), "members": members, "size": int(row["size"]), "sample": row["sample"], "ensemble_id": row["ensemble_id"],
         "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "epochs": epochs,
                                                                   "train_examples": subset, "setting": slug},
         "source_run": str(run.path.resolve()), "test_accuracy": row["test_accuracy"],
@@ -113,14 +110,6 @@ def run_export_cmd(args: argparse.Namespace) -> int:
         print(f"note: the two differ by {100 * abs(got - want):.2f} points, more than floating-point order explains "
               f"in float32 (retraining in bfloat16 can); {out}/ensemble.json keeps both", file=sys.stderr)
     return 0
-
-
-def _normalization(x_train: np.ndarray) -> tuple[list[float], list[float]]:
-    """The per-channel mean and std the trainer normalizes with (trainer.train.device_data)."""
-    from trainer.train import normalization
-
-    mean, std = normalization(x_train)
-    return [float(v) for v in mean], [float(v) for v in std]
 
 
 def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:

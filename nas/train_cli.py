@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig
-from trainer.data import load_dataset, validation_split
+from trainer.data import Dataset, load_dataset, validation_split
 
 
 def _member_for_data(spec: AnySpec, native: int, resolution_given: bool) -> ArchSpec:
@@ -51,8 +53,11 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
 
 
 def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
+    from nas.export import check_out_folder
     from trainer.retrain import RECIPES, retrain, with_epochs
 
+    if args.export:
+        check_out_folder(Path(args.export), "--export")  # before hours of training, not after
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
     member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
     config = with_epochs(RECIPES[args.recipe], args.epochs)
@@ -62,6 +67,38 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
            "loss_curve": list(r.loss_curve), "compile_s": r.compile_s, "train_s": r.train_s,
            "from_saved_logits": r.from_saved_logits,
            "spec": member.to_dict(), "dataset": ds.name, "recipe": args.recipe}
+    if args.export:
+        out["export"] = _export_member(Path(args.export), member, ds, config, args, r.test_accuracy)
     print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {r.epochs} epochs "
                                              f"(resumed from epoch {r.resumed_from_epoch})")
     return 0
+
+
+def _export_member(out: Path, member: ArchSpec, ds: Dataset, config: TrainConfig, args: argparse.Namespace,
+                   test_accuracy: float) -> dict[str, Any]:
+    """The retrained member as an exported one-member ensemble (the folder `nas export` writes for a
+    search's ensembles, which `nas predict` and nas.export.load_ensemble read); returns what the
+    command reports of it."""
+    from latency.estimator import get_estimator
+    from nas.export import ACCURACY_TOLERANCE, data_manifest, member_arrays, write_ensemble
+    from trainer.retrain import restore_retrained
+
+    model = restore_retrained(member, ds, config, args.seed, args.checkpoint_dir)
+    latency = get_estimator("pixel1").estimate(member, num_classes=len(ds.class_names)).total_ms
+    manifest = {
+        **data_manifest(ds, ds.x_train),
+        "members": [{"id": spec_id(member), "seed": args.seed, "resolution": member.resolution,
+                     "spec": member.to_dict(), "latency_ms": latency, "test_accuracy": test_accuracy}],
+        "size": 1, "latency_max_ms": latency, "test_accuracy": test_accuracy,
+        "retrain": {"recipe": args.recipe, "epochs": config.epochs, "train_examples": None,
+                    "checkpoint_dir": str(Path(args.checkpoint_dir).resolve())},
+    }
+    manifest = write_ensemble(out, manifest, [member_arrays(model)], ds.x_test, ds.y_test, "--export")
+    got = manifest["test_accuracy_exported"]
+    print(f"wrote {out}: its weights read back give test accuracy {got:.4f} (retraining measured "
+          f"{test_accuracy:.4f})", file=sys.stderr)
+    if abs(got - test_accuracy) > ACCURACY_TOLERANCE:
+        print(f"note: the two differ by {100 * abs(got - test_accuracy):.2f} points, more than floating-point "
+              f"order explains in float32 (retraining in bfloat16 can); {out}/ensemble.json keeps both",
+              file=sys.stderr)
+    return {"folder": str(out), "test_accuracy_exported": got}

@@ -150,6 +150,26 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     assert again["resumed_from_epoch"] == 3 and again["compile_s"] == 0.0 and again["from_saved_logits"]
     assert not fresh["from_saved_logits"] and not resumed["from_saved_logits"]
     assert again["test_accuracy"] == fresh["test_accuracy"] and again["loss_curve"] == fresh["loss_curve"]
+    # --export: the finished member as a one-member folder that `nas predict` reads, scoring as retraining did
+    from nas.export import load_ensemble
+
+    exp = tmp_path / "exported"
+    done = json.loads(subprocess.run(cmd(tmp_path / "fresh") + ["--export", str(exp)], env=env, capture_output=True,
+                                     check=True, cwd=ROOT).stdout)
+    ens = load_ensemble(exp)
+    acc = float((ens.log_probabilities(small.x_test).argmax(-1) == small.y_test).mean())
+    assert done["export"] == {"folder": str(exp), "test_accuracy_exported": acc}
+    assert abs(acc - fresh["test_accuracy"]) <= 1 / 128 + 1e-9  # float32 both ways: at most one image apart
+    # (at the data set's 28 px: retrain-spec trains at the native size unless --resolution says otherwise)
+    assert ens.manifest["size"] == 1 and ens.manifest["members"][0]["spec"] == tiny_member().replace(
+        resolution=28).to_dict()
+    # an --export folder with files in it is refused before anything trains, and left as it was
+    before = {f.name: f.read_bytes() for f in exp.iterdir()}
+    refused = subprocess.run(cmd(tmp_path / "never") + ["--export", str(exp)], env=env, capture_output=True, cwd=ROOT)
+    assert refused.returncode == 2 and not (tmp_path / "never").exists()
+    assert refused.stderr.decode().strip().splitlines() == [f"nas retrain-spec: error: {exp}: exists and is not an "
+                                                            "empty folder (choose another --export)"]
+    assert {f.name: f.read_bytes() for f in exp.iterdir()} == before
 
 
 def test_saved_test_logits_serve_the_same_test_set_and_schedule_only(fashion, tmp_path):
