@@ -136,7 +136,9 @@ class ExportedEnsemble:
         against 32.8 s as XLA convolutions (2-core CPU, compiled; first calls 24.8 and 40.0 s)."""
         images = self.check_images(images)
         n = len(images)
-        bs = min(self.batch_size, n)
+        # batches padded to a power of two: 3 images and 4 run (and are cached, enable_compilation_cache)
+        # as one program
+        bs = min(self.batch_size, 1 << max(0, (n - 1).bit_length()))
         padded = np.concatenate([images, np.zeros((-n % bs, *images.shape[1:]), np.uint8)]) if n % bs else images
         out = []
         for forward, state in self._forward(conv_mode(train_images=n)):
@@ -150,6 +152,24 @@ class ExportedEnsemble:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return np.exp(self.log_probabilities(images))
+
+
+def enable_compilation_cache() -> Path | None:
+    """A persistent XLA compilation cache for `nas predict`, in ``$XDG_CACHE_HOME/ensemble-nas/jax``
+    (``~/.cache/...``), unless JAX_COMPILATION_CACHE_DIR or jax's config names one already; returns
+    the folder it enabled, or None. A call after the first then reads its members' compiled forward
+    passes instead of compiling them: the README demo's pair on four images, 6.2 s -> 2.3 s to the
+    first prediction (2-core CPU). A folder that cannot be created leaves the cache off."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return None
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ensemble-nas" / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return folder
 
 
 def load_ensemble(folder: str | Path) -> ExportedEnsemble:

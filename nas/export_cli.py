@@ -134,10 +134,11 @@ def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:
 
 
 def run_predict_cmd(args: argparse.Namespace) -> int:
-    from nas.export import load_ensemble
+    from nas.export import enable_compilation_cache, load_ensemble
 
     ens = load_ensemble(args.ensemble)
     images = read_images(args.images, ens.image_size, ens.channels)
+    enable_compilation_cache()  # once the input is known good (a test's bad input changes no jax config)
     probs = ens.probabilities(images)
     names = ens.class_names
     k = min(args.top, len(names))
