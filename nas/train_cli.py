@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,25 @@ from trainer.config import TrainConfig
 from trainer.data import Dataset, load_dataset, validation_split
 
 
-def _member_for_data(spec: AnySpec, native: int, resolution_given: bool) -> ArchSpec:
-    """A single member at the data set's native size; named ImageNet nets get the small-input rule."""
+def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool) -> ArchSpec:
+    """The one member to train: a one-member ensemble's member (what `nas show --front --export`
+    writes for a size-1 front point); at the data set's native size unless ``keep_resolution`` (a
+    JSON spec file, whose resolution is part of the architecture, as a searched member's is, or
+    --resolution); named ImageNet nets on small inputs get the small-input rule."""
     if isinstance(spec, EnsembleSpec):
-        raise UserError("SPEC: give one member, not an ensemble")
-    if not resolution_given:
+        if len(spec.members) != 1:
+            raise UserError(f"SPEC: an ensemble of {len(spec.members)} members; give one member (`nas retrain RUN` "
+                            "retrains a search's ensembles)")
+        spec = spec.members[0]
+    if not keep_resolution:
         spec = spec.replace(resolution=native)
     if isinstance(spec, MobileNetSpec) and native <= SMALL_INPUT_MAX and spec.stem_stride == 2:
         spec = adapt_for_small_input(spec)
     return spec
+
+
+def _keeps_resolution(args: argparse.Namespace) -> bool:
+    return args.resolution is not None or os.path.isfile(args.spec)
 
 
 def _progress(epoch: int, epochs: int, loss: float) -> None:
@@ -35,7 +46,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
 
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
-    member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
+    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init)
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
@@ -59,7 +70,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
-    member = _member_for_data(spec, ds.native_resolution, args.resolution is not None)
+    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     config = with_epochs(RECIPES[args.recipe], args.epochs)
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)
     assert r is not None

@@ -104,7 +104,7 @@ def test_nas_train_cli_json(fashion, capsys):
     from nas.cli import main
 
     spec_path = ROOT / ".pytest_tiny_member.json"
-    spec_path.write_text(to_json(tiny_member()))
+    spec_path.write_text(to_json(tiny_member(res_index=3)))  # 28 px: a JSON spec trains at its own resolution
     try:
         dataset = "fashion_mnist" if os.path.isdir("/usr/share/datasets/fashion-mnist") else \
             f"idx:{shared_file('fashion_mnist_manual')}"
@@ -115,6 +115,22 @@ def test_nas_train_cli_json(fashion, capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["val_accuracy"] > 0.35 and out["train_examples"] == 2000
     assert out["trainer"]["init"] == "pytorch_default" and out["trainer"]["learning_rate"] == 0.1
+    assert out["spec"]["resolution"] == 28
+
+
+def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_member_ensemble():
+    from nas.train_cli import _member_for_data
+    from search_space import zoo
+    from search_space.errors import UserError
+    from search_space.spec import EnsembleSpec
+
+    member = tiny_member()  # a searched member at 14 px: half of Fashion-MNIST's 28
+    assert _member_for_data(member, 28, keep_resolution=True) == member  # a JSON file's, or --resolution
+    assert _member_for_data(EnsembleSpec((member,)), 28, keep_resolution=True) == member  # nas show --front --export
+    with pytest.raises(UserError, match="an ensemble of 2 members; give one member"):
+        _member_for_data(EnsembleSpec((member, member)), 28, keep_resolution=True)
+    named = _member_for_data(zoo.get("mnasnet-a1"), 32, keep_resolution=False)  # at 224 by name: the data's size
+    assert named.resolution == 32 and named.stem_stride == 1  # and the small-input rule
 
 
 def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
@@ -160,9 +176,7 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     acc = float((ens.log_probabilities(small.x_test).argmax(-1) == small.y_test).mean())
     assert done["export"] == {"folder": str(exp), "test_accuracy_exported": acc}
     assert abs(acc - fresh["test_accuracy"]) <= 1 / 128 + 1e-9  # float32 both ways: at most one image apart
-    # (at the data set's 28 px: retrain-spec trains at the native size unless --resolution says otherwise)
-    assert ens.manifest["size"] == 1 and ens.manifest["members"][0]["spec"] == tiny_member().replace(
-        resolution=28).to_dict()
+    assert ens.manifest["size"] == 1 and ens.manifest["members"][0]["spec"] == tiny_member().to_dict()  # 14 px
     # an --export folder with files in it is refused before anything trains, and left as it was
     before = {f.name: f.read_bytes() for f in exp.iterdir()}
     refused = subprocess.run(cmd(tmp_path / "never") + ["--export", str(exp)], env=env, capture_output=True, cwd=ROOT)
