@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nas.compile_cache import use_compilation_cache
 from nas.ensemble import accuracy, geometric_mean_log_probs
 from search_space.errors import UserError
 from search_space.models import conv_mode, init_model, set_conv_lowering
@@ -136,7 +137,7 @@ class ExportedEnsemble:
         against 32.8 s as XLA convolutions (2-core CPU, compiled; first calls 24.8 and 40.0 s)."""
         images = self.check_images(images)
         n = len(images)
-        # batches padded to a power of two: 3 images and 4 run (and are cached, enable_compilation_cache)
+        # batches padded to a power of two: 3 images and 4 run (and are cached, enable_prediction_cache)
         # as one program
         bs = min(self.batch_size, 1 << max(0, (n - 1).bit_length()))
         padded = np.concatenate([images, np.zeros((-n % bs, *images.shape[1:]), np.uint8)]) if n % bs else images
@@ -154,22 +155,23 @@ class ExportedEnsemble:
         return np.exp(self.log_probabilities(images))
 
 
-def enable_compilation_cache() -> Path | None:
+def enable_prediction_cache() -> Path | None:
     """A persistent XLA compilation cache for `nas predict`, in ``$XDG_CACHE_HOME/ensemble-nas/jax``
-    (``~/.cache/...``), unless JAX_COMPILATION_CACHE_DIR or jax's config names one already; returns
-    the folder it enabled, or None. A call after the first then reads its members' compiled forward
-    passes instead of compiling them: the README demo's pair on four images, 6.2 s -> 2.3 s to the
-    first prediction (2-core CPU). A folder that cannot be created leaves the cache off."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
-        return None
+    (``~/.cache/...``), unless one is named already (nas.compile_cache); returns the folder it
+    turned on, or None. A call after the first then reads its members' compiled forward passes
+    instead of compiling them: the README demo's pair on four images, 6.2 s -> 2.3 s to the first
+    prediction (2-core CPU)."""
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ensemble-nas" / "jax"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    return folder if use_compilation_cache(folder, min_compile_s=0.5) else None
+
+
+def read_back_note(out: Path, exported: float, retrained: float) -> str | None:
+    """The warning `nas export` and `retrain-spec --export` print when a folder's test accuracy,
+    read back, differs from retraining's by more than ACCURACY_TOLERANCE; None when it does not."""
+    if abs(exported - retrained) <= ACCURACY_TOLERANCE:
         return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return folder
+    return (f"note: the two differ by {100 * abs(exported - retrained):.2f} points, more than floating-point order "
+            f"explains in float32 (retraining in bfloat16 can); {out}/{MANIFEST} keeps both")
 
 
 def load_ensemble(folder: str | Path) -> ExportedEnsemble:

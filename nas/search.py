@@ -27,6 +27,7 @@ from controller.evolution import RegularizedEvolution
 from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
+from nas.compile_cache import use_compilation_cache
 from nas.config import SearchConfig
 from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line
 from nas.ensemble import evaluate_ensemble
@@ -258,13 +259,7 @@ def evaluate_sample(ctx: SearchContext, size: int, index: int, vec: np.ndarray) 
 def enable_compilation_cache(run: RunDir) -> None:
     """XLA's persistent compilation cache in the run (unless one is configured): a member whose
     compile was interrupted by a kill, or a repeated architecture, compiles in about a second."""
-    import os
-
-    import jax
-
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(run.path / "jax_cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    use_compilation_cache(run.path / "jax_cache", min_compile_s=1.0)
 
 
 def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,

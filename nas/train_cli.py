@@ -91,7 +91,7 @@ def _export_member(out: Path, member: ArchSpec, ds: Dataset, config: TrainConfig
     search's ensembles, which `nas predict` and nas.export.load_ensemble read); returns what the
     command reports of it."""
     from latency.estimator import get_estimator
-    from nas.export import ACCURACY_TOLERANCE, data_manifest, member_arrays, write_ensemble
+    from nas.export import data_manifest, member_arrays, read_back_note, write_ensemble
     from trainer.retrain import restore_retrained
 
     model = restore_retrained(member, ds, config, args.seed, args.checkpoint_dir)
@@ -108,8 +108,7 @@ def _export_member(out: Path, member: ArchSpec, ds: Dataset, config: TrainConfig
     got = manifest["test_accuracy_exported"]
     print(f"wrote {out}: its weights read back give test accuracy {got:.4f} (retraining measured "
           f"{test_accuracy:.4f})", file=sys.stderr)
-    if abs(got - test_accuracy) > ACCURACY_TOLERANCE:
-        print(f"note: the two differ by {100 * abs(got - test_accuracy):.2f} points, more than floating-point "
-              f"order explains in float32 (retraining in bfloat16 can); {out}/ensemble.json keeps both",
-              file=sys.stderr)
+    note = read_back_note(out, got, test_accuracy)
+    if note:
+        print(note, file=sys.stderr)
     return {"folder": str(out), "test_accuracy_exported": got}

@@ -174,20 +174,20 @@ def test_read_images_converts_to_the_data_sets_channels_and_size(tmp_path):
 
 
 def test_predictions_compile_into_a_user_cache_unless_one_is_named(tmp_path, monkeypatch):
-    from nas.export import enable_compilation_cache
+    from nas.export import enable_prediction_cache
 
-    assert enable_compilation_cache() is None  # the test session names one (tests/conftest.py)
+    assert enable_prediction_cache() is None  # the test session names one (tests/conftest.py)
     before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     jax.config.update("jax_compilation_cache_dir", None)
     try:
-        assert enable_compilation_cache() == tmp_path / "xdg" / "ensemble-nas" / "jax"
+        assert enable_prediction_cache() == tmp_path / "xdg" / "ensemble-nas" / "jax"
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xdg" / "ensemble-nas" / "jax")
         jax.config.update("jax_compilation_cache_dir", None)
         (tmp_path / "file").write_text("")
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # cannot hold a folder: no cache
-        assert enable_compilation_cache() is None and jax.config.jax_compilation_cache_dir is None
+        assert enable_prediction_cache() is None and jax.config.jax_compilation_cache_dir is None
     finally:
         jax.config.update("jax_compilation_cache_dir", before[0])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
