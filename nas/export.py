@@ -133,8 +133,9 @@ class ExportedEnsemble:
     def member_logits(self, images: np.ndarray) -> list[np.ndarray]:
         """Each member's logits, (N, classes) float32, in fixed-size batches (one compile per member
         and batch size). On a CPU, many images run dense convolutions as matrix products: the
-        README demo's retrained pair scored Fashion-MNIST's 10,000 test images in 13.8 s that way
-        against 32.8 s as XLA convolutions (2-core CPU, compiled; first calls 24.8 and 40.0 s)."""
+        README demo's retrained pair scored Fashion-MNIST's 10,000 test images in 15.7 s that way
+        against 32.8 s as XLA convolutions (2-core CPU, compiled; first calls 25.5 and 40.0 s;
+        docs/search.md)."""
         images = self.check_images(images)
         n = len(images)
         # batches padded to a power of two: 3 images and 4 run (and are cached, enable_prediction_cache)
