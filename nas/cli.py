@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a member cache shared by runs: members another run trained with the same spec, data, "
                         "trainer config and seed are copied from DIR instead of trained, and members trained "
                         "successfully are copied to it")
+    p.add_argument("--max-minutes", type=_positive_float,
+                   help="start no new round after this many minutes: the round in progress is finished and "
+                        "recorded, fronts and plots are written, and --resume continues the run as if never "
+                        "stopped")
     add_backend_arguments(p)
     p.set_defaults(func=cmd_search)
 

@@ -264,15 +264,19 @@ def enable_compilation_cache(run: RunDir) -> None:
 
 def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,
                stop_after: int | None = None, dataset: Dataset | None = None,
-               member_cache: str | Path | None = None) -> int:
+               member_cache: str | Path | None = None, max_minutes: float | None = None) -> int:
     """Run (or continue) the search in ``run``; returns how many new samples were evaluated.
 
     ``stop_after`` ends the run after that many new samples (an interruption, for tests).
+    ``max_minutes``: start no new round once this many minutes have passed since the call (the
+    round in progress is finished and recorded, so the run stops where ``--resume`` continues it
+    as if never stopped); each call runs at least one round that has work left.
     ``member_cache``: a folder shared by runs; a member another run trained with the same key
     (spec, data and split, training config, seed) is copied from it instead of trained, and every
     member this run trains successfully is copied to it.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    deadline = time.time() + 60 * max_minutes if max_minutes else None
     enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
     split = search_split(config, ds)
@@ -282,13 +286,13 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     ctx = SearchContext(config, run, split, decode, evaluator or make_evaluator(), log,
                         shared=None if member_cache is None else Path(member_cache))
     try:
-        return _search_loop(ctx, ds.name, stop_after)
+        return _search_loop(ctx, ds.name, stop_after, deadline)
     finally:
         if own:
             ctx.evaluator.close()
 
 
-def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) -> int:
+def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, deadline: float | None) -> int:
     config, run, log, split, decode = ctx.config, ctx.run, ctx.log, ctx.split, ctx.decode
     counts = decode.choice_counts  # type: ignore[attr-defined]
     done = {(r["size"], r["sample"]): r for r in run.records()}
@@ -301,7 +305,7 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) 
     rounds = math.ceil(config.samples_per_size / config.batch)
     log(f"search: sizes {list(config.sizes)}, {config.samples_per_size} samples each, {len(split.y_train)} train / "
         f"{len(split.y_val)} val images of {dataset_name}; {len(done)} samples already recorded")
-    new = 0
+    new = rounds_run = 0
     for rnd in range(rounds):
         # Every size's samples of this round are drawn before any is trained, and their missing
         # members go to the evaluator as one batch (30 members a round for sizes 1-3 at batch 5), so
@@ -315,7 +319,15 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None) 
             drawn.append((n, controllers[n].sample(min(config.batch, config.samples_per_size - rnd * config.batch))))
         todo = [(n, vec) for n, vecs in drawn for i, vec in enumerate(vecs)
                 if (n, rnd * config.batch + i) not in done]
+        if todo and rounds_run and deadline is not None and time.time() > deadline:
+            # At a round boundary: every record and controller checkpoint so far is final, and the
+            # controllers' next samples are drawn again, the same, by the resumed run.
+            log(f"time limit: stopping before round {rnd + 1}/{rounds} with {len(done)} of "
+                f"{len(config.sizes) * config.samples_per_size} samples recorded; `nas search --run-dir {run.path} "
+                "--resume` continues")
+            return new
         if todo:
+            rounds_run += 1
             log(f"round {rnd + 1}/{rounds}: {len(todo)} new samples")
         if stop_after is not None:
             todo = todo[: max(0, stop_after - new)]

@@ -52,7 +52,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if extended:
             run.write_config(config.to_dict())  # atomically: the run keeps one config, the extended one
         run.append_launch(getattr(args, "argv", []), args.resume)
-        run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache)
+        run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache,
+                   max_minutes=args.max_minutes)
     finally:
         evaluator.close()
     from nas.report import write_report

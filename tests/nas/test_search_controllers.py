@@ -133,6 +133,33 @@ def test_search_resume_with_set_extends_the_run_and_bad_extensions_leave_it_alon
     assert main(["show", str(run)]) == 0 and "12 samples of 6 per size" in capsys.readouterr().out
 
 
+def test_a_time_limited_search_stops_at_a_round_boundary_and_resumes_as_if_never_stopped(tmp_path, monkeypatch,
+                                                                                        capsys):
+    import nas.cli
+    import nas.search
+
+    whole = _search(tmp_path / "whole", "reinforce")  # 4 rounds of 4 samples (sizes 1 and 2, batch 2)
+    monkeypatch.setattr(nas.search, "load_dataset", lambda *a, **k: _dataset())
+    monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: MadeUpEvaluator())
+    run = RunDir(tmp_path / "run")
+    run.create(_config("reinforce").to_dict())
+
+    def records():
+        return [(r["size"], r["sample"], r["decisions"], r["reward"]) for r in run.records()]
+
+    for launch in (1, 2):  # long past the limit after the first round, yet each launch runs one
+        assert main(["search", "--run-dir", str(run.path), "--resume", "--max-minutes", "1e-9"]) == 0
+        out, err = capsys.readouterr()
+        assert records() == whole[:4 * launch]
+        assert f"time limit: stopping before round {launch + 1}/4 with {4 * launch} of 16 samples recorded" in err
+        assert f"run {run.path}: {4 * launch} samples" in out and (run.path / "plots" / "figure3.png").is_file()
+    assert main(["search", "--run-dir", str(run.path), "--resume"]) == 0
+    assert records() == whole and "time limit" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--run-dir", str(run.path), "--resume", "--max-minutes", "0"])
+    assert e.value.code == 2 and "--max-minutes: expected a positive number, got '0'" in capsys.readouterr().err
+
+
 def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path, capsys):
     evaluator = MadeUpEvaluator()
     records = _search(tmp_path / "run", "evolution", evaluator=evaluator)
