@@ -43,9 +43,10 @@ from trainer.train import MemberResult
 TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
 
 def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None,
-                 driver_pid: int) -> None:
-    """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult."""
-    _exit_with_parent(driver_pid)
+                 driver_pid: int, scratch: str) -> None:
+    """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult.
+    ``scratch`` is the driver's folder of split copies, removed here if the driver dies first."""
+    _exit_with_parent(driver_pid, scratch)
     os.environ.update(env)
     import jax
 
@@ -60,7 +61,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str
     while True:
         try:
             msg = conn.recv()
-        except EOFError:
+        except EOFError:  # the driver went away without stopping its workers (killed)
+            _remove_scratch(scratch)
             return
         if msg is None:
             return
@@ -102,9 +104,19 @@ def _read_split(folder: str) -> Split:
     return Split(meta["name"], class_names=tuple(meta["class_names"]), **arrays)
 
 
-def _exit_with_parent(driver_pid: int, poll_s: float = 1.0) -> None:
+def _remove_scratch(scratch: str) -> None:
+    """Remove a dead driver's split copies (CIFAR-10's 45k/5k split is 154 MB of .npy files): a
+    driver killed by SIGKILL, or by ``timeout``'s SIGTERM, runs no cleanup of its own. Each of its
+    workers tries; the files stay readable to a worker that still has them mapped."""
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _exit_with_parent(driver_pid: int, scratch: str, poll_s: float = 1.0) -> None:
     """End this worker soon after its driver dies (a driver killed with SIGKILL cannot stop it), so a
-    killed search leaves nothing holding the GPU before it is resumed.
+    killed search leaves nothing holding the GPU before it is resumed, and no split copies in the
+    temporary folder.
 
     The driver's pid comes from the driver: a spawned worker imports JAX and the trainer before this
     runs (seconds, more under load), and a driver killed meanwhile has already left the worker to
@@ -113,21 +125,23 @@ def _exit_with_parent(driver_pid: int, poll_s: float = 1.0) -> None:
     import time
 
     if os.getppid() != driver_pid:
+        _remove_scratch(scratch)
         os._exit(0)
 
     def watch() -> None:
         while True:
             time.sleep(poll_s)
             if os.getppid() != driver_pid:
+                _remove_scratch(scratch)
                 os._exit(0)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 class _Worker:
-    def __init__(self, ctx: Any, env: dict[str, str], train_fn: TrainFn | None):
+    def __init__(self, ctx: Any, env: dict[str, str], train_fn: TrainFn | None, scratch: str):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, env, train_fn, os.getpid()), daemon=True,
+        self.proc = ctx.Process(target=_worker_main, args=(child, env, train_fn, os.getpid(), scratch), daemon=True,
                                 name="nas-member-worker")
         self.proc.start()
         child.close()
@@ -185,7 +199,7 @@ class ProcessEvaluator:
         split_path = self._split_path(split)
         queue: collections.deque[tuple[MemberJob, int]] = collections.deque((j, 0) for j in jobs)
         while len(self._pool) < min(self.workers, len(jobs)):
-            self._pool.append(_Worker(self._ctx, self._env, self._train_fn))
+            self._pool.append(_Worker(self._ctx, self._env, self._train_fn, self._tmp.name))
         busy: list[_Worker] = []
         try:
             yield from self._drive(queue, busy, split_path, config)
@@ -250,7 +264,7 @@ class ProcessEvaluator:
             w.proc.kill()
         w.proc.join()
         w.conn.close()
-        self._pool[i] = _Worker(self._ctx, self._env, self._train_fn)
+        self._pool[i] = _Worker(self._ctx, self._env, self._train_fn, self._tmp.name)
 
     def close(self) -> None:
         for w in self._pool:

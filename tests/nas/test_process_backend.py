@@ -105,11 +105,11 @@ if __name__ == "__main__":
     import threading
     import time
 
-    def report():  # the worker's pid, once it exists, after the given delay
+    def report():  # the worker's pid and the split copies' folder, once the worker exists, after the delay
         while not ev._pool:
             time.sleep(0.01)
         time.sleep(float(sys.argv[1]))
-        print(ev._pool[0].proc.pid, flush=True)
+        print(ev._pool[0].proc.pid, ev._tmp.name, flush=True)
 
     threading.Thread(target=report, daemon=True).start()
     next(it)
@@ -152,7 +152,9 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path, delay):
         import select
 
         assert select.select([driver.stdout], [], [], 120)[0], "the driver printed no worker pid in 120 s"
-        worker = int(driver.stdout.readline())
+        pid, scratch = driver.stdout.readline().split()
+        worker = int(pid)
+        assert any(Path(scratch).glob("split-*/x_train.npy"))
         os.kill(worker, 0)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
@@ -164,5 +166,6 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path, delay):
         else:
             os.kill(worker, signal.SIGKILL)
             pytest.fail("the worker outlived its killed driver by 30 s")
+        assert not Path(scratch).exists(), "the killed driver's split copies were left behind"
     finally:
         driver.kill()
