@@ -49,11 +49,12 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if not args.resume:
             run.create(config.to_dict())
         run.records()  # a corrupt record line stops a resume here, before the launch is written
-        if extended:
-            run.write_config(config.to_dict())  # atomically: the run keeps one config, the extended one
-        run.append_launch(getattr(args, "argv", []), args.resume)
-        run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache,
-                   max_minutes=args.max_minutes)
+        with run.exclusive("search"):  # one search writes a run at a time
+            if extended:
+                run.write_config(config.to_dict())  # atomically: the run keeps one config, the extended one
+            run.append_launch(getattr(args, "argv", []), args.resume)
+            run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache,
+                       max_minutes=args.max_minutes)
     finally:
         evaluator.close()
     from nas.report import write_report

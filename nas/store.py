@@ -9,6 +9,8 @@
                              to and from a shared member cache, ``nas search --member-cache DIR``)
     RUN/controller/sizeN.pkl the controller after its last update (written atomically)
     RUN/plots/               figures from `nas plot`
+    RUN/search.lock          held (an OS file lock) by the `nas search` writing the run, and naming
+                             it; `nas study` holds RUN/study.lock
 
 A kill -9 can leave a half-written last line: it was never acknowledged, so it is ignored and
 overwritten; a corrupt line anywhere else is an error that names it.
@@ -16,6 +18,7 @@ overwritten; a corrupt line anywhere else is an error that names it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -24,7 +27,7 @@ import shlex
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -67,6 +70,42 @@ class RunDir:
             self.write_config(config)
         except OSError as e:
             raise UserError(f"--run-dir {self.path}: cannot write: {e.strerror}") from None
+
+    @contextlib.contextmanager
+    def exclusive(self, command: str) -> Iterator[None]:
+        """Hold ``RUN/{command}.lock`` while ``nas {command}`` writes the run: a second one launched
+        into it meanwhile (a ``--resume`` while the first still runs) is one error line naming the
+        first, instead of a second writer appending the same samples and controller updates.
+
+        An OS file lock (``flock``): the kernel releases it when its process ends, however it ends,
+        so a search killed with SIGKILL never leaves its run locked. It locks between processes of
+        one machine (not over every network file system); where ``fcntl`` is missing it locks
+        nothing."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            yield
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            f = open(self.path / f"{command}.lock", "a+")
+        except OSError as e:
+            raise UserError(f"--run-dir {self.path}: cannot write: {e.strerror}") from None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise UserError(f"--run-dir {self.path}: another `nas {command}` is writing this run ({holder}); "
+                                "let it finish or stop it, then --resume") from None
+            import socket
+
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            f.flush()
+            yield  # closing the file releases the lock
 
     def write_config(self, config: dict[str, Any]) -> None:
         _atomic_write(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())

@@ -41,13 +41,14 @@ def run_study_cmd(args: argparse.Namespace) -> int:
                            image_size=config.image_size)
     evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
-        if args.resume:
-            run.write_config(config.to_dict())  # an extended study (e.g. members=12) keeps its new size
-        else:
+        if not args.resume:
             run.create(config.to_dict())
-        run.append_launch(getattr(args, "argv", []), args.resume)
-        out = run_study(run, config, dataset=dataset, max_minutes=args.max_minutes, train=not args.no_train,
-                        evaluator=evaluator)
+        with run.exclusive("study"):  # one study writes a run at a time
+            if args.resume:
+                run.write_config(config.to_dict())  # an extended study (e.g. members=12) keeps its new size
+            run.append_launch(getattr(args, "argv", []), args.resume)
+            out = run_study(run, config, dataset=dataset, max_minutes=args.max_minutes, train=not args.no_train,
+                            evaluator=evaluator)
     finally:
         evaluator.close()
     if args.json:

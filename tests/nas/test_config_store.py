@@ -131,3 +131,37 @@ def test_best_within_a_latency_budget_per_size():
     assert got[0][:2] == (4.0, 1) and pd.isna(got[0][2])  # nothing of size 1 within 4 ms
     assert got[1][:2] == (4.0, 2) and pd.isna(got[1][2])  # the failed pair does not count
     assert got[2:] == [(9.0, 1, 0.8, 1), (9.0, 2, 0.93, 1), (12.0, 1, 0.9, 0), (12.0, 2, 0.93, 1)]
+
+
+def test_a_run_is_written_by_one_command_at_a_time_and_a_killed_holder_leaves_it_free(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = RunDir(tmp_path / "run")
+    run.create(SearchConfig().to_dict())
+    with run.exclusive("search"):
+        with pytest.raises(UserError) as e:  # flock: a second open file conflicts, in this process too
+            with run.exclusive("search"):
+                pass
+        assert str(e.value).startswith(f"--run-dir {run.path}: another `nas search` is writing this run "
+                                       f"(pid {os.getpid()} on ")
+        with run.exclusive("study"):  # another command's lock is its own
+            pass
+    with run.exclusive("search"):  # released
+        pass
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nas.store import RunDir\n"
+                               f"with RunDir({str(run.path)!r}).exclusive('search'):\n"
+                               "    print('held', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=f"pid {holder.pid} on "):
+            with run.exclusive("search"):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with run.exclusive("search"):  # the kernel released the killed holder's lock
+        pass

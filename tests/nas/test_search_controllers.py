@@ -160,6 +160,23 @@ def test_a_time_limited_search_stops_at_a_round_boundary_and_resumes_as_if_never
     assert e.value.code == 2 and "--max-minutes: expected a positive number, got '0'" in capsys.readouterr().err
 
 
+def test_a_search_into_a_run_another_search_is_writing_is_refused_and_changes_nothing(tmp_path, monkeypatch,
+                                                                                      capsys):
+    import nas.cli
+
+    run = RunDir(tmp_path / "run")
+    _search(run.path, "random", config=_config("random", samples_per_size=2))
+    monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: MadeUpEvaluator())
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    with run.exclusive("search"):
+        capsys.readouterr()
+        assert main(["search", "--run-dir", str(run.path), "--resume", "--set", "samples_per_size=4"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another `nas search` is writing this run (pid " in err
+        # not even the launch line or the extended config
+        assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file() and p.name != "search.lock"} == before
+
+
 def test_evolution_children_mutate_one_decision_of_an_earlier_sample(tmp_path, capsys):
     evaluator = MadeUpEvaluator()
     records = _search(tmp_path / "run", "evolution", evaluator=evaluator)

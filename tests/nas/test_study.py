@@ -201,3 +201,21 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
         assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, \
             (args, out.stderr[-2000:])
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_study_into_a_run_another_study_is_writing_is_refused(tmp_path, monkeypatch, capsys):
+    import nas.cli
+    import trainer.data
+    from nas.cli import main
+    from nas.store import RunDir
+
+    run = RunDir(tmp_path / "study")
+    run.create(StudyConfig(dataset="fashion_mnist").to_dict())
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: None)  # refused before any use
+    monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: type("Idle", (), {"close": lambda self: None})())
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    with run.exclusive("study"):
+        assert main(["study", "wrn", "--run-dir", str(run.path), "--resume", "--set", "members=4"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another `nas study` is writing this run (pid " in err
+    assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file() and p.name != "study.lock"} == before
