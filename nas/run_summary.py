@@ -48,10 +48,35 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
            "diversity": json_rows(diversity_summary(diversity_frame(records))),
            "retrained": retrained_report(run, records),
            "failures": [{"size": r["size"], "sample": r["sample"], "reason": r.get("reason") or "?"}
-                        for r in sorted(records, key=lambda r: (r["size"], r["sample"])) if r.get("status") != "ok"]}
+                        for r in sorted(records, key=lambda r: (r["size"], r["sample"])) if r.get("status") != "ok"],
+           "in_progress": in_progress(run, records)}
     if front:
         out["front"] = [front_point(rec, ens) for rec, ens in front_ensembles(records)]
     return out
+
+
+def in_progress(run: RunDir, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the records do not show yet: ``writer``, the `nas search` writing the run (its pid,
+    host and start; None when none is), and the members trained since the last recorded round
+    (a round's records are written once all its members are trained: 30 members for sizes 1-3 at
+    batch 5), with when the last of them finished (``last_member_time``, seconds since the epoch).
+    With no writer, those members are an interrupted round's, which ``--resume`` uses."""
+    recorded = {m.get("key") for r in records for m in r.get("members", [])}
+    pending = [p for p in (run.path / "members").glob("*.npz") if p.stem not in recorded]
+    return {"writer": run.writer("search"), "members_unrecorded": len(pending),
+            "last_member_time": max((p.stat().st_mtime for p in pending), default=None)}
+
+
+def in_progress_line(run: str, p: dict[str, Any], now: float) -> str | None:
+    """``in_progress`` in one line for `nas show`, or None when there is nothing to say."""
+    n = p["members_unrecorded"]
+    members = (f"{n} member{'s' if n != 1 else ''} trained since the last recorded round"
+               + (f" (the last {(now - p['last_member_time']) / 60:.1f} min ago)" if n else ""))
+    if p["writer"]:
+        return f"search running ({p['writer']}): {members}"
+    if n:
+        return f"{members}, not yet in a record: `nas search --run-dir {run} --resume` goes on with them"
+    return None
 
 
 def _progress(ok: pd.DataFrame) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import retrain_dir, setting_label, setting_slug
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
-from nas.run_summary import front_ensembles, members_line, summarize
+from nas.run_summary import front_ensembles, in_progress_line, members_line, summarize
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -125,6 +125,9 @@ def run_show_cmd(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run.path}: {s['dataset']}, {s['controller']}, {s['samples']} samples of {s['samples_per_size']} "
           f"per size" + (f", on {'; '.join(s['devices'])}" if s["devices"] else ""))
+    progress = in_progress_line(s["run"], s["in_progress"], time.time())
+    if progress:
+        print(progress)
     print(f"{'size':>4}{'samples':>9}{'failed':>8}{'best acc':>10}{'median acc':>12}{'median max ms':>15}"
           f"{'best reward':>13}{'front':>7}")
     for z in s["sizes"]:

@@ -107,6 +107,22 @@ class RunDir:
             f.flush()
             yield  # closing the file releases the lock
 
+    def writer(self, command: str) -> str | None:
+        """Who holds ``RUN/{command}.lock`` (``exclusive``): its line (pid, host, start), or None when
+        no ``nas {command}`` is writing the run. Probes with a shared lock, released at once."""
+        try:
+            import fcntl
+
+            f = open(self.path / f"{command}.lock")
+        except (ImportError, OSError):
+            return None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return f.read().strip() or "another process"
+            return None
+
     def write_config(self, config: dict[str, Any]) -> None:
         _atomic_write(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
 
