@@ -57,25 +57,32 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
 
 def in_progress(run: RunDir, records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the records do not show yet: ``writer``, the `nas search` writing the run (its pid,
-    host and start; None when none is), and the members trained since the last recorded round
-    (a round's records are written once all its members are trained: 30 members for sizes 1-3 at
-    batch 5), with when the last of them finished (``last_member_time``, seconds since the epoch).
-    With no writer, those members are an interrupted round's, which ``--resume`` uses."""
+    host and start; None when none is), and the round it trained last while that round's records
+    are not all written (they are once all its members are trained: 30 members for sizes 1-3 at
+    batch 5): ``round`` and ``rounds``, its ``members``, how many are ``trained``, and when the
+    last of them finished (``last_member_time``, seconds since the epoch). With no writer, that
+    round was interrupted, and ``--resume`` goes on with its trained members."""
+    out: dict[str, Any] = {"writer": run.writer("search"), "round": None}
+    info = run.read_round()
     recorded = {m.get("key") for r in records for m in r.get("members", [])}
-    pending = [p for p in (run.path / "members").glob("*.npz") if p.stem not in recorded]
-    return {"writer": run.writer("search"), "members_unrecorded": len(pending),
-            "last_member_time": max((p.stat().st_mtime for p in pending), default=None)}
+    if info is None or set(info["members"]) <= recorded:
+        return out
+    paths = [run.member_path(k) for k in info["members"]]
+    times = [p.stat().st_mtime for p in paths if p.is_file()]
+    return {**out, "round": info["round"], "rounds": info["rounds"], "members": len(paths), "trained": len(times),
+            "last_member_time": max(times, default=None)}
 
 
 def in_progress_line(run: str, p: dict[str, Any], now: float) -> str | None:
     """``in_progress`` in one line for `nas show`, or None when there is nothing to say."""
-    n = p["members_unrecorded"]
-    members = (f"{n} member{'s' if n != 1 else ''} trained since the last recorded round"
-               + (f" (the last {(now - p['last_member_time']) / 60:.1f} min ago)" if n else ""))
+    rnd = ""
+    if p["round"] is not None:
+        rnd = (f"round {p['round']}/{p['rounds']}, {p['trained']} of {p['members']} members trained"
+               + (f" (the last {(now - p['last_member_time']) / 60:.1f} min ago)" if p["trained"] else ""))
     if p["writer"]:
-        return f"search running ({p['writer']}): {members}"
-    if n:
-        return f"{members}, not yet in a record: `nas search --run-dir {run} --resume` goes on with them"
+        return f"search running ({p['writer']})" + (f": {rnd}" if rnd else "")
+    if rnd:
+        return f"interrupted in {rnd}: `nas search --run-dir {run} --resume` goes on with them"
     return None
 
 

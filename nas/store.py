@@ -9,6 +9,7 @@
                              to and from a shared member cache, ``nas search --member-cache DIR``)
     RUN/controller/sizeN.pkl the controller after its last update (written atomically)
     RUN/plots/               figures from `nas plot`
+    RUN/round.json           the round the search trained last: its number and member keys
     RUN/search.lock          held (an OS file lock) by the `nas search` writing the run, and naming
                              it; `nas study` holds RUN/study.lock
 
@@ -197,6 +198,17 @@ class RunDir:
         self._append_jsonl("retrain.jsonl", row)
 
     # -- validation labels ------------------------------------------------------------------
+
+    def write_round(self, round_info: dict[str, Any]) -> None:
+        """The round the search is training (``round``, ``rounds``, ``members``: its member keys,
+        ``started``), written atomically as it starts: what `nas show` reads mid-round."""
+        _atomic_write(self.path / "round.json", json.dumps(round_info).encode())
+
+    def read_round(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / "round.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
 
     @property
     def labels_path(self) -> Path:

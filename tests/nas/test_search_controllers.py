@@ -177,32 +177,39 @@ def test_a_search_into_a_run_another_search_is_writing_is_refused_and_changes_no
         assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file() and p.name != "search.lock"} == before
 
 
-def test_show_tells_of_a_running_search_and_of_members_trained_since_the_last_recorded_round(tmp_path, capsys):
+def test_show_tells_of_a_running_search_and_of_its_rounds_members_trained_before_the_records(tmp_path, capsys):
     import json
     import os
     import shutil
 
     run = RunDir(tmp_path / "run")
-    _search(run.path, "random", config=_config("random", samples_per_size=2))
+    _search(run.path, "random", config=_config("random", samples_per_size=4))
+    last = run.read_round()  # written as each round starts: the second of two, all recorded now
+    recorded = {m["key"] for r in run.records() if r["sample"] >= 2 for m in r["members"]}
+    assert (last["round"], last["rounds"]) == (2, 2) and set(last["members"]) == recorded
     capsys.readouterr()
     assert main(["show", str(run.path)]) == 0
     out = capsys.readouterr().out
-    assert "search running" not in out and "since the last recorded round" not in out
-    # a member the next round trained before the records were written (or a kill)
-    shutil.copy(next((run.path / "members").glob("*.npz")), run.path / "members" / ("f" * 32 + ".npz"))
-    os.utime(run.path / "members" / ("f" * 32 + ".npz"), (1e9, 1e9))
+    assert "search running" not in out and "round" not in out.splitlines()[1]
+    # a third round that trained one of its two members before a kill, and a member outside any
+    # round (as `nas seeds` trains), which no round counts
+    members = run.path / "members"
+    for key in ("f" * 32, "c" * 32):
+        shutil.copy(next(members.glob("*.npz")), members / f"{key}.npz")
+        os.utime(members / f"{key}.npz", (1e9, 1e9))
+    run.write_round({"round": 3, "rounds": 3, "started": 1e9, "members": ["e" * 32, "f" * 32]})
     assert main(["show", str(run.path)]) == 0
     line = capsys.readouterr().out.splitlines()[1]
-    assert line.startswith("1 member trained since the last recorded round (the last ")
-    assert line.endswith(f" min ago), not yet in a record: `nas search --run-dir {run.path} --resume` goes on with them")
+    assert line.startswith("interrupted in round 3/3, 1 of 2 members trained (the last ")
+    assert line.endswith(f" min ago): `nas search --run-dir {run.path} --resume` goes on with them")
     with run.exclusive("search"):
         assert main(["show", str(run.path)]) == 0
         line = capsys.readouterr().out.splitlines()[1]
-        assert line.startswith(f"search running (pid {os.getpid()} on ") and "): 1 member trained since" in line
+        assert line.startswith(f"search running (pid {os.getpid()} on ") and "): round 3/3, 1 of 2 members" in line
         assert main(["show", str(run.path), "--json"]) == 0
         progress = json.loads(capsys.readouterr().out)["in_progress"]
-        assert progress["writer"].startswith(f"pid {os.getpid()}") and progress["members_unrecorded"] == 1
-        assert progress["last_member_time"] == 1e9
+        assert progress["writer"].startswith(f"pid {os.getpid()}") and progress["last_member_time"] == 1e9
+        assert (progress["round"], progress["members"], progress["trained"]) == (3, 2, 1)
     assert run.writer("search") is None
 
 
