@@ -48,6 +48,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _lock_holder(f: Any, mode: int) -> str | None:
+    """Lock the open lock file ``f`` in ``mode`` (``fcntl.LOCK_EX`` or ``LOCK_SH``) without waiting:
+    None once it is locked, else the line its holder wrote there (``RunDir.exclusive``)."""
+    import fcntl
+
+    try:
+        fcntl.flock(f, mode | fcntl.LOCK_NB)
+        return None
+    except OSError:
+        f.seek(0)
+        return f.read().strip() or "another process"
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -93,13 +106,10 @@ class RunDir:
         except OSError as e:
             raise UserError(f"--run-dir {self.path}: cannot write: {e.strerror}") from None
         with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.seek(0)
-                holder = f.read().strip() or "another process"
+            holder = _lock_holder(f, fcntl.LOCK_EX)
+            if holder is not None:
                 raise UserError(f"--run-dir {self.path}: another `nas {command}` is writing this run ({holder}); "
-                                "let it finish or stop it, then --resume") from None
+                                "let it finish or stop it, then --resume")
             import socket
 
             f.seek(0)
@@ -118,11 +128,7 @@ class RunDir:
         except (ImportError, OSError):
             return None
         with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return f.read().strip() or "another process"
-            return None
+            return _lock_holder(f, fcntl.LOCK_SH)
 
     def write_config(self, config: dict[str, Any]) -> None:
         _atomic_write(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
@@ -197,7 +203,7 @@ class RunDir:
     def append_retrain(self, row: dict[str, Any]) -> None:
         self._append_jsonl("retrain.jsonl", row)
 
-    # -- validation labels ------------------------------------------------------------------
+    # -- the round under way -----------------------------------------------------------------
 
     def write_round(self, round_info: dict[str, Any]) -> None:
         """The round the search is training (``round``, ``rounds``, ``members``: its member keys,
@@ -209,6 +215,8 @@ class RunDir:
             return json.loads((self.path / "round.json").read_text())
         except (OSError, json.JSONDecodeError):
             return None
+
+    # -- validation labels ------------------------------------------------------------------
 
     @property
     def labels_path(self) -> Path:
