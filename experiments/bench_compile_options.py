@@ -41,6 +41,8 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 For each variant: setup, compile (with its tracing part) seconds and training images/s per member,
 validation accuracy after ``--epochs``, and the implied cost of one 10-epoch proxy evaluation on 45,000 images
 (setup + compile + 450,000 / images-per-second) with its evaluations per device-hour.
+``--blocks K`` keeps only the first K of each sampled member's seven blocks (faster compiles, for
+checking the benchmark itself on a CPU; its figures are then no search member's).
 """
 
 from __future__ import annotations
@@ -250,7 +252,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     v = VARIANTS[args.variant]
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
-    members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
+    members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed,
+                              args.blocks)
     config = variant_config(args.variant, TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                                       warmup_epochs=min(1.0, args.epochs / 2)))
     rows = []
@@ -295,6 +298,8 @@ def run_variant(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
+    from experiments.bench_throughput import BLOCKS_HELP, blocks_arg
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                     help=f"comma-separated, from {', '.join(VARIANTS)} (default: all but the cpu-* ones)")
@@ -307,6 +312,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--head", type=int, default=1280)
+    ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K", help=BLOCKS_HELP)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is skipped")
     ap.add_argument("--parallel", type=int, default=1,

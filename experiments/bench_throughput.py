@@ -31,6 +31,10 @@ is the expensive one (about 55 s a member on an H100), so this is what makes 24 
 fit a device budget. Members differ in cost, so N should be large enough to be typical (6 or more
 on a GPU).
 
+``--blocks K`` keeps only the first K of each sampled member's seven blocks: members that compile
+several times faster, for checking the benchmark itself on a CPU (the test suite runs it so); its
+figures are then no search member's.
+
 Prints, per mode, wall seconds, member evaluations per device-hour, summed compile and train
 seconds and mean validation accuracy (the two must agree: the same members are trained), then the
 ratio, with the device; ``--out`` also writes it as JSON.
@@ -48,7 +52,9 @@ import threading
 import time
 
 
-def _sample_members(native: int, count: int, width: float, head: int, seed: int):
+def _sample_members(native: int, count: int, width: float, head: int, seed: int, blocks: int = 7):
+    """``count`` random MnasNet-space members (the same for a seed), at ``width`` with ``head``
+    filters; ``blocks`` < 7 keeps only each member's first blocks (see ``BLOCKS_HELP``)."""
     import numpy as np
 
     from search_space.blockstring import scale_width
@@ -61,8 +67,22 @@ def _sample_members(native: int, count: int, width: float, head: int, seed: int)
         m = space.decode(space.sample(rng, 1)).members[0]
         if width != 1.0 or head != 1280:
             m = scale_width(m, width, "never").replace(head_filters=head)
-        members.append(m)
+        members.append(m.replace(blocks=m.blocks[:blocks]))
     return members
+
+
+# Shallow members compile several times faster (on the 2-core CPU machine, cold, at width 0.25:
+# the first 2 blocks of a member 8.8 s against 26 s for all 7), which is what a run that checks the
+# benchmark itself needs; what it measures is then no search member's cost.
+BLOCKS_HELP = ("keep only the first K of each sampled member's 7 blocks (default 7: whole members); fewer "
+               "compile faster, for a quick run of the benchmark itself, not a measurement of search members")
+
+
+def blocks_arg(text: str) -> int:
+    k = int(text)
+    if not 1 <= k <= 7:
+        raise argparse.ArgumentTypeError(f"must be 1..7, got {k}")
+    return k
 
 
 def _layers(compiled: int, stages: int) -> str:
@@ -85,7 +105,8 @@ def run_mode(args: argparse.Namespace) -> dict:
 
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
-    members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed)
+    members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed,
+                              args.blocks)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
     if args.mode == "optimized" and args.optimized_variant:
         from experiments.bench_compile_options import variant_config
@@ -181,6 +202,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--width", type=float, default=1.0, help="width multiplier of the sampled members")
     ap.add_argument("--head", type=int, default=1280, help="head filters of the sampled members")
+    ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K", help=BLOCKS_HELP)
     ap.add_argument("--optimized-variant",
                     help="compile options for the optimized mode only, a variant of bench_compile_options "
                          "(e.g. autotune0-shift); the naive mode keeps the defaults")

@@ -61,11 +61,16 @@ def _cosines(reference: Any, other: Any, names: tuple[str, ...]) -> dict[str, fl
 
 
 def main(argv: list[str] | None = None) -> int:
+    from experiments.bench_throughput import blocks_arg
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=100, help="float32 SGD steps before the comparison")
     ap.add_argument("--init", default="he_fan_out", help="trainer.init scheme")
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K",
+                    help="keep only MobileNetV2's first K of 7 blocks (default 7); fewer compile faster, for a quick "
+                         "run of the check itself")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the results as a JSON list here too")
     args = ap.parse_args(argv)
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"check_bf16_gradients: --init must be one of {', '.join(INIT_SCHEMES)}")
     split = validation_split(load_dataset(args.dataset), 5000, seed=0)
     spec = member_spec(split.native_resolution, args.width)
+    spec = spec.replace(blocks=spec.blocks[:args.blocks])
     # The trainer's own model, loss (label smoothing 0.1) and device data with its normalization,
     # in each compute dtype; nothing is compiled until the gradients below.
     t32, t16 = (MemberTrainer(spec, split, TrainConfig(dtype=d, init=args.init), args.seed)
@@ -132,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     reference = grad32(params, rest, probe, y_all[:256])
     names = ("stem.conv.kernel", "layers.0.main.conv.kernel", "layers.8.main.conv.kernel",
              "classifier.dense.kernel")
-    results = [{"arch": "mobilenetv2", "width": args.width, "init": args.init, "steps": args.steps, "seed": args.seed,
+    results = [{"arch": "mobilenetv2", "width": args.width, "blocks": args.blocks, "init": args.init,
+                "steps": args.steps, "seed": args.seed,
                 "device": str(jax.devices()[0]), "loss": float(reference[0])}]
     for label, (loss, grads, _) in (("bf16", grad16(params, rest, probe, y_all[:256])),
                                     ("float32_input_noise", grad32(params, rest, noisy, y_all[:256])),

@@ -21,7 +21,7 @@ def dataset():
 def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path, dataset):
     out = tmp_path / "co.json"
     r = _run("experiments.bench_compile_options", "--dataset", dataset, "--members", "1", "--train-examples",
-             "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--variants",
+             "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--blocks", "2", "--variants",
              "autotune0-matmul,f32", "--parallel", "2", "--out", str(out))  # three variants took 180 s in the suite
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())
@@ -53,7 +53,8 @@ def _tiny_throughput_run(tmp_path, dataset, hard_stop: str):
     or at ``hard_stop`` s. Returns the process and its JSON."""
     out = tmp_path / "bt.json"
     r = _run("experiments.bench_throughput", "--dataset", dataset, "--members", "2", "--epochs", "1",
-             "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--naive-members", "1",
+             "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--blocks", "2",
+             "--naive-members", "1",
              "--optimized-time-limit", "0.1", "--optimized-hard-stop", hard_stop, "--compile-workers", "1",
              "--train-workers", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -81,6 +82,18 @@ def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_
     assert d["optimized"]["members"] == 0 and d["optimized"]["evals_per_device_hour"] == 0
     assert d["naive"]["members"] == 1 and d["ratio"] == 0 and d["max_accuracy_difference"] is None
     assert "hard stop at 0 s after 0 members" in r.stderr and "no member was trained by both" in r.stdout
+
+
+def test_blocks_keeps_the_first_blocks_of_the_same_sampled_members():
+    from experiments.bench_throughput import _sample_members
+
+    whole = _sample_members(28, 3, 0.25, 64, seed=5)
+    cut = _sample_members(28, 3, 0.25, 64, seed=5, blocks=2)
+    assert [m.blocks[:2] for m in whole] == [m.blocks for m in cut]
+    assert [m.replace(blocks=m.blocks[:2]) for m in whole] == cut  # the same width, head and resolution
+    for module in ("experiments.bench_throughput", "experiments.bench_compile_options"):
+        r = _run(module, "--blocks", "8")
+        assert r.returncode == 2 and "argument --blocks: must be 1..7, got 8" in r.stderr
 
 
 def test_benchmarks_reject_unknown_variants():
@@ -219,11 +232,11 @@ def test_torch_mirror_can_start_from_the_jax_models_initial_distributions():
 
 def test_bf16_gradient_check_compares_three_gradients_with_float32(tmp_path, dataset):
     out = tmp_path / "g.json"
-    r = _run("experiments.check_bf16_gradients", "--dataset", dataset, "--width", "0.25", "--steps", "1",
-             "--out", str(out))
+    r = _run("experiments.check_bf16_gradients", "--dataset", dataset, "--width", "0.25", "--blocks", "3",
+             "--steps", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     head, *rows = json.loads(out.read_text())
-    assert head["steps"] == 1 and head["init"] == "he_fan_out" and math.isfinite(head["loss"])
+    assert head["steps"] == 1 and head["blocks"] == 3 and head["init"] == "he_fan_out" and math.isfinite(head["loss"])
     assert [row["against_float32"] for row in rows] == ["bf16", "float32_input_noise", "float32_next_batch"]
     for row in rows:
         cos = row["cosine"]
