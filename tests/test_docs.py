@@ -70,3 +70,13 @@ def test_the_results_index_headlines_are_the_folders_own_figures():
         stray += [f"{row.split(']')[0][3:]}: {figure}" for figure in _figures(headline)
                   if not _rounds_to(figure, figures)]
     assert not stray, stray
+
+
+def test_ci_runs_both_tiers_of_the_readmes_tests():
+    """.ci/run runs the README's test command and the slow tier the README names."""
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("##", 1)[0]
+    command = quick_start.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()[-1]
+    assert command == "python -m pytest" and "`python -m pytest -m slow`" in quick_start
+    ci_commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("python3 -m pytest")]
+    assert ci_commands == ["python3 -m pytest", "python3 -m pytest -m slow"]

@@ -18,6 +18,7 @@ def dataset():
     return f"idx:{shared_file('fashion_mnist_manual')}"
 
 
+@pytest.mark.slow
 def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path, dataset):
     out = tmp_path / "co.json"
     r = _run("experiments.bench_compile_options", "--dataset", dataset, "--members", "1", "--train-examples",
@@ -61,6 +62,7 @@ def _tiny_throughput_run(tmp_path, dataset, hard_stop: str):
     return r, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path, dataset):
     r, d = _tiny_throughput_run(tmp_path, dataset, hard_stop="900")
     # stopped by its time limit after the first member (which may take over a minute on a busy CPU:
@@ -76,6 +78,7 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
     assert d["naive"]["stages_sum"] == d["optimized"]["stages_compiled_sum"] == 0 and "layers" not in r.stderr
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_path, dataset):
     # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode runs
     r, d = _tiny_throughput_run(tmp_path, dataset, hard_stop="0.2")
@@ -230,6 +233,7 @@ def test_torch_mirror_can_start_from_the_jax_models_initial_distributions():
     assert np.median(default_dw) > 5 * np.median(ours["depthwise"])  # PyTorch's default: far wider
 
 
+@pytest.mark.slow
 def test_bf16_gradient_check_compares_three_gradients_with_float32(tmp_path, dataset):
     out = tmp_path / "g.json"
     r = _run("experiments.check_bf16_gradients", "--dataset", dataset, "--width", "0.25", "--blocks", "3",

@@ -18,7 +18,8 @@ from tests.nas.conftest import search_killed_after
 ray = pytest.importorskip("ray")
 # One worker runs these one after another: two local Ray instances starting side by side on the 2-core
 # machine, beside the rest of the suite, made the dead-worker test take 374 s instead of 23 s.
-pytestmark = pytest.mark.xdist_group("ray")
+# Slow tier (python -m pytest -m slow): Ray is an optional backend, and starting it costs the most.
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
 
 def _dies_once(spec, split, config, seed):

@@ -331,6 +331,7 @@ def test_seeds_trains_copies_of_the_best_member_once_and_compares_them(resumed_r
     assert f"| #{best['sample']} | 2 | {100 * two['accuracy']:.1f}% |" in page and "(plots/seeds.png)" in page
 
 
+@pytest.mark.slow
 def test_a_member_retrained_as_the_search_trained_it_reproduces_its_recorded_accuracy(resumed_run):
     """experiments/check_isa_sensitivity.py with no instruction-set cap: same host, same numbers."""
     run, _, _ = resumed_run
@@ -345,6 +346,7 @@ def test_a_member_retrained_as_the_search_trained_it_reproduces_its_recorded_acc
     assert bad.returncode == 2 and "choose among" in bad.stderr and bad.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_proxy_fidelity_retrains_the_searchs_members_and_ranks_them(resumed_run, tmp_path):
     """experiments/check_proxy_fidelity.py: seed+0 reproduces the search's own proxy, seed+1 is
     another draw; both ranked against a retraining setting's test accuracies."""
