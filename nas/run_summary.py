@@ -168,7 +168,9 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")}),
             # trainer.compile_unit=layer: the members' stages, and how many compiled new programs
             "stages": sum(int(m.get("stages") or 0) for m in ms),
-            "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms)}
+            "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms),
+            # whole-program members that took an earlier member's compiled programs (trainer.train.PROGRAMS)
+            "programs_reused": sum(bool(m.get("programs_reused")) for m in ms)}
 
 
 def members_line(members: dict[str, Any]) -> str:
@@ -179,4 +181,5 @@ def members_line(members: dict[str, Any]) -> str:
             f"{m['train_s_mean']:.1f} s"
             + ("" if m["first_epoch_s_mean"] is None else f" (first epoch {m['first_epoch_s_mean']:.1f} s of it)")
             + f", evaluation {m['eval_s_mean']:.1f} s; lowering {', '.join(m['lowerings']) or '-'}"
-            + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"] else ""))
+            + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"] else "")
+            + (f"; {m['programs_reused']} took an earlier member's programs" if m.get("programs_reused") else ""))

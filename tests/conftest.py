@@ -33,6 +33,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_programs():
+    """Each test starts with no compiled member programs of an earlier test in its worker
+    (trainer.train.PROGRAMS), so what it traces does not depend on the tests run before it."""
+    if "trainer.train" in sys.modules:
+        sys.modules["trainer.train"].PROGRAMS.clear()
+
+
 def run_module(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     """``python -m ARGS`` from the checkout, unbuffered, output captured as text."""
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=check,

@@ -52,6 +52,8 @@ class MemberResult:
     # (the others reused programs an earlier member of this process compiled)
     stages: int = 0
     stages_compiled: int = 0
+    # compile_unit "program": the member took an earlier member's compiled programs (PROGRAMS)
+    programs_reused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -128,6 +130,50 @@ def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig
     return model
 
 
+class _ProgramCache:
+    """The compiled epoch and scoring programs of the last few members of this process, by
+    everything their trace depends on, so a member with the same architecture, data shapes and
+    training config (another seed: weights, data order and the batch-norm sample are arguments)
+    skips tracing and compiling.
+
+    Copies of one architecture are common: ``nas study`` trains each architecture once per seed,
+    ``nas seeds`` copies a searched member, the proxy-fidelity check retrains under other seeds, and
+    a search trains an architecture again at another ensemble position. Tracing alone takes seconds
+    however warm XLA's own cache is. On the 2-core CPU machines (2026-12-03, two sampled
+    quarter-width Fashion-MNIST members, 500 images, one epoch, XLA's cache warm) tracing took 4.4
+    and 8.4 s and fetching the programs from XLA's cache 1.2 and 4.0 s more; the next seeds of each
+    took them from here and trained in 6.2 and 7.4 s in all, against 12.9 and 21.8 s.
+    A few entries: a search rarely repeats an architecture soon, and each holds two executables.
+    """
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._programs: dict[tuple, tuple[Any, Any]] = {}  # insertion order = least recently used first
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[Any, Any] | None:
+        with self._lock:
+            programs = self._programs.pop(key, None)
+            if programs is not None:
+                self._programs[key] = programs
+            return programs
+
+    def put(self, key: tuple, programs: tuple[Any, Any]) -> None:
+        with self._lock:
+            self._programs.pop(key, None)
+            self._programs[key] = programs
+            while len(self._programs) > self.KEEP:
+                del self._programs[next(iter(self._programs))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._programs.clear()
+
+
+PROGRAMS = _ProgramCache()
+
+
 class MemberTrainer:
     """Compiles the epoch and evaluation programs of one architecture and runs them.
 
@@ -138,6 +184,7 @@ class MemberTrainer:
     """
 
     stages = stages_compiled = 0  # one program for the whole member (per-layer: trainer/layerwise.py)
+    programs_reused = False  # compile() took an earlier member's programs (PROGRAMS)
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
         start = time.perf_counter()
@@ -220,15 +267,33 @@ class MemberTrainer:
 
     # -- driving them -------------------------------------------------------------------------
 
+    def program_key(self) -> tuple:
+        """What the two programs' traces depend on (``PROGRAMS``): not the seed, whose weights,
+        data order and batch-norm sample reach them as arguments."""
+        from search_space.spec import spec_id
+
+        x, y = self.split.x_train, self.split.x_val
+        bn = None if self.precise_bn_idx is None else tuple(self.precise_bn_idx.shape)
+        return (spec_id(self.spec), self.config.key(), self.split.num_classes, x.shape, str(x.dtype), y.shape,
+                self.lowering, bn, jax.default_backend())
+
     def compile(self) -> float:
-        """Compile both programs ahead of time; returns seconds spent (``trace_s`` of them tracing
-        and lowering in Python, the rest in XLA)."""
+        """Compile both programs ahead of time, or take them from the last member with the same
+        ``program_key``; returns seconds spent (``trace_s`` of them tracing and lowering in
+        Python, the rest in XLA; both about 0 for taken programs, ``programs_reused`` then True)."""
         start = time.perf_counter()
-        epoch = self._epoch.lower(self.state, jax.random.key(0), self.data)
-        xb = self._eval_batches(self.split.x_val)
-        evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.data, self.precise_bn_idx)
-        self.trace_s = time.perf_counter() - start
-        self._epoch, self._eval = epoch.compile(), evaluate.compile()
+        key = self.program_key()
+        programs = PROGRAMS.get(key)
+        if programs is None:
+            epoch = self._epoch.lower(self.state, jax.random.key(0), self.data)
+            xb = self._eval_batches(self.split.x_val)
+            evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.data, self.precise_bn_idx)
+            self.trace_s = time.perf_counter() - start
+            programs = epoch.compile(), evaluate.compile()
+            PROGRAMS.put(key, programs)
+        else:
+            self.programs_reused = True
+        self._epoch, self._eval = programs
         self.compile_s = time.perf_counter() - start
         return self.compile_s
 
@@ -296,7 +361,8 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
     sid = spec_id(spec)
     # what every result of this trainer carries, failed or not
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
-             "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled}
+             "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled,
+             "programs_reused": getattr(trainer, "programs_reused", False)}
     curve: list[float] = []
     times: list[float] = []
     try:

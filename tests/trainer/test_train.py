@@ -83,6 +83,34 @@ def test_compiled_once_per_architecture_and_divergence_is_a_failed_result(fashio
     assert r.status == "failed" and "diverged" in r.reason and r.epochs == 1
 
 
+def test_a_member_of_an_earlier_members_architecture_takes_its_programs(fashion, monkeypatch):
+    """Another seed of the same architecture, data and config skips tracing and compiling and
+    trains exactly as if it had compiled its own programs; any other member compiles its own."""
+    from trainer.train import PROGRAMS
+
+    traces = []
+    original = MemberTrainer._epoch_fn
+    monkeypatch.setattr(MemberTrainer, "_epoch_fn", lambda self, *a: traces.append(1) or original(self, *a))
+    split, config = _small_split(fashion), TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.5)
+    first = train_member(tiny_member(), split, config, seed=0)
+    second = train_member(tiny_member(), split, config, seed=1)
+    assert len(traces) == 1 and not first.programs_reused and second.programs_reused
+    assert second.trace_s == 0 and second.compile_s < 0.1 * first.compile_s
+    assert second.summary()["programs_reused"] is True
+    PROGRAMS.clear()
+    alone = train_member(tiny_member(), split, config, seed=1)
+    assert len(traces) == 2 and not alone.programs_reused
+    assert alone.loss_curve == second.loss_curve and np.array_equal(alone.val_logits, second.val_logits)
+    assert first.loss_curve != second.loss_curve  # the seed still reaches the member
+    # another resolution, training config or data size: programs of their own; the seed is no part
+    key = MemberTrainer(tiny_member(), split, config, 0).program_key()
+    assert MemberTrainer(tiny_member(), split, config, 7).program_key() == key
+    for spec, cfg, data in ((tiny_member(res_index=1), config, split), (tiny_member(), config.replace(epochs=1), split),
+                            (tiny_member(), config.replace(precise_bn_images=0), split),
+                            (tiny_member(), config, _small_split(fashion, 192))):
+        assert MemberTrainer(spec, data, cfg, 0).program_key() != key
+
+
 def test_out_of_memory_is_a_failed_result(fashion, monkeypatch):
     def oom(self, epoch):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 81.2GiB")
