@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_module, shared_file
+from tests.conftest import ROOT, nas_here, run_module, shared_file
 
 CONFIG = """
 from nas.config import RewardConfig, SearchConfig, SpaceConfig
@@ -72,5 +72,5 @@ def resumed_run(tmp_path_factory, config_file):
     run = tmp_path_factory.mktemp("runs") / "run"
     n_killed = search_killed_after(run, 0, "--config", str(config_file), members_wanted=3)
     assert n_killed < 4
-    out = _nas("search", "--run-dir", str(run), "--resume")
+    out = nas_here("search", "--run-dir", str(run), "--resume")
     return run, n_killed, out

@@ -12,7 +12,7 @@ import pytest
 
 from nas.cli import main
 from tests.conftest import run_module
-from tests.nas.conftest import _nas
+from tests.conftest import nas_here
 
 pytestmark = pytest.mark.xdist_group("search")
 
@@ -39,7 +39,7 @@ def test_resume_gives_the_same_samples_as_an_uninterrupted_run(resumed_run, tmp_
     shutil.copytree(run / "members", fresh / "members")  # same members, so no retraining: only the loop runs
     shutil.copy(run / "config.json", fresh / "config.json")
     (fresh / "controller").mkdir()
-    _nas("search", "--run-dir", str(fresh), "--resume")
+    nas_here("search", "--run-dir", str(fresh), "--resume")
     key = lambda r: (r["size"], r["sample"])  # noqa: E731
     a = sorted((json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()), key=key)
     b = sorted((json.loads(l) for l in (fresh / "records.jsonl").read_text().splitlines()), key=key)
@@ -131,7 +131,7 @@ def retrained_copy(resumed_run, tmp_path_factory):
     run, _, _ = resumed_run
     copy = tmp_path_factory.mktemp("retrained") / "copy"
     shutil.copytree(run, copy)
-    return copy, _nas("retrain", str(copy), *RETRAIN_ARGS).stdout
+    return copy, nas_here("retrain", str(copy), *RETRAIN_ARGS).stdout
 
 
 def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, retrained_copy):
@@ -149,14 +149,14 @@ def test_retrain_reports_test_accuracy_of_the_best_ensemble_once(resumed_run, re
     # accuracy, and each is a retrained single model to compare ensembles with
     assert rows[0]["members"] == [{"id": m["id"], "seed": m["seed"], "val_accuracy": m["val_accuracy"],
                                    "latency_ms": m["latency_ms"]} for m in best["members"]]
-    shown = _nas("show", str(copy)).stdout
+    shown = nas_here("show", str(copy)).stdout
     assert "retrained (fast, 1 epoch on 256 training images; 1 ensemble, test accuracy):" in shown
     page = (copy / "report.md")
-    assert "report: " in _nas("report", str(copy)).stdout
+    assert "report: " in nas_here("report", str(copy)).stdout
     section = page.read_text().split("## Retrained: fast, 1 epoch on 256 training images\n")[1]
     assert f"| 1 | #{best['sample']} | {100 * best['accuracy']:.1f}% | {100 * rows[0]['test_accuracy']:.2f}% |" in section
     assert "![retrained, fast, 1 epoch on 256 training images](plots/retrain-fast1-n256.png)" in section
-    again = _nas(*args)  # a rerun reports the finished ensemble, it does not retrain or duplicate it
+    again = nas_here(*args)  # a rerun reports the finished ensemble, it does not retrain or duplicate it
     assert "retrained earlier" in again.stdout and "every chosen ensemble was retrained earlier" in again.stdout
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 1
 
@@ -174,7 +174,7 @@ def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(ret
     copy, _ = retrained_copy
     row, = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
     out = tmp_path / "exported"
-    printed = _nas("export", str(copy), "--size", "1", "--out", str(out)).stdout
+    printed = nas_here("export", str(copy), "--size", "1", "--out", str(out)).stdout
     manifest = json.loads((out / "ensemble.json").read_text())
     assert manifest["test_accuracy"] == row["test_accuracy"]
     assert manifest["test_accuracy_exported"] == pytest.approx(row["test_accuracy"], abs=1e-3)
@@ -196,7 +196,7 @@ def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(ret
 
     image = tmp_path / "test0.png"
     Image.fromarray(ds.x_test[0, :, :, 0]).save(image)
-    top = json.loads(_nas("predict", str(out), str(image), "--json", "--top", "2").stdout)["top"]
+    top = json.loads(nas_here("predict", str(out), str(image), "--json", "--top", "2").stdout)["top"]
     assert top[0]["class"] == ds.class_names[int(saved[0].argmax())] and len(top) == 2
     assert top[0]["probability"] >= top[1]["probability"]
 
@@ -306,7 +306,7 @@ def test_seeds_trains_copies_of_the_best_member_once_and_compares_them(resumed_r
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     args = ("seeds", str(copy), "--top", "1", "--members", "2", "--backend", "sequential", "--json")
-    first = _nas(*args)
+    first = nas_here(*args)
     assert "training 1 member" in first.stderr  # copy 1 is the searched member itself: only seed 1 trains
     out = json.loads(first.stdout)
     records = [json.loads(l) for l in (run / "records.jsonl").read_text().splitlines()]
@@ -323,10 +323,10 @@ def test_seeds_trains_copies_of_the_best_member_once_and_compares_them(resumed_r
         assert two["searched_accuracy"] is None and two["gain"] is None
     assert (copy / "plots" / "seeds.png").stat().st_size > 10_000
     table = (copy / "seeds.csv").read_text()
-    again = _nas(*args[:-1])  # a rerun trains nothing and gives the same table
+    again = nas_here(*args[:-1])  # a rerun trains nothing and gives the same table
     assert "training" not in again.stderr and "table " in again.stdout
     assert (copy / "seeds.csv").read_text() == table
-    assert "report: " in _nas("report", str(copy), "--no-plots").stdout
+    assert "report: " in nas_here("report", str(copy), "--no-plots").stdout
     page = (copy / "report.md").read_text().split("## Copies of one member against the searched ensembles\n")[1]
     assert f"| #{best['sample']} | 2 | {100 * two['accuracy']:.1f}% |" in page and "(plots/seeds.png)" in page
 

@@ -17,7 +17,7 @@ from nas.study import (StudyConfig, TrainedMember, architecture_spec, findings, 
 from nas.study_cli import study_config
 from search_space.errors import UserError
 from search_space.layers import count
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, nas_here, shared_file
 
 
 def test_member_subsets_enumerate_small_cases_and_sample_large_ones():
@@ -142,16 +142,14 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     cfg = tmp_path / "mini.py"
     cfg.write_text(MINI.format(dataset=dataset))
     run = tmp_path / "study"
-    out = _nas("study", str(cfg), "--run-dir", str(run))
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = nas_here("study", str(cfg), "--run-dir", str(run))
     first = (run / "records.jsonl").read_text().splitlines()
     assert sorted(json.loads(l)["architecture"] for l in first) == ["wrn-10-1", "wrn-10-2"]
     assert json.loads(first[0])["versions"]["device"] == "cpu"  # where each member was trained
 
     # extended through worker processes (the GPU default), which share the run's compilation cache
-    out = _nas("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json",
-               "--backend", "processes", "--workers", "2")
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = nas_here("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json",
+                   "--backend", "processes", "--workers", "2")
     assert "seed 1: training wrn-10-1 14px, wrn-10-2 14px (processes)" in out.stderr
     lines = (run / "records.jsonl").read_text().splitlines()
     assert lines[:2] == first and len(lines) == 4  # the first two members were read back, not retrained
@@ -171,8 +169,8 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     assert not math.isnan(pts["nll"].max())
     launches = [json.loads(l) for l in (run / "launches.jsonl").read_text().splitlines()]
     assert [l["resume"] for l in launches] == [False, True] and launches[1]["command"].startswith("nas study x ")
-    page = _nas("report", str(run))  # the study's page: the same findings and numbers
-    assert page.returncode == 0 and page.stdout.strip() == f"report: {run / 'report.md'}"
+    page = nas_here("report", str(run))  # the study's page: the same findings and numbers
+    assert page.stdout.strip() == f"report: {run / 'report.md'}"
     text = (run / "report.md").read_text()
     assert text.startswith("# Scaling study `study`") and "![accuracy and NLL against total FLOPs](plots/scaling.png)" in text
     summary = pd.read_csv(run / "summary.csv")
@@ -185,8 +183,7 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
 def test_study_time_limit_and_bad_input(tmp_path, dataset):
     cfg = tmp_path / "mini.py"
     cfg.write_text(MINI.format(dataset=dataset))
-    out = _nas("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--max-minutes", "0.00001")
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = nas_here("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--max-minutes", "0.00001")
     assert "time limit reached; 0/2 members trained" in out.stderr
     assert not (tmp_path / "s" / "records.jsonl").exists()
     for args, message in [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search_space import MnasNetSpace, scale_width, to_json
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, nas_here, shared_file
 from trainer.config import TrainConfig
 from trainer.data import Dataset, load_dataset, validation_split
 from trainer.train import MemberTrainer, train_member
@@ -182,15 +182,13 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (killed / "2").is_dir() or (killed / "1").is_dir(), proc.stderr.read().decode()[-2000:]
-    resumed = json.loads(subprocess.run(cmd(killed), env=env, capture_output=True, check=True, cwd=ROOT).stdout)
-    fresh = json.loads(subprocess.run(cmd(tmp_path / "fresh"), env=env, capture_output=True, check=True,
-                                      cwd=ROOT).stdout)
+    resumed = json.loads(nas_here(*cmd(killed)[3:]).stdout)  # the rest in this process: no kill to survive
+    fresh = json.loads(nas_here(*cmd(tmp_path / "fresh")[3:]).stdout)
     assert resumed["resumed_from_epoch"] >= 1 and fresh["resumed_from_epoch"] == 0
     assert resumed["loss_curve"] == fresh["loss_curve"]
     assert resumed["test_accuracy"] == fresh["test_accuracy"]
     # a finished run only scores again: the same accuracy, no training program compiled
-    again = json.loads(subprocess.run(cmd(tmp_path / "fresh"), env=env, capture_output=True, check=True,
-                                      cwd=ROOT).stdout)
+    again = json.loads(nas_here(*cmd(tmp_path / "fresh")[3:]).stdout)
     assert again["resumed_from_epoch"] == 3 and again["compile_s"] == 0.0 and again["from_saved_logits"]
     assert not fresh["from_saved_logits"] and not resumed["from_saved_logits"]
     assert again["test_accuracy"] == fresh["test_accuracy"] and again["loss_curve"] == fresh["loss_curve"]
@@ -198,8 +196,7 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     from nas.export import load_ensemble
 
     exp = tmp_path / "exported"
-    done = json.loads(subprocess.run(cmd(tmp_path / "fresh") + ["--export", str(exp)], env=env, capture_output=True,
-                                     check=True, cwd=ROOT).stdout)
+    done = json.loads(nas_here(*cmd(tmp_path / "fresh")[3:], "--export", str(exp)).stdout)
     ens = load_ensemble(exp)
     acc = float((ens.log_probabilities(small.x_test).argmax(-1) == small.y_test).mean())
     assert done["export"] == {"folder": str(exp), "test_accuracy_exported": acc}
