@@ -247,8 +247,9 @@ def run_variant(args: argparse.Namespace) -> dict:
     from experiments.bench_throughput import _sample_members
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
-    from trainer.train import make_trainer
+    from trainer.train import PROGRAMS, make_trainer
 
+    PROGRAMS.KEEP = 0  # each member's compile is measured, even a repeated architecture's
     v = VARIANTS[args.variant]
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)

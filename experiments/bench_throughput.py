@@ -99,6 +99,10 @@ def run_mode(args: argparse.Namespace) -> dict:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
         jax.config.update("jax_persistent_cache_enable_xla_caches", "xla_gpu_per_fusion_autotune_cache_dir")
+    else:
+        from trainer.train import PROGRAMS
+
+        PROGRAMS.KEEP = 0  # naive: every member compiles its own programs, even a repeated architecture
     from nas.evaluators import MemberJob, SequentialEvaluator, default_backend, make_evaluator
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split

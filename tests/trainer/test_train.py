@@ -111,6 +111,21 @@ def test_a_member_of_an_earlier_members_architecture_takes_its_programs(fashion,
         assert MemberTrainer(spec, data, cfg, 0).program_key() != key
 
 
+def test_the_program_cache_keeps_the_most_recently_used():
+    from trainer.train import _ProgramCache
+
+    cache = _ProgramCache()
+    cache.KEEP = 2
+    cache.put("a", (1, 1))
+    cache.put("b", (2, 2))
+    assert cache.get("a") == (1, 1)  # a is now the most recent: c pushes b out
+    cache.put("c", (3, 3))
+    assert cache.get("b") is None and cache.get("a") == (1, 1) and cache.get("c") == (3, 3)
+    cache.KEEP = 0  # the benchmarks' setting: nothing kept, every member compiles
+    cache.put("d", (4, 4))
+    assert cache.get("d") is None
+
+
 def test_out_of_memory_is_a_failed_result(fashion, monkeypatch):
     def oom(self, epoch):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 81.2GiB")
