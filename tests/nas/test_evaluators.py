@@ -132,7 +132,7 @@ def test_unknown_backend_is_a_user_error():
 
 
 def test_member_costs_count_each_member_once_and_set_the_first_epoch_apart():
-    from nas.run_summary import member_costs
+    from nas.run_summary import member_costs, members_line
 
     a = {"key": "a", "status": "ok", "compile_s": 10.0, "train_s": 12.0, "epoch_s": [9.0, 1.5, 1.5], "eval_s": 2.0}
     b = {"key": "b", "status": "failed", "compile_s": 4.0, "train_s": 0.0, "epoch_s": [], "eval_s": 0.0}
@@ -146,3 +146,8 @@ def test_member_costs_count_each_member_once_and_set_the_first_epoch_apart():
                {"key": "e", "status": "ok", "stages": 18, "stages_compiled": 0}]
     costs = member_costs([{"members": layered}, {"members": [layered[0], old]}])
     assert (costs["stages"], costs["stages_compiled"]) == (38, 5)
+    # whole-program members that took an earlier member's programs, counted once each (older records lack it)
+    copy = {**a, "key": "f", "programs_reused": True, "compile_s": 0.0}
+    costs = member_costs([{"members": [a, copy]}, {"members": [copy, old]}])
+    assert costs["programs_reused"] == 1 and "; 1 took an earlier member's programs" in members_line(costs)
+    assert "earlier member's programs" not in members_line(member_costs([{"members": [a, old]}]))
