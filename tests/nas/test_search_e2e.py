@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from tests.conftest import run_module
-from tests.conftest import nas_here
+from tests.conftest import nas_here, run_module
 
 pytestmark = pytest.mark.xdist_group("search")
 
