@@ -273,6 +273,8 @@ def _epoch_plan(key: jax.Array, *, n: int, steps: int, batch: int) -> tuple[jax.
 class LayerwiseTrainer:
     """``MemberTrainer``'s interface (compile, run_epoch, logits) over per-stage programs."""
 
+    programs_reused = False  # its reuse is per stage: ``stages_compiled`` of ``stages``
+
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
         start = time.perf_counter()
         model = member_model(self, spec, split, config, seed)

@@ -278,7 +278,7 @@ class MemberTrainer:
                 self.lowering, bn, jax.default_backend())
 
     def compile(self) -> float:
-        """Compile both programs ahead of time, or take them from the last member with the same
+        """Compile both programs ahead of time, or take them from a recent member with the same
         ``program_key``; returns seconds spent (``trace_s`` of them tracing and lowering in
         Python, the rest in XLA; both about 0 for taken programs, ``programs_reused`` then True)."""
         start = time.perf_counter()
@@ -362,7 +362,7 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
     # what every result of this trainer carries, failed or not
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
              "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled,
-             "programs_reused": getattr(trainer, "programs_reused", False)}
+             "programs_reused": trainer.programs_reused}
     curve: list[float] = []
     times: list[float] = []
     try:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, nas_here, run_module, shared_file
+from tests.conftest import ROOT, nas_here, shared_file
 
 CONFIG = """
 from nas.config import RewardConfig, SearchConfig, SpaceConfig
@@ -36,10 +36,6 @@ def config_file(tmp_path_factory, dataset):
     path = tmp_path_factory.mktemp("cfg") / "tiny.py"
     path.write_text(CONFIG.format(dataset=dataset))
     return path
-
-
-def _nas(*args, check=True):
-    return run_module("nas", *args, check=check)
 
 
 def search_killed_after(run, records_wanted, *extra, members_wanted=0):
