@@ -331,10 +331,11 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, 
             log(f"round {rnd + 1}/{rounds}: {len(todo)} new samples")
         if stop_after is not None:
             todo = todo[: max(0, stop_after - new)]
-        if todo:
+        ensembles = [decode(vec) for _, vec in todo]
+        if ensembles:
             run.write_round({"round": rnd + 1, "rounds": rounds, "started": time.time(),
-                             "members": sorted({j.key for _, vec in todo for j in member_jobs(ctx, decode(vec))})})
-        train_missing(ctx, [decode(vec) for _, vec in todo])
+                             "members": sorted({j.key for ens in ensembles for j in member_jobs(ctx, ens)})})
+        train_missing(ctx, ensembles)
         for n, vecs in drawn:
             rewards = []
             for i, vec in enumerate(vecs):
