@@ -28,7 +28,11 @@
 # $OUT (default ./gpu_out). The studies' accuracies do not depend on what else runs; their timings
 # do, so the two timing benchmarks run alone. SMOKE=1 shrinks everything for a CPU dry run.
 set -u
-[ $# -ge 1 ] || { echo "usage: gpu_session.sh accuracy|recipes|wrn|firstrun|compile|throughput|search ..." >&2; exit 2; }
+PHASES="accuracy|recipes|wrn|firstrun|compile|throughput|search"
+[ $# -ge 1 ] || { echo "usage: gpu_session.sh $PHASES ..." >&2; exit 2; }
+for phase in "$@"; do  # every name checked before the device's time goes into decoding CIFAR-10
+  [[ $phase != *"|"* && "|$PHASES|" == *"|$phase|"* ]] || { echo "gpu_session.sh: unknown phase '$phase' (phases: $PHASES)" >&2; exit 2; }
+done
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 # Work under .runs/ (git-ignored) in the checkout: a device call keeps ignored files of the call
@@ -291,7 +295,6 @@ search)
   log "search run archived: $(archive search_run.tgz --exclude='jax_cache/*-cache' --exclude='jax_cache/*-atime' \
     -C "$(dirname "$run")" "$(basename "$run")")"
   ;;
-*) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
 # One archive of the study outputs so far (points, summaries, findings, plots, member records and
 # logits, recipe logs), rewritten after every phase: a call that the device's budget cuts short

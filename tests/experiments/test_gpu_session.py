@@ -1,0 +1,68 @@
+"""experiments/gpu_session.sh, the script a GPU session runs: its phase names are checked before any
+device time is spent, and the first two calls of the next session's plan (docs/gpu.md: `recipes`,
+then the `accuracy` call its recipes.txt names) work together, in the script's CPU dry run."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from tests.conftest import ROOT, shared_file
+
+SCRIPT = ROOT / "experiments" / "gpu_session.sh"
+
+
+def _session(tmp_path, *phases, **env):
+    """Run the script on the CPU (SMOKE=1) with its outputs, runs and data cache under tmp_path."""
+    full = {k: v for k, v in os.environ.items() if k != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"}
+    # (the suite's 0 s: every small program written to the script's fresh cache, twice as slow here)
+    full = {**full, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+            "RUNS": str(tmp_path / "runs"), "NAS_CACHE_DIR": str(tmp_path / "cache"), **env}
+    return subprocess.run(["bash", str(SCRIPT), *phases], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.mark.parametrize("phases", [(), ("recipes", "acuracy"), ("accuracy|recipes",), ("",)])
+def test_a_bad_phase_name_is_one_error_before_anything_runs(tmp_path, phases):
+    r = _session(tmp_path, *phases)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert ("usage:" if not phases else "unknown phase") in r.stderr
+    assert not (tmp_path / "out" / "device.txt").exists()  # nothing ran: no device query, no decoding
+
+
+@pytest.mark.slow
+def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path):
+    data = shared_file("cifar10_jpeg.npz").parent
+    recipe = "trainer.batch_size=64+trainer.learning_rate=0.05"
+    r = _session(tmp_path, "recipes", RECIPES=recipe, NAS_DATA_DIR=str(data))  # about 60 s on 2 cores
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    lines = (tmp_path / "out" / "recipes.txt").read_text().splitlines()
+    assert lines[0].startswith(recipe) and " ok val acc " in lines[0]
+    assert lines[1].startswith(f"best: {recipe} at ")
+    # the next call, as the session's operator would paste it
+    words = shlex.split(lines[2].removeprefix("next: "))
+    assert words[2:] == ["bash", "experiments/gpu_session.sh", "accuracy"]
+    env = dict(w.split("=", 1) for w in words[:2])
+    assert env == {"PROXY_SET": recipe, "TORCH_MODES": "none"}
+
+    r = _session(tmp_path, "accuracy", NAS_DATA_DIR=str(data), **env)  # about 45 s
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "seed-0 member taken from the recipes phase" in log
+    assert re.search(r"study mobilenetv2-cifar \(processes backend\) exit 0\n.*studies archived", log)
+    study = tmp_path / "runs" / "study_mnv2"
+    config = json.loads((study / "config.json").read_text())
+    assert config["trainer"]["batch_size"] == 64 and config["trainer"]["learning_rate"] == 0.05
+    # seed 0 came from the recipes phase (same member key): only seed 1 trained in this call
+    trained = [json.loads(line)["seed"] for line in (study / "records.jsonl").read_text().splitlines()]
+    assert trained == [1]
+    recipe_members = {p.name for p in (tmp_path / "runs").glob("recipe_*/members/*.npz")}
+    assert len(recipe_members) == 1 and recipe_members < {p.name for p in (study / "members").glob("*.npz")}
+    with tarfile.open(tmp_path / "out" / "studies.tgz") as archive:  # what comes back from the device
+        names = archive.getnames()
+    assert "./study_mnv2/report.md" in names and not any("jax_cache" in n for n in names)
