@@ -75,7 +75,10 @@ def _sample_members(native: int, count: int, width: float, head: int, seed: int,
 # the first 2 blocks of a member 8.8 s against 26 s for all 7), which is what a run that checks the
 # benchmark itself needs; what it measures is then no search member's cost.
 BLOCKS_HELP = ("keep only the first K of each sampled member's 7 blocks (default 7: whole members); fewer "
-               "compile faster, for a quick run of the benchmark itself, not a measurement of search members")
+               "compile faster, for a quick run of the benchmark itself, not a measurement of search members. "
+               "A cut member keeps its head (--head filters) at its last kept block's resolution, up to 8x a "
+               "whole member's per side: pair it with a small --head (2 blocks on the CPU: 9 images/s "
+               "with 1280 filters, 97 with 64)")
 
 
 def blocks_arg(text: str) -> int:

@@ -78,10 +78,12 @@ if [ "${SMOKE:-0}" = 1 ]; then
              --set trainer.epochs=1 --set trainer.warmup_epochs=0.5 --set width_multiplier=0.25)
   TORCH_ARGS=(--epochs 2 --train-examples 1024 --width 0.25 --torch-modes "${TORCH_MODES:-eager}")
   : "${TORCH_LIMIT:=600}"  # PyTorch's bf16 autocast is slow on CPUs
-  BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --naive-members 2
-              --naive-time-limit 30)
-  COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --variants default,autotune0-matmul
-                --parallel 2)
+  # members cut to their first 2 of 7 blocks, with a small head (BLOCKS_HELP in bench_throughput.py):
+  # whole quarter-width members' compile phase ran past its 120 s on 2 cores
+  BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
+              --head 64 --naive-members 2 --naive-time-limit 30)
+  COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
+                --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25)
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
