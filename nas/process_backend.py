@@ -106,8 +106,10 @@ def _read_split(folder: str) -> Split:
 
 def _remove_scratch(scratch: str) -> None:
     """Remove a dead driver's split copies (CIFAR-10's 45k/5k split is 154 MB of .npy files): a
-    driver killed by SIGKILL, or by ``timeout``'s SIGTERM, runs no cleanup of its own. Each of its
-    workers tries; the files stay readable to a worker that still has them mapped."""
+    driver killed by SIGKILL or SIGTERM runs no cleanup of its own. Each of its workers tries; the
+    files stay readable to a worker that still has them mapped. Not when the workers die with it:
+    ``timeout`` sends its SIGTERM to the whole process group, and a benchmark stopped that way left
+    its copy in the temporary folder (2026-12-03)."""
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
