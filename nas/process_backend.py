@@ -109,7 +109,7 @@ def _remove_scratch(scratch: str) -> None:
     driver killed by SIGKILL or SIGTERM runs no cleanup of its own. Each of its workers tries; the
     files stay readable to a worker that still has them mapped. Not when the workers die with it:
     ``timeout`` sends its SIGTERM to the whole process group, and a benchmark stopped that way left
-    its copy in the temporary folder (2026-12-03)."""
+    its copy in the temporary folder (2026-12-03): hence ``_exit_with_parent``'s SIGTERM handler."""
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
@@ -123,12 +123,28 @@ def _exit_with_parent(driver_pid: int, scratch: str, poll_s: float = 1.0) -> Non
     The driver's pid comes from the driver: a spawned worker imports JAX and the trainer before this
     runs (seconds, more under load), and a driver killed meanwhile has already left the worker to
     another parent, which this worker would otherwise take for its own."""
+    import signal
     import threading
     import time
 
     if os.getppid() != driver_pid:
         _remove_scratch(scratch)
         os._exit(0)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # SIGTERM to the whole process group (`timeout`, `kill -TERM -PGID`) ends the driver too,
+        # which removes nothing: wait a moment for it to go, then remove its split copies. A worker
+        # terminated alone, its driver alive, just ends. While the main thread is inside XLA this
+        # runs only afterwards, but the watch thread below cleans up within poll_s of the driver's end.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if os.getppid() != driver_pid:
+                _remove_scratch(scratch)
+                break
+            time.sleep(0.05)
+        os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     def watch() -> None:
         while True:

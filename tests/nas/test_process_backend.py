@@ -132,9 +132,29 @@ def _running(pid: int) -> bool:
         return True
 
 
+def _wait_for_sigterm_handler(pid: int, timeout_s: float = 120.0) -> None:
+    """Wait until process ``pid`` catches SIGTERM (bit 15 of its /proc SigCgt mask)."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            pytest.skip("no /proc to tell when the worker's handler is installed")
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught >> (15 - 1) & 1:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the worker installed no SIGTERM handler in {timeout_s:.0f} s")
+
+
 @pytest.mark.xdist_group("process_backend")
-@pytest.mark.parametrize("delay", [0.0, 3.0], ids=["while-starting", "while-training"])
-def test_workers_exit_when_their_driver_is_killed(tmp_path, delay):
+@pytest.mark.parametrize("delay,group", [(0.0, False), (3.0, False), (3.0, True)],
+                         ids=["while-starting", "while-training", "group-sigterm"])
+def test_workers_exit_when_their_driver_is_killed(tmp_path, delay, group):
+    """The driver killed alone (SIGKILL), or with its workers by a SIGTERM to the process group, as
+    `timeout` sends it: the workers end, and the driver's split copies do not stay behind."""
     import signal
     import subprocess
     import sys
@@ -145,7 +165,7 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path, delay):
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     driver = subprocess.Popen([sys.executable, str(script), str(delay)], cwd=root, env=env, stdout=subprocess.PIPE,
-                              text=True)
+                              text=True, start_new_session=group)
     try:
         # 0 s: the worker is still importing JAX (a killed driver leaves it to another parent before
         # its own code runs); 3 s: usually up and training (sleeping)
@@ -156,7 +176,11 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path, delay):
         worker = int(pid)
         assert any(Path(scratch).glob("split-*/x_train.npy"))
         os.kill(worker, 0)
-        driver.send_signal(signal.SIGKILL)
+        if group:  # once the worker runs its own code (until then it is importing, and dies as any process)
+            _wait_for_sigterm_handler(worker)
+            os.killpg(driver.pid, signal.SIGTERM)
+        else:
+            driver.send_signal(signal.SIGKILL)
         driver.wait()
         deadline = time.time() + 30
         while time.time() < deadline:
