@@ -51,9 +51,9 @@ def run_module(*args: str, check: bool = False) -> subprocess.CompletedProcess:
 
 def nas_here(*args: str) -> subprocess.CompletedProcess:
     """``nas ARGS`` run by the CLI's ``main`` in this process, its output captured, failing on a
-    non-zero exit as ``run_module(..., check=True)`` does: for commands that need no process of their own, sparing a Python
-    start, the imports and JAX's set-up (5-6 s a command on the 2-core machines, twice that beside
-    the rest of the suite)."""
+    non-zero exit as ``run_module(..., check=True)`` does: for commands that need no process of
+    their own, sparing a Python start, the imports and JAX's set-up (5-6 s a command on the 2-core
+    machines, twice that beside the rest of the suite)."""
     from nas.cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -4,8 +4,6 @@ on real data (two tiny WRNs, one epoch), extended with --resume, as the paper's 
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,7 +15,7 @@ from nas.study import (StudyConfig, TrainedMember, architecture_spec, findings, 
 from nas.study_cli import study_config
 from search_space.errors import UserError
 from search_space.layers import count
-from tests.conftest import ROOT, nas_here, shared_file
+from tests.conftest import nas_here, run_module, shared_file
 
 
 def test_member_subsets_enumerate_small_cases_and_sample_large_ones():
@@ -126,11 +124,6 @@ def get_config():
 """
 
 
-def _nas(*args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "nas", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def dataset():
     if os.path.isdir("/usr/share/datasets/fashion-mnist"):
@@ -194,7 +187,7 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
         (("study", "wrn", "--run-dir", str(tmp_path / "none"), "--resume"), "not a run directory"),
         (("study", str(cfg), "--run-dir", str(tmp_path / "s")), "already holds a run"),
     ]:
-        out = _nas(*args)
+        out = run_module("nas", *args)  # a process of its own: the exit code is what is checked
         assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, \
             (args, out.stderr[-2000:])
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

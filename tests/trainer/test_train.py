@@ -185,9 +185,12 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     spec.write_text(to_json(tiny_member()))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
-    def cmd(ckpt):
-        return [sys.executable, "-m", "nas", "retrain-spec", str(spec), "--dataset", f"npz:{tmp_path / 'fm.npz'}",
+    def args(ckpt):  # of `nas`
+        return ["retrain-spec", str(spec), "--dataset", f"npz:{tmp_path / 'fm.npz'}",
                 "--epochs", "3", "--every", "1", "--checkpoint-dir", str(ckpt), "--json"]
+
+    def cmd(ckpt):  # in a process of its own: to be killed, or to give an exit code
+        return [sys.executable, "-m", "nas", *args(ckpt)]
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
@@ -197,13 +200,13 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (killed / "2").is_dir() or (killed / "1").is_dir(), proc.stderr.read().decode()[-2000:]
-    resumed = json.loads(nas_here(*cmd(killed)[3:]).stdout)  # the rest in this process: no kill to survive
-    fresh = json.loads(nas_here(*cmd(tmp_path / "fresh")[3:]).stdout)
+    resumed = json.loads(nas_here(*args(killed)).stdout)  # the rest in this process: no kill to survive
+    fresh = json.loads(nas_here(*args(tmp_path / "fresh")).stdout)
     assert resumed["resumed_from_epoch"] >= 1 and fresh["resumed_from_epoch"] == 0
     assert resumed["loss_curve"] == fresh["loss_curve"]
     assert resumed["test_accuracy"] == fresh["test_accuracy"]
     # a finished run only scores again: the same accuracy, no training program compiled
-    again = json.loads(nas_here(*cmd(tmp_path / "fresh")[3:]).stdout)
+    again = json.loads(nas_here(*args(tmp_path / "fresh")).stdout)
     assert again["resumed_from_epoch"] == 3 and again["compile_s"] == 0.0 and again["from_saved_logits"]
     assert not fresh["from_saved_logits"] and not resumed["from_saved_logits"]
     assert again["test_accuracy"] == fresh["test_accuracy"] and again["loss_curve"] == fresh["loss_curve"]
@@ -211,7 +214,7 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     from nas.export import load_ensemble
 
     exp = tmp_path / "exported"
-    done = json.loads(nas_here(*cmd(tmp_path / "fresh")[3:], "--export", str(exp)).stdout)
+    done = json.loads(nas_here(*args(tmp_path / "fresh"), "--export", str(exp)).stdout)
     ens = load_ensemble(exp)
     acc = float((ens.log_probabilities(small.x_test).argmax(-1) == small.y_test).mean())
     assert done["export"] == {"folder": str(exp), "test_accuracy_exported": acc}
