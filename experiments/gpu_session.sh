@@ -50,7 +50,7 @@ export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
 PY=${PYTHON:-python3}
 RUNS=${RUNS:-.runs/gpu}
 SEARCH_NAME=search_cifar10  # the search phase's run, $RUNS/$SEARCH_NAME (the studies archive leaves it out)
-STUDY_SET=()
+STUDY_SET=() SEARCH_SMOKE_SET=()
 # the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused.
 # PyTorch's loops: torch.compile alone by default (on the H100, 88 s compiling, then about 5 s an
 # epoch: some 150 s for 10 epochs); TORCH_MODES=compile,eager adds the eager loop.
@@ -85,6 +85,10 @@ if [ "${SMOKE:-0}" = 1 ]; then
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25)
+  # a new search run: sizes 1 and 2, one ensemble each (3 members), quarter width with a small head
+  SEARCH_SMOKE_SET=(train_examples=500 val_size=200 sizes=1,2 samples_per_size=1 batch=1 trainer.epochs=1
+                    trainer.warmup_epochs=0.5 space.width_multiplier=0.25 space.head_filters=64)
+  : "${WORKERS:=2}"
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 
@@ -271,7 +275,7 @@ search)
   run=${SEARCH_RUN:-$RUNS/$SEARCH_NAME}
   if [ -f "$run/config.json" ]; then args=(--run-dir "$run" --resume); else
     args=(--config experiments/search_cifar10.py --run-dir "$run")
-    for item in ${SEARCH_SET:-}; do args+=(--set "$item"); done
+    for item in "${SEARCH_SMOKE_SET[@]}" ${SEARCH_SET:-}; do args+=(--set "$item"); done
   fi
   variant=$(pick_variant)
   if [ "$variant" != none ]; then

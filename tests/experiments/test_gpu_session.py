@@ -66,3 +66,32 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     with tarfile.open(tmp_path / "out" / "studies.tgz") as archive:  # what comes back from the device
         names = archive.getnames()
     assert "./study_mnv2/report.md" in names and not any("jax_cache" in n for n in names)
+
+
+@pytest.mark.slow
+def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
+    """The search phase as a GPU session runs it across calls: the first call's time limit kills the
+    search, its run comes back as search_run.tgz, and a later call with that archive unpacked and named
+    by SEARCH_RUN (docs/gpu.md) continues the same run to its end."""
+    data = shared_file("cifar10_jpeg.npz").parent
+    # one member (the dry run's sizes 1 and 2 cut to size 1); 30 s: started, not finished (about 60 s)
+    r = _session(tmp_path, "search", SEARCH_SET="sizes=1", SEARCH_LIMIT="30", NAS_DATA_DIR=str(data))
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "search exit 124" in log and "search run archived" in log, (r.stdout + r.stderr)[-3000:]
+    parts = sorted((tmp_path / "out").glob("search_run.tgz*"))
+    carried = tmp_path / "carried"  # as the next call's checkout would carry it
+    carried.mkdir()
+    subprocess.run(f"cat {' '.join(map(shlex.quote, map(str, parts)))} | tar -xz -C {shlex.quote(str(carried))}",
+                   shell=True, check=True)
+    run = carried / "search_cifar10"
+    assert (run / "config.json").exists() and not (run / "records.jsonl").exists()
+    assert not list((run / "jax_cache").glob("*-cache"))  # compiled programs stay on the device
+
+    r = _session(tmp_path, "search", SEARCH_RUN=str(run), OUT=str(tmp_path / "out2"), NAS_DATA_DIR=str(data))
+    log = (tmp_path / "out2" / "session.log").read_text()
+    assert f"search: --run-dir {run} --resume" in log and "search exit 0" in log, (r.stdout + r.stderr)[-3000:]
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [(r["size"], r["status"]) for r in records] == [(1, "ok")]
+    launches = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
+    assert [launch["resume"] for launch in launches] == [False, True]
+    assert (run / "report.md").exists() and (tmp_path / "out2" / "search_run.tgz").exists()
