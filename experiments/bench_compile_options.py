@@ -31,6 +31,16 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - moving-average-bn: evaluation with the batch-norm moving averages (``trainer.precise_bn_images=0``)
   instead of statistics recomputed before scoring: what precise BN adds to the evaluation
   program's compile (8-15% of a member's compile on the 2-core CPU; trainer/precise_bn.py).
+- nocmdbuf / autotune0-nocmdbuf / autotune0-matmul-nocmdbuf: without XLA's command buffers (CUDA
+  graphs, ``--xla_gpu_enable_command_buffer=``). A hypothesis for the one-time cost of a member's
+  first epoch and of its scoring, not a finding: on the H100 (2026-11-26) MobileNetV2's first epoch
+  took 18.4 s against 1.6 s for each later one, and its scoring 6.5 s for 5,000 images, also for
+  members whose programs came compiled from the persistent cache (4.5 s) - so not compiling. Both
+  programs are loops (the epoch a ``lax.scan`` over its steps, the scoring a ``lax.map`` over
+  batches), and XLA records the kernels it runs into CUDA graphs, which are built and instantiated
+  when a program first runs; large graphs are known to take seconds to instantiate. If that is the
+  cost, these variants' ``first_epoch_extra_s`` and ``eval_s`` drop next to their twins'
+  (autotune0 and autotune0-matmul), at some cost in launch overhead per step.
 - cpu-o1 / cpu-o0 / cpu-cheap-llvm (XLA's CPU backend only; not run unless named): LLVM
   optimization level 1 or 0 (``--xla_backend_optimization_level``) or LLVM's expensive passes off
   (``--xla_llvm_disable_expensive_passes``). On the 2-core CPU (2026-12-02, two quarter-width
@@ -75,6 +85,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     # trainer.compile_unit=layer (trainer/layerwise.py): per-layer programs shared across members
     "layer": {"compile_unit": "layer"},
     "autotune0-layer": {"xla": "--xla_gpu_autotune_level=0", "compile_unit": "layer"},
+    # no command buffers (CUDA graphs): an empty list of command types
+    "nocmdbuf": {"xla": "--xla_gpu_enable_command_buffer="},
+    "autotune0-nocmdbuf": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer="},
+    "autotune0-matmul-nocmdbuf": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer=",
+                                  "conv": "matmul", "depthwise": "shift"},
     "cpu-o1": {"xla": "--xla_backend_optimization_level=1"},
     "cpu-o0": {"xla": "--xla_backend_optimization_level=0"},
     "cpu-cheap-llvm": {"xla": "--xla_llvm_disable_expensive_passes=true"},

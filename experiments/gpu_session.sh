@@ -61,7 +61,9 @@ OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the thro
 # start, data, compile on the host CPU, then two timed epochs and the scoring, the timed parts one
 # at a time; 45 s for three on the H100; the default options are what the throughput phase's naive
 # mode measures; autotune0 keeps XLA's convolutions, so its first epoch shows whether their
-# one-time cost is cuDNN's, the others have none), throughput <= 380 s: the
+# one-time cost is cuDNN's, the matmul ones have none; each has a twin without XLA's command buffers
+# (CUDA graphs, built when a program first runs: a hypothesis for the first epoch's and the
+# scoring's one-time seconds, bench_compile_options.py), throughput <= 380 s: the
 # optimized mode first, stopped after 120 s; then the naive loop, starting members for 90 s (each
 # about 60-100 s: compile with autotuning, then 10 epochs). `accuracy` took 232 s for the study on
 # the H100 (one MobileNetV2 compile of 103 s, reused by the other members and by the JAX half of the
@@ -72,7 +74,7 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
 FIRSTRUN_ARGS=()
 COMPILE_ARGS=(--members 1 --timeout 80 --parallel 3
-              --variants "${COMPILE_VARIANTS:-autotune0-matmul,autotune0-matmul-cublas,autotune0-shift,autotune0}")
+              --variants "${COMPILE_VARIANTS:-autotune0-matmul,autotune0-matmul-nocmdbuf,autotune0,autotune0-nocmdbuf}")
 if [ "${SMOKE:-0}" = 1 ]; then
   STUDY_SET=(--set members=2 --set draws=2 --set train_examples=500 --set test_examples=200 --set val_size=200
              --set trainer.epochs=1 --set trainer.warmup_epochs=0.5 --set width_multiplier=0.25)

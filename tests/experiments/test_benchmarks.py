@@ -4,6 +4,8 @@ the CPU, and their bad-input errors."""
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -167,6 +169,20 @@ def test_exports_give_a_search_the_variants_environment():
     assert "--xla_gpu_autotune_level=0" in shell_exports("autotune0-layer")
     r = _run("experiments.bench_compile_options", "--sets", "layer")
     assert r.returncode == 0 and r.stdout.split() == ["trainer.compile_unit=layer"]
+
+
+def test_every_variants_xla_flags_are_known_to_this_xla():
+    """XLA aborts a process on a flag it does not know (one misspelt flag would end a GPU session's
+    variant, or the search it was picked for); it parses GPU flags on the CPU too."""
+    from experiments.bench_compile_options import VARIANTS
+
+    flags = sorted({f for v in VARIANTS.values() for f in v.get("xla", "").split()})
+    assert "--xla_gpu_enable_command_buffer=" in flags
+    code = "import jax, jax.numpy as jnp; print(jax.jit(lambda x: x + 1)(jnp.ones(2)).sum())"
+    for flag_set in (flags, ["--xla_gpu_enable_command_bufer="]):  # the second: a typo, which must fail
+        r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "XLA_FLAGS": " ".join(flag_set)},
+                           capture_output=True, text=True, timeout=120)
+        assert (r.returncode == 0 and r.stdout.strip() == "4.0") == (flag_set is flags), r.stderr[-2000:]
 
 
 def test_cpu_compile_variants_run_only_when_named():
