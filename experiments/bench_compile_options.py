@@ -32,15 +32,15 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
   instead of statistics recomputed before scoring: what precise BN adds to the evaluation
   program's compile (8-15% of a member's compile on the 2-core CPU; trainer/precise_bn.py).
 - nocmdbuf / autotune0-nocmdbuf / autotune0-matmul-nocmdbuf: without XLA's command buffers (CUDA
-  graphs, ``--xla_gpu_enable_command_buffer=``). A hypothesis for the one-time cost of a member's
-  first epoch and of its scoring, not a finding: on the H100 (2026-11-26) MobileNetV2's first epoch
-  took 18.4 s against 1.6 s for each later one, and its scoring 6.5 s for 5,000 images, also for
-  members whose programs came compiled from the persistent cache (4.5 s) - so not compiling. Both
-  programs are loops (the epoch a ``lax.scan`` over its steps, the scoring a ``lax.map`` over
-  batches), and XLA records the kernels it runs into CUDA graphs, which are built and instantiated
-  when a program first runs; large graphs are known to take seconds to instantiate. If that is the
-  cost, these variants' ``first_epoch_extra_s`` and ``eval_s`` drop next to their twins'
-  (autotune0 and autotune0-matmul), at some cost in launch overhead per step.
+  graphs, ``--xla_gpu_enable_command_buffer=``), a control for the one-time costs. On the H100
+  (2026-11-26) MobileNetV2's first epoch took 18.4 s against 1.6 s for each later one and its
+  scoring 6.5 s, also with programs loaded from the persistent cache (so not compiling), while
+  autotune0-matmul, with no XLA convolution left, did a whole epoch and its scoring in 1.1 s: that
+  points at cuDNN's convolutions (experiments/bench_first_run.py: plans built, some kernels
+  compiled, on first use). XLA records the fusions between library calls into CUDA graphs, built
+  and instantiated when a program first runs, and every cuDNN convolution splits them, so a
+  MobileNetV2 step with ~150 convolutions holds that many graphs: if autotune0-nocmdbuf's first
+  epoch is as slow as autotune0's, the cost is cuDNN's own, not the graphs around its calls.
 - cpu-o1 / cpu-o0 / cpu-cheap-llvm (XLA's CPU backend only; not run unless named): LLVM
   optimization level 1 or 0 (``--xla_backend_optimization_level``) or LLVM's expensive passes off
   (``--xla_llvm_disable_expensive_passes``). On the 2-core CPU (2026-12-02, two quarter-width

@@ -62,8 +62,9 @@ OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the thro
 # at a time; 45 s for three on the H100; the default options are what the throughput phase's naive
 # mode measures; autotune0 keeps XLA's convolutions, so its first epoch shows whether their
 # one-time cost is cuDNN's, the matmul ones have none; each has a twin without XLA's command buffers
-# (CUDA graphs, built when a program first runs: a hypothesis for the first epoch's and the
-# scoring's one-time seconds, bench_compile_options.py), throughput <= 380 s: the
+# (CUDA graphs, built when a program first runs: whether the first epoch's and the scoring's
+# one-time seconds are cuDNN's own or the graphs' around its calls, bench_compile_options.py),
+# throughput <= 380 s: the
 # optimized mode first, stopped after 120 s; then the naive loop, starting members for 90 s (each
 # about 60-100 s: compile with autotuning, then 10 epochs). `accuracy` took 232 s for the study on
 # the H100 (one MobileNetV2 compile of 103 s, reused by the other members and by the JAX half of the
