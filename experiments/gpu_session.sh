@@ -289,7 +289,9 @@ search)
   fi
   log "search: ${args[*]} (compile variant: $variant)"
   timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" > "$OUT/search.log" 2>&1
-  log "search exit $? (124: stopped by its time limit; --resume continues it)"
+  rc=$? hint=""
+  [ $rc = 124 ] && hint=": stopped by its ${SEARCH_LIMIT:-480} s limit (SEARCH_RUN continues it: docs/gpu.md)"
+  log "search exit $rc$hint"
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
   $PY -m nas pool "$run" >> "$OUT/search.log" 2>&1  # ensembles recombined from the trained members
   # the plots and RUN/report.md (the launch commands, device, Figure 3, fronts, records summary: what

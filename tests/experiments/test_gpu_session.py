@@ -81,7 +81,8 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     # one member (the dry run's sizes 1 and 2 cut to size 1); 30 s: started, not finished (about 60 s)
     r = _session(tmp_path, "search", SEARCH_SET="sizes=1", SEARCH_LIMIT="30", NAS_DATA_DIR=str(data))
     log = (tmp_path / "out" / "session.log").read_text()
-    assert "search exit 124" in log and "search run archived" in log, (r.stdout + r.stderr)[-3000:]
+    assert "search exit 124: stopped by its 30 s limit" in log and "search run archived" in log, (
+        (r.stdout + r.stderr)[-3000:])
     parts = sorted((tmp_path / "out").glob("search_run.tgz*"))
     carried = tmp_path / "carried"  # as the next call's checkout would carry it
     carried.mkdir()
