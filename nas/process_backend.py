@@ -20,7 +20,8 @@ files per split; workers open them memory-mapped, so N workers share one copy in
 then trains one member at a time: ``train_member(spec, split, config, seed)``, so
 results are the same as in-process ones. A worker that dies (killed, out of host memory, a crash in
 native code) is replaced; its member is retried ``max_retries`` times and then recorded as failed,
-and the other members go on.
+and the other members go on. The worker's own side (its loop, and its clean-up when the driver
+dies) is nas/process_worker.py.
 """
 
 from __future__ import annotations
@@ -32,134 +33,33 @@ import os
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from nas.evaluators import MemberJob, compilation_cache_env
-from search_space.spec import ArchSpec, spec_id
+from nas.process_worker import SPLIT_ARRAYS, TrainFn, worker_main
+from search_space.spec import spec_id
 from trainer.config import TrainConfig
 from trainer.data import Split
 from trainer.train import MemberResult
 
-TrainFn = Callable[[ArchSpec, Split, TrainConfig, int], MemberResult]
 
-def _worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str], train_fn: TrainFn | None,
-                 driver_pid: int, scratch: str) -> None:
-    """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult.
-    ``scratch`` is the driver's folder of split copies, removed here if the driver dies first."""
-    _exit_with_parent(driver_pid, scratch)
-    os.environ.update(env)
-    import jax
-
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    from nas.evaluators import epoch_progress
-    from nas.evaluators import failed_result as _failed
-    from trainer.train import train_member
-
-    splits: dict[str, Split] = {}
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:  # the driver went away without stopping its workers (killed)
-            _remove_scratch(scratch)
-            return
-        if msg is None:
-            return
-        split_path, spec, config, seed, name, every_s = msg
-        try:
-            if split_path not in splits:
-                splits.clear()
-                splits[split_path] = _read_split(split_path)
-            if train_fn is None:  # progress lines go to this worker's stderr, the driver's
-                result = train_member(spec, splits[split_path], config, seed, progress=epoch_progress(name, every_s))
-            else:
-                result = train_fn(spec, splits[split_path], config, seed)
-        except Exception as e:  # noqa: BLE001 - a failing member is a result
-            result = _failed(spec, e)
-        conn.send(result)
-
-
-_SPLIT_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
-
-
-def _write_split(split: Split, folder: Path) -> None:
+def write_split(split: Split, folder: Path) -> None:
     """The split's arrays as .npy files plus its name and class names, written under a temporary
     name and renamed, so a folder that exists is complete."""
     import numpy as np
 
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    for name in _SPLIT_ARRAYS:
+    for name in SPLIT_ARRAYS:
         np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(split, name)))
     (tmp / "meta.json").write_text(json.dumps({"name": split.name, "class_names": list(split.class_names)}))
     tmp.replace(folder)
 
 
-def _read_split(folder: str) -> Split:
-    import numpy as np
-
-    meta = json.loads((Path(folder) / "meta.json").read_text())
-    arrays = {name: np.load(Path(folder) / f"{name}.npy", mmap_mode="r") for name in _SPLIT_ARRAYS}
-    return Split(meta["name"], class_names=tuple(meta["class_names"]), **arrays)
-
-
-def _remove_scratch(scratch: str) -> None:
-    """Remove a dead driver's split copies (CIFAR-10's 45k/5k split is 154 MB of .npy files): a
-    driver killed by SIGKILL or SIGTERM runs no cleanup of its own. Each of its workers tries; the
-    files stay readable to a worker that still has them mapped. Not when the workers die with it:
-    ``timeout`` sends its SIGTERM to the whole process group, and a benchmark stopped that way left
-    its copy in the temporary folder (2026-12-03): hence ``_exit_with_parent``'s SIGTERM handler."""
-    import shutil
-
-    shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _exit_with_parent(driver_pid: int, scratch: str, poll_s: float = 1.0) -> None:
-    """End this worker soon after its driver dies (a driver killed with SIGKILL cannot stop it), so a
-    killed search leaves nothing holding the GPU before it is resumed, and no split copies in the
-    temporary folder.
-
-    The driver's pid comes from the driver: a spawned worker imports JAX and the trainer before this
-    runs (seconds, more under load), and a driver killed meanwhile has already left the worker to
-    another parent, which this worker would otherwise take for its own."""
-    import signal
-    import threading
-    import time
-
-    if os.getppid() != driver_pid:
-        _remove_scratch(scratch)
-        os._exit(0)
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        # SIGTERM to the whole process group (`timeout`, `kill -TERM -PGID`) ends the driver too,
-        # which removes nothing: wait a moment for it to go, then remove its split copies. A worker
-        # terminated alone, its driver alive, just ends. While the main thread is inside XLA this
-        # runs only afterwards, but the watch thread below cleans up within poll_s of the driver's end.
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            if os.getppid() != driver_pid:
-                _remove_scratch(scratch)
-                break
-            time.sleep(0.05)
-        os._exit(128 + signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != driver_pid:
-                _remove_scratch(scratch)
-                os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
 class _Worker:
     def __init__(self, ctx: Any, env: dict[str, str], train_fn: TrainFn | None, scratch: str):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, env, train_fn, os.getpid(), scratch), daemon=True,
+        self.proc = ctx.Process(target=worker_main, args=(child, env, train_fn, os.getpid(), scratch), daemon=True,
                                 name="nas-member-worker")
         self.proc.start()
         child.close()
@@ -206,7 +106,7 @@ class ProcessEvaluator:
             return hit[1]
         path = Path(self._tmp.name) / f"split-{split.fingerprint[:16]}"
         if not path.is_dir():
-            _write_split(split, path)
+            write_split(split, path)
         self._split_paths = {id(split): (split, str(path))}  # holding the split keeps its id unique
         return str(path)
 
