@@ -96,7 +96,7 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     log = (tmp_path / "out2" / "session.log").read_text()
     assert f"search: --run-dir {run} --resume" in log and "search exit 0" in log, (r.stdout + r.stderr)[-3000:]
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
-    assert [(r["size"], r["status"]) for r in records] == [(1, "ok")]
+    assert [(rec["size"], rec["status"]) for rec in records] == [(1, "ok")]
     launches = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
     assert [launch["resume"] for launch in launches] == [False, True]
     assert (run / "report.md").exists() and (tmp_path / "out2" / "search_run.tgz").exists()
