@@ -133,6 +133,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                         "folder:DIR or npz:PATH")
     p.add_argument("--data-dir", help="TFDS data_dir (for tfds:NAME)")
     p.add_argument("--manual-dir", help="TFDS manual_dir with downloaded archives (e.g. ImageNet)")
+    p.add_argument("--image-size", type=_positive_int, metavar="PX",
+                   help="crop every image to its central square and resize it to PX (sets whose images differ "
+                        "in size, e.g. ImageNet or a folder of photos, need it)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

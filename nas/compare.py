@@ -44,13 +44,14 @@ from trainer.config import TrainConfig  # noqa: E402
 # What must agree for accuracies and latencies to be comparable (config keys, dotted into nested
 # ones); the controller and its settings (policy, evolution), the reward's target and exponents,
 # the seed and the sample budget may differ: they are what one compares.
-COMPARABLE_KEYS = ("dataset", "data_dir", "val_size", "train_examples", "space", "trainer", "reward.device")
+COMPARABLE_KEYS = ("dataset", "data_dir", "image_size", "val_size", "train_examples", "space", "trainer",
+                   "reward.device")
 # How members are run, not what they learn: per-layer or whole-member programs train the same
 # network on the same batches (their floating-point sums differ in order, as on another machine),
 # and the scoring batch size leaves the logits as they are.
 EXECUTION_KEYS = ("trainer.compile_unit", "trainer.eval_batch_size")
 # After retraining the proxy is what may differ: its trainer, training images and validation split.
-RETRAINED_COMPARABLE_KEYS = ("dataset", "data_dir", "space", "reward.device")
+RETRAINED_COMPARABLE_KEYS = ("dataset", "data_dir", "image_size", "space", "reward.device")
 REFERENCE_LATENCY_FACTOR = 1.1
 
 

@@ -47,7 +47,9 @@ CONTROLLERS = ("reinforce", "random", "evolution")
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     dataset: str = "fashion_mnist"
-    data_dir: str | None = None
+    data_dir: str | None = None  # TFDS data_dir (tfds:NAME)
+    manual_dir: str | None = None  # TFDS manual_dir: downloaded archives to prepare a set from (ImageNet)
+    image_size: int | None = None  # px: every image cropped to its central square and resized (ImageNet)
     val_size: int = 5000
     train_examples: int | None = None
     sizes: tuple[int, ...] = (1, 2, 3)
@@ -75,6 +77,8 @@ class SearchConfig:
             raise UserError(f"space.width_multiplier: must be in (0, 4], got {self.space.width_multiplier!r}")
         if self.reward.target_ms <= 0:
             raise UserError(f"reward.target_ms: must be > 0, got {self.reward.target_ms!r}")
+        if self.image_size is not None and not (isinstance(self.image_size, int) and 8 <= self.image_size <= 1024):
+            raise UserError(f"image_size: must be an int in 8..1024 px, got {self.image_size!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,6 +211,15 @@ def extend_config(current: SearchConfig, overrides: list[str]) -> SearchConfig:
         raise UserError(f"--set sizes={list(new.sizes)}: the run searches sizes {list(current.sizes)}; it can "
                         f"add sizes, not drop {dropped}")
     return new
+
+
+def load_config_dataset(config: Any) -> Any:
+    """The data set a search or study config names (``trainer.data.Dataset``): its source, TFDS
+    folders and image size, decoded at most once (``trainer.data.load_dataset``)."""
+    from trainer.data import load_dataset
+
+    return load_dataset(config.dataset, tfds_data_dir=config.data_dir, manual_dir=config.manual_dir,
+                        image_size=config.image_size)
 
 
 def load_config(path: str, cls: type = SearchConfig) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.config import from_dict
+from nas.config import from_dict, load_config_dataset
 from nas.retrained import retrain_dir, setting_label, setting_slug
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -64,7 +64,7 @@ def member_specs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run_export_cmd(args: argparse.Namespace) -> int:
     from nas.export import check_out_folder, data_manifest, member_arrays, read_back_note, write_ensemble
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset, with_training_subset
+    from trainer.data import with_training_subset
     from trainer.retrain import RECIPES, restore_retrained, with_epochs
 
     run = RunDir(args.run)
@@ -76,7 +76,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     specs = member_specs(run.records())
     out = Path(args.out)
     check_out_folder(out)  # before any loading or compiling (write_ensemble checks again when it writes)
-    ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+    ds = load_config_dataset(cfg)
     # the images the members were retrained on, over which their batch-norm statistics are recomputed
     train = with_training_subset(ds, cfg.seed, int(subset) if subset else None)
     print(f"exporting size {row['size']} #{row['sample']} ({row['ensemble_id'][:12]}, "
@@ -115,22 +115,22 @@ def run_export_cmd(args: argparse.Namespace) -> int:
 
 def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:
     """Image files (anything Pillow reads) as uint8 (N, size, size, channels): converted to grayscale
-    or RGB as the data set is, and resized (bilinear) where they are not ``size`` px square."""
+    or RGB as the data set is, and where they are not ``size`` px square, cropped to their central
+    square and resized (bicubic), as a data set loaded with an ``image_size`` was prepared."""
     from PIL import Image, UnidentifiedImageError
+
+    from trainer.data import center_square
 
     out = []
     for p in paths:
         try:
             with Image.open(p) as im:
-                im = im.convert("L" if channels == 1 else "RGB")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.BILINEAR)
-                a = np.asarray(im, np.uint8)
+                a = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.uint8)
         except FileNotFoundError:
             raise UserError(f"{p}: no such file") from None
         except (UnidentifiedImageError, OSError) as e:
             raise UserError(f"{p}: not an image Pillow can read ({e})") from None
-        out.append(a[..., None] if channels == 1 else a)
+        out.append(center_square(a[..., None] if channels == 1 else a, size))
     return np.stack(out)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from nas.config import from_dict
+from nas.config import from_dict, load_config_dataset
 from nas.pareto import json_rows
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -29,9 +29,8 @@ def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
         stored = run.validation_labels()
         if stored is not None:
             return stored
-        from trainer.data import load_dataset
 
-        ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+        ds = load_config_dataset(cfg)
     from nas.search import search_split
 
     return search_split(cfg, ds).y_val

@@ -28,7 +28,7 @@ from controller.random_search import RandomSearch
 from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
 from nas.compile_cache import use_compilation_cache
-from nas.config import SearchConfig
+from nas.config import SearchConfig, load_config_dataset
 from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
@@ -39,7 +39,7 @@ from search_space.space import MnasNetSpace
 from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.train import MemberResult
-from trainer.data import Dataset, Split, load_dataset, validation_split
+from trainer.data import Dataset, Split, validation_split
 
 Log = Callable[[str], None]
 
@@ -278,7 +278,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     deadline = time.time() + 60 * max_minutes if max_minutes else None
     enable_compilation_cache(run)
-    ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+    ds = dataset if dataset is not None else load_config_dataset(config)
     split = search_split(config, ds)
     run.write_validation_labels(split.y_val)
     decode = make_space(config, split.native_resolution)

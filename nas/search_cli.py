@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from nas.config import apply_overrides, extend_config, from_dict, load_config
+from nas.config import apply_overrides, extend_config, from_dict, load_config, load_config_dataset
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import retrain_dir, setting_label, setting_slug
@@ -24,7 +24,6 @@ from search_space.errors import UserError
 def run_search_cmd(args: argparse.Namespace) -> int:
     from nas.cli import evaluator_from_args
     from nas.search import run_search
-    from trainer.data import load_dataset
 
     run = RunDir(args.run_dir)
     dataset = None
@@ -41,7 +40,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
             raise UserError("--config: required for a new search (e.g. experiments/demo.py)")
         config = apply_overrides(load_config(args.config), args.set or [])
         # Loaded before the run directory exists, so a missing data set leaves nothing behind.
-        dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+        dataset = load_config_dataset(config)
     if args.member_cache:
         check_writable(Path(args.member_cache), "--member-cache")
     evaluator = evaluator_from_args(args)  # checked before the run directory is written
@@ -240,7 +239,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     from nas.ensemble import evaluate_ensemble
     from nas.search import member_seed, progress_prefix
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset, with_training_subset
+    from trainer.data import with_training_subset
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     run = RunDir(args.run)
@@ -249,13 +248,13 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
     ds = None
     if args.pool:  # the data set is loaded once, for the validation labels and for retraining
-        ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+        ds = load_config_dataset(cfg)
         chosen = pool_choices(run, ds, args.size, args.pareto, args.top)
     else:
         chosen = searched_choices(run.records(), run.path, args.size, args.sample, args.pareto, args.top)
     recipe = with_epochs(RECIPES[args.recipe], args.epochs)
     if ds is None:
-        ds = load_dataset(cfg.dataset, tfds_data_dir=cfg.data_dir)
+        ds = load_config_dataset(cfg)
     subset = args.train_examples
     ds = with_training_subset(ds, cfg.seed, subset)  # a class-balanced subset, for quick checks
     out_path = run.path / "retrain.jsonl"

@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from nas.config import from_dict
+from nas.config import from_dict, load_config_dataset
 from nas.pareto import json_rows
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -19,7 +19,6 @@ def run_seeds_cmd(args: argparse.Namespace) -> int:
     from nas.cli import evaluator_from_args
     from nas.plots import seeds_figure
     from nas.seeds import check_members, chosen_singles, seed_ensembles
-    from trainer.data import load_dataset
 
     run = RunDir(args.run)
     config = from_dict(run.read_config())
@@ -28,7 +27,7 @@ def run_seeds_cmd(args: argparse.Namespace) -> int:
         raise UserError(f"{run.path}: no records yet")
     chosen = chosen_singles(records, args.top, args.sample)
     check_members(args.members)
-    dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+    dataset = load_config_dataset(config)
     evaluator = evaluator_from_args(args)
     try:
         rows = seed_ensembles(run, config, dataset, evaluator, chosen, args.members,

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from nas.config import load_config_dataset
 from nas.ensemble import evaluate_ensemble
 from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator, member_summary, result_line
 from nas.search import member_key
@@ -37,7 +38,7 @@ from search_space.layers import count
 from search_space.space import SMALL_INPUT_MAX, adapt_for_small_input
 from search_space.spec import ArchSpec, MobileNetSpec
 from trainer.config import TrainConfig
-from trainer.data import Dataset, Split, load_dataset, test_split, validation_split
+from trainer.data import Dataset, Split, test_split, validation_split
 
 Log = Callable[[str], None]
 
@@ -286,8 +287,7 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     enable_compilation_cache(run)
-    ds = dataset if dataset is not None else load_dataset(config.dataset, tfds_data_dir=config.data_dir,
-                                                          manual_dir=config.manual_dir, image_size=config.image_size)
+    ds = dataset if dataset is not None else load_config_dataset(config)
     split = study_split(config, ds)
     log(f"study: {', '.join(config.architectures)} x {config.members} members on {ds.name} "
         f"({len(split.y_train)} train / {len(split.y_val)} {config.eval_split} images), "

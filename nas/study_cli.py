@@ -7,7 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
-from nas.config import apply_overrides, from_dict, load_config
+from nas.config import apply_overrides, from_dict, load_config, load_config_dataset
 from nas.store import RunDir
 from nas.study import StudyConfig, run_study
 from search_space.errors import UserError
@@ -28,7 +28,6 @@ def study_config(kind: str) -> StudyConfig:
 
 def run_study_cmd(args: argparse.Namespace) -> int:
     from nas.cli import evaluator_from_args
-    from trainer.data import load_dataset
 
     run = RunDir(args.run_dir)
     if args.resume:
@@ -37,8 +36,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     else:
         config = apply_overrides(study_config(args.study), args.set or [])
     # Loaded before the run directory is written, so a missing data set leaves nothing behind.
-    dataset = load_dataset(config.dataset, tfds_data_dir=config.data_dir, manual_dir=config.manual_dir,
-                           image_size=config.image_size)
+    dataset = load_config_dataset(config)
     evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
         if not args.resume:

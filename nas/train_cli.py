@@ -44,7 +44,8 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
 def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     from trainer.train import train_member
 
-    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
+    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
+                      image_size=args.image_size)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
@@ -69,7 +70,8 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
 
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
-    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir)
+    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
+                      image_size=args.image_size)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     config = with_epochs(RECIPES[args.recipe], args.epochs)
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)

@@ -31,7 +31,7 @@ import os
 import pickle
 import struct
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -184,7 +184,9 @@ def load_cifar_binary(d: Path) -> Dataset:
                    CIFAR10_CLASSES)
 
 
-def load_image_folder(d: Path) -> Dataset:
+def load_image_folder(d: Path, image_size: int | None = None) -> Dataset:
+    """``d/{train,test}/CLASS/*.{jpg,jpeg,png}``; images of different sizes need ``image_size``
+    (each one's central square, resized: ``center_square``)."""
     from PIL import Image
 
     splits = {}
@@ -196,13 +198,15 @@ def load_image_folder(d: Path) -> Dataset:
         for label, c in enumerate(classes):
             for p in sorted((d / split / c).glob("*")):
                 if p.suffix.lower() in (".jpg", ".jpeg", ".png"):
-                    xs.append(np.asarray(Image.open(p).convert("RGB")))
+                    with Image.open(p) as im:
+                        x = np.asarray(im.convert("RGB"))
+                    xs.append(center_square(x, image_size) if image_size else x)
                     ys.append(label)
         if not xs:
             raise DataError(f"{d}/{split}: no images")
         shapes = {x.shape for x in xs}
         if len(shapes) > 1:
-            raise DataError(f"{d}/{split}: images differ in size {sorted(shapes)[:3]}; resize them to one size")
+            raise DataError(f"{d}/{split}: images differ in size {sorted(shapes)[:3]}; {IMAGE_SIZE_REMEDY}")
         splits[split] = (np.stack(xs), np.asarray(ys, np.int32))
     return Dataset(d.name, *splits["train"], *splits["test"], tuple(classes))
 
@@ -218,6 +222,15 @@ def load_npz(path: Path, name: str | None = None) -> Dataset:
     names = tuple(str(c) for c in z["class_names"]) if "class_names" in z else tuple(str(i) for i in range(n))
     return Dataset(name or Path(path).stem, x_train.astype(np.uint8), z["y_train"].astype(np.int32),
                    x_test.astype(np.uint8), z["y_test"].astype(np.int32), names)
+
+
+# Where a TFDS set comes from, in every message that says it is missing: nas train's options, or a
+# search's or study's config keys.
+TFDS_REMEDY = ("pass --data-dir (--set data_dir=DIR) where it is prepared, or --manual-dir (--set manual_dir=DIR) "
+               "with the downloaded archives")
+# What a set of images that differ in size needs, in every message that says so.
+IMAGE_SIZE_REMEDY = ("set an image size to crop and resize them to (config image_size, e.g. 64, or --set "
+                     "image_size=64; --image-size for nas train)")
 
 
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -254,15 +267,15 @@ def load_tfds(name: str, tfds_data_dir: str | None = None, manual_dir: str | Non
         builder = tfds.builder(name, data_dir=tfds_data_dir)
         if not builder.is_prepared():
             if manual_dir is None and tfds_data_dir is None:
-                raise DataError(f"tfds:{name}: not prepared in {builder.data_dir}; pass --data-dir where it is "
-                                "prepared, or --manual-dir with the downloaded archives (preparing needs TensorFlow)")
+                raise DataError(f"tfds:{name}: not prepared in {builder.data_dir}; {TFDS_REMEDY} (preparing "
+                                "needs TensorFlow)")
             config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
             try:
                 builder.download_and_prepare(download_config=config)
             except Exception as e:  # no network, no TensorFlow, a wrong manual_dir ...
                 raise DataError(f"tfds:{name}: not prepared in {builder.data_dir}, and preparing it failed "
-                                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); pass "
-                                "--data-dir where it is prepared, or --manual-dir with the downloaded archives") from None
+                                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                                f"{TFDS_REMEDY}") from None
         sources = tfds.data_source(name, data_dir=tfds_data_dir, download=False)
         label_names = tuple(builder.info.features["label"].names)
     except DataError:
@@ -280,12 +293,21 @@ def load_tfds(name: str, tfds_data_dir: str | None = None, manual_dir: str | Non
             images.append(center_square(img, image_size) if image_size else img)
             labels.append(int(r["label"]))
         if len({x.shape for x in images}) > 1:
-            raise DataError(f"tfds:{name}: images differ in size; set an image size (study config image_size, "
-                            "e.g. 64) to crop and resize them")
+            raise DataError(f"tfds:{name}: images differ in size; {IMAGE_SIZE_REMEDY}")
         return np.stack(images), np.asarray(labels, np.int32)
 
-    test_split = "test" if "test" in sources else "validation"
-    return Dataset(name, *arrays("train"), *arrays(test_split), label_names)
+    return Dataset(name, *arrays("train"), *arrays(evaluation_split(name, sources)), label_names)
+
+
+def evaluation_split(name: str, sources: Any) -> str:
+    """The TFDS split a set is scored on: ``test`` where its records carry labels, else
+    ``validation``. ImageNet's TFDS ``test`` split (version 5.1.0 on, prepared when the test archive
+    is in ``manual_dir``) has none: every label is -1, and its ``validation`` split is the one
+    papers report."""
+    for split in ("test", "validation"):
+        if split in sources and len(sources[split]) and int(sources[split][0]["label"]) >= 0:
+            return split
+    raise DataError(f"tfds:{name}: no labelled test or validation split (splits: {', '.join(sorted(sources))})")
 
 
 # -- the named sets and the cache ------------------------------------------------------------------
@@ -338,9 +360,14 @@ def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str
                  use_cache: bool = True, image_size: int | None = None) -> Dataset:
     """Load a data set by name (see the module docstring), decoding it at most once.
 
-    ``image_size`` (TFDS sets) crops and resizes every image to one square size."""
+    ``image_size`` crops every image to its central square and resizes it to that many px
+    (``center_square``), whatever the source: what sets whose images differ in size (ImageNet, a
+    folder of photos) need, and a way to run a fixed-size set at another size. The decoded result
+    is cached per size."""
     if not isinstance(name, str) or not name:
         raise DataError("dataset: empty name")
+    if image_size is not None and not (isinstance(image_size, int) and 8 <= image_size <= 1024):
+        raise DataError(f"image_size: must be an int in 8..1024 px, got {image_size!r}")
     cache_key = f"{name}|{tfds_data_dir}|{manual_dir}" + (f"|{image_size}px" if image_size else "")
     cpath = _cache_path(cache_key)
     if use_cache and cpath.is_file():
@@ -349,7 +376,11 @@ def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str
             return dataclasses.replace(ds, name=name)
         except Exception:
             cpath.unlink(missing_ok=True)  # a broken cache is re-decoded, never trusted
-    if name in NAMED:
+    if image_size is not None and not name.startswith(("tfds:", "folder:")):
+        # a set of one image size: decoded (or read from the cache) as it is, then resized
+        ds = resized(load_dataset(name, tfds_data_dir=tfds_data_dir, manual_dir=manual_dir, use_cache=use_cache),
+                     image_size)
+    elif name in NAMED:
         ds = NAMED[name]()
     elif ":" in name:
         kind, _, arg = name.partition(":")
@@ -359,8 +390,10 @@ def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str
             path = Path(arg).expanduser()
             if not path.exists():
                 raise DataError(f"dataset {name}: {path} does not exist")
+            # a folder's images may differ in size: cropped and resized one by one as they load
+            load = functools.partial(load_image_folder, image_size=image_size) if kind == "folder" else PREFIXED[kind]
             try:
-                ds = PREFIXED[kind](path)
+                ds = load(path)
             except (FileNotFoundError, KeyError, ValueError, pickle.UnpicklingError) as e:
                 raise DataError(f"dataset {name}: cannot read: {e}") from None
         else:
@@ -373,6 +406,16 @@ def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str
     if use_cache:
         _write_cache(cpath, ds)
     return ds
+
+
+def resized(ds: Dataset, size: int) -> Dataset:
+    """``ds`` with every image at ``size`` px (``center_square``); a set already there is returned as is."""
+    def one(x: np.ndarray) -> np.ndarray:
+        if x.shape[1:3] == (size, size):
+            return x
+        return np.stack([center_square(img, size) for img in x]).reshape(len(x), size, size, x.shape[-1])
+
+    return dataclasses.replace(ds, x_train=one(ds.x_train), x_test=one(ds.x_test))
 
 
 def _write_cache(path: Path, ds: Dataset) -> None:

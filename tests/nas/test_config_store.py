@@ -19,6 +19,12 @@ def test_overrides_and_round_trip():
     assert from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert apply_overrides(SearchConfig(), ["sizes=1,3"]).sizes == (1, 3) == apply_overrides(SearchConfig(), ["sizes=[1,3]"]).sizes
     assert apply_overrides(SearchConfig(), ["sizes=2"]).sizes == (2,)
+    imagenet = apply_overrides(SearchConfig(), ["dataset=tfds:imagenet2012", "manual_dir=/archives", "image_size=64"])
+    assert (imagenet.manual_dir, imagenet.image_size) == ("/archives", 64)
+    assert from_dict(json.loads(json.dumps(imagenet.to_dict()))) == imagenet
+    stored = SearchConfig().to_dict()
+    del stored["manual_dir"], stored["image_size"]  # a config.json from before the two keys
+    assert from_dict(stored) == SearchConfig()
 
 
 def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and_cache_keys():
@@ -43,10 +49,29 @@ def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and
     ("trainer.augment=maybe", "true or false"), ("reward.target_ms=-1", "target_ms"),
     ("sizes=[1,a]", "expected a list of ints such as"), ("sizes=[1.5]", "expected a list of ints"),
     ("sizes=[1,1]", "each size once"), ("reward.target_ms=fast", "expected a float"),
+    ("image_size=4", "image_size: must be an int in 8..1024"), ("image_size=big", "image_size: must be an int"),
 ])
 def test_bad_overrides(item, msg):
     with pytest.raises(UserError, match=msg):
         apply_overrides(SearchConfig(), [item])
+
+
+def test_search_and_study_configs_load_their_data_set_at_their_image_size(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from nas.config import load_config_dataset
+    from nas.study import StudyConfig
+
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i, shape in enumerate([(12, 18, 3), (30, 20, 3)]):
+                Image.fromarray(np.full(shape, 9, np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    for config in (SearchConfig(dataset=f"folder:{tmp_path}", image_size=16),
+                   StudyConfig(dataset=f"folder:{tmp_path}", image_size=16)):
+        ds = load_config_dataset(config)
+        assert ds.x_train.shape == (4, 16, 16, 3) and ds.native_resolution == 16 and (ds.x_test == 9).all()
 
 
 def test_load_config_errors(tmp_path):
@@ -62,6 +87,27 @@ def test_load_config_errors(tmp_path):
         load_config(str(tmp_path / "wrong.py"))
     assert load_config("experiments/demo.py").dataset == "fashion_mnist"
 
+
+
+def test_imagenet_search_config_is_the_gpu_searchs_shape_at_64_px_with_its_target_below_the_median_member(
+        monkeypatch):
+    import numpy as np
+
+    from latency.estimator import get_estimator
+    from search_space.space import MnasNetSpace
+
+    monkeypatch.setenv("IMAGENET_MANUAL_DIR", "/archives")
+    cfg = load_config("experiments/search_imagenet.py")
+    gpu = load_config("experiments/search_cifar10.py")
+    assert (cfg.dataset, cfg.manual_dir, cfg.image_size, cfg.val_size) == ("tfds:imagenet2012", "/archives", 64, 50000)
+    assert (cfg.samples_per_size, cfg.batch, cfg.sizes, cfg.controller) == (gpu.samples_per_size, gpu.batch, gpu.sizes,
+                                                                             gpu.controller)
+    space = MnasNetSpace(64)
+    assert space.decisions[-1].choices == (32, 48, 56, 64)  # the paper's 0.5 / 0.75 / 0.875 / 1.0
+    est, rng = get_estimator("pixel1"), np.random.default_rng(0)
+    ms = [est.estimate(space.decode(space.sample(rng, 1)).members[0]).total_ms for _ in range(200)]
+    assert np.round(np.percentile(ms, [10, 50, 90]), 1).tolist() == [25.9, 65.1, 148.8]  # as its docstring says
+    assert np.percentile(ms, 40) < cfg.reward.target_ms < np.percentile(ms, 50)
 
 
 def test_cpu_search_config_is_the_demo_at_the_gpu_searchs_shape():

@@ -19,6 +19,7 @@ from search_space.errors import UserError
 from search_space.models import init_model
 from search_space.spec import to_json
 from trainer.augment import to_model_input
+from trainer.data import center_square
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -166,6 +167,11 @@ def test_read_images_converts_to_the_data_sets_channels_and_size(tmp_path):
     np.testing.assert_allclose(gray[1, :, :, 0], rgb[:28, :28, 0], atol=8)  # JPEG rounding only
     color = read_images([str(tmp_path / "a.png")], 32, 3)
     assert color.shape == (1, 32, 32, 3)
+    # a photo of another shape: its central square, resized, as a data set loaded with image_size was
+    wide = np.random.default_rng(1).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    Image.fromarray(wide).save(tmp_path / "w.png")
+    np.testing.assert_array_equal(read_images([str(tmp_path / "w.png")], 16, 3)[0], center_square(wide, 16))
+    np.testing.assert_array_equal(read_images([str(tmp_path / "w.png")], 30, 3)[0], wide[:, 10:40])
     (tmp_path / "c.png").write_text("not an image")
     with pytest.raises(UserError, match="c.png: not an image Pillow can read"):
         read_images([str(tmp_path / "c.png")], 28, 1)

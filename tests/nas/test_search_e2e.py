@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from nas.cli import main
 from tests.conftest import nas_here, run_module
@@ -397,6 +398,9 @@ def _snapshot(run):
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--member-cache", "/proc/forbidden"],
      "--member-cache /proc/forbidden: cannot write"),
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "controller=genetic"], "controller: must be"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "image_size=4"], "image_size: must be an int"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=folder:{tmp}/photos"],
+     "images differ in size; set an image size"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}"], "already holds a run"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}", "--resume"], "drop --config"),
     (["search", "--run-dir", "{tmp}/empty", "--resume"], "not a run directory"),
@@ -422,6 +426,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_run_alone(argv, msg, resume
     (tmp_path / "nothing").mkdir()
     if argv[0] == "plot":
         (tmp_path / "nothing" / "config.json").write_text(json.dumps({"dataset": "x", "sizes": [1]}))
+    for split in ("train", "test"):  # photos of two sizes, which a search needs an image_size for
+        (tmp_path / "photos" / split / "cat").mkdir(parents=True)
+        for i, shape in enumerate([(12, 12, 3), (12, 20, 3)]):
+            Image.fromarray(np.zeros(shape, np.uint8)).save(tmp_path / "photos" / split / "cat" / f"{i}.png")
     args = [a.format(tmp=tmp_path, cfg=config_file, run=run) for a in argv]
     assert main(args) == 2
     err = capsys.readouterr().err

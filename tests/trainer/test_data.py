@@ -65,6 +65,45 @@ def test_image_folder_and_npz(tmp_path):
     assert np.array_equal(load_dataset(f"npz:{tmp_path / 'd.npz'}").x_test, ds.x_test)
 
 
+def test_an_image_size_crops_and_resizes_a_folder_of_photos_of_any_size(tmp_path):
+    from PIL import Image
+
+    from trainer.data import center_square
+
+    rng = np.random.default_rng(3)
+    shapes = [(20, 30, 3), (24, 24, 3), (40, 18, 3)]
+    photos = {}
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / "photos" / split / c).mkdir(parents=True)
+            for i, shape in enumerate(shapes):
+                photos[split, c, i] = rng.integers(0, 255, shape, dtype=np.uint8)
+                Image.fromarray(photos[split, c, i]).save(tmp_path / "photos" / split / c / f"{i}.png")
+    with pytest.raises(DataError, match="images differ in size.*image_size=64") as e:
+        load_dataset(f"folder:{tmp_path / 'photos'}")
+    assert "\n" not in str(e.value)
+    ds = load_dataset(f"folder:{tmp_path / 'photos'}", image_size=16)
+    assert ds.x_train.shape == (6, 16, 16, 3) and ds.x_test.shape == (6, 16, 16, 3)
+    np.testing.assert_array_equal(ds.x_train[4], center_square(photos["train", "dog", 1], 16))  # sorted: cat 0-2, dog 0-2
+    # each size is decoded and cached apart
+    assert load_dataset(f"folder:{tmp_path / 'photos'}", image_size=24).x_test.shape == (6, 24, 24, 3)
+    np.testing.assert_array_equal(load_dataset(f"folder:{tmp_path / 'photos'}", image_size=16).x_train, ds.x_train)
+    with pytest.raises(DataError, match="image_size: must be an int in 8..1024"):
+        load_dataset(f"folder:{tmp_path / 'photos'}", image_size=4)
+
+
+def test_an_image_size_resizes_a_set_of_one_size_and_leaves_one_already_there(idx_dir):
+    from trainer.data import center_square
+
+    native = load_dataset(f"idx:{idx_dir}")
+    same = load_dataset(f"idx:{idx_dir}", image_size=28)
+    np.testing.assert_array_equal(same.x_train, native.x_train)
+    big = load_dataset(f"idx:{idx_dir}", image_size=32)
+    assert big.x_train.shape == (60, 32, 32, 1) and big.x_test.shape == (20, 32, 32, 1)
+    np.testing.assert_array_equal(big.x_test[3], center_square(native.x_test[3], 32))
+    np.testing.assert_array_equal(big.y_train, native.y_train)
+
+
 def test_decoded_once_then_cached(idx_dir):
     load_dataset(f"idx:{idx_dir}")
     for f in idx_dir.iterdir():
@@ -116,6 +155,20 @@ def test_tfds_prepared_fashion_mnist_matches_the_idx_files():
     # TFDS shuffles records; every TFDS image is one of the IDX test or train images.
     test_hashes = {hashlib.sha1(x.tobytes()).hexdigest() for x in idx.x_test}
     assert sum(hashlib.sha1(x.tobytes()).hexdigest() in test_hashes for x in ds.x_test) == 500
+
+
+def test_a_tfds_set_is_scored_on_its_labelled_test_split_else_on_validation():
+    from trainer.data import evaluation_split
+
+    def split(label):
+        return [{"image": None, "label": label}] * 3
+
+    assert evaluation_split("fashion_mnist", {"train": split(1), "test": split(0)}) == "test"
+    # imagenet2012 prepared with its test archive: a test split whose labels are all -1
+    assert evaluation_split("imagenet2012", {"train": split(5), "validation": split(7), "test": split(-1)}) == "validation"
+    assert evaluation_split("x", {"train": split(1), "validation": split(2)}) == "validation"
+    with pytest.raises(DataError, match="tfds:x: no labelled test or validation split \\(splits: test, train\\)"):
+        evaluation_split("x", {"train": split(1), "test": split(-1)})
 
 
 def test_cifar10_jpeg_copy_decodes_the_documented_pixels():
