@@ -13,7 +13,9 @@ images left after the validation split, one copy per worker process on the GPU (
 8 x 8), so this is a scaled-down replication, not the paper's 224 px search.
 
 50,000 training images are held out for scoring, as MnasNet did (the TFDS ``validation`` split, the
-paper's test set, is never seen). The latency target is 60 ms: random members of this space at
+paper's test set, is never seen). Each member's cached validation logits are then 200 MB (50,000 x
+1,000 float32), 36 GB for the 180 members on disk, and as much in memory for `nas pool`;
+``--set val_size=10000`` makes that a fifth. The latency target is 60 ms: random members of this space at
 these sizes cost 25.9 / 65.1 / 148.8 ms on the Pixel-1 model (10th / 50th / 90th percentile of 200
 samples, seed 0), so the target sits a little below the median member, as the paper's 75 ms does at
 224 px (29.2 / 77.9 / 149.3 ms there) and this project's CIFAR-10 target does at 32 px.

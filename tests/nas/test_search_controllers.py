@@ -114,7 +114,7 @@ def test_search_resume_with_set_extends_the_run_and_bad_extensions_leave_it_alon
 
     run = tmp_path / "run"
     _search(run, "random", config=_config("random", samples_per_size=4))
-    monkeypatch.setattr(nas.search, "load_dataset", lambda *a, **k: _dataset())
+    monkeypatch.setattr(nas.search, "load_config_dataset", lambda config: _dataset())
     monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: MadeUpEvaluator())
     before = {name: (run / name).read_bytes() for name in ("config.json", "records.jsonl")}
     for bad in (["--set", "trainer.epochs=2"], ["--set", "samples_per_size=2"], ["--config", "x.py"]):
@@ -139,7 +139,7 @@ def test_a_time_limited_search_stops_at_a_round_boundary_and_resumes_as_if_never
     import nas.search
 
     whole = _search(tmp_path / "whole", "reinforce")  # 4 rounds of 4 samples (sizes 1 and 2, batch 2)
-    monkeypatch.setattr(nas.search, "load_dataset", lambda *a, **k: _dataset())
+    monkeypatch.setattr(nas.search, "load_config_dataset", lambda config: _dataset())
     monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: MadeUpEvaluator())
     run = RunDir(tmp_path / "run")
     run.create(_config("reinforce").to_dict())
@@ -458,7 +458,7 @@ def test_a_report_that_fails_after_a_search_is_one_warning_line_and_the_run_stay
     _search(tmp_path / "run", "random")
     run = tmp_path / "run"
     records_before = (run / "records.jsonl").read_bytes()
-    monkeypatch.setattr(nas.search, "load_dataset", lambda *a, **k: _dataset())
+    monkeypatch.setattr(nas.search, "load_config_dataset", lambda config: _dataset())
 
     def no_space(*a, **k):
         raise OSError("No space left on device")
