@@ -30,6 +30,8 @@ import io
 import os
 import pickle
 import struct
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -149,14 +151,45 @@ def load_idx_dir(d: Path, name: str, class_names: tuple[str, ...]) -> Dataset:
     return Dataset(name, xtr[..., None], ytr.astype(np.int32), xte[..., None], yte.astype(np.int32), class_names)
 
 
+class DecodeProgress:
+    """A line on stderr at most every ``every_s`` seconds while a source decodes image by image, and
+    none for a set decoded sooner. ImageNet through TFDS is 1.28M JPEGs, each decoded and resized
+    (``center_square``): on the order of an hour, decoded once and then cached."""
+
+    def __init__(self, label: str, total: int, every_s: float = 30.0):
+        self.label, self.total, self.every_s = label, total, every_s
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s or not done:
+            return
+        self.last = now
+        elapsed = now - self.start
+        left = elapsed * (self.total - done) / done
+        print(f"{self.label}: {done:,} of {self.total:,} images decoded ({done / self.total:.0%}) in {elapsed:.0f} s, "
+              f"about {left:.0f} s left", file=sys.stderr, flush=True)
+
+
+def one_size(images: list[np.ndarray], image: np.ndarray, where: str) -> None:
+    """Raise at the first image whose shape differs from the first one's (a set needs one size,
+    or an ``image_size``), not after decoding all of them: ImageNet at full size would fill the
+    host's memory first."""
+    if images and image.shape != images[0].shape:
+        raise DataError(f"{where}: images differ in size ({images[0].shape} and {image.shape}); {IMAGE_SIZE_REMEDY}")
+
+
 def decode_jpeg_npz(path: Path, name: str = "cifar10", class_names: tuple[str, ...] = CIFAR10_CLASSES) -> Dataset:
     """Packed JPEGs: image i is ``data[offsets[i]:offsets[i+1]]``; the first ``n_train`` are train."""
     from PIL import Image
 
     z = np.load(path)
     data, offsets, labels, n_train = z["data"], z["offsets"], z["labels"].astype(np.int32), int(z["n_train"])
-    images = np.stack([np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
-                       for i in range(len(labels))])
+    progress, decoded = DecodeProgress(f"{path.name}", len(labels)), []
+    for i in range(len(labels)):
+        decoded.append(np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")))
+        progress.update(i + 1)
+    images = np.stack(decoded)
     return Dataset(name, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], class_names)
 
 
@@ -194,19 +227,19 @@ def load_image_folder(d: Path, image_size: int | None = None) -> Dataset:
     if not classes:
         raise DataError(f"{d}: expected {d}/train/CLASS/*.jpg (and {d}/test/...)")
     for split in ("train", "test"):
-        xs, ys = [], []
-        for label, c in enumerate(classes):
-            for p in sorted((d / split / c).glob("*")):
-                if p.suffix.lower() in (".jpg", ".jpeg", ".png"):
-                    with Image.open(p) as im:
-                        x = np.asarray(im.convert("RGB"))
-                    xs.append(center_square(x, image_size) if image_size else x)
-                    ys.append(label)
-        if not xs:
+        files = [(label, p) for label, c in enumerate(classes) for p in sorted((d / split / c).glob("*"))
+                 if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        if not files:
             raise DataError(f"{d}/{split}: no images")
-        shapes = {x.shape for x in xs}
-        if len(shapes) > 1:
-            raise DataError(f"{d}/{split}: images differ in size {sorted(shapes)[:3]}; {IMAGE_SIZE_REMEDY}")
+        xs, ys, progress = [], [], DecodeProgress(f"{d}/{split}", len(files))
+        for label, p in files:
+            with Image.open(p) as im:
+                x = np.asarray(im.convert("RGB"))
+            x = center_square(x, image_size) if image_size else x
+            one_size(xs, x, f"{d}/{split}")
+            xs.append(x)
+            ys.append(label)
+            progress.update(len(xs))
         splits[split] = (np.stack(xs), np.asarray(ys, np.int32))
     return Dataset(d.name, *splits["train"], *splits["test"], tuple(classes))
 
@@ -286,14 +319,15 @@ def load_tfds(name: str, tfds_data_dir: str | None = None, manual_dir: str | Non
     def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
         src = sources[split]
         n = len(src) if limit is None else min(limit, len(src))
-        images, labels = [], []
+        images, labels, progress = [], [], DecodeProgress(f"tfds:{name} {split}", n)
         for i in range(n):
             r = src[i]
             img = np.asarray(r["image"], np.uint8)
-            images.append(center_square(img, image_size) if image_size else img)
+            img = center_square(img, image_size) if image_size else img
+            one_size(images, img, f"tfds:{name}")
+            images.append(img)
             labels.append(int(r["label"]))
-        if len({x.shape for x in images}) > 1:
-            raise DataError(f"tfds:{name}: images differ in size; {IMAGE_SIZE_REMEDY}")
+            progress.update(i + 1)
         return np.stack(images), np.asarray(labels, np.int32)
 
     return Dataset(name, *arrays("train"), *arrays(evaluation_split(name, sources)), label_names)

@@ -92,6 +92,34 @@ def test_an_image_size_crops_and_resizes_a_folder_of_photos_of_any_size(tmp_path
         load_dataset(f"folder:{tmp_path / 'photos'}", image_size=4)
 
 
+def test_a_folder_of_mixed_sizes_fails_at_its_first_odd_image_not_after_decoding_all(tmp_path, monkeypatch):
+    import PIL.Image
+
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    for i in range(30):  # 00.png at 8 px, then 29 at 10 px
+        PIL.Image.fromarray(np.zeros((8, 8, 3) if i == 0 else (10, 10, 3), np.uint8)).save(
+            tmp_path / "train" / "cat" / f"{i:02d}.png")
+    opened, real_open = [], PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    with pytest.raises(DataError, match=r"train: images differ in size \(\(8, 8, 3\) and \(10, 10, 3\)\)"):
+        load_dataset(f"folder:{tmp_path}")
+    assert len(opened) == 2
+
+
+def test_a_slow_decode_reports_its_progress_and_a_quick_one_says_nothing(capsys):
+    from trainer.data import DecodeProgress
+
+    quick = DecodeProgress("tfds:x train", 1000)
+    for i in range(1000):
+        quick.update(i + 1)
+    assert capsys.readouterr().err == ""
+    slow = DecodeProgress("tfds:imagenet2012 train", 1_281_167, every_s=0.0)
+    slow.update(128_117)
+    line = capsys.readouterr().err
+    assert line.startswith("tfds:imagenet2012 train: 128,117 of 1,281,167 images decoded (10%) in ")
+    assert line.endswith(" s left\n") and line.count("\n") == 1
+
+
 def test_an_image_size_resizes_a_set_of_one_size_and_leaves_one_already_there(idx_dir):
     from trainer.data import center_square
 
