@@ -25,18 +25,17 @@ ISAS = ("NATIVE", "AVX512", "AVX2", "AVX", "SSE4_2")  # NATIVE: no cap, the host
 
 def _train_one(run: str, size: int, sample: int, position: int) -> None:
     """In the child process: train the member and print one JSON line."""
-    from nas.config import from_dict
+    from nas.config import from_dict, load_config_dataset
     from nas.search import member_seed, search_split
     from nas.store import RunDir
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset
     from trainer.train import prepare_member, run_member
 
     rd = RunDir(run)
     config = from_dict(rd.read_config())
     record = next(r for r in rd.records() if r["size"] == size and r["sample"] == sample)
     member = record["members"][position]
-    ds = load_dataset(config.dataset, tfds_data_dir=config.data_dir)
+    ds = load_config_dataset(config)
     split = search_split(config, ds)
     result = run_member(prepare_member(spec_from_dict(member["spec"]), split, config.trainer,
                                        member_seed(member, config.seed, position)))

@@ -69,10 +69,10 @@ def retrained_members(run: Any, slug: str) -> pd.DataFrame:
 def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, out: Path,
                   log=lambda s: print(s, file=sys.stderr, flush=True)) -> pd.DataFrame:
     """Train each member under ``variant`` (rows already in ``out`` are kept, not retrained)."""
+    from nas.config import load_config_dataset
     from nas.evaluators import MemberJob, make_evaluator, member_summary
     from nas.search import enable_compilation_cache, member_key, search_split
     from search_space.spec import from_dict as spec_from_dict
-    from trainer.data import load_dataset
 
     kind, value = parse_variant(variant)
     trainer = dataclasses.replace(config.trainer, epochs=value) if kind == "epochs" else config.trainer
@@ -84,7 +84,7 @@ def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, ou
     if todo.empty:
         return done
     enable_compilation_cache(run)
-    split = search_split(config, load_dataset(config.dataset, tfds_data_dir=config.data_dir))
+    split = search_split(config, load_config_dataset(config))
     jobs, seeds = [], {}
     for r in todo.itertuples():
         spec = spec_from_dict(r.spec)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from nas.diversity import gain_line, rho_text
 from nas.retrained_cli import agreement_line, picks_line, versus_line
-from nas.run_summary import members_line, summarize
+from nas.run_summary import data_label, members_line, summarize
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -74,7 +74,7 @@ def _header(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     name = Path(s["run"]).resolve().name
     sizes = ", ".join(str(z["size"]) for z in s["sizes"])
     lines = [f"# Search run `{name}`", "",
-             f"{s['dataset']}, {s['controller']} controller, ensemble sizes {sizes}: {s['samples']} samples "
+             f"{data_label(s)}, {s['controller']} controller, ensemble sizes {sizes}: {s['samples']} samples "
              f"({s['samples_per_size']} per size planned)"
              + (f", on {'; '.join(s['devices'])}" if s["devices"] else "") + "."]
     launched = [l["time"] for l in s["launches"] if l.get("time")]

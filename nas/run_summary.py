@@ -39,7 +39,8 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
                       "front_points": int((front_sizes == n).sum()),
                       **_progress(ok)})
     times = [float(r["time"]) for r in records if r.get("time")]
-    out = {"run": str(run.path), "dataset": cfg["dataset"], "controller": cfg.get("controller", "reinforce"),
+    out = {"run": str(run.path), "dataset": cfg["dataset"], "image_size": cfg.get("image_size"),
+           "controller": cfg.get("controller", "reinforce"),
            "samples_per_size": cfg.get("samples_per_size"), "samples": len(records),
            "target_ms": float(cfg.get("reward", {}).get("target_ms", 75.0)), "devices": devices(records),
            "first_sample_time": min(times) if times else None, "last_sample_time": max(times) if times else None,
@@ -183,3 +184,9 @@ def members_line(members: dict[str, Any]) -> str:
             + f", evaluation {m['eval_s_mean']:.1f} s; lowering {', '.join(m['lowerings']) or '-'}"
             + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"] else "")
             + (f"; {m['programs_reused']} took an earlier member's programs" if m.get("programs_reused") else ""))
+
+
+def data_label(summary: dict[str, Any]) -> str:
+    """The summary's data set as a header names it: "cifar10", "tfds:imagenet2012 at 64 px"."""
+    size = summary.get("image_size")
+    return summary["dataset"] + (f" at {size} px" if size else "")

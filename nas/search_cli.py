@@ -16,7 +16,7 @@ from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import retrain_dir, setting_label, setting_slug
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
-from nas.run_summary import front_ensembles, in_progress_line, members_line, summarize
+from nas.run_summary import data_label, front_ensembles, in_progress_line, members_line, summarize
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -122,7 +122,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
             s["exported"] = [str(p) for p in exported]
         print(json.dumps(s))
         return 0
-    print(f"run {run.path}: {s['dataset']}, {s['controller']}, {s['samples']} samples of {s['samples_per_size']} "
+    print(f"run {run.path}: {data_label(s)}, {s['controller']}, {s['samples']} samples of {s['samples_per_size']} "
           f"per size" + (f", on {'; '.join(s['devices'])}" if s["devices"] else ""))
     progress = in_progress_line(s["run"], s["in_progress"], time.time())
     if progress:
