@@ -14,6 +14,7 @@ from controller.evolution import EvolutionConfig
 from controller.reinforce import ReinforceConfig
 from search_space.errors import UserError
 from trainer.config import TrainConfig
+from trainer.data import Dataset, check_image_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +78,7 @@ class SearchConfig:
             raise UserError(f"space.width_multiplier: must be in (0, 4], got {self.space.width_multiplier!r}")
         if self.reward.target_ms <= 0:
             raise UserError(f"reward.target_ms: must be > 0, got {self.reward.target_ms!r}")
-        if self.image_size is not None and not (isinstance(self.image_size, int) and 8 <= self.image_size <= 1024):
-            raise UserError(f"image_size: must be an int in 8..1024 px, got {self.image_size!r}")
+        check_image_size(self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -213,9 +213,10 @@ def extend_config(current: SearchConfig, overrides: list[str]) -> SearchConfig:
     return new
 
 
-def load_config_dataset(config: Any) -> Any:
-    """The data set a search or study config names (``trainer.data.Dataset``): its source, TFDS
-    folders and image size, decoded at most once (``trainer.data.load_dataset``)."""
+def load_config_dataset(config: Any) -> Dataset:
+    """The data set a search or study config names: its source, TFDS folders and image size,
+    decoded at most once (``trainer.data.load_dataset``, looked up when called: one place for tests
+    to stand in for every command's data)."""
     from trainer.data import load_dataset
 
     return load_dataset(config.dataset, tfds_data_dir=config.data_dir, manual_dir=config.manual_dir,

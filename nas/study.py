@@ -38,7 +38,7 @@ from search_space.layers import count
 from search_space.space import SMALL_INPUT_MAX, adapt_for_small_input
 from search_space.spec import ArchSpec, MobileNetSpec
 from trainer.config import TrainConfig
-from trainer.data import Dataset, Split, test_split, validation_split
+from trainer.data import Dataset, Split, check_image_size, test_split, validation_split
 
 Log = Callable[[str], None]
 
@@ -89,6 +89,7 @@ class StudyConfig:
             raise UserError(f"resolution_scale: must be in (0, 4], got {self.resolution_scale!r}")
         if not 0 < self.width_multiplier <= 4:
             raise UserError(f"width_multiplier: must be in (0, 4], got {self.width_multiplier!r}")
+        check_image_size(self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -391,6 +391,13 @@ def _cache_path(name: str) -> Path:
     return cache_dir() / f"{safe}-{key}.npz"
 
 
+def check_image_size(image_size: object) -> None:
+    """``image_size`` is None (each source's own size) or an int of 8..1024 px, the sizes the search
+    space takes as a native size; else one error line."""
+    if image_size is not None and not (isinstance(image_size, int) and 8 <= image_size <= 1024):
+        raise DataError(f"image_size: must be an int in 8..1024 px, got {image_size!r}")
+
+
 def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str | None = None,
                  use_cache: bool = True, image_size: int | None = None) -> Dataset:
     """Load a data set by name (see the module docstring), decoding it at most once.
@@ -401,8 +408,7 @@ def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str
     is cached per size."""
     if not isinstance(name, str) or not name:
         raise DataError("dataset: empty name")
-    if image_size is not None and not (isinstance(image_size, int) and 8 <= image_size <= 1024):
-        raise DataError(f"image_size: must be an int in 8..1024 px, got {image_size!r}")
+    check_image_size(image_size)
     cache_key = f"{name}|{tfds_data_dir}|{manual_dir}" + (f"|{image_size}px" if image_size else "")
     cpath = _cache_path(cache_key)
     if use_cache and cpath.is_file():
