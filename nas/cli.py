@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no new round after this many minutes: the round in progress is finished and "
                         "recorded, fronts and plots are written, and --resume continues the run as if never "
                         "stopped")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the search would do (data and split, space, members to train per size, "
+                        "where the latency target falls among random ensembles) and stop: nothing is trained "
+                        "or written")
     add_backend_arguments(p)
     p.set_defaults(func=cmd_search)
 

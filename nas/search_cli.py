@@ -41,6 +41,15 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         config = apply_overrides(load_config(args.config), args.set or [])
         # Loaded before the run directory exists, so a missing data set leaves nothing behind.
         dataset = load_config_dataset(config)
+    if args.dry_run:  # what the search would do; nothing trained or written
+        from nas.plan import plan_lines
+
+        if not args.resume:
+            run.check_new()
+        lines = plan_lines(config, dataset or load_config_dataset(config), run.records() if args.resume else None)
+        print(f"nas search --dry-run: {'resuming' if args.resume else 'a new run in'} {run.path}")
+        print("\n".join(lines))
+        return 0
     if args.member_cache:
         check_writable(Path(args.member_cache), "--member-cache")
     evaluator = evaluator_from_args(args)  # checked before the run directory is written

@@ -74,10 +74,14 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.is_file()
 
-    def create(self, config: dict[str, Any]) -> None:
+    def check_new(self) -> None:
+        """One error line if a new run cannot start here: the folder already holds one."""
         if self.exists():
             raise UserError(f"--run-dir {self.path}: already holds a run; use --resume to continue it, "
                             "or choose another directory")
+
+    def create(self, config: dict[str, Any]) -> None:
+        self.check_new()
         try:
             for sub in ("", "members", "controller", "plots"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)

@@ -402,6 +402,7 @@ def _snapshot(run):
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=folder:{tmp}/photos"],
      "images differ in size ((12, 12, 3) and (12, 20, 3)); set an image size"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}"], "already holds a run"),
+    (["search", "--config", "{cfg}", "--run-dir", "{run}", "--dry-run"], "already holds a run"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}", "--resume"], "drop --config"),
     (["search", "--run-dir", "{tmp}/empty", "--resume"], "not a run directory"),
     (["show", "{tmp}/nothing"], "not a run directory"),
