@@ -288,7 +288,10 @@ search)
     fi
   fi
   log "search: ${args[*]} (compile variant: $variant)"
-  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" > "$OUT/search.log" 2>&1
+  # the plan first (members left to train per size, the target against random ensembles): a few
+  # seconds, nothing written; then the search, its log after the plan
+  $PY -m nas search "${args[@]}" --dry-run > "$OUT/search.log" 2>&1
+  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" >> "$OUT/search.log" 2>&1
   rc=$? hint=""
   [ $rc = 124 ] && hint=": stopped by its ${SEARCH_LIMIT:-480} s limit (SEARCH_RUN continues it: docs/gpu.md)"
   log "search exit $rc$hint"

@@ -73,10 +73,14 @@ def plan_lines(config: SearchConfig, dataset: Any, records: list[dict[str, Any]]
         total += members
         lat = random_max_latencies(config, native, n)
         p10, p50, p90 = np.percentile(lat, [10, 50, 90])
-        lines.append(f"size {n}: {left} of {config.samples_per_size} samples to go, at most {members} members to "
+        lines.append(f"size {n}: {left} of {config.samples_per_size} samples to go, at most {_members(members)} to "
                      f"train; space 10^{space.log10_size(n):.0f}; random ensembles' max member latency "
                      f"{p10:.1f} / {p50:.1f} / {p90:.1f} ms (10th / 50th / 90th percentile of {len(lat)}), "
                      f"{np.mean(lat <= target):.0%} within the {target:g} ms target")
-    lines.append(f"in all: at most {total} members to train ({config.reward.device} latency model; members a run "
+    lines.append(f"in all: at most {_members(total)} to train ({config.reward.device} latency model; members a run "
                  "or --member-cache already has are reused); nothing was trained or written")
     return lines
+
+
+def _members(n: int) -> str:
+    return f"{n} member{'' if n == 1 else 's'}"

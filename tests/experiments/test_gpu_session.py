@@ -83,6 +83,8 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     log = (tmp_path / "out" / "session.log").read_text()
     assert "search exit 124: stopped by its 30 s limit" in log and "search run archived" in log, (
         (r.stdout + r.stderr)[-3000:])
+    plan = (tmp_path / "out" / "search.log").read_text()  # the dry run's plan, then the search's log
+    assert plan.startswith("nas search --dry-run: a new run in ") and "in all: at most 1 member to train" in plan
     parts = sorted((tmp_path / "out").glob("search_run.tgz*"))
     carried = tmp_path / "carried"  # as the next call's checkout would carry it
     carried.mkdir()
@@ -95,6 +97,7 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     r = _session(tmp_path, "search", SEARCH_RUN=str(run), OUT=str(tmp_path / "out2"), NAS_DATA_DIR=str(data))
     log = (tmp_path / "out2" / "session.log").read_text()
     assert f"search: --run-dir {run} --resume" in log and "search exit 0" in log, (r.stdout + r.stderr)[-3000:]
+    assert f"nas search --dry-run: resuming {run}" in (tmp_path / "out2" / "search.log").read_text()
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert [(rec["size"], rec["status"]) for rec in records] == [(1, "ok")]
     launches = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
