@@ -1,7 +1,8 @@
 """`nas search --dry-run`: what a search would do, before it costs anything.
 
 The resolved config (after ``--set``), its data and split, the space, how many members each size
-trains at most, and where the latency target falls among random ensembles of the space: the
+trains at most (for a resumed run, how many are left, and what its members cost so far on
+average), and where the latency target falls among random ensembles of the space: the
 figures a config's author otherwise works out by hand (experiments/search_cifar10.py's target sits
 a little below the median random member, 18.1 ms at CIFAR sizes). Nothing is trained, compiled or
 written.
@@ -77,6 +78,10 @@ def plan_lines(config: SearchConfig, dataset: Any, records: list[dict[str, Any]]
                      f"train; space 10^{space.log10_size(n):.0f}; random ensembles' max member latency "
                      f"{p10:.1f} / {p50:.1f} / {p90:.1f} ms (10th / 50th / 90th percentile of {len(lat)}), "
                      f"{np.mean(lat <= target):.0%} within the {target:g} ms target")
+    if records:  # measured on this run so far: what the members left will cost, at the same rate
+        from nas.run_summary import member_costs, members_line
+
+        lines.append(f"so far, {members_line(member_costs(records))}")
     lines.append(f"in all: at most {_members(total)} to train ({config.reward.device} latency model; members a run "
                  "or --member-cache already has are reused); nothing was trained or written")
     return lines
