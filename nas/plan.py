@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nas.config import SearchConfig
+from trainer.data import Dataset
 
 LATENCY_SAMPLES = 200  # random ensembles per size, seed 0: the same draws every time
 
@@ -44,7 +45,7 @@ def random_max_latencies(config: SearchConfig, native: int, size: int, n: int = 
                      for _ in range(n)])
 
 
-def plan_lines(config: SearchConfig, dataset: Any, records: list[dict[str, Any]] | None = None) -> list[str]:
+def plan_lines(config: SearchConfig, dataset: Dataset, records: list[dict[str, Any]] | None = None) -> list[str]:
     """The dry run's report, one line each; ``records``: a resumed run's, whose samples are done."""
     from nas.search import search_split
     from search_space.space import MnasNetSpace
