@@ -29,7 +29,6 @@ def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
         stored = run.validation_labels()
         if stored is not None:
             return stored
-
         ds = load_config_dataset(cfg)
     from nas.search import search_split
 
