@@ -207,7 +207,7 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
                            {"params": others, "weight_decay": 0.0}], lr=lr0, momentum=config.momentum,
                           nesterov=config.nesterov)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    res, native, pad = spec.resolution, split.native_resolution, crop_padding(split.native_resolution)
+    res, native, pad = spec.resolution, split.native_resolution, crop_padding(split.native_resolution, config.crop_pad)
 
     def set_lr(value: float) -> None:
         for group in opt.param_groups:

@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 
 
-def crop_padding(native: int) -> int:
-    """4 px at 32 px (the CIFAR recipe), scaled with the image size; at least 1."""
-    return max(1, round(native / 8))
+def crop_padding(native: int, pad_at_32: int = 4) -> int:
+    """The random crop's padding at ``native`` px: ``pad_at_32`` px at 32 px (4: the CIFAR recipe),
+    scaled with the image size, at least 1 unless ``pad_at_32`` is 0 (no translation)."""
+    return 0 if pad_at_32 == 0 else max(1, round(pad_at_32 * native / 32))
 
 
 def random_crop_flip(key: jax.Array, x: jax.Array, pad: int, flip: bool) -> jax.Array:

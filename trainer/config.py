@@ -43,8 +43,12 @@ class TrainConfig:
     step_factor: float = 0.2
     label_smoothing: float = 0.1
     dtype: str = "auto"  # auto: bfloat16 on GPU/TPU, float32 on CPU
-    augment: bool = True  # random crop (pad 4 px at 32 px, scaled) and horizontal flip, on the device
+    augment: bool = True  # random crop (pad crop_pad px at 32 px, scaled) and horizontal flip, on the device
     flip: bool = True
+    # The random crop's zero padding in pixels at a 32 px native size, scaled with the data set's
+    # native size (trainer.augment.crop_padding): 4, the CIFAR recipe's translation by up to 4 px;
+    # airbench translates by 2 in its 10-epoch runs; 0 leaves the flip alone.
+    crop_pad: int = 4
     eval_batch_size: int = 1000
     # Before evaluation, batch-norm statistics are recomputed with the final weights over this many
     # training images (no augmentation), in batches of eval_batch_size; 0 keeps the moving averages.
@@ -65,7 +69,7 @@ class TrainConfig:
     # behaving as it did), and key() leaves the field out while it has that value (so members
     # cached before the field existed are still found).
     ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out",
-                                             "compile_unit": "program"}
+                                             "compile_unit": "program", "crop_pad": 4}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_epochs", tuple(int(e) for e in self.step_epochs))
@@ -84,6 +88,7 @@ class TrainConfig:
             (isinstance(self.precise_bn_images, int) and self.precise_bn_images >= 0, "precise_bn_images", "an int >= 0"),
             (self.init in INIT_SCHEMES, "init", f"one of {INIT_SCHEMES}"),
             (self.compile_unit in COMPILE_UNITS, "compile_unit", f"one of {COMPILE_UNITS}"),
+            (isinstance(self.crop_pad, int) and 0 <= self.crop_pad <= 16, "crop_pad", "an int in [0, 16]"),
         ]
         for ok, field, what in checks:
             if not ok:

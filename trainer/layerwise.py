@@ -299,7 +299,7 @@ class LayerwiseTrainer:
             self.rest.append(r_leaves)
             self.opt_state.append(o_leaves)
         self.data = device_data(split)
-        self.pad = crop_padding(split.native_resolution)
+        self.pad = crop_padding(split.native_resolution, config.crop_pad)
         self.precise_bn_idx = _precise_bn_batches(n, config, seed, self.batch_size)
         # per stage, each batch norm's (mean leaf, var leaf) in ``rest`` and its momentum (precise BN)
         self.bn_leaves = [_batch_norm_leaves(s, r) for s, (_, _, r) in zip(stages, split_train)]

@@ -199,7 +199,7 @@ class MemberTrainer:
         # Arrays go in as arguments, never as closed-over constants: a constant would be embedded in
         # the program (138 MB for CIFAR-10's training split) and in its compilation-cache key.
         self.data = device_data(split)
-        self.pad = crop_padding(split.native_resolution)
+        self.pad = crop_padding(split.native_resolution, config.crop_pad)
         self.precise_bn_idx = precise_bn_indices(n, config, seed)
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
         self._eval = jax.jit(self._eval_fn)

@@ -47,3 +47,28 @@ def test_init_scheme_is_validated_and_keys_members_only_when_changed():
         TrainConfig(init="xavier")
     stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "init"}  # an older run's config
     assert from_dict(stored, TrainConfig).init == "he_fan_out"
+
+
+
+def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed():
+    import jax.random
+
+    from nas.config import SearchConfig, apply_overrides, from_dict
+    from search_space.errors import UserError
+    from trainer.augment import crop_padding, random_crop_flip
+
+    # 4 px at CIFAR's 32 (the recipe so far), 2 at MNIST's 28 halved to 14, at least 1 unless 0
+    assert [crop_padding(32), crop_padding(32, 2), crop_padding(28, 2), crop_padding(8, 2), crop_padding(64, 0)] \
+        == [4, 2, 2, 1, 0]
+    assert crop_padding(224) == 28
+    assert "crop_pad" not in TrainConfig().key()  # members cached before the field existed are found
+    assert '"crop_pad":2' in TrainConfig(crop_pad=2).key()
+    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "crop_pad"}  # an older run's config
+    assert from_dict(stored, TrainConfig).crop_pad == 4
+    assert apply_overrides(SearchConfig(), ["trainer.crop_pad=0"]).trainer.crop_pad == 0
+    for bad in (-1, 17, 2.5):
+        with pytest.raises(UserError, match="trainer.crop_pad: must be an int in"):
+            TrainConfig(crop_pad=bad)
+    # pad 0: the images come back unmoved (flipped or not)
+    x = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
+    assert np.array_equal(np.asarray(random_crop_flip(jax.random.key(0), x, 0, False)), np.asarray(x))
