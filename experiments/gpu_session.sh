@@ -55,7 +55,7 @@ STUDY_SET=() SEARCH_SMOKE_SET=()
 # PyTorch's loops: torch.compile alone by default (on the H100, 88 s compiling, then about 5 s an
 # epoch: some 150 s for 10 epochs); TORCH_MODES=compile,eager adds the eager loop.
 TORCH_ARGS=(--torch-modes "${TORCH_MODES:-compile}")
-OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the throughput phase); none: defaults
+OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick, else the last measured one (pick_variant); none: defaults
 # Sized so that `compile throughput` fits one 10-minute call (with about 20 s to decode CIFAR-10):
 # compile <= 120 s (four variants with nothing to autotune, three side by side, each a fresh process:
 # start, data, compile on the host CPU, then two timed epochs and the scoring, the timed parts one
@@ -73,7 +73,10 @@ OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick (see the thro
 BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
             --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
             ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
-FIRSTRUN_ARGS=()
+# Depthwise kinds only by default: on the H200 (2026-12-04) the pointwise ones, autotuned, cost under
+# 1 ms a layer more on their first call (experiments/results/gpu_logs_2026-12-04_h200), and the call's
+# 100 s ran out before the depthwise ones, the suspects left for the first epoch's one-time seconds.
+FIRSTRUN_ARGS=(--kinds "${FIRSTRUN_KINDS:-depthwise,depthwise-shift}")
 COMPILE_ARGS=(--members 1 --timeout 80 --parallel 3
               --variants "${COMPILE_VARIANTS:-autotune0-matmul,autotune0-matmul-nocmdbuf,autotune0,autotune0-nocmdbuf}")
 if [ "${SMOKE:-0}" = 1 ]; then
@@ -87,7 +90,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
               --head 64 --naive-members 2 --naive-time-limit 30)
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
-  FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25)
+  FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")
   # a new search run: sizes 1 and 2, one ensemble each (3 members), quarter width with a small head
   SEARCH_SMOKE_SET=(train_examples=500 val_size=200 sizes=1,2 samples_per_size=1 batch=1 trainer.epochs=1
                     trainer.warmup_epochs=0.5 space.width_multiplier=0.25 space.head_filters=64)
@@ -129,9 +132,18 @@ archive() {  # archive.tgz, tar args: gzip them into $OUT; over 15 MiB, as parts
   du -ch "$OUT/$name"* | tail -1 | cut -f1
 }
 
-pick_variant() {  # OPT_VARIANT, with "best" resolved from this session's compile phase (else none)
+# Where OPT_VARIANT=best looks when this call ran no compile phase: the last GPU measurement of the
+# compile options (H200, 2026-12-04: autotune0-matmul and its -nocmdbuf twin, no one-time costs;
+# on the H100 of 2026-11-26 the same lowering was the fastest too). Not in the CPU dry run, whose
+# calls keep the default build unless they measured otherwise.
+COMPILE_PICK_FROM=${COMPILE_PICK_FROM:-$([ "${SMOKE:-0}" = 1 ] || echo experiments/results/gpu_logs_2026-12-04_h200/bench_compile_options.json)}
+pick_variant() {  # OPT_VARIANT, with "best" resolved from this call's compile phase, else COMPILE_PICK_FROM, else none
   if [ "$OPT_VARIANT" = best ]; then
-    $PY -m experiments.bench_compile_options --pick "$OUT/bench_compile_options.json" 2>/dev/null || echo none
+    local from=$OUT/bench_compile_options.json
+    [ -f "$from" ] || from=$COMPILE_PICK_FROM
+    if [ -n "$from" ] && [ -f "$from" ]; then
+      $PY -m experiments.bench_compile_options --pick "$from" 2>/dev/null || echo none
+    else echo none; fi
   else echo "$OPT_VARIANT"; fi
 }
 
@@ -167,32 +179,30 @@ accuracy)
 recipes)
   # The proxy recipe's variants on one MobileNetV2 (seed 0; the proxy recipe itself gave 80.24% on
   # the H100, twice, with a last-epoch training loss of 0.78: it underfits): which reaches the 85%
-  # the 10-epoch proxy should? More optimizer steps (1,750 at batch 256): batch 128 and 64, with the
-  # learning rate scaled down with the batch or kept, less weight decay, PyTorch's default
-  # initialization (depthwise kernels about 10x wider; on a CPU subset of CIFAR-10 it changed
-  # PyTorch's MobileNetV2 by +5.6 points and this trainer's by -0.8 and +2.9, while the MnasNet
-  # reference code's, 24x wider, cost 10 and 6 points, so it is not tried here:
-  # search_space/models.py), one-cycle. Not bfloat16: after 100 steps its gradients match
-  # float32's (experiments/check_bf16_gradients.py). All but two at batch 128, the first
-  # recipe's: autotuning beside other jobs is slow (each of eight compiles at once took 150-196 s
-  # on the H200), and the batch-128 ones find theirs in the cache the first one filled.
-  # Each a one-member study of its own, all sharing one compilation cache: the first runs alone
-  # and autotunes (its times are single-job), then the rest RECIPE_PARALLEL at a time, reusing
-  # XLA's per-fusion autotuning results (a learning rate is a constant of the program, but the
-  # convolutions it autotunes are the same; batch 64 autotunes its own shapes). Their accuracies do
-  # not depend on what runs beside them; their times do. The first about
-  # 150 s (103 s of it compiling), the wave of seven GPU-bound (one MobileNetV2 uses a small part of
-  # an H100; how well seven share it is unmeasured), each stopped at RECIPE_LIMIT s.
-  # RECIPES: space-separated, each a '+'-joined list of study --set assignments.
+  # the 10-epoch proxy should? Not bfloat16: after 100 steps its gradients match float32's
+  # (experiments/check_bf16_gradients.py). Each a one-member study of its own, all sharing one
+  # compilation cache: the first runs alone and autotunes (its times are single-job; on the H200
+  # 101 s compiling, 35 s for 10 epochs at batch 128, 5 s scoring), then the rest RECIPE_PARALLEL at
+  # a time, reusing XLA's per-fusion autotuning results (a learning rate or the crop's padding is a
+  # constant of the program, but the convolutions it autotunes are the same; another batch size
+  # autotunes its own shapes, slowly beside other jobs). Their accuracies do not depend on what runs
+  # beside them; their times do: on the H200 seven side by side took 12.2 s an epoch each, 1.26x
+  # the images a second of one alone (about 150 s each with loading the programs and scoring).
+  # Each stopped at RECIPE_LIMIT s. RECIPES: space-separated, each a '+'-joined list of study --set
+  # assignments (trainer.batch_size=64+trainer.learning_rate=0.05 and the like: RECIPE_PARALLEL=1).
   export JAX_COMPILATION_CACHE_DIR=$RUNS/mnv2_jax_cache
-  read -r -a recipes <<< "${RECIPES:-trainer.batch_size=128+trainer.learning_rate=0.1 \
-trainer.batch_size=64+trainer.learning_rate=0.05 \
-trainer.batch_size=64+trainer.learning_rate=0.1 \
-trainer.batch_size=128+trainer.learning_rate=0.2 \
-trainer.batch_size=128+trainer.learning_rate=0.1+trainer.weight_decay=5e-5 \
-trainer.batch_size=128+trainer.learning_rate=0.2+trainer.weight_decay=5e-5 \
-trainer.batch_size=128+trainer.learning_rate=0.1+trainer.init=pytorch_default \
-trainer.batch_size=128+trainer.learning_rate=0.1+trainer.schedule=onecycle}"
+  # Measured on the H200 (2026-12-04, experiments/results/gpu_logs_2026-12-04_h200): batch 128 at
+  # lr 0.1 82.68%, the best; lr 0.2, weight decay 5e-5, one-cycle and PyTorch's initialization
+  # 80.4-81.9% (one seed each; the proxy recipe's seeds spread 1.2 points); batch 64 never finished
+  # (its own shapes to autotune beside six trainings: 3.4 min to its first epoch's end). So all at
+  # batch 128 now, lighter augmentation and label smoothing around the best: airbench's 10-epoch
+  # runs translate by 2 px and smooth by 0.2. The first fills the autotuning cache for the rest.
+  read -r -a recipes <<< "${RECIPES:-trainer.batch_size=128+trainer.learning_rate=0.1+trainer.crop_pad=2 \
+trainer.batch_size=128+trainer.learning_rate=0.1+trainer.crop_pad=0 \
+trainer.batch_size=128+trainer.learning_rate=0.1+trainer.crop_pad=2+trainer.label_smoothing=0.2 \
+trainer.batch_size=128+trainer.learning_rate=0.1+trainer.label_smoothing=0 \
+trainer.batch_size=128+trainer.learning_rate=0.05 \
+trainer.batch_size=128+trainer.learning_rate=0.1+trainer.weight_decay=1e-3}"
   # Each recipe stops at RECIPE_LIMIT s, and none runs past RECIPES_BUDGET s from the phase's
   # start: a 15-minute device budget is about 30 s of start, this call (about 20 s of decoding,
   # then at most 420 s), and the accuracy call that follows (the study alone: 230-330 s with the
@@ -231,8 +241,9 @@ for d in sorted(set(glob.glob(sys.argv[1] + "/recipe_*")) - {sys.argv[1] + "/rec
               f"(first {(r.get('epoch_s') or [0])[0]:.1f} s)")
         if r.get("status") == "ok" and (best is None or acc > best[1]):
             best = (name, acc)
-if best:  # the proxy recipe itself, seed 0, on the H100: 80.24% (experiments/results/study_mnv2_h100)
-    print(f"best: {best[0]} at {best[1]:.2%} (proxy recipe 80.24%); 85% reached: {'yes' if best[1] >= 0.85 else 'no'}")
+if best:  # seed 0: the proxy recipe 80.24% (H100, study_mnv2_h100), batch 128 lr 0.1 82.68% (H200)
+    print(f"best: {best[0]} at {best[1]:.2%} (proxy recipe 80.24% on the H100; batch 128 at lr 0.1 "
+          f"82.68% on the H200); 85% reached: {'yes' if best[1] >= 0.85 else 'no'}")
     print(f"next: PROXY_SET={best[0]} TORCH_MODES=none bash experiments/gpu_session.sh accuracy")
 PY
   unset JAX_COMPILATION_CACHE_DIR
@@ -318,3 +329,12 @@ if [ -n "$(ls -A "$RUNS" 2>/dev/null | grep -v -e "^$SEARCH_NAME\$" -e 'jax_cach
   log "studies archived: $(archive studies.tgz --exclude='*jax_cache*' --exclude="./$SEARCH_NAME" -C "$RUNS" .)"
 fi
 done
+# A device call returns at most 8 files from $OUT (docs/gpu.md); a longer list loses the rest
+# (2026-12-04: a study's archive and log, behind eight copied logs). Over 8, the logs and JSON go
+# into one logs.tgz beside session.log and the archives.
+if [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -gt 8 ]; then
+  loose=$(cd "$OUT" && find . -maxdepth 1 -type f ! -name '*.tgz*' ! -name session.log -printf '%f\n' | sort)
+  # shellcheck disable=SC2086  # the script's own file names, no spaces
+  (cd "$OUT" && tar -czf logs.tgz $loose && rm -f $loose)
+  log "over 8 files in $OUT: $(echo $loose | wc -w) logs packed into logs.tgz"
+fi

@@ -54,9 +54,16 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     env = dict(w.split("=", 1) for w in words[:2])
     assert env == {"PROXY_SET": recipe, "TORCH_MODES": "none"}
 
+    # files an operator left in $OUT: with the call's own, over the 8 a device call returns
+    for i in range(4):
+        (tmp_path / "out" / f"extra_{i}.txt").write_text("x")
     r = _session(tmp_path, "accuracy", NAS_DATA_DIR=str(data), **env)  # about 45 s
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     log = (tmp_path / "out" / "session.log").read_text()
+    # ... so the loose logs went into one archive, and the study's archive stayed beside it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logs.tgz", "session.log", "studies.tgz"]
+    with tarfile.open(tmp_path / "out" / "logs.tgz") as logs:
+        assert {"recipes.txt", "study_mobilenetv2-cifar.log", "device.txt", "extra_0.txt"} <= set(logs.getnames())
     assert "seed-0 member taken from the recipes phase" in log
     assert re.search(r"study mobilenetv2-cifar \(processes backend\) exit 0\n.*studies archived", log)
     study = tmp_path / "runs" / "study_mnv2"
