@@ -49,7 +49,6 @@ def test_init_scheme_is_validated_and_keys_members_only_when_changed():
     assert from_dict(stored, TrainConfig).init == "he_fan_out"
 
 
-
 def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed():
     import jax.random
 
@@ -57,7 +56,8 @@ def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed(
     from search_space.errors import UserError
     from trainer.augment import crop_padding, random_crop_flip
 
-    # 4 px at CIFAR's 32 (the recipe so far), 2 at MNIST's 28 halved to 14, at least 1 unless 0
+    # 4 px at CIFAR's 32 (the recipe so far); 2 at 32 is 1.75 at MNIST's 28, rounded to 2; at least 1
+    # however small the image, unless 0
     assert [crop_padding(32), crop_padding(32, 2), crop_padding(28, 2), crop_padding(8, 2), crop_padding(64, 0)] \
         == [4, 2, 2, 1, 0]
     assert crop_padding(224) == 28
