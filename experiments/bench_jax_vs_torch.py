@@ -285,7 +285,11 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
     with torch.no_grad(), torch.autocast(dev, **autocast):
         xv = on_device(split.x_val)
         for i in range(0, len(xv), 1000):
-            pred = model(model_input(xv[i:i + 1000])).argmax(1).cpu().numpy()
+            inp = model_input(xv[i:i + 1000])
+            logits = model(inp).float()
+            if config.tta_flip:  # as trainer.train.scoring_views: the mirror image's logits averaged in
+                logits = (logits + model(torch.flip(inp, dims=[3])).float()) / 2
+            pred = logits.argmax(1).cpu().numpy()
             correct += int((pred == split.y_val[i:i + 1000]).sum())
     images = steps * batch
     return {"framework": f"torch-{mode}", "dtype": dtype, "init": init, "compile_and_first_epoch_s": times[0],

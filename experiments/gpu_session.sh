@@ -77,7 +77,10 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
 # 1 ms a layer more on their first call (experiments/results/gpu_logs_2026-12-04_h200), and the call's
 # 100 s ran out before the depthwise ones, the suspects left for the first epoch's one-time seconds.
 FIRSTRUN_ARGS=(--kinds "${FIRSTRUN_KINDS:-depthwise,depthwise-shift}")
-COMPILE_ARGS=(--members 1 --timeout 80 --parallel 3
+# COMPILE_PARALLEL=1 for autotuned variants (autotuning times kernels on the GPU: side by side, each
+# slows the others' compile), with COMPILE_TIMEOUT s each (a search member's autotuned compile took
+# 45-55 s alone on the H100) and COMPILE_LIMIT for the phase.
+COMPILE_ARGS=(--members 1 --timeout "${COMPILE_TIMEOUT:-80}" --parallel "${COMPILE_PARALLEL:-3}"
               --variants "${COMPILE_VARIANTS:-autotune0-matmul,autotune0-matmul-nocmdbuf,autotune0,autotune0-nocmdbuf}")
 if [ "${SMOKE:-0}" = 1 ]; then
   STUDY_SET=(--set members=2 --set draws=2 --set train_examples=500 --set test_examples=200 --set val_size=200
@@ -137,12 +140,14 @@ archive() {  # archive.tgz, tar args: gzip them into $OUT; over 15 MiB, as parts
 # on the H100 of 2026-11-26 the same lowering was the fastest too). Not in the CPU dry run, whose
 # calls keep the default build unless they measured otherwise.
 COMPILE_PICK_FROM=${COMPILE_PICK_FROM:-$([ "${SMOKE:-0}" = 1 ] || echo experiments/results/gpu_logs_2026-12-04_h200/bench_compile_options.json)}
-pick_variant() {  # OPT_VARIANT, with "best" resolved from this call's compile phase, else COMPILE_PICK_FROM, else none
+pick_variant() {  # OPT_VARIANT, with "best" resolved from this call's compile phase, else from an earlier
+  # call's on the same (still warm) machine, else COMPILE_PICK_FROM, else none; ranked for WORKERS workers
   if [ "$OPT_VARIANT" = best ]; then
     local from=$OUT/bench_compile_options.json
+    [ -f "$from" ] || from=$RUNS/bench_compile_options.json
     [ -f "$from" ] || from=$COMPILE_PICK_FROM
     if [ -n "$from" ] && [ -f "$from" ]; then
-      $PY -m experiments.bench_compile_options --pick "$from" 2>/dev/null || echo none
+      $PY -m experiments.bench_compile_options --pick "$from" --pick-workers "${WORKERS:-4}" 2>/dev/null || echo none
     else echo none; fi
   else echo "$OPT_VARIANT"; fi
 }
@@ -203,6 +208,12 @@ trainer.batch_size=128+trainer.learning_rate=0.1+trainer.crop_pad=2+trainer.labe
 trainer.batch_size=128+trainer.learning_rate=0.1+trainer.label_smoothing=0 \
 trainer.batch_size=128+trainer.learning_rate=0.05 \
 trainer.batch_size=128+trainer.learning_rate=0.1+trainer.weight_decay=1e-3}"
+  # RECIPE_COMMON: '+'-joined assignments added to every recipe (empty: none). By default each
+  # member is scored with test-time flips too (its mirror image's logits averaged in; scoring
+  # only, the training is the same), and its record keeps each view's accuracy alone
+  # (view_accuracies): one training gives the recipe's accuracy with and without them.
+  common=${RECIPE_COMMON-trainer.tta_flip=true}
+  if [ -n "$common" ]; then for i in "${!recipes[@]}"; do recipes[i]+="+$common"; done; fi
   # Each recipe stops at RECIPE_LIMIT s, and none runs past RECIPES_BUDGET s from the phase's
   # start: a 15-minute device budget is about 30 s of start, this call (about 20 s of decoding,
   # then at most 420 s), and the accuracy call that follows (the study alone: 230-330 s with the
@@ -225,9 +236,9 @@ trainer.batch_size=128+trainer.learning_rate=0.1+trainer.weight_decay=1e-3}"
     for recipe in "${recipes[@]:i:step}"; do run_recipe "$recipe" & done
     wait
   done
-  $PY - "$RUNS" <<'PY' | tee "$OUT/recipes.txt"
+  $PY - "$RUNS" "$common" <<'PY' | tee "$OUT/recipes.txt"
 import glob, json, os, sys
-best = None
+best, common = None, sys.argv[2]
 for d in sorted(set(glob.glob(sys.argv[1] + "/recipe_*")) - {sys.argv[1] + "/recipe_logs"}):
     path, name = os.path.join(d, "records.jsonl"), os.path.basename(d)[len("recipe_"):]
     records = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
@@ -235,21 +246,24 @@ for d in sorted(set(glob.glob(sys.argv[1] + "/recipe_*")) - {sys.argv[1] + "/rec
         print(f"{name:<55} no result: stopped by its time limit or failed (recipe_logs/{name}.log)")
     for r in records:
         acc = r.get("val_accuracy")
+        views = r.get("view_accuracies") or []
         print(f"{name:<55} {r.get('status')} val acc "
-              f"{'-' if acc is None else f'{acc:.4f}'} last-epoch loss {(r.get('loss_curve') or [float('nan')])[-1]:.3f} "
+              f"{'-' if acc is None else f'{acc:.4f}'}{' (as is %.4f, mirrored %.4f)' % tuple(views) if len(views) == 2 else ''}"
+              f" last-epoch loss {(r.get('loss_curve') or [float('nan')])[-1]:.3f} "
               f"compile {r.get('compile_s', 0):.1f} s epochs {r.get('train_s', 0):.1f} s "
               f"(first {(r.get('epoch_s') or [0])[0]:.1f} s)")
         if r.get("status") == "ok" and (best is None or acc > best[1]):
             best = (name, acc)
 # seed 0 measured before: the proxy recipe 80.24% (H100, study_mnv2_h100); the best recipe of the
-# H200 session (gpu_logs_2026-12-04_h200), not rerun by the default RECIPES
+# H200 session (gpu_logs_2026-12-04_h200; scored without flips), not rerun by the default RECIPES
 earlier, earlier_acc = "trainer.batch_size=128+trainer.learning_rate=0.1", 0.8268
+earlier += f"+{common}" if common else ""
 if best:
     print(f"best: {best[0]} at {best[1]:.2%} (proxy recipe 80.24% on the H100; batch 128 at lr 0.1 "
-          f"{earlier_acc:.2%} on the H200); 85% reached: {'yes' if best[1] >= 0.85 else 'no'}")
+          f"{earlier_acc:.2%} on the H200, both scored as is); 85% reached: {'yes' if best[1] >= 0.85 else 'no'}")
     print(f"next: PROXY_SET={best[0]} TORCH_MODES=none bash experiments/gpu_session.sh accuracy")
     if best[1] < earlier_acc:
-        print(f"or the earlier best, {earlier} ({earlier_acc:.2%} on the H200): PROXY_SET={earlier} TORCH_MODES=none "
+        print(f"or the earlier best, {earlier} ({earlier_acc:.2%} on the H200 as is): PROXY_SET={earlier} TORCH_MODES=none "
               f"bash experiments/gpu_session.sh accuracy (all three seeds: about 101 s compiling, then 45 s each)")
 PY
   unset JAX_COMPILATION_CACHE_DIR
@@ -268,6 +282,8 @@ compile)
   timeout "${COMPILE_LIMIT:-120}" $PY -m experiments.bench_compile_options "${COMPILE_ARGS[@]}" \
     --out "$OUT/bench_compile_options.json" > "$OUT/bench_compile_options.log" 2>&1
   log "bench_compile_options exit $?"
+  # kept for a throughput or search call after this one while the machine is warm (pick_variant)
+  [ -f "$OUT/bench_compile_options.json" ] && mkdir -p "$RUNS" && cp "$OUT/bench_compile_options.json" "$RUNS/"
   ;;
 firstrun)
   # Alone on the GPU, no persistent cache: eight small programs, each autotuned as it compiles.

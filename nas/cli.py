@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["he_fan_out", "tf_reference", "pytorch_default"], default="he_fan_out",
                    help="weight initialization (trainer.init): the modules' He fan-out initializers "
                         "(torchvision's), the MnasNet reference code's, or PyTorch's layer defaults")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="score each validation image with its mirror image, mean logits (trainer.tta_flip); "
+                        "the output also gives each view's accuracy alone (view_accuracies)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level val_accuracy)")
     p.set_defaults(func=cmd_train)
 

@@ -7,7 +7,8 @@ trainer/precise_bn.py). `nas export` writes one chosen ensemble as a folder that
 
     ensemble.json   what it is: per member the spec, seed, resolution, weights file and test accuracy;
                     the data set's class names, image size and channels; the per-channel mean and std
-                    the members normalize with; how they combine (the geometric mean of their softmax
+                    the members normalize with; whether each scores an image with its mirror image
+                    (tta_flip); how they combine (the geometric mean of their softmax
                     outputs, the paper's); the test accuracy retraining reported and the one the
                     folder's own weights gave when read back
     member{i}.npz   the member's parameters and the batch-norm statistics it was scored with (float32),
@@ -98,13 +99,17 @@ class ExportedEnsemble:
         if lowering not in self._forwards:
             mean = jnp.asarray(self.manifest["mean"], jnp.float32)
             std = jnp.asarray(self.manifest["std"], jnp.float32)
+            flip = bool(self.manifest.get("tta_flip", False))  # folders written before the key: False
             forwards = []
             for spec, model in zip(self.specs, self.models):
                 set_conv_lowering(model, lowering)
                 graphdef, state = nnx.split(model)
 
                 def forward(state: Any, x: jax.Array, graphdef: Any = graphdef, res: int = spec.resolution) -> jax.Array:
-                    return nnx.merge(graphdef, state)(to_model_input(x, mean, std, res)).astype(jnp.float32)
+                    model, x = nnx.merge(graphdef, state), to_model_input(x, mean, std, res)
+                    if flip:  # scored as in training (trainer.train.scoring_views): mean logits of both views
+                        return ((model(x) + model(x[:, :, ::-1, :])) / 2).astype(jnp.float32)
+                    return model(x).astype(jnp.float32)
 
                 forwards.append((jax.jit(forward), state))
             self._forwards[lowering] = forwards
@@ -204,16 +209,18 @@ def load_ensemble(folder: str | Path) -> ExportedEnsemble:
     return ExportedEnsemble(manifest, specs, models)
 
 
-def data_manifest(dataset: Dataset, train_images: np.ndarray) -> dict[str, Any]:
+def data_manifest(dataset: Dataset, train_images: np.ndarray, tta_flip: bool = False) -> dict[str, Any]:
     """What an exported folder says of its inputs and outputs: the data set's name, class names,
     image size and channels, the per-channel mean and std of the images the members were trained
-    on (what they normalize with: trainer.train.normalization), and how members combine."""
+    on (what they normalize with: trainer.train.normalization), whether a member scores each image
+    with its mirror image (the scoring config's ``tta_flip``), and how members combine."""
     from trainer.train import normalization  # the trainer's optimizer stack is not needed to predict
 
     mean, std = normalization(train_images)
     return {"dataset": dataset.name, "class_names": list(dataset.class_names),
             "image_size": int(dataset.x_train.shape[1]), "channels": int(dataset.x_train.shape[3]),
-            "mean": [float(v) for v in mean], "std": [float(v) for v in std], "combine": "geometric_mean"}
+            "mean": [float(v) for v in mean], "std": [float(v) for v in std], "tta_flip": bool(tta_flip),
+            "combine": "geometric_mean"}
 
 
 def check_out_folder(out: Path, option: str = "--out") -> None:

@@ -49,7 +49,8 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
-                         warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init)
+                         warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
+                         tta_flip=args.tta_flip)
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {args.epochs} epochs", file=sys.stderr)
     r = train_member(member, split, config, seed=args.seed, progress=_progress)
@@ -59,7 +60,8 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{r.status}{': ' + r.reason if r.reason else ''}  val accuracy {r.val_accuracy:.4f}  "
+        views = f" (as is {r.view_accuracies[0]:.4f}, mirrored {r.view_accuracies[1]:.4f})" if r.view_accuracies else ""
+        print(f"{r.status}{': ' + r.reason if r.reason else ''}  val accuracy {r.val_accuracy:.4f}{views}  "
               f"compile {r.compile_s:.1f}s  train {r.train_s:.1f}s  eval {r.eval_s:.1f}s")
     return 0 if r.ok else 1
 
@@ -99,7 +101,7 @@ def _export_member(out: Path, member: ArchSpec, ds: Dataset, config: TrainConfig
     model = restore_retrained(member, ds, config, args.seed, args.checkpoint_dir)
     latency = get_estimator("pixel1").estimate(member, num_classes=len(ds.class_names)).total_ms
     manifest = {
-        **data_manifest(ds, ds.x_train),
+        **data_manifest(ds, ds.x_train, config.tta_flip),
         "members": [{"id": spec_id(member), "seed": args.seed, "resolution": member.resolution,
                      "spec": member.to_dict(), "latency_ms": latency, "test_accuracy": test_accuracy}],
         "size": 1, "latency_max_ms": latency, "test_accuracy": test_accuracy,

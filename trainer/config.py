@@ -49,6 +49,10 @@ class TrainConfig:
     # native size (trainer.augment.crop_padding): 4, the CIFAR recipe's translation by up to 4 px;
     # airbench translates by 2 in its 10-epoch runs; 0 leaves the flip alone.
     crop_pad: int = 4
+    # Score each validation (or test) image and its mirror image and average the two logits: the
+    # softmax of that mean is the renormalized geometric mean of the two views' softmaxes, the
+    # ensembles' own rule. Test-time flips as airbench's 94% recipe; it doubles scoring, not training.
+    tta_flip: bool = False
     eval_batch_size: int = 1000
     # Before evaluation, batch-norm statistics are recomputed with the final weights over this many
     # training images (no augmentation), in batches of eval_batch_size; 0 keeps the moving averages.
@@ -69,7 +73,7 @@ class TrainConfig:
     # behaving as it did), and key() leaves the field out while it has that value (so members
     # cached before the field existed are still found).
     ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out",
-                                             "compile_unit": "program", "crop_pad": 4}
+                                             "compile_unit": "program", "crop_pad": 4, "tta_flip": False}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_epochs", tuple(int(e) for e in self.step_epochs))
@@ -89,6 +93,7 @@ class TrainConfig:
             (self.init in INIT_SCHEMES, "init", f"one of {INIT_SCHEMES}"),
             (self.compile_unit in COMPILE_UNITS, "compile_unit", f"one of {COMPILE_UNITS}"),
             (isinstance(self.crop_pad, int) and 0 <= self.crop_pad <= 16, "crop_pad", "an int in [0, 16]"),
+            (isinstance(self.tta_flip, bool), "tta_flip", "true or false"),
         ]
         for ok, field, what in checks:
             if not ok:

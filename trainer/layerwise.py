@@ -412,7 +412,9 @@ class LayerwiseTrainer:
             rests.append(pooled)
         return rests
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
+    def view_logits(self, x: np.ndarray) -> np.ndarray:
+        """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``
+        (as the whole-program trainer's)."""
         if not self._eval:
             self.compile()
         rest = self._precise_rest()
@@ -421,14 +423,21 @@ class LayerwiseTrainer:
         nb = -(-len(x) // bs)
         pad = nb * bs - len(x)
         xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        out = []
+        views = [False, True] if self.config.tta_flip else [False]
+        out: list[list[jax.Array]] = [[] for _ in views]
         for b in range(nb):
-            h = _eval_input(jnp.asarray(xp[b * bs:(b + 1) * bs]), mean, std, resolution=self.spec.resolution,
-                            dtype=self.dtype)
-            for i, evaluate in enumerate(self._eval):
-                h = evaluate(self.params[i], rest[i], h)
-            out.append(h)
-        return np.asarray(jax.device_get(jnp.concatenate(out)), np.float32)[: len(x)]
+            batch = _eval_input(jnp.asarray(xp[b * bs:(b + 1) * bs]), mean, std, resolution=self.spec.resolution,
+                                dtype=self.dtype)
+            for v, mirrored in enumerate(views):
+                h = batch[:, :, ::-1, :] if mirrored else batch
+                for i, evaluate in enumerate(self._eval):
+                    h = evaluate(self.params[i], rest[i], h)
+                out[v].append(h)
+        return np.stack([np.asarray(jax.device_get(jnp.concatenate(o)), np.float32)[: len(x)] for o in out])
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N, classes): the views' mean logits (``view_logits``)."""
+        return self.view_logits(x).mean(0)
 
 
 def _precise_bn_batches(n_train: int, config: TrainConfig, seed: int, batch: int) -> np.ndarray | None:

@@ -36,6 +36,9 @@ class MemberResult:
     reason: str = ""
     val_accuracy: float = float("nan")
     val_logits: np.ndarray | None = None  # float32 (N_val, classes)
+    # With config.tta_flip: the accuracy of each view alone (as is, mirrored); val_accuracy and
+    # val_logits are their mean logits'. Empty with one view.
+    view_accuracies: tuple[float, ...] = ()
     loss_curve: tuple[float, ...] = ()  # mean training loss per epoch
     # Seconds per epoch (they sum to train_s). On a GPU the first can be far longer: 18.4 s against
     # 1.6 s for a MobileNetV2 on the H100 (2026-11-26), one-time costs at the program's first run.
@@ -65,6 +68,7 @@ class MemberResult:
         d.pop("val_logits")
         d["loss_curve"] = list(self.loss_curve)
         d["epoch_s"] = list(self.epoch_s)
+        d["view_accuracies"] = list(self.view_accuracies)
         return d
 
 
@@ -236,12 +240,14 @@ class MemberTrainer:
 
     def _eval_fn(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
                  precise_bn_idx: jax.Array | None) -> jax.Array:
-        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time; first,
-        unless ``precise_bn_idx`` is None, batch-norm statistics recomputed over those training
-        images (trainer/precise_bn.py)."""
+        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time, per view:
+        (batches, views, eval_bs, classes), the images as they are, then mirrored with
+        ``config.tta_flip``. First, unless ``precise_bn_idx`` is None, batch-norm statistics
+        recomputed over those training images (trainer/precise_bn.py)."""
         _, _, mean, std = data
         model = self._scoring_model(params, rest, data, precise_bn_idx)
-        return jax.lax.map(lambda b: model(to_model_input(b, mean, std, self.spec.resolution)), x)
+        views = scoring_views(self.config)
+        return jax.lax.map(lambda b: views(model, to_model_input(b, mean, std, self.spec.resolution)), x)
 
     def _scoring_model(self, params: Any, rest: Any, data: tuple[jax.Array, ...],
                        precise_bn_idx: jax.Array | None) -> nnx.Module:
@@ -309,9 +315,27 @@ class MemberTrainer:
         xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
         return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
 
+    def view_logits(self, x: np.ndarray) -> np.ndarray:
+        """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``."""
+        out = np.asarray(self._eval(self.state.params, self.state.rest, self._eval_batches(x), self.data,
+                                    self.precise_bn_idx), np.float32)
+        return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, : len(x)]
+
     def logits(self, x: np.ndarray) -> np.ndarray:
-        out = self._eval(self.state.params, self.state.rest, self._eval_batches(x), self.data, self.precise_bn_idx)
-        return np.asarray(out, np.float32).reshape(-1, out.shape[-1])[: len(x)]
+        """float32 (N, classes): the views' mean logits (``view_logits``)."""
+        return self.view_logits(x).mean(0)
+
+
+def scoring_views(config: TrainConfig) -> Callable[[Any, jax.Array], jax.Array]:
+    """``views(model, x)``: the logits (views, N, classes) a member is scored by, float32: of ``x``
+    alone, or with ``config.tta_flip`` of ``x`` and its mirror image (their mean is the score)."""
+    def views(model: Any, x: jax.Array) -> jax.Array:
+        out = [model(x)]
+        if config.tta_flip:
+            out.append(model(x[:, :, ::-1, :]))
+        return jnp.stack(out).astype(jnp.float32)
+
+    return views
 
 
 def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Array | None:
@@ -380,7 +404,8 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
                                     train_s=time.perf_counter() - start, epochs=epoch + 1)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
-        logits = trainer.logits(split.x_val)
+        views = trainer.view_logits(split.x_val)
+        logits = views.mean(0)
         eval_s = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if _is_oom(e):
@@ -390,7 +415,9 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),
                             epoch_s=tuple(times), **known, train_s=train_s, epochs=config.epochs)
     acc = float((logits.argmax(-1) == split.y_val).mean())
-    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, loss_curve=tuple(curve),
+    view_accs = tuple(float((v.argmax(-1) == split.y_val).mean()) for v in views) if len(views) > 1 else ()
+    return MemberResult(sid, "ok", val_accuracy=acc, val_logits=logits, view_accuracies=view_accs,
+                        loss_curve=tuple(curve),
                         epoch_s=tuple(times), **known,
                         train_s=train_s, eval_s=eval_s, epochs=config.epochs,
                         steps=config.epochs * trainer.steps_per_epoch)

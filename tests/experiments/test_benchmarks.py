@@ -128,7 +128,7 @@ def test_first_run_benchmark_times_each_layer_kind_of_mobilenetv2(tmp_path):
 
 
 def test_pick_takes_the_fastest_variant_that_still_learns(tmp_path):
-    from experiments.bench_compile_options import pick_best
+    from experiments.bench_compile_options import member_cost_s, pick_best
 
     rows = [{"variant": "default", "mean_val_accuracy": 0.50, "proxy_evals_per_hour": 60},
             {"variant": "autotune0", "mean_val_accuracy": 0.20, "proxy_evals_per_hour": 900},  # fast, learns little
@@ -146,10 +146,23 @@ def test_pick_takes_the_fastest_variant_that_still_learns(tmp_path):
     assert pick_best(h100 + [diverged]) == "autotune0-matmul"
     with pytest.raises(ValueError, match="no variant"):
         pick_best([{"variant": "shift", "skipped": "exit 1"}])
+    # With worker processes a compile overlaps other members' training: a variant that compiles
+    # long but trains fast wins once its GPU part is the shorter (450,000 images a proxy member)
+    timed = lambda name, compile_s, ips: {  # noqa: E731
+        "variant": name, "mean_val_accuracy": 0.3, "setup_s_mean": 2.0, "compile_s_mean": compile_s,
+        "first_epoch_extra_s_mean": 0.5, "images_per_s_mean": ips, "eval_s_mean": 0.5,
+        "proxy_evals_per_hour": 3600 / (2.0 + compile_s + 0.5 + 450_000 / ips + 0.5)}
+    quick, tuned = timed("autotune0-matmul", 30.0, 18_000), timed("shift", 90.0, 90_000)
+    assert pick_best([quick, tuned]) == "autotune0-matmul"  # one after another: 58 s against 98 s
+    assert pick_best([quick, tuned], workers=8) == "shift"  # 26 s of GPU against max(6 s, 98 s / 8)
+    assert member_cost_s(tuned, 8) == pytest.approx(98 / 8) and member_cost_s(quick, 8) == pytest.approx(26)
     out = tmp_path / "rows.json"
     out.write_text(json.dumps(rows))
     r = _run("experiments.bench_compile_options", "--pick", str(out))
     assert r.returncode == 0 and r.stdout.strip() == "autotune0-matmul"
+    out.write_text(json.dumps([quick, tuned]))
+    r = _run("experiments.bench_compile_options", "--pick", str(out), "--pick-workers", "8")
+    assert r.returncode == 0 and r.stdout.strip() == "shift"
     r = _run("experiments.bench_compile_options", "--pick", str(tmp_path / "missing.json"))
     assert r.returncode != 0 and "cannot pick from" in r.stderr
 

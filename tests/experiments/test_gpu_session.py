@@ -46,13 +46,15 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     r = _session(tmp_path, "recipes", RECIPES=recipe, NAS_DATA_DIR=str(data))  # about 60 s on 2 cores
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     lines = (tmp_path / "out" / "recipes.txt").read_text().splitlines()
-    assert lines[0].startswith(recipe) and " ok val acc " in lines[0]
-    assert lines[1].startswith(f"best: {recipe} at ")
+    # scored with test-time flips too (RECIPE_COMMON's default), each view's accuracy alone beside
+    scored = f"{recipe}+trainer.tta_flip=true"
+    assert lines[0].startswith(scored) and " ok val acc " in lines[0] and "(as is " in lines[0]
+    assert lines[1].startswith(f"best: {scored} at ")
     # the next call, as the session's operator would paste it
     words = shlex.split(lines[2].removeprefix("next: "))
     assert words[2:] == ["bash", "experiments/gpu_session.sh", "accuracy"]
     env = dict(w.split("=", 1) for w in words[:2])
-    assert env == {"PROXY_SET": recipe, "TORCH_MODES": "none"}
+    assert env == {"PROXY_SET": scored, "TORCH_MODES": "none"}
 
     # files an operator left in $OUT: with the call's own, over the 8 a device call returns
     for i in range(4):
@@ -69,6 +71,7 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     study = tmp_path / "runs" / "study_mnv2"
     config = json.loads((study / "config.json").read_text())
     assert config["trainer"]["batch_size"] == 64 and config["trainer"]["learning_rate"] == 0.05
+    assert config["trainer"]["tta_flip"] is True
     # seed 0 came from the recipes phase (same member key): only seed 1 trained in this call
     trained = [json.loads(line)["seed"] for line in (study / "records.jsonl").read_text().splitlines()]
     assert trained == [1]

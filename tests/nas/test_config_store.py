@@ -29,13 +29,14 @@ def test_overrides_and_round_trip():
 
 def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and_cache_keys():
     stored = SearchConfig().to_dict()
-    for field in ("precise_bn_images", "init", "compile_unit", "crop_pad"):  # config.json from before the fields
+    for field in ("precise_bn_images", "init", "compile_unit", "crop_pad", "tta_flip"):  # from before the fields
         del stored["trainer"][field]
     old = from_dict(stored)
     assert old.trainer.precise_bn_images == 0  # moving averages, as that code evaluated
     assert old.trainer.init == "he_fan_out"  # the modules' initializers, as that code drew
     assert old.trainer.compile_unit == "program"  # one program per member, as that code compiled
     assert old.trainer.crop_pad == 4  # translation by up to 4 px at 32 px, as that code cropped
+    assert old.trainer.tta_flip is False  # one view scored, as that code scored
     assert from_dict(SearchConfig().to_dict()).trainer.precise_bn_images == SearchConfig().trainer.precise_bn_images > 0
     # the member-cache text of the old behaviour is the text that code wrote
     assert json.loads(old.trainer.key()) == stored["trainer"] | {"step_epochs": []}

@@ -97,6 +97,24 @@ def test_a_written_ensemble_reads_back_as_the_geometric_mean_of_its_members(tmp_
         ens.probabilities(np.zeros((2, 32, 32, 3), np.uint8))
 
 
+def test_a_folder_scored_with_mirror_images_averages_each_members_two_views(tmp_path):
+    spec = zoo.get("mobilenetv2", resolution=28, width_multiplier=0.25)
+    model = init_model(spec, 10, seed=0)
+    rng = np.random.default_rng(0)  # weights moved both ways, so that its logits vary with the image
+    nnx.update(model, nnx.map_state(
+        lambda path, v: v.replace(v.get_value() + jnp.asarray(rng.normal(0, 0.1, v.get_value().shape), jnp.float32)),
+        nnx.state(model, nnx.Param)))
+    model.eval()
+    images = _images()
+    written = write_ensemble(tmp_path / "exp", {**_manifest([spec]), "tta_flip": True}, [member_arrays(model)])
+    assert written["tta_flip"] is True
+    x = to_model_input(jnp.asarray(images), jnp.asarray([0.3]), jnp.asarray([0.4]), 28)
+    as_is, mirrored = np.asarray(model(x)), np.asarray(model(x[:, :, ::-1, :]))
+    assert np.abs(as_is - mirrored).max() > 1e-3  # the views differ by 100x the tolerance below
+    [got] = load_ensemble(tmp_path / "exp").member_logits(images)
+    np.testing.assert_allclose(got, (as_is + mirrored) / 2, rtol=1e-5, atol=1e-5)
+
+
 def test_write_ensemble_refuses_a_folder_with_files_and_leaves_it_alone(tmp_path):
     spec, model = _member(16, 0)
     out = tmp_path / "exp"

@@ -72,3 +72,16 @@ def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed(
     # pad 0: the images come back unmoved (flipped or not)
     x = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
     assert np.array_equal(np.asarray(random_crop_flip(jax.random.key(0), x, 0, False)), np.asarray(x))
+
+
+def test_tta_flip_is_a_bool_that_keys_members_only_when_on():
+    from nas.config import SearchConfig, apply_overrides, from_dict
+    from search_space.errors import UserError
+
+    assert "tta_flip" not in TrainConfig().key()  # members cached before the field existed are found
+    assert '"tta_flip":true' in TrainConfig(tta_flip=True).key()
+    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "tta_flip"}  # an older run's config
+    assert from_dict(stored, TrainConfig).tta_flip is False
+    assert apply_overrides(SearchConfig(), ["trainer.tta_flip=true"]).trainer.tta_flip is True
+    with pytest.raises(UserError, match="trainer.tta_flip: must be true or false"):
+        TrainConfig(tta_flip=1)

@@ -29,7 +29,8 @@ def test_a_step_is_the_whole_program_trainers_step(fashion, spec):
     # One step from the same weights on the same augmented batch: the same loss, parameters and
     # precise-BN logits up to float rounding (the programs differ in fusion, not in arithmetic).
     split = validation_split(fashion, 200, seed=0, train_examples=CONFIG.batch_size)
-    whole, layers = MemberTrainer(spec, split, CONFIG, 3), LayerwiseTrainer(spec, split, CONFIG, 3)
+    config = CONFIG.replace(tta_flip=True)  # scored with mirror images too: both trainers' views compared
+    whole, layers = MemberTrainer(spec, split, config, 3), LayerwiseTrainer(spec, split, config, 3)
     whole.compile(), layers.compile()
     assert layers.stages == len(model_stages(nnx.merge(whole.graphdef_train, whole.state.params, whole.state.rest)))
     before = [np.asarray(a) for a in _stage_leaves(layers.params)]
@@ -43,7 +44,8 @@ def test_a_step_is_the_whole_program_trainers_step(fashion, spec):
         np.testing.assert_allclose(np.asarray(lay), np.asarray(w), atol=2e-5)
         moved = max(moved, float(np.abs(np.asarray(w) - b).max()))
     assert moved > 1e-2  # the step did change the weights
-    lw, ll = whole.logits(split.x_val), layers.logits(split.x_val)
+    lw, ll = whole.view_logits(split.x_val), layers.view_logits(split.x_val)
+    assert lw.shape == ll.shape == (2, 200, 10)
     np.testing.assert_allclose(ll, lw, atol=2e-3)
 
 

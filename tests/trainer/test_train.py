@@ -111,6 +111,27 @@ def test_a_member_of_an_earlier_members_architecture_takes_its_programs(fashion,
         assert MemberTrainer(spec, data, cfg, 0).program_key() != key
 
 
+def test_test_time_flips_score_each_image_with_its_mirror_image(fashion):
+    """With trainer.tta_flip a member's logits are the mean of its logits for the images and for
+    their mirror images, each view's accuracy alone is kept, and the programs are the config's own."""
+    split, config = _small_split(fashion), TrainConfig(epochs=1, batch_size=64, warmup_epochs=0.5)
+    r = train_member(tiny_member(), split, config.replace(tta_flip=True))
+    assert r.ok and len(r.view_accuracies) == 2 and r.summary()["view_accuracies"] == list(r.view_accuracies)
+    assert train_member(tiny_member(), split, config).view_accuracies == ()  # one view: nothing extra
+    t = MemberTrainer(tiny_member(), split, config.replace(tta_flip=True), seed=0)
+    assert t.program_key() != MemberTrainer(tiny_member(), split, config, seed=0).program_key()
+    t.compile()
+    t.run_epoch(0)
+    x = split.x_val
+    views, of_mirrored = t.view_logits(x), t.view_logits(x[:, :, ::-1, :])
+    assert views.shape == (2, len(x), 10) and np.abs(views[0] - views[1]).max() > 1e-3
+    np.testing.assert_allclose(views[1], of_mirrored[0], atol=1e-4)  # the second view is the mirror image's
+    np.testing.assert_allclose(views[0], of_mirrored[1], atol=1e-4)
+    np.testing.assert_allclose(t.logits(x), views.mean(0), atol=1e-6)
+    accs = [float((v.argmax(-1) == split.y_val).mean()) for v in views]
+    assert accs == [pytest.approx(a) for a in r.view_accuracies]  # same seed: the same member as train_member's
+
+
 def test_the_program_cache_keeps_the_most_recently_used():
     from trainer.train import _ProgramCache
 
