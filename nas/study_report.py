@@ -42,20 +42,27 @@ def _members(records: list[dict[str, Any]]) -> list[str]:
     if not records:
         return ["No member has a record yet.", ""]
     df = pd.DataFrame(records)
+    # members scored with test-time flips (trainer.tta_flip) also have each view's accuracy alone
+    flipped = "view_accuracies" in df and df["view_accuracies"].map(lambda v: isinstance(v, list) and len(v) == 2).any()
+    mean_std = lambda acc: ("-" if acc.empty else f"{pct(acc.mean(), 2)} ± {100 * acc.std(ddof=1):.2f}"  # noqa: E731
+                            if len(acc) > 1 else pct(acc.mean(), 2))
     rows = []
     for arch, d in df.groupby("architecture", sort=False):
         ok = d[d["status"] == "ok"]
-        acc = ok["val_accuracy"].astype(float)
-        rows.append([arch, len(d), len(d) - len(ok),
-                     "-" if acc.empty else f"{pct(acc.mean(), 2)} ± {100 * acc.std(ddof=1):.2f}" if len(acc) > 1
-                     else pct(acc.mean(), 2),
+        as_is = [mean_std(ok["view_accuracies"].map(lambda v: v[0] if isinstance(v, list) and v else float("nan"))
+                          .astype(float).dropna())] if flipped else []
+        rows.append([arch, len(d), len(d) - len(ok), mean_std(ok["val_accuracy"].astype(float)), *as_is,
                      f"{d['compile_s'].astype(float).max():.1f} / {d['compile_s'].astype(float).median():.1f}",
                      f"{d['train_s'].astype(float).median():.1f}",
                      "; ".join(sorted({str(r) for r in d["reason"] if r})) or "-"])
+    note = (" Members are scored with test-time flips (each image and its mirror image, mean logits); \"as is\" is "
+            "the accuracy of the images alone." if flipped else "")
     return (["Accuracy of single members on the evaluation split (mean ± standard deviation over seeds); compile "
-             "seconds, the longest (a cold compile, usually the first) and the median; training seconds, median.", ""]
-            + table(["architecture", "members", "failed", "accuracy", "compile s, max / median", "train s",
-                     "failure reasons"], rows, [False, True, True, True, True, True, False]) + [""])
+             "seconds, the longest (a cold compile, usually the first) and the median; training seconds, median."
+             + note, ""]
+            + table(["architecture", "members", "failed", "accuracy", *(["as is"] if flipped else []),
+                     "compile s, max / median", "train s", "failure reasons"], rows,
+                    [False, True, True, True, *([True] if flipped else []), True, True, False]) + [""])
 
 
 def study_markdown(run: RunDir, cfg: dict[str, Any], out_dir: Path) -> str:
@@ -79,7 +86,9 @@ def study_markdown(run: RunDir, cfg: dict[str, Any], out_dir: Path) -> str:
                 if len(times) > 1 else ""), "",
              f"Each member trains for {t.get('epochs', '?')} epochs at batch {t.get('batch_size', '?')}, learning rate "
              f"{t.get('learning_rate', '?')} ({t.get('schedule', '?')}, {t.get('optimizer', '?')}), on "
-             f"{count(cfg.get('train_examples')) or 'all the'} training images; ensembles (geometric mean of "
+             f"{count(cfg.get('train_examples')) or 'all the'} training images"
+             + ("; each member scores an image and its mirror image (test-time flips)" if t.get("tta_flip") else "")
+             + "; ensembles (geometric mean of "
              f"softmaxes) are scored on the {cfg.get('eval_split', 'test')} split, up to {cfg.get('draws', '?')} "
              "random member subsets per ensemble size.", ""]
     lines += launch_lines(run.launches())

@@ -72,6 +72,8 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     config = json.loads((study / "config.json").read_text())
     assert config["trainer"]["batch_size"] == 64 and config["trainer"]["learning_rate"] == 0.05
     assert config["trainer"]["tta_flip"] is True
+    report = (study / "report.md").read_text()  # says how members were scored, with the "as is" accuracies
+    assert "(test-time flips)" in report and "| accuracy | as is |" in report
     # seed 0 came from the recipes phase (same member key): only seed 1 trained in this call
     trained = [json.loads(line)["seed"] for line in (study / "records.jsonl").read_text().splitlines()]
     assert trained == [1]

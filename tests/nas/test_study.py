@@ -173,6 +173,17 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     assert "| wrn-10-1 | 2 | 0 |" in text  # members per architecture, none failed
 
 
+def test_the_members_table_gives_the_as_is_accuracy_of_members_scored_with_flips():
+    from nas.study_report import _members
+
+    rec = lambda seed, acc, views: {"architecture": "mobilenetv2", "seed": seed, "status": "ok",  # noqa: E731
+                                    "val_accuracy": acc, "view_accuracies": views, "compile_s": 1.0,
+                                    "train_s": 2.0, "reason": ""}
+    text = "\n".join(_members([rec(0, 0.84, [0.83, 0.82]), rec(1, 0.86, [0.85, 0.84])]))
+    assert "| accuracy | as is |" in text and "| 85.00% ± 1.41 | 84.00% ± 1.41 |" in text
+    assert "as is" not in "\n".join(_members([rec(0, 0.84, [])]))  # one view: no such column
+
+
 def test_study_time_limit_and_bad_input(tmp_path, dataset):
     cfg = tmp_path / "mini.py"
     cfg.write_text(MINI.format(dataset=dataset))
