@@ -19,7 +19,9 @@ each in a fresh subprocess with empty caches, so neither inherits the other's co
 ``--optimized-variant NAME`` gives the optimized mode (only) the compile options of one of
 ``experiments.bench_compile_options``'s variants (XLA flags, depthwise mode, dtype, evaluation
 batch), e.g. less autotuning; its accuracies then agree with the naive ones only approximately
-(printed).
+(printed). ``--optimized-variant A,B`` runs the optimized mode once per variant, one after the
+other, against one naive run: each gets its ratio, and the fastest is the one reported as
+``optimized`` (the others under ``optimized_runs``).
 
 ``--naive-members N`` runs the naive loop on the first N members only, and ``--naive-time-limit S``
 starts no naive member after S seconds. The optimized mode runs first; ``--optimized-time-limit S``
@@ -212,7 +214,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K", help=BLOCKS_HELP)
     ap.add_argument("--optimized-variant",
                     help="compile options for the optimized mode only, a variant of bench_compile_options "
-                         "(e.g. autotune0-shift); the naive mode keeps the defaults")
+                         "(e.g. autotune0-shift), or several, comma-separated, each an optimized run of its own; "
+                         "the naive mode keeps the defaults")
     ap.add_argument("--backend", default="auto", choices=["auto", "processes", "pipelined", "sequential"],
                     help="the optimized mode's evaluator (auto: processes on a GPU, else pipelined)")
     ap.add_argument("--workers", type=int, default=8, help="processes: members in flight at once")
@@ -237,45 +240,64 @@ def main() -> None:
     if args.mode:
         print(json.dumps(run_mode(args)))
         return
-    out = {}
-    base = list(sys.argv[1:])  # the same options for both modes, less --out
-    if "--out" in base:
-        i = base.index("--out")
-        del base[i:i + 2]
-    if args.optimized_variant:
+    out: dict = {}
+    base = list(sys.argv[1:])  # the same options for both modes, less --out and the variants
+    for flag in ("--out", "--optimized-variant"):
+        if flag in base:
+            i = base.index(flag)
+            del base[i:i + 2]
+    variants = [v for v in (args.optimized_variant or "").split(",") if v] or [None]
+    if variants != [None]:
         from experiments.bench_compile_options import require_variant, variant_env
 
-        require_variant(args.optimized_variant, "bench_throughput")
-    for mode in ("optimized", "naive"):  # the naive one last: it is the one a time limit may cut short
+        for v in variants:
+            require_variant(v, "bench_throughput")
+    runs: dict = {}
+    # the naive run last: it is the one a time limit may cut short
+    for mode, variant in [("optimized", v) for v in variants] + [("naive", None)]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-        if mode == "optimized" and args.optimized_variant:
-            env = variant_env(args.optimized_variant, env)
+        extra = []
+        if variant:
+            env, extra = variant_env(variant, env), ["--optimized-variant", variant]
         with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as cache:
-            proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, "--mode", mode,
-                                   "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, *extra,
+                                   "--mode", mode, "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
-            sys.exit(f"bench_throughput: the {mode} run failed (exit {proc.returncode})")
-        out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-        if args.out:  # each mode's figures are kept as soon as they exist
+            sys.exit(f"bench_throughput: the {mode} run{f' ({variant})' if variant else ''} failed "
+                     f"(exit {proc.returncode})")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if mode == "optimized":
+            runs[result["variant"]] = result
+            out["optimized"] = max(runs.values(), key=lambda r: r["evals_per_device_hour"])
+            if len(variants) > 1:
+                out["optimized_runs"] = runs
+        else:
+            out["naive"] = result
+        if args.out:  # each run's figures are kept as soon as they exist
             with open(args.out, "w") as f:
                 json.dump(out, f, indent=1)
-    ratio = out["optimized"]["evals_per_device_hour"] / out["naive"]["evals_per_device_hour"]
+    naive_rate = out["naive"]["evals_per_device_hour"]
+    ratio = out["optimized"]["evals_per_device_hour"] / naive_rate
     out["ratio"] = ratio
+    if len(variants) > 1:
+        out["ratios"] = {v: r["evals_per_device_hour"] / naive_rate for v, r in runs.items()}
     common = sorted(set(out["naive"]["accuracies"]) & set(out["optimized"]["accuracies"]), key=int)
     diffs = [abs(out["naive"]["accuracies"][k] - out["optimized"]["accuracies"][k]) for k in common]
     out["max_accuracy_difference"] = max(diffs) if diffs else None
-    for mode in ("naive", "optimized"):
-        r = out[mode]
-        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} members in "
+    for mode, r in [("naive", out["naive"])] + [("optimized", r) for r in runs.values()]:
+        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} member{'' if r['members'] == 1 else 's'} in "
               f"{r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
               f"train {r['train_s_sum']:.0f} s summed; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
-    agreement = (f"the {len(common)} members both trained differ in validation accuracy by at most "
-                 f"{out['max_accuracy_difference']:.4f}" if common else "no member was trained by both")
-    print(f"ratio optimized / naive: {ratio:.2f}x on {out['naive']['device']} ({out['naive']['backend']}, "
-          f"jax {out['naive']['jax']}); {agreement}")
+    agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
+                 f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common
+                 else "no member was trained by both")
+    if len(variants) > 1:
+        print("ratios: " + ", ".join(f"{v} {x:.2f}x" for v, x in out["ratios"].items()))
+    print(f"ratio optimized / naive: {ratio:.2f}x ({out['optimized']['variant']} compile options) on "
+          f"{out['naive']['device']} ({out['naive']['backend']}, jax {out['naive']['jax']}); {agreement}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

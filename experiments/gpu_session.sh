@@ -32,6 +32,9 @@ PHASES="accuracy|recipes|wrn|firstrun|compile|throughput|search"
 [ $# -ge 1 ] || { echo "usage: gpu_session.sh $PHASES ..." >&2; exit 2; }
 for phase in "$@"; do  # every name checked before the device's time goes into decoding CIFAR-10
   [[ $phase != *"|"* && "|$PHASES|" == *"|$phase|"* ]] || { echo "gpu_session.sh: unknown phase '$phase' (phases: $PHASES)" >&2; exit 2; }
+  if [ "$phase" = search ] && [[ ${OPT_VARIANT:-} == *,* ]]; then  # a list is for the throughput phase
+    echo "gpu_session.sh: search: OPT_VARIANT must name one variant, not '$OPT_VARIANT'" >&2; exit 2
+  fi
 done
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -293,10 +296,17 @@ firstrun)
   log "bench_first_run exit $?"
   ;;
 throughput)
+  # OPT_VARIANT=A,B: an optimized run per variant against one naive run, each with its ratio. Each
+  # further variant adds about 200 s: the optimized runs then stop at 100 s (hard stop 160 s) and
+  # the naive one starts members for 60 s (each 60-100 s), unless OPT_LIMIT / NAIVE_LIMIT say.
   variant=$(pick_variant)
   [ "$variant" = none ] || BENCH_ARGS+=(--optimized-variant "$variant")
+  n_variants=$(($(tr -cd , <<< "$variant" | wc -c) + 1))
+  if [ "$n_variants" -gt 1 ]; then
+    BENCH_ARGS+=(--optimized-time-limit "${OPT_LIMIT:-100}" --naive-time-limit "${NAIVE_LIMIT:-60}")
+  fi
   log "naive vs optimized member evaluations per GPU-hour (optimized variant: $variant)"
-  timeout "${BENCH_LIMIT:-380}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
+  timeout "${BENCH_LIMIT:-$((380 + 200 * (n_variants - 1)))}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
   ;;

@@ -51,15 +51,15 @@ def test_compile_options_benchmark_runs_each_variant_in_its_own_process(tmp_path
     assert r.returncode != 0 and "--parallel must be at least 1" in r.stderr
 
 
-def _tiny_throughput_run(tmp_path, dataset, hard_stop: str):
+def _tiny_throughput_run(tmp_path, dataset, hard_stop: str, *more: str):
     """Two tiny members, one naive; the optimized mode stops at 0.1 s past its first finished member
-    or at ``hard_stop`` s. Returns the process and its JSON."""
+    or at ``hard_stop`` s. ``more``: further options. Returns the process and its JSON."""
     out = tmp_path / "bt.json"
     r = _run("experiments.bench_throughput", "--dataset", dataset, "--members", "2", "--epochs", "1",
              "--train-examples", "300", "--val-size", "100", "--width", "0.25", "--head", "64", "--blocks", "2",
              "--naive-members", "1",
              "--optimized-time-limit", "0.1", "--optimized-hard-stop", hard_stop, "--compile-workers", "1",
-             "--train-workers", "1", "--out", str(out))
+             "--train-workers", "1", "--out", str(out), *more)
     assert r.returncode == 0, r.stderr[-3000:]
     return r, json.loads(out.read_text())
 
@@ -82,11 +82,15 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
 
 @pytest.mark.slow
 def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_path, dataset):
-    # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode runs
-    r, d = _tiny_throughput_run(tmp_path, dataset, hard_stop="0.2")
+    # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode
+    # runs; two variants (each stopped so), each an optimized run of its own against one naive run
+    r, d = _tiny_throughput_run(tmp_path, dataset, "0.2", "--optimized-variant", "autotune0-matmul,shift")
     assert d["optimized"]["members"] == 0 and d["optimized"]["evals_per_device_hour"] == 0
     assert d["naive"]["members"] == 1 and d["ratio"] == 0 and d["max_accuracy_difference"] is None
-    assert "hard stop at 0 s after 0 members" in r.stderr and "no member was trained by both" in r.stdout
+    assert r.stderr.count("hard stop at 0 s after 0 members") == 2 and "no member was trained by both" in r.stdout
+    assert sorted(d["optimized_runs"]) == ["autotune0-matmul", "shift"] == sorted(d["ratios"])
+    assert [line.split("(")[0].strip() for line in r.stdout.splitlines()[:3]] == ["naive", "optimized", "optimized"]
+    assert "ratios: autotune0-matmul 0.00x, shift 0.00x" in r.stdout
 
 
 def test_blocks_keeps_the_first_blocks_of_the_same_sampled_members():
@@ -104,8 +108,9 @@ def test_blocks_keeps_the_first_blocks_of_the_same_sampled_members():
 def test_benchmarks_reject_unknown_variants():
     r = _run("experiments.bench_compile_options", "--variants", "default,nope")
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
-    r = _run("experiments.bench_throughput", "--optimized-variant", "nope")
-    assert r.returncode != 0 and "unknown variant 'nope'" in r.stderr
+    for variants in ("nope", "shift,nope"):
+        r = _run("experiments.bench_throughput", "--optimized-variant", variants)
+        assert r.returncode != 0 and "unknown variant 'nope'" in r.stderr
     r = _run("experiments.bench_first_run", "--kinds", "depthwise,nope")
     assert r.returncode != 0 and "unknown kind(s) nope" in r.stderr
 

@@ -39,6 +39,13 @@ def test_a_bad_phase_name_is_one_error_before_anything_runs(tmp_path, phases):
     assert not (tmp_path / "out" / "device.txt").exists()  # nothing ran: no device query, no decoding
 
 
+def test_a_list_of_variants_is_for_the_throughput_phase_not_the_search(tmp_path):
+    r = _session(tmp_path, "throughput", "search", OPT_VARIANT="autotune0-matmul,shift")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "gpu_session.sh: search: OPT_VARIANT must name one variant, not 'autotune0-matmul,shift'"]
+    assert not (tmp_path / "out" / "device.txt").exists()
+
+
 @pytest.mark.slow
 def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path):
     data = shared_file("cifar10_jpeg.npz").parent
