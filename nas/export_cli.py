@@ -97,8 +97,8 @@ def run_export_cmd(args: argparse.Namespace) -> int:
         print(f"  member {pos + 1}/{len(row['members'])} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
               f"from {ckpt}", file=sys.stderr, flush=True)
     manifest = {
-        **data_manifest(ds, train.x_train, recipe.tta_flip), "members": members, "size": int(row["size"]), "sample": row["sample"],
-        "ensemble_id": row["ensemble_id"],
+        **data_manifest(ds, train.x_train, recipe.tta_flip), "members": members, "size": int(row["size"]),
+        "sample": row["sample"], "ensemble_id": row["ensemble_id"],
         "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "epochs": epochs,
                                                                   "train_examples": subset, "setting": slug},
         "source_run": str(run.path.resolve()), "test_accuracy": row["test_accuracy"],
