@@ -66,6 +66,7 @@ def test_compiled_once_per_architecture_and_divergence_is_a_failed_result(fashio
     config = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.5)
     r = train_member(tiny_member(), _small_split(fashion), config)
     assert r.ok and len(r.loss_curve) == 2 and len(traces) == 1
+    assert r.view_accuracies == () and r.summary()["view_accuracies"] == []  # one view scored: nothing extra
     assert len(r.epoch_s) == 2 and min(r.epoch_s) > 0 and sum(r.epoch_s) == pytest.approx(r.train_s, rel=0.05)
     assert r.summary()["epoch_s"] == list(r.epoch_s)
     # Same program, poisoned weights: the loss goes non-finite and the member is a failed result.
@@ -117,10 +118,10 @@ def test_test_time_flips_score_each_image_with_its_mirror_image(fashion):
     split, config = _small_split(fashion), TrainConfig(epochs=1, batch_size=64, warmup_epochs=0.5)
     r = train_member(tiny_member(), split, config.replace(tta_flip=True))
     assert r.ok and len(r.view_accuracies) == 2 and r.summary()["view_accuracies"] == list(r.view_accuracies)
-    assert train_member(tiny_member(), split, config).view_accuracies == ()  # one view: nothing extra
     t = MemberTrainer(tiny_member(), split, config.replace(tta_flip=True), seed=0)
     assert t.program_key() != MemberTrainer(tiny_member(), split, config, seed=0).program_key()
     t.compile()
+    assert t.programs_reused  # train_member's programs, from PROGRAMS
     t.run_epoch(0)
     x = split.x_val
     views, of_mirrored = t.view_logits(x), t.view_logits(x[:, :, ::-1, :])
