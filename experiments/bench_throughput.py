@@ -285,8 +285,8 @@ def main() -> None:
     diffs = [abs(out["naive"]["accuracies"][k] - out["optimized"]["accuracies"][k]) for k in common]
     out["max_accuracy_difference"] = max(diffs) if diffs else None
     for mode, r in [("naive", out["naive"])] + [("optimized", r) for r in runs.values()]:
-        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} member{'' if r['members'] == 1 else 's'} in "
-              f"{r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
+        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} "
+              f"member{'' if r['members'] == 1 else 's'} in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
               f"train {r['train_s_sum']:.0f} s summed; "

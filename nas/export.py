@@ -37,7 +37,7 @@ from nas.ensemble import accuracy, geometric_mean_log_probs
 from search_space.errors import UserError
 from search_space.models import conv_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec, from_dict as spec_from_dict
-from trainer.augment import to_model_input
+from trainer.augment import scoring_views, to_model_input
 from trainer.data import Dataset
 
 MANIFEST = "ensemble.json"
@@ -106,10 +106,8 @@ class ExportedEnsemble:
                 graphdef, state = nnx.split(model)
 
                 def forward(state: Any, x: jax.Array, graphdef: Any = graphdef, res: int = spec.resolution) -> jax.Array:
-                    model, x = nnx.merge(graphdef, state), to_model_input(x, mean, std, res)
-                    if flip:  # scored as in training (trainer.train.scoring_views): mean logits of both views
-                        return ((model(x) + model(x[:, :, ::-1, :])) / 2).astype(jnp.float32)
-                    return model(x).astype(jnp.float32)
+                    # scored as in training: the mean logits of the image (and its mirror image)
+                    return scoring_views(nnx.merge(graphdef, state), to_model_input(x, mean, std, res), flip).mean(0)
 
                 forwards.append((jax.jit(forward), state))
             self._forwards[lowering] = forwards

@@ -1,6 +1,9 @@
-"""On-device preprocessing: gather a batch of uint8 images, random crop, flip, resize, normalize."""
+"""On-device preprocessing: gather a batch of uint8 images, random crop, flip, resize, normalize;
+and the views a member is scored on."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,3 +42,13 @@ def to_model_input(x_uint8: jax.Array, mean: jax.Array, std: jax.Array, resoluti
     if (h, w) != (resolution, resolution):
         x = jax.image.resize(x, (n, resolution, resolution, c), method="linear", antialias=True)
     return x
+
+
+def scoring_views(model: Callable[[jax.Array], jax.Array], x: jax.Array, flip: bool) -> jax.Array:
+    """The logits a member is scored by, float32 (views, N, classes): of the model input ``x``, then,
+    with ``flip`` (``trainer.tta_flip``), of its mirror image. Their mean is the score: its softmax is
+    the renormalized geometric mean of the views' softmaxes (the ensembles' rule)."""
+    out = [model(x)]
+    if flip:
+        out.append(model(x[:, :, ::-1, :]))
+    return jnp.stack(out).astype(jnp.float32)

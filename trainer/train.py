@@ -21,7 +21,7 @@ from flax import nnx
 
 from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
-from trainer.augment import crop_padding, random_crop_flip, to_model_input
+from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
 from trainer.config import TrainConfig, compute_dtype, init_optimizer_state, make_optimizer
 from trainer.data import Split
 from trainer.precise_bn import batch_statistics, pooled_statistics, set_statistics
@@ -245,9 +245,8 @@ class MemberTrainer:
         ``config.tta_flip``. First, unless ``precise_bn_idx`` is None, batch-norm statistics
         recomputed over those training images (trainer/precise_bn.py)."""
         _, _, mean, std = data
-        model = self._scoring_model(params, rest, data, precise_bn_idx)
-        views = scoring_views(self.config)
-        return jax.lax.map(lambda b: views(model, to_model_input(b, mean, std, self.spec.resolution)), x)
+        model, flip = self._scoring_model(params, rest, data, precise_bn_idx), self.config.tta_flip
+        return jax.lax.map(lambda b: scoring_views(model, to_model_input(b, mean, std, self.spec.resolution), flip), x)
 
     def _scoring_model(self, params: Any, rest: Any, data: tuple[jax.Array, ...],
                        precise_bn_idx: jax.Array | None) -> nnx.Module:
@@ -324,18 +323,6 @@ class MemberTrainer:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, classes): the views' mean logits (``view_logits``)."""
         return self.view_logits(x).mean(0)
-
-
-def scoring_views(config: TrainConfig) -> Callable[[Any, jax.Array], jax.Array]:
-    """``views(model, x)``: the logits (views, N, classes) a member is scored by, float32: of ``x``
-    alone, or with ``config.tta_flip`` of ``x`` and its mirror image (their mean is the score)."""
-    def views(model: Any, x: jax.Array) -> jax.Array:
-        out = [model(x)]
-        if config.tta_flip:
-            out.append(model(x[:, :, ::-1, :]))
-        return jnp.stack(out).astype(jnp.float32)
-
-    return views
 
 
 def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Array | None:
