@@ -205,8 +205,8 @@ recipes)
   # 80.4-81.9% (one seed each; the proxy recipe's seeds spread 1.2 points); batch 64 never finished
   # (its own shapes to autotune beside six trainings: 3.4 min to its first epoch's end). The recipe
   # underfits (last-epoch loss 0.78-0.82 nats), and twice the steps gave the largest gain (on the
-  # CPU too: batch 64 over 128 by 2.7 and 6.3 points, experiments/results/cpu_proxy_levers_2026-12-04): so batch
-  # 64 at lr 0.05 (the same rate per image again) now runs first and alone, filling the autotuning
+  # CPU too: batch 64 over 128 by 2.7 and 6.3 points, experiments/results/cpu_proxy_levers_2026-12-04):
+  # so batch 64 at lr 0.05 (the same rate per image again) now runs first and alone, filling the autotuning
   # cache with batch 64's shapes; it translates by up to 2 px (airbench's 10-epoch runs do), and
   # the rest are batch-64 variants around it, side by side: the recipe's 4 px, no translation,
   # label smoothing 0.2 (airbench's), and twice the learning rate. Estimated from the H200's
