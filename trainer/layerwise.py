@@ -49,7 +49,7 @@ from flax import nnx
 from search_space.errors import UserError
 from search_space.models import MobileNet, WideResNet, depthwise_mode
 from search_space.spec import ArchSpec
-from trainer.augment import crop_padding, random_crop_flip, to_model_input
+from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
 from trainer.config import TrainConfig, init_optimizer_state, make_optimizer
 from trainer.data import Split
 from trainer.precise_bn import pooled_statistics
@@ -423,17 +423,15 @@ class LayerwiseTrainer:
         nb = -(-len(x) // bs)
         pad = nb * bs - len(x)
         xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        views = [False, True] if self.config.tta_flip else [False]
-        out: list[list[jax.Array]] = [[] for _ in views]
-        for b in range(nb):
-            batch = _eval_input(jnp.asarray(xp[b * bs:(b + 1) * bs]), mean, std, resolution=self.spec.resolution,
-                                dtype=self.dtype)
-            for v, mirrored in enumerate(views):
-                h = batch[:, :, ::-1, :] if mirrored else batch
-                for i, evaluate in enumerate(self._eval):
-                    h = evaluate(self.params[i], rest[i], h)
-                out[v].append(h)
-        return np.stack([np.asarray(jax.device_get(jnp.concatenate(o)), np.float32)[: len(x)] for o in out])
+        def member(h: jax.Array) -> jax.Array:  # the stages' evaluation programs, one after another
+            for i, evaluate in enumerate(self._eval):
+                h = evaluate(self.params[i], rest[i], h)
+            return h
+
+        out = [scoring_views(member, _eval_input(jnp.asarray(xp[b * bs:(b + 1) * bs]), mean, std,
+                                                 resolution=self.spec.resolution, dtype=self.dtype),
+                             self.config.tta_flip) for b in range(nb)]
+        return np.asarray(jax.device_get(jnp.concatenate(out, axis=1)), np.float32)[:, : len(x)]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, classes): the views' mean logits (``view_logits``)."""
