@@ -106,7 +106,13 @@ log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import sys, jax, flax, optax; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__,
-'optax', optax.__version__, jax.devices())"; date -u; } > "$OUT/device.txt" 2>&1
+'optax', optax.__version__, jax.devices())"
+  # the CUDA libraries jax runs on (cuDNN's version matters: docs/gpu.md, the first epoch's cost)
+  $PY -c "import importlib.metadata as m; print(' '.join(sorted(d.metadata['Name'] + '==' + d.version
+for d in m.distributions() if (d.metadata['Name'] or '').lower().startswith(('nvidia-', 'jax-cuda', 'jaxlib')))))"
+  $PY -c "from jax._src.lib import cuda_versions as v; print('cuDNN loaded', v.cudnn_get_version())" 2>/dev/null \
+    || echo "cuDNN loaded: unknown"
+  date -u; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 log "decoding CIFAR-10 once into $NAS_CACHE_DIR"
 $PY -c "from trainer.data import load_dataset; load_dataset('cifar10')" || { log "no CIFAR-10"; exit 2; }

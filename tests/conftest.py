@@ -29,6 +29,17 @@ def shared_file(*parts: str) -> pathlib.Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def fashion():
+    """Real Fashion-MNIST: Debian's package (`apt-get install dataset-fashion-mnist`), else the shared
+    folder's IDX files; skips when neither is here. Decoded once per test module."""
+    from trainer.data import load_dataset
+
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        return load_dataset("fashion_mnist")
+    return load_dataset(f"idx:{shared_file('fashion_mnist_manual')}")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session decodes into its own cache, never the user's."""

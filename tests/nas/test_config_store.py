@@ -9,6 +9,7 @@ from nas.pareto import fronts
 from nas.reward import mnas_reward
 from nas.store import RunDir
 from search_space import UserError
+from trainer.config import TrainConfig
 
 
 def test_overrides_and_round_trip():
@@ -29,7 +30,7 @@ def test_overrides_and_round_trip():
 
 def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and_cache_keys():
     stored = SearchConfig().to_dict()
-    for field in ("precise_bn_images", "init", "compile_unit", "crop_pad", "tta_flip"):  # from before the fields
+    for field in TrainConfig.ADDED_LATER:  # a config stored before all of them (each alone: tests/trainer)
         del stored["trainer"][field]
     old = from_dict(stored)
     assert old.trainer.precise_bn_images == 0  # moving averages, as that code evaluated

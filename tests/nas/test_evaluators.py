@@ -9,7 +9,7 @@ import pytest
 import nas.evaluators as evaluators
 from nas.evaluators import MemberJob, PipelinedEvaluator, SequentialEvaluator, make_evaluator
 from search_space.errors import UserError
-from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
+from tests.trainer.test_train import _small_split, tiny_member
 from trainer.config import TrainConfig
 
 CONFIG = TrainConfig(epochs=1, batch_size=32, learning_rate=0.1, warmup_epochs=0.1)

@@ -9,7 +9,7 @@ import pytest
 
 from nas.evaluators import MemberJob, SequentialEvaluator
 from nas.process_backend import ProcessEvaluator
-from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
+from tests.trainer.test_train import _small_split, tiny_member
 from trainer.config import TrainConfig
 from trainer.train import MemberResult
 

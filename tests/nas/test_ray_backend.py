@@ -11,7 +11,7 @@ import pytest
 from nas.evaluators import MemberJob
 from search_space.errors import UserError
 from tests.nas.test_evaluators import CONFIG
-from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
+from tests.trainer.test_train import _small_split, tiny_member
 from tests.conftest import ROOT
 from tests.nas.conftest import search_killed_after
 

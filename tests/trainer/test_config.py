@@ -1,4 +1,4 @@
-"""The optimizers' states start at zero, so the trainer can build them on the host."""
+"""The training configuration: optimizer states built on the host, fields checked, stored runs kept."""
 
 import itertools
 
@@ -29,9 +29,29 @@ def test_host_optimizer_state_equals_optax_init(optimizer, schedule):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_init_scheme_is_validated_and_keys_members_only_when_changed():
-    import search_space.models
+# A value other than the stored runs' one for each field added after runs were stored: a new entry in
+# TrainConfig.ADDED_LATER needs one here, so that the test below covers it.
+CHANGED = {"precise_bn_images": 500, "init": "pytorch_default", "compile_unit": "layer", "crop_pad": 2,
+           "tta_flip": True}
+
+
+def test_fields_added_later_keep_stored_runs_and_their_members_as_they_were():
     from nas.config import from_dict
+
+    assert set(CHANGED) == set(TrainConfig.ADDED_LATER)
+    for field, old in TrainConfig.ADDED_LATER.items():
+        assert CHANGED[field] != old
+        # an older run's stored config, without the field, loads with the value it ran with
+        stored = {k: v for k, v in TrainConfig().to_dict().items() if k != field}
+        assert getattr(from_dict(stored, TrainConfig), field) == old, field
+        # members cached before the field existed are found (the key leaves the old value out) and a
+        # changed value keys new members
+        assert f'"{field}":' not in TrainConfig(**{field: old}).key(), field
+        assert f'"{field}":' in TrainConfig(**{field: CHANGED[field]}).key(), field
+
+
+def test_init_scheme_is_validated_and_matches_the_models_and_the_cli():
+    import search_space.models
     from search_space.errors import UserError
     from trainer.config import INIT_SCHEMES
 
@@ -41,18 +61,14 @@ def test_init_scheme_is_validated_and_keys_members_only_when_changed():
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     assert tuple(next(a for a in train._actions if a.dest == "init").choices) == INIT_SCHEMES
-    assert "init" not in TrainConfig().key()  # members cached before the field existed are found
-    assert '"init":"pytorch_default"' in TrainConfig(init="pytorch_default").key()
     with pytest.raises(UserError, match="trainer.init: must be one of"):
         TrainConfig(init="xavier")
-    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "init"}  # an older run's config
-    assert from_dict(stored, TrainConfig).init == "he_fan_out"
 
 
-def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed():
+def test_crop_pad_is_validated_and_scales_with_the_image_size():
     import jax.random
 
-    from nas.config import SearchConfig, apply_overrides, from_dict
+    from nas.config import SearchConfig, apply_overrides
     from search_space.errors import UserError
     from trainer.augment import crop_padding, random_crop_flip
 
@@ -61,10 +77,6 @@ def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed(
     assert [crop_padding(32), crop_padding(32, 2), crop_padding(28, 2), crop_padding(8, 2), crop_padding(64, 0)] \
         == [4, 2, 2, 1, 0]
     assert crop_padding(224) == 28
-    assert "crop_pad" not in TrainConfig().key()  # members cached before the field existed are found
-    assert '"crop_pad":2' in TrainConfig(crop_pad=2).key()
-    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "crop_pad"}  # an older run's config
-    assert from_dict(stored, TrainConfig).crop_pad == 4
     assert apply_overrides(SearchConfig(), ["trainer.crop_pad=0"]).trainer.crop_pad == 0
     for bad in (-1, 17, 2.5):
         with pytest.raises(UserError, match="trainer.crop_pad: must be an int in"):
@@ -74,14 +86,10 @@ def test_crop_pad_scales_with_the_image_size_and_keys_members_only_when_changed(
     assert np.array_equal(np.asarray(random_crop_flip(jax.random.key(0), x, 0, False)), np.asarray(x))
 
 
-def test_tta_flip_is_a_bool_that_keys_members_only_when_on():
-    from nas.config import SearchConfig, apply_overrides, from_dict
+def test_tta_flip_is_a_bool_and_set_from_the_command_line():
+    from nas.config import SearchConfig, apply_overrides
     from search_space.errors import UserError
 
-    assert "tta_flip" not in TrainConfig().key()  # members cached before the field existed are found
-    assert '"tta_flip":true' in TrainConfig(tta_flip=True).key()
-    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "tta_flip"}  # an older run's config
-    assert from_dict(stored, TrainConfig).tta_flip is False
     assert apply_overrides(SearchConfig(), ["trainer.tta_flip=true"]).trainer.tta_flip is True
     with pytest.raises(UserError, match="trainer.tta_flip: must be true or false"):
         TrainConfig(tta_flip=1)

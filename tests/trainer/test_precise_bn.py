@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from search_space.models import BatchNorm
-from tests.trainer.test_train import _small_split, fashion, tiny_member  # noqa: F401 - fixture
+from tests.trainer.test_train import _small_split, tiny_member
 from trainer.config import TrainConfig
 from trainer.precise_bn import batch_norms, batch_statistics, pooled_statistics, set_statistics
 from trainer.train import MemberTrainer, precise_bn_indices

@@ -11,7 +11,7 @@ import pytest
 from search_space import MnasNetSpace, scale_width, to_json
 from tests.conftest import ROOT, nas_here, shared_file
 from trainer.config import TrainConfig
-from trainer.data import Dataset, load_dataset, validation_split
+from trainer.data import Dataset, validation_split
 from trainer.train import MemberTrainer, train_member
 
 
@@ -19,14 +19,6 @@ def tiny_member(native=28, res_index=0):
     """A searched member at a quarter of MobileNetV2's widths: trains in seconds on a CPU."""
     vec = [0, 0, 0, 0, 1, 0, 0] * 7 + [res_index]
     return scale_width(MnasNetSpace(native).decode_member(vec), 0.25, "always")
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    for path in ("/usr/share/datasets/fashion-mnist",):
-        if os.path.isdir(path):
-            return load_dataset("fashion_mnist")
-    return load_dataset(f"idx:{shared_file('fashion_mnist_manual')}")
 
 
 def test_one_epoch_on_2000_real_images_learns_far_above_chance_within_a_minute(fashion):
