@@ -31,6 +31,12 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - moving-average-bn: evaluation with the batch-norm moving averages (``trainer.precise_bn_images=0``)
   instead of statistics recomputed before scoring: what precise BN adds to the evaluation
   program's compile (8-15% of a member's compile on the 2-core CPU; trainer/precise_bn.py).
+- layer / autotune0-layer / shift-layer: per-layer programs (``trainer.compile_unit=layer``,
+  trainer/layerwise.py) that a worker process keeps and later members with the same layer reuse,
+  so a layer's compile and its programs' first-run costs (cuDNN plans) are paid once per worker
+  for every member that has it; ``shift-layer`` with depthwise convolutions as shifted sums. This
+  benchmark measures each variant on fresh processes, so it sees the first member's cost only;
+  experiments/bench_throughput.py --optimized-variant measures the reuse.
 - nocmdbuf / autotune0-nocmdbuf / autotune0-matmul-nocmdbuf: without XLA's command buffers (CUDA
   graphs, ``--xla_gpu_enable_command_buffer=``), a control for the one-time costs. On the H100
   (2026-11-26) MobileNetV2's first epoch took 18.4 s against 1.6 s for each later one and its
@@ -85,6 +91,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     # trainer.compile_unit=layer (trainer/layerwise.py): per-layer programs shared across members
     "layer": {"compile_unit": "layer"},
     "autotune0-layer": {"xla": "--xla_gpu_autotune_level=0", "compile_unit": "layer"},
+    # autotuned layers with depthwise convolutions as shifted sums, kept by long-lived workers: a
+    # layer's compile and its programs' first-run costs paid once for every member that has it
+    "shift-layer": {"depthwise": "shift", "compile_unit": "layer"},
     # no command buffers (CUDA graphs): an empty list of command types
     "nocmdbuf": {"xla": "--xla_gpu_enable_command_buffer="},
     "autotune0-nocmdbuf": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer="},

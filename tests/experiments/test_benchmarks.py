@@ -185,6 +185,10 @@ def test_exports_give_a_search_the_variants_environment():
     assert search_sets("moving-average-bn") == ["trainer.precise_bn_images=0"]
     assert search_sets("autotune0-layer") == ["trainer.compile_unit=layer"] and search_sets("matmul") == []
     assert "--xla_gpu_autotune_level=0" in shell_exports("autotune0-layer")
+    # autotuned layers, depthwise convolutions as shifted sums: the lowering in the environment,
+    # the compile unit as a --set item
+    assert search_sets("shift-layer") == ["trainer.compile_unit=layer"]
+    assert shell_exports("shift-layer") == "export NAS_DEPTHWISE=shift"
     r = _run("experiments.bench_compile_options", "--sets", "layer")
     assert r.returncode == 0 and r.stdout.split() == ["trainer.compile_unit=layer"]
 
