@@ -39,7 +39,11 @@ figures are then no search member's.
 
 Prints, per mode, wall seconds, member evaluations per device-hour, summed compile and train
 seconds and mean validation accuracy (the two must agree: the same members are trained), then the
-ratio, with the device; ``--out`` also writes it as JSON.
+ratio, with the device; ``--out`` also writes it as JSON. Each member's line, and each mode's mean,
+also gives how much longer its first epoch took than its later ones (members of two or more
+epochs): the one-time cost of running its programs the first time, which on the GPU came with the
+autotuned cuDNN build (12.9 s for a MobileNetV2 on an H200), so one call says whether a variant
+is rid of it.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from typing import Iterable, Sequence
 
 
 def _sample_members(native: int, count: int, width: float, head: int, seed: int, blocks: int = 7):
@@ -88,6 +94,22 @@ def blocks_arg(text: str) -> int:
     if not 1 <= k <= 7:
         raise argparse.ArgumentTypeError(f"must be 1..7, got {k}")
     return k
+
+
+def first_epoch_extra_s(epoch_s: Sequence[float]) -> float | None:
+    """How much longer a member's first epoch took than the median of its later ones: the one-time
+    cost of its programs' first run (on the GPU, cuDNN's convolution plans: docs/gpu.md); None for a
+    member of one epoch."""
+    return epoch_s[0] - statistics.median(epoch_s[1:]) if len(epoch_s) > 1 else None
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _first_epoch(extra: float | None) -> str:
+    return "" if extra is None else f", first epoch {extra:+.1f} s"
 
 
 def _layers(compiled: int, stages: int) -> str:
@@ -146,6 +168,8 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "compile_s_sum": sum(r.compile_s for r in results.values()),
                 "trace_s_sum": sum(r.trace_s for r in results.values()),
                 "train_s_sum": sum(r.train_s for r in results.values()),
+                # the mean one-time cost in a member's first epoch (None: members of one epoch)
+                "first_epoch_extra_s_mean": _mean(first_epoch_extra_s(r.epoch_s) for r in ok),
                 # per-layer compilation only (0 otherwise): layers in all, and those compiled anew
                 "stages_sum": sum(r.stages for r in results.values()),
                 "stages_compiled_sum": sum(r.stages_compiled for r in results.values()),
@@ -182,7 +206,8 @@ def run_mode(args: argparse.Namespace) -> dict:
             wall = time.perf_counter() - start
         print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
               f"acc {r.val_accuracy:.4f} setup {r.setup_s:.1f} s compile {r.compile_s:.1f} s (tracing "
-              f"{r.trace_s:.1f} s){_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s ({wall:.0f} s)",
+              f"{r.trace_s:.1f} s){_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s"
+              f"{_first_epoch(first_epoch_extra_s(r.epoch_s))} ({wall:.0f} s)",
               file=sys.stderr, flush=True)
         if limit and wall > limit and len(results) < len(jobs):
             # naive: the sequential evaluator is lazy, so the next member is not started; optimized:
@@ -289,7 +314,8 @@ def main() -> None:
               f"member{'' if r['members'] == 1 else 's'} in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
-              f"train {r['train_s_sum']:.0f} s summed; "
+              f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'))}"
+              f"{'' if r.get('first_epoch_extra_s_mean') is None else ' a member'}; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
                  f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common

@@ -93,6 +93,15 @@ def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_
     assert "ratios: autotune0-matmul 0.00x, shift 0.00x" in r.stdout
 
 
+def test_a_members_one_time_cost_is_its_first_epoch_over_its_later_epochs_median():
+    from experiments.bench_throughput import _first_epoch, _mean, first_epoch_extra_s
+
+    assert first_epoch_extra_s((3.0, 1.0, 1.2, 5.0)) == pytest.approx(1.8)  # a slow later epoch moves it not
+    assert first_epoch_extra_s((2.0,)) is None and _first_epoch(None) == ""  # one epoch: nothing to tell
+    assert _mean([1.0, None, 2.0]) == 1.5 and _mean([None]) is None
+    assert _first_epoch(12.94) == ", first epoch +12.9 s" and _first_epoch(-0.3) == ", first epoch -0.3 s"
+
+
 def test_blocks_keeps_the_first_blocks_of_the_same_sampled_members():
     from experiments.bench_throughput import _sample_members
 

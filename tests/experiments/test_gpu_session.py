@@ -97,10 +97,14 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     search, its run comes back as search_run.tgz, and a later call with that archive unpacked and named
     by SEARCH_RUN (docs/gpu.md) continues the same run to its end."""
     data = shared_file("cifar10_jpeg.npz").parent
-    # one member (the dry run's sizes 1 and 2 cut to size 1); 30 s: started, not finished (about 60 s)
-    r = _session(tmp_path, "search", SEARCH_SET="sizes=1", SEARCH_LIMIT="30", NAS_DATA_DIR=str(data))
+    # One member (the dry run's sizes 1 and 2 cut to size 1) on 2,000 images; 15 s: the run written,
+    # its member not finished. The member took 60 s on 500 images on one 2-core machine and 23 s on
+    # another (2026-12-04, compile 19 s, train 2.3 s: it finished in a 30 s limit), so 2,000 images
+    # add about 7-30 s of training, and the run's files are written in its first few seconds.
+    r = _session(tmp_path, "search", SEARCH_SET="sizes=1 train_examples=2000", SEARCH_LIMIT="15",
+                 NAS_DATA_DIR=str(data))
     log = (tmp_path / "out" / "session.log").read_text()
-    assert "search exit 124: stopped by its 30 s limit" in log and "search run archived" in log, (
+    assert "search exit 124: stopped by its 15 s limit" in log and "search run archived" in log, (
         (r.stdout + r.stderr)[-3000:])
     plan = (tmp_path / "out" / "search.log").read_text()  # the dry run's plan, then the search's log
     assert plan.startswith("nas search --dry-run: a new run in ") and "in all: at most 1 member to train" in plan
