@@ -263,7 +263,14 @@ def main() -> None:
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:
-        print(json.dumps(run_mode(args)))
+        from search_space.errors import UserError
+
+        try:
+            result = run_mode(args)
+        except UserError as e:  # bad input (a missing data set, ...): one line, and the parent stops on it
+            print(f"bench_throughput: {e}", file=sys.stderr)
+            sys.exit(2)
+        print(json.dumps(result))
         return
     out: dict = {}
     base = list(sys.argv[1:])  # the same options for both modes, less --out and the variants
@@ -287,6 +294,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as cache:
             proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, *extra,
                                    "--mode", mode, "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
+        if proc.returncode == 2:  # the child said why in one line
+            sys.exit(2)
         if proc.returncode != 0:
             sys.exit(f"bench_throughput: the {mode} run{f' ({variant})' if variant else ''} failed "
                      f"(exit {proc.returncode})")

@@ -124,6 +124,15 @@ def test_benchmarks_reject_unknown_variants():
     assert r.returncode != 0 and "unknown kind(s) nope" in r.stderr
 
 
+def test_the_throughput_benchmark_stops_on_a_missing_data_set_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    r = _run("experiments.bench_throughput", "--members", "1", "--epochs", "1")
+    lines = [line for line in r.stderr.splitlines() if "Warning" not in line and "warner(" not in line]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("bench_throughput: cifar10: not found")
+
+
 def test_first_run_benchmark_times_each_layer_kind_of_mobilenetv2(tmp_path):
     from experiments.bench_first_run import layer_shapes, main
 
