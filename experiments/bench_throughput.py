@@ -108,8 +108,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def _first_epoch(extra: float | None) -> str:
-    return "" if extra is None else f", first epoch {extra:+.1f} s"
+def _first_epoch(extra: float | None, per: str = "") -> str:
+    return "" if extra is None else f", first epoch {extra:+.1f} s{per}"
 
 
 def _layers(compiled: int, stages: int) -> str:
@@ -323,8 +323,7 @@ def main() -> None:
               f"member{'' if r['members'] == 1 else 's'} in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
-              f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'))}"
-              f"{'' if r.get('first_epoch_extra_s_mean') is None else ' a member'}; "
+              f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'), ' a member')}; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
                  f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common

@@ -100,6 +100,7 @@ def test_a_members_one_time_cost_is_its_first_epoch_over_its_later_epochs_median
     assert first_epoch_extra_s((2.0,)) is None and _first_epoch(None) == ""  # one epoch: nothing to tell
     assert _mean([1.0, None, 2.0]) == 1.5 and _mean([None]) is None
     assert _first_epoch(12.94) == ", first epoch +12.9 s" and _first_epoch(-0.3) == ", first epoch -0.3 s"
+    assert _first_epoch(1.25, " a member") == ", first epoch +1.2 s a member" and _first_epoch(None, " a member") == ""
 
 
 def test_blocks_keeps_the_first_blocks_of_the_same_sampled_members():
