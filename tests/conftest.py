@@ -29,15 +29,21 @@ def shared_file(*parts: str) -> pathlib.Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def dataset() -> str:
+    """The name that loads real Fashion-MNIST: Debian's package (`apt-get install
+    dataset-fashion-mnist`), else the shared folder's IDX files; skips when neither is here."""
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        return "fashion_mnist"
+    return f"idx:{shared_file('fashion_mnist_manual')}"
+
+
 @pytest.fixture(scope="module")
-def fashion():
-    """Real Fashion-MNIST: Debian's package (`apt-get install dataset-fashion-mnist`), else the shared
-    folder's IDX files; skips when neither is here. Decoded once per test module."""
+def fashion(dataset):
+    """Real Fashion-MNIST (``dataset``), decoded once per test module."""
     from trainer.data import load_dataset
 
-    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
-        return load_dataset("fashion_mnist")
-    return load_dataset(f"idx:{shared_file('fashion_mnist_manual')}")
+    return load_dataset(dataset)
 
 
 @pytest.fixture(autouse=True)

@@ -9,15 +9,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT
 from tests.conftest import run_module as _run
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
-        return "fashion_mnist"
-    return f"idx:{shared_file('fashion_mnist_manual')}"
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, nas_here, shared_file
+from tests.conftest import ROOT, nas_here
 
 CONFIG = """
 from nas.config import RewardConfig, SearchConfig, SpaceConfig
@@ -22,13 +22,6 @@ def get_config():
                         reward=RewardConfig(target_ms=3.0),
                         trainer=TrainConfig(epochs=1, batch_size=50, learning_rate=0.1, warmup_epochs=0.1))
 """
-
-
-@pytest.fixture(scope="session")
-def dataset():
-    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
-        return "fashion_mnist"
-    return f"idx:{shared_file('fashion_mnist_manual')}"
 
 
 @pytest.fixture(scope="session")

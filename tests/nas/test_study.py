@@ -3,7 +3,6 @@ on real data (two tiny WRNs, one epoch), extended with --resume, as the paper's 
 
 import json
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from nas.study import (StudyConfig, TrainedMember, architecture_spec, findings, 
 from nas.study_cli import study_config
 from search_space.errors import UserError
 from search_space.layers import count
-from tests.conftest import nas_here, run_module, shared_file
+from tests.conftest import nas_here, run_module
 
 
 def test_member_subsets_enumerate_small_cases_and_sample_large_ones():
@@ -122,13 +121,6 @@ def get_config():
                        train_examples=256, test_examples=200, resolution_scale=0.5,
                        trainer=TrainConfig(epochs=1, batch_size=16, learning_rate=0.05, warmup_epochs=0.1))
 """
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
-        return "fashion_mnist"
-    return f"idx:{shared_file('fashion_mnist_manual')}"
 
 
 def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search_space import MnasNetSpace, scale_width, to_json
-from tests.conftest import ROOT, nas_here, shared_file
+from tests.conftest import ROOT, nas_here
 from trainer.config import TrainConfig
 from trainer.data import Dataset, validation_split
 from trainer.train import MemberTrainer, train_member
@@ -157,14 +157,12 @@ def test_other_errors_are_not_swallowed(fashion, monkeypatch):
         train_member(tiny_member(), _small_split(fashion), TrainConfig(epochs=1, batch_size=64))
 
 
-def test_nas_train_cli_json(fashion, capsys):
+def test_nas_train_cli_json(dataset, capsys):
     from nas.cli import main
 
     spec_path = ROOT / ".pytest_tiny_member.json"
     spec_path.write_text(to_json(tiny_member(res_index=3)))  # 28 px: a JSON spec trains at its own resolution
     try:
-        dataset = "fashion_mnist" if os.path.isdir("/usr/share/datasets/fashion-mnist") else \
-            f"idx:{shared_file('fashion_mnist_manual')}"
         code = main(["train", str(spec_path), "--dataset", dataset, "--epochs", "1", "--train-examples", "2000",
                      "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--init", "pytorch_default", "--json"])
     finally:
