@@ -23,15 +23,19 @@ batch), e.g. less autotuning; its accuracies then agree with the naive ones only
 other, against one naive run: each gets its ratio, and the fastest is the one reported as
 ``optimized`` (the others under ``optimized_runs``).
 
-``--naive-members N`` runs the naive loop on the first N members only, and ``--naive-time-limit S``
-starts no naive member after S seconds. The optimized mode runs first; ``--optimized-time-limit S``
-stops it after the first member finished past S seconds, or at ``--optimized-hard-stop`` (default
-S + max(S/2, 60)) with what has finished by then, dropping those in flight, which only lowers its
-rate. Every naive member compiles and trains alone, so its rate does not depend on how many there
-are, while the optimized path needs a long queue to keep its compile threads busy. The naive run
-is the expensive one (about 55 s a member on an H100), so this is what makes 24 optimized members
-fit a device budget. Members differ in cost, so N should be large enough to be typical (6 or more
-on a GPU).
+``--naive-members N`` runs the naive loop on the first N members only. A time limit,
+``--naive-time-limit S`` or ``--optimized-time-limit S``, starts no member of that mode after S
+seconds and waits for the ones started (a search drains each round's members the same way), so a
+mode's rate is the members it finished over the seconds until its last one finished: the drain's
+idle workers count against it, and a window no longer than one member still counts every member it
+started (the rule before 2026-12-04, stop at the first member finished past S and drop those in
+flight, counted 1 of 8 members in flight for an 8-worker run on the H200). The optimized mode also
+has ``--optimized-hard-stop`` (default S + max(S, 180)): members still running then are dropped and
+the rate is what finished by then, possibly none. Every naive member compiles and trains alone, so its
+rate does not depend on how many there are, while the optimized path needs a long queue to keep its
+workers busy. The naive run is the expensive one (106 s a member on the H200), so this is what makes
+a device budget hold both. Members differ in cost, so the window should hold several members per
+worker to be typical.
 
 ``--blocks K`` keeps only the first K of each sampled member's seven blocks: members that compile
 several times faster, for checking the benchmark itself on a CPU (the test suite runs it so); its
@@ -57,7 +61,10 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from nas.evaluators import MemberJob
 
 
 def _sample_members(native: int, count: int, width: float, head: int, seed: int, blocks: int = 7):
@@ -180,19 +187,19 @@ def run_mode(args: argparse.Namespace) -> dict:
 
     finished = threading.Event()
     if args.mode == "optimized" and limit:
-        # A hard stop as well: members slower than the whole budget never finish past the limit (an
-        # H100 run whose variant trained at 1.2k img/s, about 6 minutes a member, printed nothing in
-        # 310 s), so the rate is then what finished by the hard stop, possibly none. os._exit skips
-        # the evaluator's close; its worker processes end with their parent.
-        hard = args.optimized_hard_stop or limit + max(limit / 2, 60.0)
+        # A hard stop as well: members slower than the whole budget never finish (an H100 run whose
+        # variant trained at 1.2k img/s, about 6 minutes a member, printed nothing in 310 s), so the
+        # rate is then what finished by the hard stop, possibly none. os._exit skips the evaluator's
+        # close; its worker processes end with their parent.
+        hard = args.optimized_hard_stop or limit + max(limit, 180.0)
 
         def hard_stop() -> None:
             with lock:
                 if finished.is_set():  # the loop ended first
                     return
                 wall = time.perf_counter() - start
-                print(f"[{args.mode}] hard stop at {wall:.0f} s after {len(results)} members",
-                      file=sys.stderr, flush=True)
+                print(f"[{args.mode}] hard stop at {wall:.0f} s after {len(results)} members; those in flight "
+                      "are dropped", file=sys.stderr, flush=True)
                 print(json.dumps(summary(wall)), flush=True)
                 os._exit(0)
 
@@ -200,7 +207,7 @@ def run_mode(args: argparse.Namespace) -> dict:
         timer.daemon = True
         timer.start()
     wall = 0.0
-    for job, r in ev.evaluate_many(jobs, split, config):
+    for job, r in ev.evaluate_many(_until(jobs, start, limit, args.mode), split, config):
         with lock:
             results[job.key] = r
             wall = time.perf_counter() - start
@@ -209,21 +216,22 @@ def run_mode(args: argparse.Namespace) -> dict:
               f"{r.trace_s:.1f} s){_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s"
               f"{_first_epoch(first_epoch_extra_s(r.epoch_s))} ({wall:.0f} s)",
               file=sys.stderr, flush=True)
-        if limit and wall > limit and len(results) < len(jobs):
-            # naive: the sequential evaluator is lazy, so the next member is not started; optimized:
-            # members in flight are dropped, and the rate counts finished members over the time so far
-            print(f"[{args.mode}] time limit reached after {len(results)} members", file=sys.stderr, flush=True)
-            break
     with lock:  # a hard stop firing now waits for this, then finds it finished
         finished.set()
         out = summary(wall)
-        if len(results) < len(jobs) and args.mode == "optimized":
-            # Members in flight are dropped without waiting for them (closing the evaluator would):
-            # the summary goes out and the process ends; worker processes end with their parent.
-            print(json.dumps(out), flush=True)
-            os._exit(0)
     ev.close()
     return out
+
+
+def _until(jobs: Sequence[MemberJob], start: float, limit: float | None, mode: str) -> Iterator[MemberJob]:
+    """``jobs`` one at a time as the evaluator asks for them, none once ``limit`` seconds have passed
+    since ``start`` (``time.perf_counter()``); says so once."""
+    for i, job in enumerate(jobs):
+        if limit and time.perf_counter() - start > limit:
+            print(f"[{mode}] time limit: no member started after {limit:.0f} s ({i} of {len(jobs)} started); "
+                  "waiting for those in flight", file=sys.stderr, flush=True)
+            return
+        yield job
 
 
 def main() -> None:
@@ -251,13 +259,13 @@ def main() -> None:
                     help="run the naive loop on only the first N members (its rate is per member; the optimized "
                          "path needs many members to fill its pipeline), to fit a device-time budget")
     ap.add_argument("--naive-time-limit", type=float,
-                    help="seconds: the naive loop starts no new member after this (its rate is per member)")
+                    help="seconds: the naive loop starts no member after this and finishes the one it is on")
     ap.add_argument("--optimized-time-limit", type=float,
-                    help="seconds: the optimized mode stops after the first member that finishes past this and "
-                         "rates the finished members over the time so far (members in flight are dropped)")
+                    help="seconds: the optimized mode starts no member after this, waits for those in flight, "
+                         "and rates the finished members over the seconds until the last one finished")
     ap.add_argument("--optimized-hard-stop", type=float, metavar="S",
                     help="with --optimized-time-limit L: stop the optimized mode at S seconds whatever has "
-                         "finished (default L + max(L/2, 60))")
+                         "finished, dropping members still running (default L + max(L, 180))")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--mode", choices=["naive", "optimized"], help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)

@@ -14,8 +14,9 @@
 #                                                 # (about 1-2 minutes, estimated; the cause of the
 #                                                 # 18 s first epoch and 6.5 s scoring of every member)
 #   bash experiments/gpu_session.sh throughput    # naive vs optimized member evaluations per GPU-hour
-#   bash experiments/gpu_session.sh compile throughput   # one call of at most about 9.5 minutes:
-#       the optimized mode takes the compile phase's best variant (OPT_VARIANT=best, the default)
+#   OPT_LIMIT=60 OPT_HARD_STOP=200 NAIVE_LIMIT=30 bash experiments/gpu_session.sh compile throughput
+#       # one call of at most about 9.5 minutes: the optimized mode takes the compile phase's best
+#       # variant (OPT_VARIANT=best, the default)
 #   bash experiments/gpu_session.sh search        # the CIFAR-10 search (experiments/search_cifar10.py)
 #
 # Autotuning measures kernels on the GPU itself: a compile beside other GPU work is slowed several
@@ -59,23 +60,24 @@ STUDY_SET=() SEARCH_SMOKE_SET=()
 # epoch: some 150 s for 10 epochs); TORCH_MODES=compile,eager adds the eager loop.
 TORCH_ARGS=(--torch-modes "${TORCH_MODES:-compile}")
 OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick, else the last measured one (pick_variant); none: defaults
-# Sized so that `compile throughput` fits one 10-minute call (with about 20 s to decode CIFAR-10):
-# compile <= 120 s (four variants with nothing to autotune, three side by side, each a fresh process:
-# start, data, compile on the host CPU, then two timed epochs and the scoring, the timed parts one
-# at a time; 45 s for three on the H100; the default options are what the throughput phase's naive
-# mode measures; autotune0 keeps XLA's convolutions, so its first epoch shows whether their
-# one-time cost is cuDNN's, the matmul ones have none; each has a twin without XLA's command buffers
-# (CUDA graphs, built when a program first runs: whether the first epoch's and the scoring's
-# one-time seconds are cuDNN's own or the graphs' around its calls, bench_compile_options.py),
-# throughput <= 380 s: the
-# optimized mode first, stopped after 120 s; then the naive loop, starting members for 90 s (each
-# about 60-100 s: compile with autotuning, then 10 epochs). `accuracy` took 232 s for the study on
-# the H100 (one MobileNetV2 compile of 103 s, reused by the other members and by the JAX half of the
-# benchmark through a shared persistent compilation cache), then about 40 s for JAX and some 220 s
-# for PyTorch: about 8 minutes. A 15-minute budget (about 14 of commands) does not hold both calls.
+# Phase sizes (about 20 s more to decode CIFAR-10): compile <= 120 s (four variants with nothing to
+# autotune, three side by side, each a fresh process: start, data, compile on the host CPU, then two
+# timed epochs and the scoring, the timed parts one at a time; 45 s for three on the H100; the
+# default options are what the throughput phase's naive mode measures; autotune0 keeps XLA's
+# convolutions, so its first epoch shows whether their one-time cost is cuDNN's, the matmul ones
+# have none; each has a twin without XLA's command buffers (CUDA graphs, built when a program first
+# runs: whether the first epoch's and the scoring's one-time seconds are cuDNN's own or the graphs'
+# around its calls, bench_compile_options.py). throughput <= 540 s: the optimized mode first,
+# starting members for 120 s and waiting for those in flight (hard stop 300 s); then the naive loop,
+# starting members for 90 s (each 60-110 s: compile with autotuning, then 10 epochs; 106 s on the
+# H200). So `compile throughput` in one 10-minute call needs shorter limits (OPT_LIMIT,
+# OPT_HARD_STOP, NAIVE_LIMIT, BENCH_LIMIT). `accuracy` took 232 s for the study on the H100 (one
+# MobileNetV2 compile of 103 s, reused by the other members and by the JAX half of the benchmark
+# through a shared persistent compilation cache), then about 40 s for JAX and some 220 s for
+# PyTorch: about 8 minutes. A 15-minute budget (about 14 of commands) does not hold both calls.
 BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
             --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
-            ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
+            ${OPT_HARD_STOP:+--optimized-hard-stop "$OPT_HARD_STOP"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
 # Depthwise kinds only by default: on the H200 (2026-12-04) the pointwise ones, autotuned, cost under
 # 1 ms a layer more on their first call (experiments/results/gpu_logs_2026-12-04_h200), and the call's
 # 100 s ran out before the depthwise ones, the suspects left for the first epoch's one-time seconds.
@@ -309,16 +311,18 @@ firstrun)
   ;;
 throughput)
   # OPT_VARIANT=A,B: an optimized run per variant against one naive run, each with its ratio. Each
-  # further variant adds about 200 s: the optimized runs then stop at 100 s (hard stop 160 s) and
-  # the naive one starts members for 60 s (each 60-100 s), unless OPT_LIMIT / NAIVE_LIMIT say.
+  # further variant adds about 200 s: the optimized runs then start members for 100 s and stop hard
+  # at 200 s, and the naive one starts members for 60 s (each 60-110 s), unless OPT_LIMIT /
+  # OPT_HARD_STOP / NAIVE_LIMIT say.
   variant=$(pick_variant)
   [ "$variant" = none ] || BENCH_ARGS+=(--optimized-variant "$variant")
   n_variants=$(($(tr -cd , <<< "$variant" | wc -c) + 1))
   if [ "$n_variants" -gt 1 ]; then
-    BENCH_ARGS+=(--optimized-time-limit "${OPT_LIMIT:-100}" --naive-time-limit "${NAIVE_LIMIT:-60}")
+    BENCH_ARGS+=(--optimized-time-limit "${OPT_LIMIT:-100}" --optimized-hard-stop "${OPT_HARD_STOP:-200}"
+                 --naive-time-limit "${NAIVE_LIMIT:-60}")
   fi
   log "naive vs optimized member evaluations per GPU-hour (optimized variant: $variant)"
-  timeout "${BENCH_LIMIT:-$((380 + 200 * (n_variants - 1)))}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
+  timeout "${BENCH_LIMIT:-$((n_variants > 1 ? 190 + 200 * n_variants : 540))}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
   ;;

@@ -20,12 +20,13 @@ members finish in.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import queue
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from search_space.spec import ArchSpec, spec_id
 from trainer.config import TrainConfig
@@ -91,9 +92,12 @@ def epoch_progress(name: str, every_s: float | None,
 class Evaluator(Protocol):
     name: str
 
-    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+    def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
-        """Yield (job, result) for every job, in completion order."""
+        """Yield (job, result) for every job, in completion order. The sequential, pipelined and
+        process evaluators draw each job from ``jobs`` only when they have room to start it, so a
+        generator that stops handing out jobs (a time limit) lets the ones started finish; Ray
+        submits them all at once."""
         ...
 
     def close(self) -> None:
@@ -127,7 +131,7 @@ class SequentialEvaluator:
     def __init__(self, progress_every_s: float | None = None):
         self.progress_every_s = progress_every_s
 
-    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+    def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
         for job in jobs:
             try:
@@ -171,14 +175,34 @@ class PipelinedEvaluator:
         except Exception as e:  # noqa: BLE001
             return failed_result(job.spec, e)
 
-    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+    def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        # At most one job per pool thread in flight (each holds its thread from compile to the end of
+        # training), the next drawn from ``jobs`` as one finishes: the pool is as busy as with every
+        # job queued at once, and a generator that stops handing out jobs stops new starts.
         done: queue.Queue[tuple[MemberJob, MemberResult]] = queue.Queue()
-        for job in jobs:
+        fresh = iter(jobs)
+
+        def start(job: MemberJob) -> None:
             fut = self._pool.submit(self._one, job, split, config)
             fut.add_done_callback(lambda f, job=job: done.put((job, f.result())))
-        for _ in jobs:
-            yield done.get()
+
+        def start_next() -> bool:
+            job = next(fresh, None)
+            if job is not None:
+                start(job)
+            return job is not None
+
+        # the first ones drawn together, before any runs and holds the GIL: the draws take no time
+        first = list(itertools.islice(fresh, self.compile_workers + self.train_workers))
+        for job in first:
+            start(job)
+        in_flight = len(first)
+        while in_flight:
+            item = done.get()
+            if not start_next():  # before yielding: the pool works while the caller handles this one
+                in_flight -= 1
+            yield item
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

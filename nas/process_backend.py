@@ -27,13 +27,14 @@ dies) is nas/process_worker.py.
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 from nas.evaluators import MemberJob, compilation_cache_env
 from nas.process_worker import SPLIT_ARRAYS, TrainFn, worker_main
@@ -110,37 +111,57 @@ class ProcessEvaluator:
         self._split_paths = {id(split): (split, str(path))}  # holding the split keeps its id unique
         return str(path)
 
-    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+    def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
-        if not jobs:
+        """Yield (job, result) as members finish. ``jobs`` is drawn from only as workers come free
+        (workers are started as the first jobs arrive, up to ``workers``), so a generator may stop
+        handing out members, e.g. at a time limit, and the ones in flight still finish."""
+        fresh = iter(jobs)
+        first = next(fresh, None)
+        if first is None:
             return
         split_path = self._split_path(split)
-        queue: collections.deque[tuple[MemberJob, int]] = collections.deque((j, 0) for j in jobs)
-        while len(self._pool) < min(self.workers, len(jobs)):
-            self._pool.append(_Worker(self._ctx, self._env, self._train_fn, self._tmp.name))
+        retries: collections.deque[tuple[MemberJob, int]] = collections.deque()
         busy: list[_Worker] = []
         try:
-            yield from self._drive(queue, busy, split_path, config)
+            yield from self._drive(itertools.chain([first], fresh), retries, busy, split_path, config)
         finally:
             for w in busy:  # the caller stopped early: a late result must not reach the next batch
                 w.job = None
                 self._replace(w)
 
-    def _drive(self, queue: collections.deque[tuple[MemberJob, int]], busy: list[_Worker], split_path: str,
-               config: TrainConfig) -> Iterator[tuple[MemberJob, MemberResult]]:
-        while queue or busy:
-            for w in self._pool:
-                if w.job is None and queue:
-                    w.job, w.attempt = queue.popleft()
-                    try:
-                        w.conn.send((split_path, w.job.spec, config, w.job.seed, w.job.name,
-                                     self.progress_every_s))
-                        busy.append(w)
-                    except (OSError, BrokenPipeError):  # died while idle: replace it, requeue
-                        queue.appendleft((w.job, w.attempt))
-                        self._replace(w)
+    def _assign(self, fresh: Iterator[MemberJob], retries: collections.deque[tuple[MemberJob, int]],
+                busy: list[_Worker], split_path: str, config: TrainConfig) -> None:
+        """Give each idle worker, and each worker slot not yet started, a member: retries first, then
+        the next job drawn from ``fresh``."""
+        while True:
+            w = next((w for w in self._pool if w.job is None), None)
+            if w is None and len(self._pool) >= self.workers:
+                return
+            if retries:
+                item = retries.popleft()
+            else:
+                job = next(fresh, None)
+                if job is None:
+                    return
+                item = (job, 0)
+            if w is None:
+                w = _Worker(self._ctx, self._env, self._train_fn, self._tmp.name)
+                self._pool.append(w)
+            w.job, w.attempt = item
+            try:
+                w.conn.send((split_path, w.job.spec, config, w.job.seed, w.job.name, self.progress_every_s))
+                busy.append(w)
+            except (OSError, BrokenPipeError):  # died while idle: replace it, requeue
+                retries.appendleft(item)
+                self._replace(w)
+
+    def _drive(self, fresh: Iterator[MemberJob], retries: collections.deque[tuple[MemberJob, int]],
+               busy: list[_Worker], split_path: str, config: TrainConfig) -> Iterator[tuple[MemberJob, MemberResult]]:
+        while True:
+            self._assign(fresh, retries, busy, split_path, config)
             if not busy:
-                continue
+                return
             waitables = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
             multiprocessing.connection.wait(waitables)
             for w in list(busy):
@@ -157,7 +178,7 @@ class ProcessEvaluator:
                 # The worker died mid-member: replace it; retry the member or record it as failed.
                 self._replace(w)
                 if attempt < self.max_retries:
-                    queue.appendleft((job, attempt + 1))
+                    retries.appendleft((job, attempt + 1))
                 else:
                     yield job, MemberResult(spec_id(job.spec), "failed",
                                             f"error: worker process died ({result}) on {attempt + 1} attempts")

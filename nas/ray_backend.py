@@ -13,7 +13,7 @@ with ``runtime_env={"working_dir": ...}``.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 from nas.evaluators import MemberJob, compilation_cache_env, failed_result
 from search_space.errors import UserError
@@ -73,9 +73,10 @@ class RayEvaluator:
             options["num_gpus"] = gpus_per_member
         self._remote = ray.remote(train_fn or _train_in_worker).options(**options)
 
-    def evaluate_many(self, jobs: Sequence[MemberJob], split: Split, config: TrainConfig,
+    def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
         ray = self.ray
+        jobs = list(jobs)  # all submitted at once: Ray's scheduler holds the queue
         if not jobs:
             return
         split_ref = ray.put(split)

@@ -2,6 +2,7 @@
 and an error in one member is that member's failed result."""
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from nas.evaluators import MemberJob, PipelinedEvaluator, SequentialEvaluator, m
 from search_space.errors import UserError
 from tests.trainer.test_train import _small_split, tiny_member
 from trainer.config import TrainConfig
+from trainer.train import MemberResult
 
 CONFIG = TrainConfig(epochs=1, batch_size=32, learning_rate=0.1, warmup_epochs=0.1)
 
@@ -114,6 +116,33 @@ def test_an_error_in_one_member_is_its_failed_result(fashion, monkeypatch):  # n
         ev.close()
     assert out["a"].ok
     assert out["b"].status == "failed" and out["b"].reason == "error: RuntimeError: injected failure"
+
+
+def test_pipelined_draws_a_job_only_when_a_thread_is_free(monkeypatch):
+    finished: list[int] = []
+
+    def instant(spec, split, config, seed):  # a member that fails to compile after 50 ms
+        time.sleep(0.05)
+        finished.append(seed)
+        return MemberResult("x", "failed", "stand-in")
+
+    monkeypatch.setattr(evaluators, "prepare_member", instant)
+    finished_when_drawn: list[int] = []
+
+    def jobs():  # five members, then none: a time limit's gate
+        for s in range(5):
+            finished_when_drawn.append(len(finished))
+            yield MemberJob(str(s), tiny_member(), s)
+
+    ev = PipelinedEvaluator(compile_workers=1, train_workers=1)
+    try:
+        out = {job.key: r for job, r in ev.evaluate_many(jobs(), None, CONFIG)}
+    finally:
+        ev.close()
+    assert sorted(out) == ["0", "1", "2", "3", "4"]
+    # one job per pool thread (two) in flight: job i is drawn once i - 1 have finished
+    assert finished_when_drawn[:2] == [0, 0]
+    assert all(n >= i - 1 for i, n in enumerate(finished_when_drawn)), finished_when_drawn
 
 
 def test_auto_is_pipelined_without_a_gpu():

@@ -82,6 +82,29 @@ def test_a_dead_worker_is_replaced_and_its_member_retried_or_failed(fashion, tmp
     assert out["2"].status == "failed" and "worker process died (exit code 4) on 2 attempts" in out["2"].reason
 
 
+@pytest.mark.xdist_group("process_backend")
+def test_jobs_are_drawn_as_workers_come_free_so_a_generator_stops_new_starts(fashion):  # noqa: F811
+    split = _small_split(fashion, 64)
+    out: dict = {}
+    finished_when_drawn: list[int] = []
+
+    def jobs():  # four members, then none: a time limit's gate
+        for s in range(4):
+            finished_when_drawn.append(len(out))
+            yield MemberJob(str(s), tiny_member(), s)
+
+    ev = ProcessEvaluator(workers=2, train_fn=_quick)
+    try:
+        for job, r in ev.evaluate_many(jobs(), split, CONFIG):
+            out[job.key] = r
+    finally:
+        ev.close()
+    assert sorted(out) == ["0", "1", "2", "3"]
+    # two start at once; each later one only once a worker is free, so members 0..i-2 had finished
+    assert finished_when_drawn[:2] == [0, 0]
+    assert all(n >= i - 1 for i, n in enumerate(finished_when_drawn)), finished_when_drawn
+
+
 def _sleeps(spec, split, config, seed):
     import time
 
