@@ -76,7 +76,7 @@ def load_runs(paths: list[str], keys: tuple[str, ...] = COMPARABLE_KEYS
     loaded = []
     for p in paths:
         run = RunDir(p)
-        cfg, records = run.read_config(), run.records()
+        cfg, records = run.read_search_config(), run.records()
         if not records:
             raise UserError(f"{p}: no records yet")
         loaded.append((cfg, records))

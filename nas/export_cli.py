@@ -68,7 +68,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     from trainer.retrain import RECIPES, restore_retrained, with_epochs
 
     run = RunDir(args.run)
-    cfg = from_dict(run.read_config())
+    cfg = from_dict(run.read_search_config())
     row = choose_retrained(retrained_rows(run), args.ensemble, args.size, args.sample, args.setting)
     recipe_name, epochs, subset = row["recipe"], int(row["epochs"]), row.get("train_examples")
     recipe = with_epochs(RECIPES[recipe_name], epochs)

@@ -24,7 +24,7 @@ def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
     """The labels of the run's validation split: as the search stored them, else (a run from before
     they were stored, or ``ds`` given) carved again as the search carved them from ``ds``, the
     run's data set, loaded when not given."""
-    cfg = from_dict(run.read_config())
+    cfg = from_dict(run.read_search_config())
     if ds is None:
         stored = run.validation_labels()
         if stored is not None:
@@ -40,7 +40,7 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, pool_fronts
 
     run = RunDir(args.run)
-    cfg = run.read_config()
+    cfg = run.read_search_config()
     sizes = args.sizes or cfg["sizes"]
     records = run.records()
     if not records:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from nas.diversity import gain_line, rho_text
 from nas.retrained_cli import agreement_line, picks_line, versus_line
-from nas.run_summary import data_label, members_line, summarize
+from nas.run_summary import data_label, members_line, pace_line, summarize
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -236,6 +236,8 @@ def _members(s: dict[str, Any]) -> list[str]:
     lines = ["## Members and failures", ""]
     if s["members"]["trained"]:
         lines += [_sentence(members_line(s["members"])) + ".", ""]
+    if pace_line(s["pace"]):
+        lines += [_sentence(pace_line(s["pace"])) + ".", ""]
     if s["failures"]:
         lines += table(["size", "sample", "reason"], [[f["size"], f"#{f['sample']}", f["reason"]] for f in s["failures"]],
                        [True, True, False]) + [""]
@@ -293,7 +295,8 @@ def write_report(run: RunDir, out: Path | None = None, budgets: list[float] | No
     (``nas.study_report``). Raises UserError for a run without records or an unwritable
     ``out``."""
     from nas.search_cli import check_writable, make_plots
-    from nas.study_report import is_study, study_markdown
+    from nas.store import is_study
+    from nas.study_report import study_markdown
 
     out = run.path / "report.md" if out is None else out
     cfg = run.read_config()

@@ -23,7 +23,7 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
     Pareto-front ensemble with its members' architectures (and ``key``, the member cache's); ``records``:
     the run's records where the caller has read them already. Raises UserError for a directory that
     holds no run."""
-    cfg = run.read_config()
+    cfg = run.read_search_config()
     records = run.records() if records is None else records
     df = records_frame(records)
     front_sizes = fronts(records)["size"] if any(r.get("status") == "ok" for r in records) else pd.Series([], dtype=int)
@@ -45,6 +45,7 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
            "target_ms": float(cfg.get("reward", {}).get("target_ms", 75.0)), "devices": devices(records),
            "first_sample_time": min(times) if times else None, "last_sample_time": max(times) if times else None,
            "launches": run.launches(), "sizes": sizes, "members": member_costs(records),
+           "pace": search_pace(records, run.launches()),
            "within_budget": json_rows(best_within(records, default_budgets(records) if budgets is None else budgets)),
            "diversity": json_rows(diversity_summary(diversity_frame(records))),
            "retrained": retrained_report(run, records),
@@ -174,6 +175,36 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             "programs_reused": sum(bool(m.get("programs_reused")) for m in ms)}
 
 
+def search_pace(records: list[dict[str, Any]], launches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Members trained per hour of searching, the figure a throughput benchmark's window only
+    approaches (issue #7): each `nas search` launch runs from its launch time to its last record
+    before the next launch, and counts the members its records say it trained (failed ones too:
+    they cost their time). The time between a stop and a resume is left out, and so is what a
+    launch did after its last record (a round cut by a time limit: its time, and its members, which
+    the next launch records as cached). None for runs without launch times (older ones) or records."""
+    starts = sorted(float(launch["time"]) for launch in launches if launch.get("time"))
+    timed = sorted((r for r in records if r.get("time")), key=lambda r: float(r["time"]))
+    if not starts or not timed:
+        return None
+    key = lambda m: m.get("key") or m.get("id")  # noqa: E731
+    seen = {key(m) for r in timed if float(r["time"]) < starts[0] for m in r.get("members", [])}
+    members, seconds, stretches = 0, 0.0, 0
+    for i, begin in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else float("inf")
+        stretch = [r for r in timed if begin <= float(r["time"]) < end]
+        if not stretch:
+            continue
+        stretches += 1
+        seconds += float(stretch[-1]["time"]) - begin
+        for m in (m for r in stretch for m in r.get("members", [])):
+            # "cached": False marks a member's first record by the process that trained it; records
+            # from before that field, a member's first record
+            members += (m["cached"] is False) if "cached" in m else key(m) not in seen
+            seen.add(key(m))
+    return {"members": members, "seconds": seconds, "launches": stretches,
+            "per_hour": members / seconds * 3600 if seconds > 0 else None}
+
+
 def members_line(members: dict[str, Any]) -> str:
     """``member_costs`` in one line: "members: 6 trained (0 failed), per member mean setup 3.9 s, ..."."""
     m = members
@@ -184,6 +215,16 @@ def members_line(members: dict[str, Any]) -> str:
             + f", evaluation {m['eval_s_mean']:.1f} s; lowering {', '.join(m['lowerings']) or '-'}"
             + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"] else "")
             + (f"; {m['programs_reused']} took an earlier member's programs" if m.get("programs_reused") else ""))
+
+
+def pace_line(pace: dict[str, Any] | None) -> str:
+    """``search_pace`` in one line, or "" without one."""
+    if not pace or pace["per_hour"] is None:
+        return ""
+    n = pace["launches"]
+    return (f"pace: {pace['members']} members trained in {pace['seconds'] / 60:.1f} min of searching "
+            f"({n} launch{'' if n == 1 else 'es'}, each from its start to its last record), "
+            f"{pace['per_hour']:.0f} an hour")
 
 
 def data_label(summary: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import retrain_dir, setting_label, setting_slug
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
-from nas.run_summary import data_label, front_ensembles, in_progress_line, members_line, summarize
+from nas.run_summary import data_label, front_ensembles, in_progress_line, members_line, pace_line, summarize
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -32,7 +32,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if args.config:
             raise UserError("--resume: continues the run with its own config; drop --config (--set may give it "
                             "more samples_per_size or more sizes)")
-        config = from_dict(run.read_config())
+        config = from_dict(run.read_search_config())
         if args.set:
             config, extended = extend_config(config, args.set), True
     else:
@@ -98,7 +98,7 @@ def make_plots(run: RunDir) -> dict[str, Path]:
     if not records:
         raise UserError(f"{run.path}: no records yet")
     (run.path / "plots").mkdir(exist_ok=True)
-    cfg = run.read_config()
+    cfg = run.read_search_config()
     title = f"{cfg.get('dataset')}: {len(records)} samples, sizes {cfg.get('sizes')}"
     write_fronts(records, run.path / "fronts.csv")
     diverse = diversity_frame(records)
@@ -154,6 +154,8 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     print_retrained(s["retrained"])
     if s["members"]["trained"]:
         print(members_line(s["members"]))
+    if pace_line(s["pace"]):
+        print(pace_line(s["pace"]))
     return 0
 
 
@@ -206,7 +208,7 @@ def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int)
     from nas.pool import pool_fronts
     from nas.pool_cli import validation_labels
 
-    cfg = run.read_config()
+    cfg = run.read_search_config()
     sizes = [size] if size is not None else cfg["sizes"]
     written = run.path / "pool_fronts.csv"
     if size is None and written.is_file():
@@ -252,7 +254,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     run = RunDir(args.run)
-    cfg = from_dict(run.read_config())
+    cfg = from_dict(run.read_search_config())
     if args.sample is not None and (args.size is None or args.pool or args.pareto):
         raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
     ds = None

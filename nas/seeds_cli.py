@@ -21,7 +21,7 @@ def run_seeds_cmd(args: argparse.Namespace) -> int:
     from nas.seeds import check_members, chosen_singles, seed_ensembles
 
     run = RunDir(args.run)
-    config = from_dict(run.read_config())
+    config = from_dict(run.read_search_config())
     records = run.records()
     if not records:
         raise UserError(f"{run.path}: no records yet")

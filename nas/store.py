@@ -35,6 +35,11 @@ import numpy as np
 from search_space.errors import UserError
 
 
+def is_study(cfg: dict[str, Any]) -> bool:
+    """Whether a run directory's config is a scaling study's (``nas.study.StudyConfig``)."""
+    return "architectures" in cfg and "sizes" not in cfg
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -144,6 +149,15 @@ class RunDir:
             return json.loads(self.config_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{self.config_path}: unreadable: {e}") from None
+
+    def read_search_config(self) -> dict[str, Any]:
+        """``read_config`` for the commands that need a search run: a scaling study's directory
+        (`nas study`) is one error line that says what it is."""
+        cfg = self.read_config()
+        if is_study(cfg):
+            raise UserError(f"{self.path}: a scaling study's run (nas study), not a search; "
+                            f"`nas report {self.path}` summarizes it")
+        return cfg
 
     # -- records ----------------------------------------------------------------------------
 

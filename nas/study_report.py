@@ -17,11 +17,6 @@ from nas.store import RunDir
 from search_space.errors import UserError
 
 
-def is_study(cfg: dict[str, Any]) -> bool:
-    """Whether a run directory's config is a scaling study's (``nas.study.StudyConfig``)."""
-    return "architectures" in cfg and "sizes" not in cfg
-
-
 def _findings(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in rows:

@@ -72,8 +72,15 @@ def test_fronts_plots_and_show(resumed_run, capsys):
 
     device = f"cpu {host_cpu()} (jax {jax.__version__})"  # the CPU model: XLA compiles for its instruction set
     assert s["devices"] == [device] and host_cpu()
+    # members trained per hour of searching: those a launch trained and recorded (a killed launch's
+    # unrecorded ones come back as cached), over each launch's start to its last record
+    p = s["pace"]
+    assert 1 <= p["members"] <= 6 and 1 <= p["launches"] <= len(s["launches"])
+    assert p["per_hour"] == pytest.approx(p["members"] / p["seconds"] * 3600)
+    assert f"members trained in {p['seconds'] / 60:.1f} min of searching" in (run / "report.md").read_text()
     assert main(["show", str(run)]) == 0
     text = capsys.readouterr().out
+    assert f"pace: {p['members']} members trained in " in text
     assert ", reinforce, 4 samples of 2 per size" in text
     assert "members: 6 trained (0 failed), per member mean setup" in text and f"on {device}" in text
     assert f"  2 members: {d['above_best']} of 2 above their best member" in text
@@ -416,6 +423,10 @@ def _snapshot(run):
     (["seeds", "{run}", "--members", "1"], "needs at least 2"),
     (["seeds", "{run}", "--sample", "9"], "no successful one-member sample of that number"),
     (["seeds", "{tmp}/nothing"], "not a run directory"),
+    *[(argv, "a scaling study's run (nas study), not a search; `nas report ")
+      for argv in (["show", "{tmp}/study"], ["plot", "{tmp}/study"], ["pool", "{tmp}/study"],
+                   ["compare", "{run}", "{tmp}/study"], ["seeds", "{tmp}/study"], ["retrain", "{tmp}/study"],
+                   ["export", "{tmp}/study", "--out", "{tmp}/x"], ["search", "--run-dir", "{tmp}/study", "--resume"])],
     (["describe", "mnasnet-z9"], "not a file, a known architecture"),
     (["latency", "r1_k3_s33_e1_i32_o16"], "strides"),
     (["train", "mnasnet-a1", "--dataset", "cifar100"], "unknown name"),
@@ -427,6 +438,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_run_alone(argv, msg, resume
     (tmp_path / "nothing").mkdir()
     if argv[0] == "plot":
         (tmp_path / "nothing" / "config.json").write_text(json.dumps({"dataset": "x", "sizes": [1]}))
+    (tmp_path / "study").mkdir()  # a scaling study's directory, which the search-run commands refuse
+    (tmp_path / "study" / "config.json").write_text(json.dumps({"dataset": "cifar10", "architectures": ["wrn-10-1"]}))
+    (tmp_path / "study" / "records.jsonl").write_text(json.dumps({"architecture": "wrn-10-1", "n": 1}) + "\n")
     for split in ("train", "test"):  # photos of two sizes, which a search needs an image_size for
         (tmp_path / "photos" / split / "cat").mkdir(parents=True)
         for i, shape in enumerate([(12, 12, 3), (12, 20, 3)]):

@@ -1,0 +1,38 @@
+"""The run summary's search pace: members trained per hour of searching, over each launch's stretch
+from its start to its last record."""
+
+import pytest
+
+from nas.run_summary import pace_line, search_pace
+
+
+def _rec(t: float, *members: tuple[str, bool | None]) -> dict:
+    """A record at time ``t`` with members (key, cached); cached None: a record from before the field."""
+    return {"time": t, "members": [{"key": k} if c is None else {"key": k, "cached": c} for k, c in members]}
+
+
+def test_pace_counts_each_launchs_trained_members_over_its_start_to_its_last_record():
+    launches = [{"time": 1000.0}, {"time": 5000.0}]
+    records = [
+        _rec(1100.0, ("a", False)),
+        _rec(1300.0, ("b", False), ("a", True)),  # a again: no new training
+        # launch 1 then trained c in a round a time limit cut: its time after 1300 s is not counted ...
+        _rec(5060.0, ("c", True)),  # ... and launch 2 found c in the cache: not counted either
+        _rec(5360.0, ("d", False), ("e", False)),
+    ]
+    pace = search_pace(records, launches)
+    assert pace["members"] == 4 and pace["launches"] == 2
+    assert pace["seconds"] == pytest.approx(300.0 + 360.0)
+    assert pace["per_hour"] == pytest.approx(4 / 660 * 3600)
+    assert pace_line(pace) == ("pace: 4 members trained in 11.0 min of searching (2 launches, each from its "
+                               "start to its last record), 22 an hour")
+
+
+def test_pace_of_older_records_counts_first_appearances_and_needs_launch_times():
+    records = [_rec(50.0, ("x", None)), _rec(160.0, ("a", None), ("x", None)), _rec(220.0, ("b", None), ("a", None))]
+    pace = search_pace(records, [{"time": 100.0}, {"time": 200.0}, {"time": 900.0}])  # the last recorded nothing
+    # x was recorded before the first launch; a and b are first recorded after it
+    assert (pace["members"], pace["launches"], pace["seconds"]) == (2, 2, pytest.approx(80.0))
+    assert "(2 launches," in pace_line(pace)
+    assert search_pace(records, []) is None and search_pace([], [{"time": 1.0}]) is None
+    assert pace_line(None) == ""
