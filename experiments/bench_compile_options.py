@@ -15,11 +15,6 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - default: bf16, XLA's default autotuning.
 - no-triton-gemm: matrix products through cuBLAS instead of autotuned Triton fusions.
 - autotune0: ``--xla_gpu_autotune_level=0`` (no autotuning).
-- autotune1 / autotune1-shift: autotuning at level 1 instead of the default 4: candidates are timed
-  as at 4, without filling their buffers first or checking their results against a reference
-  (levels 2-4 add those, by XLA's flag help), so the same kernels are chosen for less work unless
-  a candidate computes wrongly. On the H200 (2026-12-04) autotuning was 80% of a naive member
-  (84 s compile, 12.5 s with it off), so this is the cheap lever if the checks are much of it.
 - shift / autotune0-shift: depthwise convolutions as sums of shifted copies (``NAS_DEPTHWISE=shift``,
   plain fused arithmetic with nothing to autotune) instead of grouped convolutions.
 - matmul / autotune0-matmul / autotune0-matmul-cublas: no convolution left at all: dense
@@ -82,8 +77,6 @@ VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
     "no-triton-gemm": {"xla": "--xla_gpu_enable_triton_gemm=false"},
     "autotune0": {"xla": "--xla_gpu_autotune_level=0"},
-    "autotune1": {"xla": "--xla_gpu_autotune_level=1"},
-    "autotune1-shift": {"xla": "--xla_gpu_autotune_level=1", "depthwise": "shift"},
     "shift": {"depthwise": "shift"},
     "autotune0-shift": {"xla": "--xla_gpu_autotune_level=0", "depthwise": "shift"},
     "matmul": {"conv": "matmul", "depthwise": "shift"},

@@ -37,6 +37,14 @@ workers busy. The naive run is the expensive one (106 s a member on the H200), s
 a device budget hold both. Members differ in cost, so the window should hold several members per
 worker to be typical.
 
+``--autotune-from DIR`` starts the optimized mode's caches with XLA's per-fusion autotuning results
+of an earlier run (a search run keeps them in ``jax_cache/xla_gpu_per_fusion_autotune_cache_dir``,
+and its archive carries them): the optimized path as it runs well into a search, whose members'
+convolution shapes have mostly been seen before (85% from the 61st member on,
+experiments/results/shape_reuse), rather than at its start. The naive mode has no caches either way.
+Each optimized run reports how many fusions it autotuned (XLA writes a file per fusion) and how
+many it was given.
+
 ``--blocks K`` keeps only the first K of each sampled member's seven blocks: members that compile
 several times faster, for checking the benchmark itself on a CPU (the test suite runs it so); its
 figures are then no search member's.
@@ -55,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -234,6 +243,23 @@ def _until(jobs: Sequence[MemberJob], start: float, limit: float | None, mode: s
         yield job
 
 
+AUTOTUNE_DIR = "xla_gpu_per_fusion_autotune_cache_dir"  # jax's name for it inside its cache directory
+
+
+def _autotuned(r: dict) -> str:
+    """An optimized run's autotuning in words ("" where it autotuned nothing and was given nothing,
+    as on a CPU): ', 412 fusions autotuned (1,204 given)'."""
+    added, given = r.get("autotune_entries_added") or 0, r.get("autotune_entries_given") or 0
+    if not added and not given:
+        return ""
+    return f", {added:,} fusions autotuned" + (f" ({given:,} given)" if r.get("autotune_from") else "")
+
+
+def _entries(folder: str) -> int:
+    """Files under ``folder`` (0 if it does not exist): XLA's per-fusion autotuning results, one each."""
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=int, default=24)
@@ -266,6 +292,10 @@ def main() -> None:
     ap.add_argument("--optimized-hard-stop", type=float, metavar="S",
                     help="with --optimized-time-limit L: stop the optimized mode at S seconds whatever has "
                          "finished, dropping members still running (default L + max(L, 180))")
+    ap.add_argument("--autotune-from", metavar="DIR",
+                    help="start the optimized mode's caches with XLA's per-fusion autotuning results in DIR (a "
+                         "search run's jax_cache/xla_gpu_per_fusion_autotune_cache_dir): the optimized path as in "
+                         "a search that has autotuned those fusions already; the naive mode has no caches")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--mode", choices=["naive", "optimized"], help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -282,10 +312,13 @@ def main() -> None:
         return
     out: dict = {}
     base = list(sys.argv[1:])  # the same options for both modes, less --out and the variants
-    for flag in ("--out", "--optimized-variant"):
+    for flag in ("--out", "--optimized-variant", "--autotune-from"):
         if flag in base:
             i = base.index(flag)
             del base[i:i + 2]
+    if args.autotune_from and not os.path.isdir(args.autotune_from):
+        print(f"bench_throughput: --autotune-from {args.autotune_from}: not a directory", file=sys.stderr)
+        sys.exit(2)
     variants = [v for v in (args.optimized_variant or "").split(",") if v] or [None]
     if variants != [None]:
         from experiments.bench_compile_options import require_variant, variant_env
@@ -300,8 +333,13 @@ def main() -> None:
         if variant:
             env, extra = variant_env(variant, env), ["--optimized-variant", variant]
         with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as cache:
+            autotuned = os.path.join(cache, AUTOTUNE_DIR)  # where jax keeps XLA's autotuning results (optimized)
+            if mode == "optimized" and args.autotune_from:
+                shutil.copytree(args.autotune_from, autotuned)
+            before = _entries(autotuned)
             proc = subprocess.run([sys.executable, "-m", "experiments.bench_throughput", *base, *extra,
                                    "--mode", mode, "--cache-dir", cache], env=env, stdout=subprocess.PIPE, text=True)
+            after = _entries(autotuned)
         if proc.returncode == 2:  # the child said why in one line
             sys.exit(2)
         if proc.returncode != 0:
@@ -309,6 +347,9 @@ def main() -> None:
                      f"(exit {proc.returncode})")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         if mode == "optimized":
+            # fusions it found autotuned already, and those it autotuned (XLA adds a file per fusion)
+            result.update(autotune_from=args.autotune_from, autotune_entries_given=before,
+                          autotune_entries_added=after - before)
             runs[result["variant"]] = result
             out["optimized"] = max(runs.values(), key=lambda r: r["evals_per_device_hour"])
             if len(variants) > 1:
@@ -331,7 +372,8 @@ def main() -> None:
               f"member{'' if r['members'] == 1 else 's'} in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
-              f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'), ' a member')}; "
+              f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'), ' a member')}"
+              f"{_autotuned(r)}; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
                  f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common

@@ -75,9 +75,13 @@ OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick, else the las
 # MobileNetV2 compile of 103 s, reused by the other members and by the JAX half of the benchmark
 # through a shared persistent compilation cache), then about 40 s for JAX and some 220 s for
 # PyTorch: about 8 minutes. A 15-minute budget (about 14 of commands) does not hold both calls.
+# AUTOTUNE_FROM=.runs/search_cifar10/jax_cache/xla_gpu_per_fusion_autotune_cache_dir (a search run
+# carried in): the optimized mode starts with that search's autotuning results, as it runs well into
+# a search (bench_throughput.py --autotune-from).
 BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
             --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
-            ${OPT_HARD_STOP:+--optimized-hard-stop "$OPT_HARD_STOP"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"})
+            ${OPT_HARD_STOP:+--optimized-hard-stop "$OPT_HARD_STOP"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"}
+            ${AUTOTUNE_FROM:+--autotune-from "$AUTOTUNE_FROM"})
 # Depthwise kinds only by default: on the H200 (2026-12-04) the pointwise ones, autotuned, cost under
 # 1 ms a layer more on their first call (experiments/results/gpu_logs_2026-12-04_h200), and the call's
 # 100 s ran out before the depthwise ones, the suspects left for the first epoch's one-time seconds.

@@ -78,7 +78,15 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
 def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_path, dataset):
     # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode
     # runs; two variants (each stopped so), each an optimized run of its own against one naive run
-    r, d = _tiny_throughput_run(tmp_path, dataset, "0.2", "--optimized-variant", "autotune0-matmul,shift")
+    given = tmp_path / "autotuned"  # an earlier run's autotuning results (files of XLA's; none on a CPU)
+    given.mkdir()
+    for name in ("a", "b"):
+        (given / name).write_text("result")
+    r, d = _tiny_throughput_run(tmp_path, dataset, "0.2", "--optimized-variant", "autotune0-matmul,shift",
+                                "--autotune-from", str(given))
+    for run in d["optimized_runs"].values():  # each optimized run starts with them; the CPU adds none
+        assert (run["autotune_entries_given"], run["autotune_entries_added"]) == (2, 0)
+    assert r.stdout.count(", 0 fusions autotuned (2 given); ") == 2 and "naive" in r.stdout
     assert d["optimized"]["members"] == 0 and d["optimized"]["evals_per_device_hour"] == 0
     assert d["naive"]["members"] == 1 and d["ratio"] == 0 and d["max_accuracy_difference"] is None
     assert r.stderr.count("hard stop at 0 s after 0 members") == 2 and "no member was trained by both" in r.stdout
@@ -115,6 +123,8 @@ def test_benchmarks_reject_unknown_variants():
     for variants in ("nope", "shift,nope"):
         r = _run("experiments.bench_throughput", "--optimized-variant", variants)
         assert r.returncode != 0 and "unknown variant 'nope'" in r.stderr
+    r = _run("experiments.bench_throughput", "--autotune-from", "/nowhere")
+    assert r.returncode == 2 and r.stderr.strip() == "bench_throughput: --autotune-from /nowhere: not a directory"
     r = _run("experiments.bench_first_run", "--kinds", "depthwise,nope")
     assert r.returncode != 0 and "unknown kind(s) nope" in r.stderr
 
