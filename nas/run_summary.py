@@ -188,21 +188,23 @@ def search_pace(records: list[dict[str, Any]], launches: list[dict[str, Any]]) -
         return None
     key = lambda m: m.get("key") or m.get("id")  # noqa: E731
     seen = {key(m) for r in timed if float(r["time"]) < starts[0] for m in r.get("members", [])}
-    members, seconds, stretches = 0, 0.0, 0
+    per_launch = []
     for i, begin in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else float("inf")
         stretch = [r for r in timed if begin <= float(r["time"]) < end]
         if not stretch:
             continue
-        stretches += 1
-        seconds += float(stretch[-1]["time"]) - begin
+        trained = 0
         for m in (m for r in stretch for m in r.get("members", [])):
             # "cached": False marks a member's first record by the process that trained it; records
             # from before that field, a member's first record
-            members += (m["cached"] is False) if "cached" in m else key(m) not in seen
+            trained += (m["cached"] is False) if "cached" in m else key(m) not in seen
             seen.add(key(m))
-    return {"members": members, "seconds": seconds, "launches": stretches,
-            "per_hour": members / seconds * 3600 if seconds > 0 else None}
+        per_launch.append({"time": begin, "members": trained, "seconds": float(stretch[-1]["time"]) - begin})
+    members, seconds = sum(p["members"] for p in per_launch), sum(p["seconds"] for p in per_launch)
+    return {"members": members, "seconds": seconds, "launches": len(per_launch),
+            "per_hour": members / seconds * 3600 if seconds > 0 else None,
+            "per_launch": per_launch}  # the launches that recorded something, in order
 
 
 def members_line(members: dict[str, Any]) -> str:
@@ -222,9 +224,11 @@ def pace_line(pace: dict[str, Any] | None) -> str:
     if not pace or pace["per_hour"] is None:
         return ""
     n = pace["launches"]
+    rates = [f"{p['members'] / p['seconds'] * 3600:.0f}" if p["seconds"] > 0 else "-"
+             for p in pace.get("per_launch", [])]
     return (f"pace: {pace['members']} members trained in {pace['seconds'] / 60:.1f} min of searching "
             f"({n} launch{'' if n == 1 else 'es'}, each from its start to its last record), "
-            f"{pace['per_hour']:.0f} an hour")
+            f"{pace['per_hour']:.0f} an hour" + (f" (one launch after another: {', '.join(rates)})" if n > 1 else ""))
 
 
 def data_label(summary: dict[str, Any]) -> str:

@@ -24,8 +24,9 @@ def test_pace_counts_each_launchs_trained_members_over_its_start_to_its_last_rec
     assert pace["members"] == 4 and pace["launches"] == 2
     assert pace["seconds"] == pytest.approx(300.0 + 360.0)
     assert pace["per_hour"] == pytest.approx(4 / 660 * 3600)
+    assert [(p["members"], p["seconds"]) for p in pace["per_launch"]] == [(2, 300.0), (2, 360.0)]
     assert pace_line(pace) == ("pace: 4 members trained in 11.0 min of searching (2 launches, each from its "
-                               "start to its last record), 22 an hour")
+                               "start to its last record), 22 an hour (one launch after another: 24, 20)")
 
 
 def test_pace_of_older_records_counts_first_appearances_and_needs_launch_times():
