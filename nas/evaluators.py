@@ -187,12 +187,6 @@ class PipelinedEvaluator:
             fut = self._pool.submit(self._one, job, split, config)
             fut.add_done_callback(lambda f, job=job: done.put((job, f.result())))
 
-        def start_next() -> bool:
-            job = next(fresh, None)
-            if job is not None:
-                start(job)
-            return job is not None
-
         # the first ones drawn together, before any runs and holds the GIL: the draws take no time
         first = list(itertools.islice(fresh, self.compile_workers + self.train_workers))
         for job in first:
@@ -200,8 +194,11 @@ class PipelinedEvaluator:
         in_flight = len(first)
         while in_flight:
             item = done.get()
-            if not start_next():  # before yielding: the pool works while the caller handles this one
+            job = next(fresh, None)  # before yielding: the pool works while the caller handles this one
+            if job is None:
                 in_flight -= 1
+            else:
+                start(job)
             yield item
 
     def close(self) -> None:

@@ -236,8 +236,9 @@ def _members(s: dict[str, Any]) -> list[str]:
     lines = ["## Members and failures", ""]
     if s["members"]["trained"]:
         lines += [_sentence(members_line(s["members"])) + ".", ""]
-    if pace_line(s["pace"]):
-        lines += [_sentence(pace_line(s["pace"])) + ".", ""]
+    pace = pace_line(s["pace"])
+    if pace:
+        lines += [_sentence(pace) + ".", ""]
     if s["failures"]:
         lines += table(["size", "sample", "reason"], [[f["size"], f"#{f['sample']}", f["reason"]] for f in s["failures"]],
                        [True, True, False]) + [""]

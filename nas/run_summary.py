@@ -39,13 +39,14 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
                       "front_points": int((front_sizes == n).sum()),
                       **_progress(ok)})
     times = [float(r["time"]) for r in records if r.get("time")]
+    launches = run.launches()
     out = {"run": str(run.path), "dataset": cfg["dataset"], "image_size": cfg.get("image_size"),
            "controller": cfg.get("controller", "reinforce"),
            "samples_per_size": cfg.get("samples_per_size"), "samples": len(records),
            "target_ms": float(cfg.get("reward", {}).get("target_ms", 75.0)), "devices": devices(records),
            "first_sample_time": min(times) if times else None, "last_sample_time": max(times) if times else None,
-           "launches": run.launches(), "sizes": sizes, "members": member_costs(records),
-           "pace": search_pace(records, run.launches()),
+           "launches": launches, "sizes": sizes, "members": member_costs(records),
+           "pace": search_pace(records, launches),
            "within_budget": json_rows(best_within(records, default_budgets(records) if budgets is None else budgets)),
            "diversity": json_rows(diversity_summary(diversity_frame(records))),
            "retrained": retrained_report(run, records),

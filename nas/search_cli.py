@@ -154,8 +154,9 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     print_retrained(s["retrained"])
     if s["members"]["trained"]:
         print(members_line(s["members"]))
-    if pace_line(s["pace"]):
-        print(pace_line(s["pace"]))
+    pace = pace_line(s["pace"])
+    if pace:
+        print(pace)
     return 0
 
 
