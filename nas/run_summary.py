@@ -228,7 +228,7 @@ def pace_line(pace: dict[str, Any] | None) -> str:
     rates = [f"{p['members'] / p['seconds'] * 3600:.0f}" if p["seconds"] > 0 else "-"
              for p in pace.get("per_launch", [])]
     return (f"pace: {pace['members']} members trained in {pace['seconds'] / 60:.1f} min of searching "
-            f"({n} launch{'' if n == 1 else 'es'}, each from its start to its last record), "
+            f"({n} launch{'' if n == 1 else 'es'}, {'' if n == 1 else 'each '}from its start to its last record), "
             f"{pace['per_hour']:.0f} an hour" + (f" (one launch after another: {', '.join(rates)})" if n > 1 else ""))
 
 
