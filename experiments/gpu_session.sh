@@ -329,6 +329,8 @@ throughput)
   timeout "${BENCH_LIMIT:-$((n_variants > 1 ? 190 + 200 * n_variants : 540))}" $PY -m experiments.bench_throughput "${BENCH_ARGS[@]}" \
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
+  # its summary into this log too, so a device call's output shows the figures without its files
+  grep -E '^ *(naive|optimized) \(|^ratio' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
   ;;
 search)
   # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:
