@@ -361,6 +361,8 @@ search)
   [ $rc = 124 ] && hint=": stopped by its ${SEARCH_LIMIT:-480} s limit (SEARCH_RUN continues it: docs/gpu.md)"
   log "search exit $rc$hint"
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
+  # the search's members an hour (issue #7's steady-state figure) into this log too
+  grep -E '^pace:' "$OUT/search.log" | tail -1 | while IFS= read -r line; do log "$line"; done
   $PY -m nas pool "$run" >> "$OUT/search.log" 2>&1  # ensembles recombined from the trained members
   # the plots and RUN/report.md (the launch commands, device, Figure 3, fronts, records summary: what
   # a results folder needs), with pool.png linked; in the archive below

@@ -227,7 +227,8 @@ def pace_line(pace: dict[str, Any] | None) -> str:
     n = pace["launches"]
     rates = [f"{p['members'] / p['seconds'] * 3600:.0f}" if p["seconds"] > 0 else "-"
              for p in pace.get("per_launch", [])]
-    return (f"pace: {pace['members']} members trained in {pace['seconds'] / 60:.1f} min of searching "
+    m = pace["members"]
+    return (f"pace: {m} member{'' if m == 1 else 's'} trained in {pace['seconds'] / 60:.1f} min of searching "
             f"({n} launch{'' if n == 1 else 'es'}, {'' if n == 1 else 'each '}from its start to its last record), "
             f"{pace['per_hour']:.0f} an hour" + (f" (one launch after another: {', '.join(rates)})" if n > 1 else ""))
 

@@ -120,6 +120,8 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     r = _session(tmp_path, "search", SEARCH_RUN=str(run), OUT=str(tmp_path / "out2"), NAS_DATA_DIR=str(data))
     log = (tmp_path / "out2" / "session.log").read_text()
     assert f"search: --run-dir {run} --resume" in log and "search exit 0" in log, (r.stdout + r.stderr)[-3000:]
+    # the pace counts the member the second launch trained (the first recorded none): in the session log
+    assert "] pace: 1 member trained in " in log and "(1 launch, from its start to its last record)" in log
     assert f"nas search --dry-run: resuming {run}" in (tmp_path / "out2" / "search.log").read_text()
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert [(rec["size"], rec["status"]) for rec in records] == [(1, "ok")]

@@ -34,6 +34,9 @@ def test_pace_of_older_records_counts_first_appearances_and_needs_launch_times()
     pace = search_pace(records, [{"time": 100.0}, {"time": 200.0}, {"time": 900.0}])  # the last recorded nothing
     # x was recorded before the first launch; a and b are first recorded after it
     assert (pace["members"], pace["launches"], pace["seconds"]) == (2, 2, pytest.approx(80.0))
-    assert "(2 launches," in pace_line(pace)
+    assert "(2 launches," in pace_line(pace) and pace_line(pace).startswith("pace: 2 members trained in 1.3 min")
+    one = search_pace([_rec(160.0, ("a", False), ("b", True))], [{"time": 100.0}])
+    assert pace_line(one) == ("pace: 1 member trained in 1.0 min of searching (1 launch, from its start to its "
+                              "last record), 60 an hour")
     assert search_pace(records, []) is None and search_pace([], [{"time": 1.0}]) is None
     assert pace_line(None) == ""
