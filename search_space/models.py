@@ -200,8 +200,13 @@ class Conv(nnx.Module):
         self.lowering: str | None = None  # conv | matmul; None: conv_mode() when traced
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.apply_kernel(x, self.kernel[...])
+
+    def apply_kernel(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        """This convolution with ``kernel`` (float32, this one's shape) in place of its own: how a
+        padded layer (trainer/padded.py) applies its kernel under a mask."""
         x = x.astype(self.dtype)
-        w = self.kernel[...].astype(self.dtype)
+        w = kernel.astype(self.dtype)
         if self.groups == 1 and (self.lowering or conv_mode()) == "matmul":
             y = conv_as_matmul(x, w, self.stride)
         else:
@@ -227,7 +232,11 @@ class DepthwiseConv(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        w = self.kernel[...].astype(self.dtype)
+        return self.apply_kernel(x, self.kernel[...])
+
+    def apply_kernel(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        """As ``Conv.apply_kernel``."""
+        w = kernel.astype(self.dtype)
         x = x.astype(self.dtype)
         if depthwise_mode() == "shift":
             return depthwise_shift_sum(x, w, self.stride)

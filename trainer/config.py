@@ -18,7 +18,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 # search_space.models.INIT_SCHEMES, named here too so that configs load without importing flax
 # (tests/trainer/test_config.py keeps the two equal)
 INIT_SCHEMES = ("he_fan_out", "tf_reference", "pytorch_default")
-COMPILE_UNITS = ("program", "layer")
+COMPILE_UNITS = ("program", "layer", "padded")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,9 @@ class TrainConfig:
     # difference from he_fan_out yet: search_space/models.py has the runs).
     init: str = "he_fan_out"
     # How a member's training compiles (trainer/layerwise.py): "program", its whole epoch as one XLA
-    # program; "layer", one small program per layer, reused by every later member with that layer.
+    # program; "layer", one small program per layer, reused by every later member with that layer;
+    # "padded", per-layer programs at the search space's widest layer of each position, shared by
+    # every member with that position's operation at that resolution (trainer/padded.py).
     compile_unit: str = "program"
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored

@@ -279,11 +279,19 @@ class LayerwiseTrainer:
         start = time.perf_counter()
         model = member_model(self, spec, split, config, seed)
         n = len(split.y_train)
-        self.lowering += ",unit=layer"
-        stages = model_stages(model)
-        model.train()
+        if config.compile_unit == "padded" and isinstance(model, MobileNet):
+            from trainer.padded import padded_stages
+
+            stages = padded_stages(model, spec, split.num_classes, self.conv_lowering)
+            self.lowering += ",unit=padded"
+        else:  # "layer"; a padded WRN would gain nothing: its few layer shapes repeat already
+            stages = model_stages(model)
+            self.lowering += ",unit=layer"
+        for s in stages:
+            s.train()
         split_train = [nnx.split(s, nnx.Param, ...) for s in stages]
-        model.eval()
+        for s in stages:
+            s.eval()
         self.graphdefs_eval = [nnx.split(s, nnx.Param, ...)[0] for s in stages]
         self.graphdefs_train = [g for g, _, _ in split_train]
         self.tx = make_optimizer(config, self.steps_per_epoch)

@@ -341,7 +341,7 @@ def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Arra
 def make_trainer(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> Any:
     """The trainer ``config.compile_unit`` names, built, not yet compiled: a ``MemberTrainer``
     (one program per member) or a ``trainer.layerwise.LayerwiseTrainer`` (programs per layer)."""
-    if config.compile_unit == "layer":
+    if config.compile_unit in ("layer", "padded"):
         from trainer.layerwise import LayerwiseTrainer
 
         return LayerwiseTrainer(spec, split, config, seed)
