@@ -37,7 +37,7 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
   for every member that has it; ``shift-layer`` with depthwise convolutions as shifted sums. This
   benchmark measures each variant on fresh processes, so it sees the first member's cost only;
   experiments/bench_throughput.py --optimized-variant measures the reuse.
-- padded / shift-padded / autotune0-padded: per-layer programs of the search space's envelope
+- padded / shift-padded / autotune0-padded / autotune0-matmul-padded: per-layer programs of the search space's envelope
   (``trainer.compile_unit=padded``, trainer/padded.py): every member's layer at a position runs
   the program of that position's widest layer with the member's weights in a corner of its arrays,
   so members share programs whatever their widths, kernels, squeeze-excite and shortcuts (on a
@@ -105,6 +105,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "padded": {"compile_unit": "padded"},
     "shift-padded": {"depthwise": "shift", "compile_unit": "padded"},
     "autotune0-padded": {"xla": "--xla_gpu_autotune_level=0", "compile_unit": "padded"},
+    "autotune0-matmul-padded": {"xla": "--xla_gpu_autotune_level=0", "conv": "matmul", "depthwise": "shift",
+                                "compile_unit": "padded"},
     # no command buffers (CUDA graphs): an empty list of command types
     "nocmdbuf": {"xla": "--xla_gpu_enable_command_buffer="},
     "autotune0-nocmdbuf": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer="},

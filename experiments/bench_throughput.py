@@ -45,6 +45,16 @@ experiments/results/shape_reuse), rather than at its start. The naive mode has n
 Each optimized run reports how many fusions it autotuned (XLA writes a file per fusion) and how
 many it was given.
 
+``--optimized-warmup N`` has the optimized mode's workers evaluate N other random members before
+its clock starts (not counted; ``--warmup-time-limit S`` starts none after S seconds): the path as
+it runs N members into a search, with compiled programs and autotuning results of its own making
+in the workers and their shared caches. Per-layer programs pay off only once later members meet
+layers earlier ones compiled, and padded ones (``--optimized-variant padded`` or
+``shift-padded``, trainer/padded.py) once most of the space's some 170 layer kinds have been met
+(134 of 169 after 24 random CIFAR-10 members), so a short window from empty caches shows their
+start, and a warmed one their steady state. The summary line gives the warm-up's members, seconds
+and layers compiled beside the rate.
+
 ``--blocks K`` keeps only the first K of each sampled member's seven blocks: members that compile
 several times faster, for checking the benchmark itself on a CPU (the test suite runs it so); its
 figures are then no search member's.
@@ -73,7 +83,9 @@ import time
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 if TYPE_CHECKING:
-    from nas.evaluators import MemberJob
+    from nas.evaluators import Evaluator, MemberJob
+    from trainer.config import TrainConfig
+    from trainer.data import Split
 
 
 def _sample_members(native: int, count: int, width: float, head: int, seed: int, blocks: int = 7):
@@ -171,6 +183,7 @@ def run_mode(args: argparse.Namespace) -> dict:
     variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
     print(f"[{args.mode}] {len(jobs)} members, {backend} evaluator, {variant} compile options"
           + (f", time limit {limit:.0f} s" if limit else ""), file=sys.stderr, flush=True)
+    warmup = _warm_up(args, ev, split, config) if args.mode == "optimized" and args.optimized_warmup else None
     start = time.perf_counter()
     results: dict = {}
     lock = threading.Lock()
@@ -190,6 +203,7 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "stages_sum": sum(r.stages for r in results.values()),
                 "stages_compiled_sum": sum(r.stages_compiled for r in results.values()),
                 "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
+                "warmup": warmup,
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
                 "jax": jax.__version__}
@@ -230,6 +244,44 @@ def run_mode(args: argparse.Namespace) -> dict:
         out = summary(wall)
     ev.close()
     return out
+
+
+def _warm_up(args: argparse.Namespace, ev: "Evaluator", split: "Split", config: "TrainConfig") -> dict:
+    """Evaluate ``--optimized-warmup`` other random members (another seed) with the optimized
+    mode's evaluator before its clock starts, none started after ``--warmup-time-limit``: its
+    workers and caches then hold what a search holds after that many members. Returns what the
+    warm-up took (not counted in the rate)."""
+    from nas.evaluators import MemberJob
+
+    members = _sample_members(split.native_resolution, args.optimized_warmup, args.width, args.head,
+                              args.seed + WARMUP_SEED_OFFSET, args.blocks)
+    jobs = [MemberJob(str(i), m, args.seed + WARMUP_SEED_OFFSET + i) for i, m in enumerate(members)]
+    print(f"[optimized] warm-up: {len(jobs)} other members first, not counted"
+          + (f", time limit {args.warmup_time_limit:.0f} s" if args.warmup_time_limit else ""),
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    done = []
+    for job, r in ev.evaluate_many(_until(jobs, start, args.warmup_time_limit, "optimized warm-up"), split, config):
+        done.append(r)
+        print(f"[optimized warm-up] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
+              f"compile {r.compile_s:.1f} s{_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    return {"members": len(done), "wall_s": time.perf_counter() - start,
+            "compile_s_sum": sum(r.compile_s for r in done),
+            "stages_sum": sum(r.stages for r in done), "stages_compiled_sum": sum(r.stages_compiled for r in done)}
+
+
+# the warm-up's members are drawn with this seed offset, so that they are not the measured ones
+WARMUP_SEED_OFFSET = 7919
+
+
+def _warmed(r: dict) -> str:
+    """', after 24 warm-up members (310 s, not counted)' for an optimized run that warmed up."""
+    w = r.get("warmup")
+    if not w:
+        return ""
+    return (f", after {w['members']} warm-up member{'' if w['members'] == 1 else 's'} ({w['wall_s']:.0f} s"
+            f"{_layers(w['stages_compiled_sum'], w['stages_sum'])}, not counted)")
 
 
 def _until(jobs: Sequence[MemberJob], start: float, limit: float | None, mode: str) -> Iterator[MemberJob]:
@@ -296,6 +348,12 @@ def main() -> None:
                     help="start the optimized mode's caches with XLA's per-fusion autotuning results in DIR (a "
                          "search run's jax_cache/xla_gpu_per_fusion_autotune_cache_dir): the optimized path as in "
                          "a search that has autotuned those fusions already; the naive mode has no caches")
+    ap.add_argument("--optimized-warmup", type=int, default=0, metavar="N",
+                    help="before the optimized mode's clock starts, evaluate N other random members with its "
+                         "workers (not counted): the path as it runs N members into a search, its programs and "
+                         "autotuning cached (what per-layer and padded programs need to pay off)")
+    ap.add_argument("--warmup-time-limit", type=float, metavar="S",
+                    help="seconds: the warm-up starts no member after this and waits for those in flight")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--mode", choices=["naive", "optimized"], help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -373,7 +431,7 @@ def main() -> None:
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
               f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'), ' a member')}"
-              f"{_autotuned(r)}; "
+              f"{_autotuned(r)}{_warmed(r)}; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
                  f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common

@@ -81,7 +81,11 @@ OPT_VARIANT=${OPT_VARIANT:-best}  # best: the compile phase's pick, else the las
 BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-members "${NAIVE_MEMBERS:-3}"
             --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
             ${OPT_HARD_STOP:+--optimized-hard-stop "$OPT_HARD_STOP"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"}
-            ${AUTOTUNE_FROM:+--autotune-from "$AUTOTUNE_FROM"})
+            ${AUTOTUNE_FROM:+--autotune-from "$AUTOTUNE_FROM"}
+            ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"})
+# OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
+# counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
+# measured as they run that far into a search; the warm-up's seconds come on top of the limits.
 # Depthwise kinds only by default: on the H200 (2026-12-04) the pointwise ones, autotuned, cost under
 # 1 ms a layer more on their first call (experiments/results/gpu_logs_2026-12-04_h200), and the call's
 # 100 s ran out before the depthwise ones, the suspects left for the first epoch's one-time seconds.
@@ -99,7 +103,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   # members cut to their first 2 of 7 blocks, with a small head (BLOCKS_HELP in bench_throughput.py):
   # whole quarter-width members' compile phase ran past its 120 s on 2 cores
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
-              --head 64 --naive-members 2 --naive-time-limit 30)
+              --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"})
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")

@@ -75,6 +75,20 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
 
 
 @pytest.mark.slow
+def test_throughput_benchmark_warms_the_optimized_mode_up_on_other_members_first(tmp_path, dataset):
+    # Padded layers (trainer/padded.py): the warm-up's two members (both 14 px) share layer
+    # programs, and its time and members stay out of the rate.
+    r, d = _tiny_throughput_run(tmp_path, dataset, "900", "--optimized-variant", "padded", "--optimized-warmup", "2")
+    w = d["optimized"]["warmup"]
+    assert w["members"] == 2 and 0 < w["stages_compiled_sum"] < w["stages_sum"] and w["wall_s"] > 0
+    assert d["optimized"]["members"] == 2 and d["naive"]["warmup"] is None
+    assert d["optimized"]["evals_per_device_hour"] == pytest.approx(3600 * 2 / d["optimized"]["wall_s"])
+    assert "[optimized] warm-up: 2 other members first, not counted" in r.stderr
+    assert r.stderr.count("[optimized warm-up] member ") == 2
+    assert f", after 2 warm-up members ({w['wall_s']:.0f} s, " in r.stdout
+
+
+@pytest.mark.slow
 def test_throughput_benchmark_stops_an_optimized_mode_that_finishes_nothing(tmp_path, dataset):
     # A variant too slow for the budget: the hard stop still reports (no member), then the naive mode
     # runs; two variants (each stopped so), each an optimized run of its own against one naive run
