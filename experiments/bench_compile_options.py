@@ -40,9 +40,9 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
 - padded / shift-padded / autotune0-padded / autotune0-matmul-padded: per-layer programs of the search space's envelope
   (``trainer.compile_unit=padded``, trainer/padded.py): every member's layer at a position runs
   the program of that position's widest layer with the member's weights in a corner of its arrays,
-  so members share programs whatever their widths, kernels, squeeze-excite and shortcuts (on a
-  32 px space about 170 layer kinds in all, against 1,739 distinct exact layers in 180 random
-  members), at the price of the envelope's arithmetic.
+  so members share programs whatever their widths, kernels, squeeze-excite and shortcuts (169
+  layer kinds for the CIFAR-10 space, against 1,741-1,786 distinct exact layers in a random
+  search's 180 members: experiments/results/shape_reuse), at the price of the envelope's arithmetic.
 - nocmdbuf / autotune0-nocmdbuf / autotune0-matmul-nocmdbuf: without XLA's command buffers (CUDA
   graphs, ``--xla_gpu_enable_command_buffer=``), a control for the one-time costs. On the H100
   (2026-11-26) MobileNetV2's first epoch took 18.4 s against 1.6 s for each later one and its

@@ -50,8 +50,8 @@ its clock starts (not counted; ``--warmup-time-limit S`` starts none after S sec
 it runs N members into a search, with compiled programs and autotuning results of its own making
 in the workers and their shared caches. Per-layer programs pay off only once later members meet
 layers earlier ones compiled, and padded ones (``--optimized-variant padded`` or
-``shift-padded``, trainer/padded.py) once most of the space's some 170 layer kinds have been met
-(134 of 169 after 24 random CIFAR-10 members), so a short window from empty caches shows their
+``shift-padded``, trainer/padded.py) once most of the space's 169 layer kinds have been met
+(151-160 by a random CIFAR-10 search's first 30 members, experiments/results/shape_reuse), so a short window from empty caches shows their
 start, and a warmed one their steady state. The summary line gives the warm-up's members, seconds
 and layers compiled beside the rate.
 

@@ -51,6 +51,25 @@ def conv_shapes(spec: Any, num_classes: int = 10) -> list[tuple]:
     return out
 
 
+def layer_kinds(spec: Any, num_classes: int = 10) -> tuple[list[tuple], list[tuple]]:
+    """A member's layers as the per-layer trainers key their programs (trainer/layerwise.py): exact
+    (``compile_unit=layer``: the layer's operation, input size, widths, kernel, stride, expansion,
+    squeeze-excite and shortcut) and padded (``compile_unit=padded``, trainer/padded.py: operation,
+    block, first layer of its block or not, input size; the rest are envelope widths and switches)."""
+    from search_space.layers import layer_plan
+
+    exact, padded = [], []
+    for layer in layer_plan(spec, num_classes):
+        exact.append((layer.op, layer.h_in, layer.cin, layer.cout, layer.kernel, layer.stride, layer.cexp,
+                      layer.se_channels, layer.shortcut))
+        if layer.op in ("mbconv", "sepconv", "conv"):
+            block, repeat = layer.name.removeprefix("block").split(".")
+            padded.append((layer.op, layer.h_in, int(block), repeat == "0"))
+        else:  # stem, head, classifier: fixed widths in the space (the head's input padded)
+            padded.append((layer.op, layer.h_in))
+    return exact, padded
+
+
 def members_in_search_order(controller: str, samples_per_size: int, seed: int) -> list[Any]:
     """The distinct members a search of experiments/search_cifar10.py's space trains, in order."""
     import dataclasses
@@ -82,14 +101,24 @@ def members_in_search_order(controller: str, samples_per_size: int, seed: int) -
 def reuse_curve(members: list[Any]) -> dict[str, Any]:
     seen: set[tuple] = set()
     distinct, share_seen, counts = [], [], []
+    layers: dict[str, set[tuple]] = {"exact": set(), "padded": set()}
+    distinct_layers: dict[str, list[int]] = {"exact": [], "padded": []}
+    layers_new: dict[str, list[float]] = {"exact": [], "padded": []}
     for m in members:
         shapes = conv_shapes(m)
         share_seen.append(sum(s in seen for s in shapes) / len(shapes))
         seen.update(shapes)
         distinct.append(len(seen))
         counts.append(len(shapes))
+        for unit, kinds in zip(("exact", "padded"), layer_kinds(m)):
+            layers_new[unit].append(sum(k not in layers[unit] for k in kinds) / len(kinds))
+            layers[unit].update(kinds)
+            distinct_layers[unit].append(len(layers[unit]))
     return {"members": len(members), "distinct_shapes": distinct, "share_seen": share_seen,
-            "shapes_per_member": float(np.mean(counts))}
+            "shapes_per_member": float(np.mean(counts)),
+            # per-layer programs (trainer/layerwise.py), keyed exactly or padded (trainer/padded.py):
+            # the distinct layer kinds so far, and the share of a member's layers of a kind not met before
+            "distinct_layers": distinct_layers, "layers_new": layers_new}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
             at = " / ".join(str(d[min(i, len(d)) - 1]) for i in (30, 60, 120, len(d)))
             parts = " / ".join(f"{100 * s[a:b].mean():.0f}%" for a, b in ((0, 30), (30, 60), (60, len(s))) if b > a)
             print(f"{controller:<11}{seed:>5}{r['members']:>9}{r['shapes_per_member']:>14.1f}{at:>38}{parts:>44}")
+    print("\nper-layer programs: distinct layer kinds after 30/60/120/all members, exact (compile_unit=layer) | "
+          "padded (compile_unit=padded); a member's layers of a new kind, members 61 on")
+    for controller, runs in results.items():
+        for seed, r in enumerate(runs):
+            cols = []
+            for unit in ("exact", "padded"):
+                d = r["distinct_layers"][unit]
+                cols.append(" / ".join(str(d[min(i, len(d)) - 1]) for i in (30, 60, 120, len(d)))
+                            + f", {100 * np.mean(r['layers_new'][unit][60:]):.1f}% new")
+            print(f"{controller:<11}{seed:>5}   {cols[0]:<34}| {cols[1]}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +166,7 @@ def _plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4))
     for (controller, runs), color in zip(results.items(), ("tab:blue", "tab:green")):
         for i, r in enumerate(runs):
             x = np.arange(1, r["members"] + 1)
@@ -135,10 +174,15 @@ def _plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
             a.plot(x, r["distinct_shapes"], color=color, alpha=0.8, label=label)
             roll = np.convolve(r["share_seen"], np.ones(10) / 10, mode="valid")
             b.plot(x[9:], 100 * roll, color=color, alpha=0.8, label=label)
+            for unit, style in (("exact", "-"), ("padded", "--")):
+                c.plot(x, r["distinct_layers"][unit], color=color, ls=style, alpha=0.8,
+                       label=f"{controller}, {unit} layers" if i == 0 else None)
     a.set_ylabel("distinct convolution shapes so far")
     b.set_ylabel("new member's convolutions seen before (%)")
     b.set_title("rolling mean over 10 members", fontsize=8)
-    for ax in (a, b):
+    c.set_ylabel("distinct per-layer program keys so far")
+    c.set_title("compile_unit=layer (exact) against compile_unit=padded", fontsize=8)
+    for ax in (a, b, c):
         ax.set_xlabel("members trained (search order)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
