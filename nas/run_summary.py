@@ -156,7 +156,7 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
     how many trained and failed, mean setup / compile (and its tracing part) / train (and its first
     epoch, over members of more than one epoch; None if none) / evaluation seconds (0 for what
     records of older runs lack), the lowerings used, and with per-layer compilation
-    (trainer.compile_unit=layer) the members' layers in all and how many compiled new programs."""
+    (trainer.compile_unit=layer or padded) the members' layers in all and how many compiled new programs."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
         for m in r.get("members", []):
@@ -169,7 +169,7 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             "train_s_mean": mean("train_s"), "first_epoch_s_mean": sum(firsts) / len(firsts) if firsts else None,
             "eval_s_mean": mean("eval_s"),
             "lowerings": sorted({m["lowering"] for m in ms if m.get("lowering")}),
-            # trainer.compile_unit=layer: the members' stages, and how many compiled new programs
+            # trainer.compile_unit=layer or padded: the members' stages, and how many compiled new programs
             "stages": sum(int(m.get("stages") or 0) for m in ms),
             "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms),
             # whole-program members that took an earlier member's compiled programs (trainer.train.PROGRAMS)

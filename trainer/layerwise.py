@@ -26,6 +26,11 @@ The same computation as the whole-program trainer, from the same initial weights
 augmentation draws; only XLA's fusion across layer boundaries and the order of floating-point sums
 differ (tests/trainer/test_layerwise.py compares the two).
 
+``trainer.compile_unit="padded"`` runs the same programs over the stages of trainer/padded.py:
+each mobile layer widened to its position's envelope in the search space, so that a stage's
+programs depend on its block, operation and input size only and a search's members share them
+whatever their widths, kernels, squeeze-excite and shortcuts.
+
 Measured on a 2-core CPU (experiments/results/cpu_search_layer_2026-12-02): the CPU search of 30
 ensembles per size in 28.2 min instead of 59.0; evolution's children reuse up to 93% of their
 layers. Without reuse it costs more than it saves (six random members at two epochs: 0.85x).

@@ -51,7 +51,7 @@ class MemberResult:
     epochs: int = 0
     steps: int = 0
     lowering: str = ""  # how convolutions ran, e.g. "conv=matmul,depthwise=shift" (speed, not the network)
-    # compile_unit "layer" only: the member's stages, and how many of them compiled new programs
+    # compile_unit "layer" or "padded" only: the member's stages, and how many of them compiled new programs
     # (the others reused programs an earlier member of this process compiled)
     stages: int = 0
     stages_compiled: int = 0

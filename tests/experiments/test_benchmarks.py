@@ -342,3 +342,19 @@ def test_shape_reuse_check_counts_convolutions_and_follows_the_search_order(tmp_
     assert rand["distinct_shapes"][:30] == evo["distinct_shapes"][:30]  # the same random first round
     assert all(0 <= s <= 1 for s in rand["share_seen"]) and rand["share_seen"][0] == 0
     assert (tmp_path / "shape_reuse.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_layer_reuse_check_compiles_a_searchs_members_in_one_process_and_draws_them(tmp_path):
+    # Two padded members of the random CIFAR-10 search's order (both 28 px): the second compiles
+    # only the layers the first lacked.
+    out = tmp_path / "padded.json"
+    r = _run("experiments.check_layer_reuse", "--unit", "padded", "--members", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["member"] for row in rows] == [1, 2] and all(row["compile_s"] > 0 for row in rows)
+    assert rows[0]["layers_compiled"] <= rows[0]["layers"] and 0 < rows[1]["layers_compiled"] < rows[1]["layers"]
+    assert "members 1-2: compile " in r.stdout and r.stderr.count("[padded] member ") == 2
+    png = tmp_path / "reuse.png"
+    r = _run("experiments.check_layer_reuse", "--plot", str(out), str(out), "--out", str(png))
+    assert r.returncode == 0 and png.stat().st_size > 10_000
