@@ -272,6 +272,18 @@ class SqueezeExcite(nnx.Module):
         return x * jax.nn.sigmoid(s)
 
 
+def main_path(layer: Layer, act: Callable, rngs: nnx.Rngs, dtype: Any,
+              ) -> tuple[ConvBN | None, ConvBN, ConvBN | None, int]:
+    """A mobile layer's (expand, main, project) convolutions, in the order they draw their weights,
+    and the channels its squeeze-excite acts on: conv, one kxk convolution; mbconv, 1x1 expand, kxk
+    depthwise, 1x1 project; sepconv, the same without the expand."""
+    if layer.op == "conv":
+        return None, ConvBN(layer.cin, layer.cout, layer.kernel, layer.stride, act, rngs, dtype), None, layer.cout
+    expand = ConvBN(layer.cin, layer.cexp, 1, 1, act, rngs, dtype) if layer.op == "mbconv" else None
+    main = ConvBN(layer.cexp, layer.cexp, layer.kernel, layer.stride, act, rngs, dtype, groups=layer.cexp)
+    return expand, main, ConvBN(layer.cexp, layer.cout, 1, 1, None, rngs, dtype), layer.cexp
+
+
 class MobileLayer(nnx.Module):
     """One mbconv / sepconv / conv layer with its SE and shortcut (``search_space.space`` defines them)."""
 
@@ -279,17 +291,7 @@ class MobileLayer(nnx.Module):
         self.op = layer.op
         self.stride = layer.stride
         self.shortcut = layer.shortcut
-        if layer.op == "conv":
-            self.expand = None
-            self.main = ConvBN(layer.cin, layer.cout, layer.kernel, layer.stride, act, rngs, dtype)
-            self.project = None
-            se_on = layer.cout
-        else:
-            self.expand = (ConvBN(layer.cin, layer.cexp, 1, 1, act, rngs, dtype) if layer.op == "mbconv" else None)
-            self.main = ConvBN(layer.cexp, layer.cexp, layer.kernel, layer.stride, act, rngs, dtype,
-                               groups=layer.cexp)
-            self.project = ConvBN(layer.cexp, layer.cout, 1, 1, None, rngs, dtype)
-            se_on = layer.cexp
+        self.expand, self.main, self.project, se_on = main_path(layer, act, rngs, dtype)
         self.se = SqueezeExcite(se_on, layer.se_channels, act, rngs, dtype) if layer.se_channels else None
         self.proj = ConvBN(layer.cin, layer.cout, 1, 1, None, rngs, dtype) if layer.shortcut == "pool_proj" else None
 

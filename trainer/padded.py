@@ -45,7 +45,8 @@ from flax import nnx
 
 from search_space.blockstring import round_filters
 from search_space.layers import Layer, layer_plan
-from search_space.models import _ACTIVATIONS, Classifier, ConvBN, MobileNet, SqueezeExcite, set_conv_lowering
+from search_space.models import (_ACTIVATIONS, Classifier, ConvBN, MobileNet, SqueezeExcite, main_path,
+                                  set_conv_lowering)
 from search_space.space import EXPANDS, FILTER_MULTIPLIERS, KERNELS, MOBILENETV2_BLOCKS, SE_RATIOS, STEM_FILTERS
 from search_space.spec import ConvOp, MobileNetSpec
 
@@ -82,16 +83,7 @@ class PaddedMobileLayer(nnx.Module):
 
     def __init__(self, env: Layer, first: bool, act: Callable, rngs: nnx.Rngs, dtype: Any):
         self.op, self.stride = env.op, env.stride
-        if env.op == "conv":
-            self.expand = None
-            self.main = ConvBN(env.cin, env.cout, env.kernel, env.stride, act, rngs, dtype)
-            self.project = None
-            se_on = env.cout
-        else:
-            self.expand = ConvBN(env.cin, env.cexp, 1, 1, act, rngs, dtype) if env.op == "mbconv" else None
-            self.main = ConvBN(env.cexp, env.cexp, env.kernel, env.stride, act, rngs, dtype, groups=env.cexp)
-            self.project = ConvBN(env.cexp, env.cout, 1, 1, None, rngs, dtype)
-            se_on = env.cexp
+        self.expand, self.main, self.project, se_on = main_path(env, act, rngs, dtype)
         self.se = SqueezeExcite(se_on, env.se_channels, act, rngs, dtype)
         self.proj = ConvBN(env.cin, env.cout, 1, 1, None, rngs, dtype) if first else None
         self.kernel_mask = PadGate(jnp.ones((env.kernel, env.kernel), jnp.float32))
