@@ -55,6 +55,14 @@ layers earlier ones compiled, and padded ones (``--optimized-variant padded`` or
 start, and a warmed one their steady state. The summary line gives the warm-up's members, seconds
 and layers compiled beside the rate.
 
+``--optimized-precompile N`` (padded variants) compiles, before the optimized mode's clock starts
+and before any warm-up, every padded layer kind of the space at once: its 12 covering members
+(trainer.padded.covering_vectors), compiled and not trained, in N processes into the optimized
+mode's persistent cache (nas/precompile.py), from which its workers then load each layer's
+programs instead of compiling them. Its seconds are not counted in the rate; the summary also
+gives the rate with them charged to a 180-member search (the CIFAR-10 search's size), which is
+what a search that precompiles (``nas search --precompile N``) would see at that rate.
+
 ``--blocks K`` keeps only the first K of each sampled member's seven blocks: members that compile
 several times faster, for checking the benchmark itself on a CPU (the test suite runs it so); its
 figures are then no search member's.
@@ -93,18 +101,29 @@ def _sample_members(native: int, count: int, width: float, head: int, seed: int,
     filters; ``blocks`` < 7 keeps only each member's first blocks (see ``BLOCKS_HELP``)."""
     import numpy as np
 
-    from search_space.blockstring import scale_width
     from search_space.space import MnasNetSpace
 
     space = MnasNetSpace(native)
     rng = np.random.default_rng(seed)
-    members = []
-    for _ in range(count):
-        m = space.decode(space.sample(rng, 1)).members[0]
-        if width != 1.0 or head != 1280:
-            m = scale_width(m, width, "never").replace(head_filters=head)
-        members.append(m.replace(blocks=m.blocks[:blocks]))
-    return members
+    return [_shaped(space.decode(space.sample(rng, 1)).members[0], width, head, blocks) for _ in range(count)]
+
+
+def _shaped(m, width: float, head: int, blocks: int):
+    """A space member at the benchmark's ``width``, ``head`` filters and first ``blocks`` blocks."""
+    from search_space.blockstring import scale_width
+
+    if width != 1.0 or head != 1280:
+        m = scale_width(m, width, "never").replace(head_filters=head)
+    return m.replace(blocks=m.blocks[:blocks])
+
+
+def _covering_members(native: int, width: float, head: int, blocks: int):
+    """The space's covering members (trainer.padded.covering_vectors) shaped as the sampled ones."""
+    from search_space.space import MnasNetSpace
+    from trainer.padded import covering_vectors
+
+    space = MnasNetSpace(native)
+    return [_shaped(space.decode_member(v), width, head, blocks) for v in covering_vectors(space)]
 
 
 # Shallow members compile several times faster (on the 2-core CPU machine, cold, at width 0.25:
@@ -140,9 +159,14 @@ def _first_epoch(extra: float | None, per: str = "") -> str:
     return "" if extra is None else f", first epoch {extra:+.1f} s{per}"
 
 
-def _layers(compiled: int, stages: int) -> str:
-    """The text ', N of M layers compiled' for members compiled per layer, else nothing."""
-    return f", {compiled} of {stages} layers compiled" if stages else ""
+def _layers(compiled: int, stages: int, loaded: int = 0) -> str:
+    """The text ', N of M layers compiled' for members compiled per layer (', N of M layers new, K
+    of them loaded from the compilation cache' where some were), else nothing."""
+    if not stages:
+        return ""
+    if loaded:
+        return f", {compiled} of {stages} layers new, {loaded} of them loaded from the compilation cache"
+    return f", {compiled} of {stages} layers compiled"
 
 
 def run_mode(args: argparse.Namespace) -> dict:
@@ -183,6 +207,13 @@ def run_mode(args: argparse.Namespace) -> dict:
     variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
     print(f"[{args.mode}] {len(jobs)} members, {backend} evaluator, {variant} compile options"
           + (f", time limit {limit:.0f} s" if limit else ""), file=sys.stderr, flush=True)
+    precompiled = None
+    if args.mode == "optimized" and args.optimized_precompile:
+        from nas.precompile import precompile
+
+        covers = _covering_members(split.native_resolution, args.width, args.head, args.blocks)
+        precompiled = precompile(covers, split, config, args.optimized_precompile,
+                                 log=lambda line: print(f"[optimized] {line}", file=sys.stderr, flush=True))
     warmup = _warm_up(args, ev, split, config) if args.mode == "optimized" and args.optimized_warmup else None
     start = time.perf_counter()
     results: dict = {}
@@ -202,8 +233,9 @@ def run_mode(args: argparse.Namespace) -> dict:
                 # per-layer compilation only (0 otherwise): layers in all, and those compiled anew
                 "stages_sum": sum(r.stages for r in results.values()),
                 "stages_compiled_sum": sum(r.stages_compiled for r in results.values()),
+                "stages_loaded_sum": sum(r.stages_loaded for r in results.values()),
                 "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
-                "warmup": warmup,
+                "warmup": warmup, "precompile": precompiled,
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
                 "jax": jax.__version__}
@@ -236,7 +268,7 @@ def run_mode(args: argparse.Namespace) -> dict:
             wall = time.perf_counter() - start
         print(f"[{args.mode}] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
               f"acc {r.val_accuracy:.4f} setup {r.setup_s:.1f} s compile {r.compile_s:.1f} s (tracing "
-              f"{r.trace_s:.1f} s){_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s"
+              f"{r.trace_s:.1f} s){_layers(r.stages_compiled, r.stages, r.stages_loaded)}, train {r.train_s:.1f} s"
               f"{_first_epoch(first_epoch_extra_s(r.epoch_s))} ({wall:.0f} s)",
               file=sys.stderr, flush=True)
     with lock:  # a hard stop firing now waits for this, then finds it finished
@@ -264,11 +296,33 @@ def _warm_up(args: argparse.Namespace, ev: "Evaluator", split: "Split", config: 
     for job, r in ev.evaluate_many(_until(jobs, start, args.warmup_time_limit, "optimized warm-up"), split, config):
         done.append(r)
         print(f"[optimized warm-up] member {int(job.key) + 1}/{len(jobs)} {job.spec.resolution}px: {r.status} "
-              f"compile {r.compile_s:.1f} s{_layers(r.stages_compiled, r.stages)}, train {r.train_s:.1f} s "
+              f"compile {r.compile_s:.1f} s{_layers(r.stages_compiled, r.stages, r.stages_loaded)}, train {r.train_s:.1f} s "
               f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     return {"members": len(done), "wall_s": time.perf_counter() - start,
             "compile_s_sum": sum(r.compile_s for r in done),
-            "stages_sum": sum(r.stages for r in done), "stages_compiled_sum": sum(r.stages_compiled for r in done)}
+            "stages_sum": sum(r.stages for r in done), "stages_compiled_sum": sum(r.stages_compiled for r in done),
+            "stages_loaded_sum": sum(r.stages_loaded for r in done)}
+
+
+def _precompiled(r: dict) -> str:
+    """', after precompiling 12 covering members (95 s in 4 processes, not counted)' where it did."""
+    p = r.get("precompile")
+    if not p:
+        return ""
+    failed = f", {p['failed']} failed" if p["failed"] else ""
+    return (f", after precompiling {p['members']} covering members ({p['wall_s']:.0f} s in {p['workers']} "
+            f"processes{failed}, not counted)")
+
+
+# A search's members over which a one-time precompile is charged in the amortized rate: the
+# CIFAR-10 search's (experiments/search_cifar10.py: 30 samples each of sizes 1, 2 and 3).
+SEARCH_MEMBERS = 180
+
+
+def amortized_rate(rate_per_hour: float, one_time_s: float, members: int = SEARCH_MEMBERS) -> float:
+    """Members an hour over a search of ``members`` at ``rate_per_hour`` after ``one_time_s``
+    seconds of one-time work (a precompile)."""
+    return members / (one_time_s / 3600 + members / rate_per_hour) if rate_per_hour > 0 else 0.0
 
 
 # the warm-up's members are drawn with this seed offset, so that they are not the measured ones
@@ -281,7 +335,7 @@ def _warmed(r: dict) -> str:
     if not w:
         return ""
     return (f", after {w['members']} warm-up member{'' if w['members'] == 1 else 's'} ({w['wall_s']:.0f} s"
-            f"{_layers(w['stages_compiled_sum'], w['stages_sum'])}, not counted)")
+            f"{_layers(w['stages_compiled_sum'], w['stages_sum'], w.get('stages_loaded_sum', 0))}, not counted)")
 
 
 def _until(jobs: Sequence[MemberJob], start: float, limit: float | None, mode: str) -> Iterator[MemberJob]:
@@ -352,6 +406,11 @@ def main() -> None:
                     help="before the optimized mode's clock starts, evaluate N other random members with its "
                          "workers (not counted): the path as it runs N members into a search, its programs and "
                          "autotuning cached (what per-layer and padded programs need to pay off)")
+    ap.add_argument("--optimized-precompile", type=int, default=0, metavar="N",
+                    help="with a padded variant: before the optimized mode's clock starts, compile every padded layer "
+                         "kind of the space (its 12 covering members, not trained) in N processes into its cache "
+                         "(nas/precompile.py; not counted in the rate; the summary also charges it to a "
+                         f"{SEARCH_MEMBERS}-member search)")
     ap.add_argument("--warmup-time-limit", type=float, metavar="S",
                     help="seconds: the warm-up starts no member after this and waits for those in flight")
     ap.add_argument("--out", help="write the results here as JSON")
@@ -429,15 +488,21 @@ def main() -> None:
         print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} "
               f"member{'' if r['members'] == 1 else 's'} in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
-              f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'])}, "
+              f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'], r.get('stages_loaded_sum', 0))}, "
               f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'), ' a member')}"
-              f"{_autotuned(r)}{_warmed(r)}; "
+              f"{_autotuned(r)}{_precompiled(r)}{_warmed(r)}; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
     agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
                  f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common
                  else "no member was trained by both")
     if len(variants) > 1:
         print("ratios: " + ", ".join(f"{v} {x:.2f}x" for v, x in out["ratios"].items()))
+    for r in runs.values():
+        if r.get("precompile"):
+            rate = amortized_rate(r["evals_per_device_hour"], r["precompile"]["wall_s"])
+            r["amortized"] = {"members": SEARCH_MEMBERS, "evals_per_device_hour": rate, "ratio": rate / naive_rate}
+            print(f"{r['variant']}: with its precompile charged to a {SEARCH_MEMBERS}-member search at this rate, "
+                  f"{rate:.0f} evaluations per device-hour = {rate / naive_rate:.2f}x naive")
     print(f"ratio optimized / naive: {ratio:.2f}x ({out['optimized']['variant']} compile options) on "
           f"{out['naive']['device']} ({out['naive']['backend']}, jax {out['naive']['jax']}); {agreement}")
     if args.out:

@@ -82,10 +82,17 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             --optimized-time-limit "${OPT_LIMIT:-120}" --naive-time-limit "${NAIVE_LIMIT:-90}"
             ${OPT_HARD_STOP:+--optimized-hard-stop "$OPT_HARD_STOP"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"}
             ${AUTOTUNE_FROM:+--autotune-from "$AUTOTUNE_FROM"}
-            ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"})
+            ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"}
+            ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"})
 # OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
 # counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
 # measured as they run that far into a search; the warm-up's seconds come on top of the limits.
+# OPT_PRECOMPILE=N (a padded variant): before that, every padded layer kind of the space (12
+# covering members, not trained) is compiled in N processes into the optimized mode's cache
+# (nas/precompile.py): its seconds are not counted either, and the summary also gives the rate with
+# them charged to a 180-member search. SEARCH_PRECOMPILE=N does the same for a new or resumed search
+# (`nas search --precompile N`; its run must be padded: SEARCH_SET="trainer.compile_unit=padded" or a
+# padded OPT_VARIANT).
 # Depthwise kinds only by default: on the H200 (2026-12-04) the pointwise ones, autotuned, cost under
 # 1 ms a layer more on their first call (experiments/results/gpu_logs_2026-12-04_h200), and the call's
 # 100 s ran out before the depthwise ones, the suspects left for the first epoch's one-time seconds.
@@ -103,7 +110,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
   # members cut to their first 2 of 7 blocks, with a small head (BLOCKS_HELP in bench_throughput.py):
   # whole quarter-width members' compile phase ran past its 120 s on 2 cores
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
-              --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"})
+              --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
+              ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"})
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")
@@ -334,7 +342,7 @@ throughput)
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
   # its summary into this log too, so a device call's output shows the figures without its files
-  grep -E '^ *(naive|optimized) \(|^ratio' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
+  grep -E '^ *(naive|optimized) \(|^ratio|precompile charged' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
   ;;
 search)
   # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:
@@ -360,7 +368,8 @@ search)
   # the plan first (members left to train per size, the target against random ensembles): a few
   # seconds, nothing written; then the search, its log after the plan
   $PY -m nas search "${args[@]}" --dry-run > "$OUT/search.log" 2>&1
-  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" >> "$OUT/search.log" 2>&1
+  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" \
+    ${SEARCH_PRECOMPILE:+--precompile "$SEARCH_PRECOMPILE"} >> "$OUT/search.log" 2>&1
   rc=$? hint=""
   [ $rc = 124 ] && hint=": stopped by its ${SEARCH_LIMIT:-480} s limit (SEARCH_RUN continues it: docs/gpu.md)"
   log "search exit $rc$hint"

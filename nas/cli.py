@@ -308,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print what the search would do (data and split, space, members to train per size, "
                         "where the latency target falls among random ensembles) and stop: nothing is trained "
                         "or written")
+    p.add_argument("--precompile", type=_positive_int, metavar="N",
+                   help="with trainer.compile_unit=padded: before the first member trains, compile every padded "
+                        "layer kind of the space (12 covering members, not trained) in N processes into the run's "
+                        "compilation cache, from which the search's members then load them (nas/precompile.py)")
     add_backend_arguments(p)
     p.set_defaults(func=cmd_search)
 

@@ -172,6 +172,8 @@ def member_costs(records: list[dict[str, Any]]) -> dict[str, Any]:
             # trainer.compile_unit=layer or padded: the members' stages, and how many compiled new programs
             "stages": sum(int(m.get("stages") or 0) for m in ms),
             "stages_compiled": sum(int(m.get("stages_compiled") or 0) for m in ms),
+            # of those, loaded from the persistent compilation cache (a precompile's, another worker's)
+            "stages_loaded": sum(int(m.get("stages_loaded") or 0) for m in ms),
             # whole-program members that took an earlier member's compiled programs (trainer.train.PROGRAMS)
             "programs_reused": sum(bool(m.get("programs_reused")) for m in ms)}
 
@@ -216,7 +218,10 @@ def members_line(members: dict[str, Any]) -> str:
             f"{m['train_s_mean']:.1f} s"
             + ("" if m["first_epoch_s_mean"] is None else f" (first epoch {m['first_epoch_s_mean']:.1f} s of it)")
             + f", evaluation {m['eval_s_mean']:.1f} s; lowering {', '.join(m['lowerings']) or '-'}"
-            + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"] else "")
+            + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"]
+               and not m.get("stages_loaded") else "")
+            + (f"; {m['stages_compiled']} of {m['stages']} layers new to their process ({m['stages_loaded']} of them "
+               "loaded from the compilation cache), the rest reused" if m.get("stages_loaded") else "")
             + (f"; {m['programs_reused']} took an earlier member's programs" if m.get("programs_reused") else ""))
 
 

@@ -264,7 +264,8 @@ def enable_compilation_cache(run: RunDir) -> None:
 
 def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,
                stop_after: int | None = None, dataset: Dataset | None = None,
-               member_cache: str | Path | None = None, max_minutes: float | None = None) -> int:
+               member_cache: str | Path | None = None, max_minutes: float | None = None,
+               precompile_workers: int = 0) -> int:
     """Run (or continue) the search in ``run``; returns how many new samples were evaluated.
 
     ``stop_after`` ends the run after that many new samples (an interruption, for tests).
@@ -274,6 +275,8 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     ``member_cache``: a folder shared by runs; a member another run trained with the same key
     (spec, data and split, training config, seed) is copied from it instead of trained, and every
     member this run trains successfully is copied to it.
+    ``precompile_workers`` > 0 (``trainer.compile_unit=padded``): first compile every padded layer
+    kind of the space in that many processes into the run's compilation cache (nas/precompile.py).
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     deadline = time.time() + 60 * max_minutes if max_minutes else None
@@ -282,6 +285,12 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     split = search_split(config, ds)
     run.write_validation_labels(split.y_val)
     decode = make_space(config, split.native_resolution)
+    if precompile_workers:
+        from nas.precompile import precompile
+        from trainer.padded import covering_vectors
+
+        covers = [decode(np.asarray(v)).members[0] for v in covering_vectors(MnasNetSpace(split.native_resolution))]
+        precompile(covers, split, config.trainer, precompile_workers, log)
     own = evaluator is None
     ctx = SearchContext(config, run, split, decode, evaluator or make_evaluator(), log,
                         shared=None if member_cache is None else Path(member_cache))

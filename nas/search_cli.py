@@ -41,6 +41,9 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         config = apply_overrides(load_config(args.config), args.set or [])
         # Loaded before the run directory exists, so a missing data set leaves nothing behind.
         dataset = load_config_dataset(config)
+    if args.precompile and config.trainer.compile_unit != "padded":
+        raise UserError(f"--precompile: only with trainer.compile_unit=padded (this run's is "
+                        f"{config.trainer.compile_unit!r}): other programs depend on each member's own layers")
     if args.dry_run:  # what the search would do; nothing trained or written
         from nas.plan import plan_lines
 
@@ -62,7 +65,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
                 run.write_config(config.to_dict())  # atomically: the run keeps one config, the extended one
             run.append_launch(getattr(args, "argv", []), args.resume)
             run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache,
-                       max_minutes=args.max_minutes)
+                       max_minutes=args.max_minutes, precompile_workers=args.precompile or 0)
     finally:
         evaluator.close()
     from nas.report import write_report

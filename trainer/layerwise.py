@@ -145,6 +145,23 @@ class _ProgramCache:
 _limit = _max_map_count()
 PROGRAMS = _ProgramCache(CACHE_ENTRIES, None if _limit is None else int(MAP_BUDGET * _limit))
 
+# Programs this thread found in XLA's persistent compilation cache (jax records an event per hit, in
+# the thread that compiles): a stage new to this process whose programs all came from there was
+# loaded, not compiled (nas/precompile.py fills the cache for a search's workers).
+_thread = threading.local()
+
+
+def _count_cache_hit(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _thread.hits = getattr(_thread, "hits", 0) + 1
+
+
+jax.monitoring.register_event_listener(_count_cache_hit)
+
+
+def _cache_hits() -> int:
+    return getattr(_thread, "hits", 0)
+
 
 class _Tail(nnx.Module):
     """WRN's last stage: batch norm, ReLU, classifier (the parts WideResNet.__call__ ends with)."""
@@ -318,7 +335,7 @@ class LayerwiseTrainer:
         self.bn_leaves = [_batch_norm_leaves(s, r) for s, (_, _, r) in zip(stages, split_train)]
         self.eval_batch = min(config.eval_batch_size, len(split.x_val))
         self.compile_s = self.trace_s = 0.0
-        self.stages_compiled = 0
+        self.stages_compiled = self.stages_loaded = 0
         self._train: list[tuple[Any, Any]] = []
         self._eval: list[Any] = []
         self.setup_s = time.perf_counter() - start
@@ -334,23 +351,26 @@ class LayerwiseTrainer:
     def compile(self) -> float:
         """Find or compile every stage's programs; returns seconds spent (``trace_s`` of them
         tracing and lowering). ``stages_compiled`` counts the stages whose training programs were
-        new to this process."""
+        new to this process, ``stages_loaded`` those of them whose programs all came from the
+        persistent compilation cache rather than XLA's compiler."""
         start = time.perf_counter()
         # what a stage's training programs depend on beyond the stage and its input: the optimizer
         # (config and steps per epoch make its schedule) and how depthwise convolutions lower
         shared = (self.config, self.steps_per_epoch, depthwise_mode())
         x_train, x_eval = self._input_aval(self.batch_size), self._input_aval(self.eval_batch)
-        self._train, self._eval, built, trace_s = [], [], 0, 0.0
+        self._train, self._eval, built, loaded, trace_s = [], [], 0, 0, 0.0
         for i in range(self.stages):
             gd, p, r, o = self.graphdefs_train[i], self.params[i], self.rest[i], self.opt_state[i]
             defs = self.defs[i]
             # the stage's configuration and its state's structure and shapes
             signature = (defs.params, _shapes(p), defs.rest, _shapes(r))
             key = ("train", gd, *signature, x_train, i > 0, shared)
+            hits = _cache_hits()
             progs, new = PROGRAMS.get(key, lambda: _train_programs(gd, defs, _abstract(p), _abstract(r), x_train,
                                                                    i > 0, self.tx, _abstract(o)))
             fwd, bwd, t = progs
             built += new
+            loaded += new and _cache_hits() - hits == 2  # its forward and backward programs
             trace_s += t if new else 0.0
             self._train.append((fwd, bwd))
             gde = self.graphdefs_eval[i]
@@ -361,7 +381,7 @@ class LayerwiseTrainer:
             self._eval.append(evaluate)
             x_train = _abstract(fwd.out_info[0])
             x_eval = _abstract(evaluate.out_info)
-        self.stages_compiled = built
+        self.stages_compiled, self.stages_loaded = built, loaded
         self.trace_s = trace_s
         self.compile_s = time.perf_counter() - start
         return self.compile_s

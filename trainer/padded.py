@@ -47,7 +47,8 @@ from search_space.blockstring import round_filters
 from search_space.layers import Layer, layer_plan
 from search_space.models import (_ACTIVATIONS, Classifier, ConvBN, MobileNet, SqueezeExcite, main_path,
                                   set_conv_lowering)
-from search_space.space import EXPANDS, FILTER_MULTIPLIERS, KERNELS, MOBILENETV2_BLOCKS, SE_RATIOS, STEM_FILTERS
+from search_space.space import (EXPANDS, FILTER_MULTIPLIERS, KERNELS, MOBILENETV2_BLOCKS, SE_RATIOS, STEM_FILTERS,
+                                 MnasNetSpace)
 from search_space.spec import ConvOp, MobileNetSpec
 
 
@@ -74,6 +75,34 @@ def envelope_spec(spec: MobileNetSpec) -> MobileNetSpec:
             se_ratio=max(blk.se_ratio, max(SE_RATIOS))))
         in_filters = out
     return spec.replace(blocks=tuple(blocks))
+
+
+def covering_vectors(space: MnasNetSpace) -> list[tuple[int, ...]]:
+    """Member decision vectors whose padded layers are every padded layer kind of ``space``: one
+    member per (operation, input resolution), every block of it that operation at its most layers
+    (so each block has a first layer and a later one); the other choices are the space's first,
+    which padding does not see. With the stem, head and classifier at each resolution, that is every
+    program a search's padded members can ask for (3 operations x 4 resolutions = 12 members for the
+    MnasNet space; tests/trainer/test_padded.py checks them against random members)."""
+    choices = [d.choices for d in space.decisions]
+    names = [d.name for d in space.decisions]
+    ops = next(c for n, c in zip(names, choices) if n.endswith(".conv_op"))
+    resolutions = choices[names.index("resolution")]
+    vectors = []
+    for r in range(len(resolutions)):
+        for op in range(len(ops)):
+            vec = []
+            for name, c in zip(names, choices):
+                if name.endswith(".conv_op"):
+                    vec.append(op)
+                elif name.endswith(".layers"):
+                    vec.append(max(range(len(c)), key=lambda i: c[i]))
+                elif name == "resolution":
+                    vec.append(r)
+                else:
+                    vec.append(0)
+            vectors.append(tuple(vec))
+    return vectors
 
 
 class PaddedMobileLayer(nnx.Module):

@@ -55,6 +55,9 @@ class MemberResult:
     # (the others reused programs an earlier member of this process compiled)
     stages: int = 0
     stages_compiled: int = 0
+    # of those, the stages whose programs came from the persistent compilation cache (another
+    # process compiled them: a precompile, nas/precompile.py, or another worker) rather than XLA's compiler
+    stages_loaded: int = 0
     # compile_unit "program": the member took an earlier member's compiled programs (PROGRAMS)
     programs_reused: bool = False
 
@@ -187,7 +190,7 @@ class MemberTrainer:
     (``config.precise_bn_images``; trainer/precise_bn.py).
     """
 
-    stages = stages_compiled = 0  # one program for the whole member (per-layer: trainer/layerwise.py)
+    stages = stages_compiled = stages_loaded = 0  # one program for the whole member (per-layer: trainer/layerwise.py)
     programs_reused = False  # compile() took an earlier member's programs (PROGRAMS)
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
@@ -373,6 +376,7 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
     # what every result of this trainer carries, failed or not
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
              "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled,
+             "stages_loaded": trainer.stages_loaded,
              "programs_reused": trainer.programs_reused}
     curve: list[float] = []
     times: list[float] = []

@@ -169,3 +169,20 @@ def test_members_of_one_envelope_share_every_program(fashion):
     second.compile()
     assert second.stages_compiled == 0 and second.stages == first.stages
     assert np.isfinite(second.run_epoch(0)).all()
+
+
+def test_the_covering_members_hold_every_padded_layer_kind_random_members_meet():
+    from experiments.check_shape_reuse import layer_kinds
+    from trainer.padded import covering_vectors
+
+    for native in (32, 28):  # CIFAR-10's space, and Fashion-MNIST's (the README demo's)
+        space = MnasNetSpace(native)
+        vectors = covering_vectors(space)
+        assert len(vectors) == 3 * 4  # an operation at a resolution each
+        covered = {kind for v in vectors for kind in layer_kinds(space.decode_member(v))[1]}
+        rng = np.random.default_rng(native)
+        met = {kind for _ in range(1500) for kind in layer_kinds(space.decode_member(space.sample(rng, 1)))[1]}
+        assert met <= covered
+        assert len(covered - met) <= 2  # the cover holds next to nothing random members never have
+        if native == 32:
+            assert len(covered) == 169  # the count docs/training.md and trainer/padded.py give
