@@ -213,7 +213,8 @@ def run_mode(args: argparse.Namespace) -> dict:
 
         covers = _covering_members(split.native_resolution, args.width, args.head, args.blocks)
         precompiled = precompile(covers, split, config, args.optimized_precompile,
-                                 log=lambda line: print(f"[optimized] {line}", file=sys.stderr, flush=True))
+                                 log=lambda line: print(f"[optimized] {line}", file=sys.stderr, flush=True),
+                                 time_limit_s=args.precompile_time_limit)
     warmup = _warm_up(args, ev, split, config) if args.mode == "optimized" and args.optimized_warmup else None
     start = time.perf_counter()
     results: dict = {}
@@ -310,8 +311,9 @@ def _precompiled(r: dict) -> str:
     if not p:
         return ""
     failed = f", {p['failed']} failed" if p["failed"] else ""
+    unfinished = f", {p['not_finished']} more not finished in its time" if p.get("not_finished") else ""
     return (f", after precompiling {p['members']} covering members ({p['wall_s']:.0f} s in {p['workers']} "
-            f"processes{failed}, not counted)")
+            f"processes{failed}{unfinished}, not counted)")
 
 
 # A search's members over which a one-time precompile is charged in the amortized rate: the
@@ -411,6 +413,9 @@ def main() -> None:
                          "kind of the space (its 12 covering members, not trained) in N processes into its cache "
                          "(nas/precompile.py; not counted in the rate; the summary also charges it to a "
                          f"{SEARCH_MEMBERS}-member search)")
+    ap.add_argument("--precompile-time-limit", type=float, metavar="S",
+                    help="seconds: the precompile starts no covering member after this and stops at twice this, "
+                         "abandoning those still compiling (workers compile what is missing as they meet it)")
     ap.add_argument("--warmup-time-limit", type=float, metavar="S",
                     help="seconds: the warm-up starts no member after this and waits for those in flight")
     ap.add_argument("--out", help="write the results here as JSON")

@@ -83,14 +83,17 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             ${OPT_HARD_STOP:+--optimized-hard-stop "$OPT_HARD_STOP"} ${OPT_BACKEND:+--backend "$OPT_BACKEND"}
             ${AUTOTUNE_FROM:+--autotune-from "$AUTOTUNE_FROM"}
             ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"}
-            ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"})
+            ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
+            ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
 # OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
 # counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
 # measured as they run that far into a search; the warm-up's seconds come on top of the limits.
 # OPT_PRECOMPILE=N (a padded variant): before that, every padded layer kind of the space (12
 # covering members, not trained) is compiled in N processes into the optimized mode's cache
 # (nas/precompile.py): its seconds are not counted either, and the summary also gives the rate with
-# them charged to a 180-member search. SEARCH_PRECOMPILE=N does the same for a new or resumed search
+# them charged to a 180-member search; PRECOMPILE_LIMIT=S starts no covering member after S s and
+# abandons those still compiling at 2S (the workers then compile what is missing as they meet it).
+# SEARCH_PRECOMPILE=N does the same for a new or resumed search
 # (`nas search --precompile N`; its run must be padded: SEARCH_SET="trainer.compile_unit=padded" or a
 # padded OPT_VARIANT).
 # Depthwise kinds only by default: on the H200 (2026-12-04) the pointwise ones, autotuned, cost under

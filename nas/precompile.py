@@ -17,9 +17,11 @@ compiled by whichever member first needs them, as without precompiling.
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from nas.evaluators import MemberJob
 from search_space.spec import ArchSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.data import Split
@@ -39,13 +41,17 @@ def compile_only(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -
 
 
 def precompile(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, workers: int,
-               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+               log: Callable[[str], None] | None = None, time_limit_s: float | None = None) -> dict[str, Any]:
     """Compile ``specs`` (per-layer or padded programs, ``config.compile_unit``) in ``workers``
     spawned processes into the persistent compilation cache this process has configured; returns
-    what it took: members, failed ones, wall seconds, summed compile seconds, layers compiled."""
+    what it took: members compiled, failed ones, those not started or not finished, wall seconds,
+    summed compile seconds, layers compiled (by XLA) and loaded (found in the cache already).
+
+    ``time_limit_s``: start no member after that many seconds, and stop at twice that, abandoning
+    members still compiling (the programs they finished stay in the cache; the rest are compiled
+    by the first member that needs them, as without a precompile)."""
     import jax
 
-    from nas.evaluators import MemberJob
     from nas.process_backend import ProcessEvaluator
     from search_space.errors import UserError
 
@@ -59,19 +65,49 @@ def precompile(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, wor
         f"(compile_unit={config.compile_unit})")
     start = time.perf_counter()
     done: list[MemberResult] = []
+    started = 0
+
+    def until_limit() -> Iterator[MemberJob]:
+        nonlocal started
+        for job in jobs:
+            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+                log(f"precompile: time limit: no member started after {time_limit_s:.0f} s ({started} of "
+                    f"{len(jobs)} started)")
+                return
+            started += 1
+            yield job
+
     ev = ProcessEvaluator(workers, max_retries=0, train_fn=compile_only)
+    stopped = threading.Event()
+
+    def hard_stop() -> None:
+        stopped.set()
+        log(f"precompile: stopping at {2 * time_limit_s:.0f} s: members still compiling are abandoned")
+        ev.kill_workers()
+
+    timer = threading.Timer(2 * time_limit_s, hard_stop) if time_limit_s is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    abandoned = 0
     try:
-        for job, r in ev.evaluate_many(jobs, split, config):
+        for job, r in ev.evaluate_many(until_limit(), split, config):
+            if stopped.is_set() and not r.ok:
+                abandoned += 1
+                continue
             done.append(r)
             what = (f"compile {r.compile_s:.1f} s, {r.stages_compiled - r.stages_loaded} of {r.stages} layers compiled"
                     + (f", {r.stages_loaded} loaded from the cache" if r.stages_loaded else "")
                     if r.ok else f"failed: {r.reason}")
             log(f"precompile: {job.key} ({job.spec.resolution} px) {what} ({time.perf_counter() - start:.0f} s)")
     finally:
+        if timer is not None:
+            timer.cancel()
         ev.close()
     wall = time.perf_counter() - start
     ok = [r for r in done if r.ok]
-    summary = {"members": len(done), "failed": len(done) - len(ok), "workers": workers, "wall_s": wall,
+    summary = {"members": len(done), "failed": len(done) - len(ok), "not_finished": len(jobs) - len(done),
+               "abandoned": abandoned, "workers": workers, "wall_s": wall,
                "compile_s_sum": sum(r.compile_s for r in ok), "stages_sum": sum(r.stages for r in ok),
                "stages_compiled_sum": sum(r.stages_compiled - r.stages_loaded for r in ok),
                "stages_loaded_sum": sum(r.stages_loaded for r in ok)}

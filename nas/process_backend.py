@@ -205,6 +205,13 @@ class ProcessEvaluator:
         w.conn.close()
         self._pool[i] = _Worker(self._ctx, self._env, self._train_fn, self._tmp.name)
 
+    def kill_workers(self) -> None:
+        """Kill every worker process now (from any thread): members in flight come back as failed
+        ("worker process died") once their retries are spent, and idle workers are replaced."""
+        for w in list(self._pool):
+            if w.proc.is_alive():
+                w.proc.kill()
+
     def close(self) -> None:
         for w in self._pool:
             w.stop()

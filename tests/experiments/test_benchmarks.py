@@ -75,17 +75,29 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
 
 
 @pytest.mark.slow
-def test_throughput_benchmark_warms_the_optimized_mode_up_on_other_members_first(tmp_path, dataset):
-    # Padded layers (trainer/padded.py): the warm-up's two members (both 14 px) share layer
-    # programs, and its time and members stay out of the rate.
-    r, d = _tiny_throughput_run(tmp_path, dataset, "900", "--optimized-variant", "padded", "--optimized-warmup", "2")
-    w = d["optimized"]["warmup"]
+def test_throughput_benchmark_precompiles_and_warms_the_optimized_mode_up_first(tmp_path, dataset):
+    # Padded layers (trainer/padded.py): the space's 12 covering members precompiled in two
+    # processes, then the warm-up's two members (both 14 px), which share layer programs and load
+    # every one they need from the precompile's cache; neither's time or members is in the rate.
+    r, d = _tiny_throughput_run(tmp_path, dataset, "900", "--optimized-variant", "padded", "--optimized-warmup", "2",
+                                "--optimized-precompile", "2")
+    opt = d["optimized"]
+    p = opt["precompile"]
+    assert (p["members"], p["failed"], p["workers"]) == (12, 0, 2) and p["stages_compiled_sum"] > 0
+    w = opt["warmup"]
     assert w["members"] == 2 and 0 < w["stages_compiled_sum"] < w["stages_sum"] and w["wall_s"] > 0
-    assert d["optimized"]["members"] == 2 and d["naive"]["warmup"] is None
-    assert d["optimized"]["evals_per_device_hour"] == pytest.approx(3600 * 2 / d["optimized"]["wall_s"])
+    assert w["stages_loaded_sum"] == w["stages_compiled_sum"]  # new to the process, all from the cache
+    assert opt["stages_loaded_sum"] == opt["stages_compiled_sum"]
+    assert opt["members"] == 2 and d["naive"]["warmup"] is None and d["naive"]["precompile"] is None
+    assert opt["evals_per_device_hour"] == pytest.approx(3600 * 2 / opt["wall_s"])
+    assert opt["amortized"]["evals_per_device_hour"] == pytest.approx(
+        180 / (p["wall_s"] / 3600 + 180 / opt["evals_per_device_hour"]))
     assert "[optimized] warm-up: 2 other members first, not counted" in r.stderr
     assert r.stderr.count("[optimized warm-up] member ") == 2
+    assert r.stderr.count("[optimized] precompile: cover") == 12
+    assert f", after precompiling 12 covering members ({p['wall_s']:.0f} s in 2 processes, not counted)" in r.stdout
     assert f", after 2 warm-up members ({w['wall_s']:.0f} s, " in r.stdout
+    assert "padded: with its precompile charged to a 180-member search at this rate, " in r.stdout
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from nas.precompile import precompile
@@ -80,3 +81,19 @@ def test_precompile_needs_per_layer_programs_and_a_cache():
             precompile([], None, TrainConfig(compile_unit="padded"), 2)
     finally:
         jax.config.update("jax_compilation_cache_dir", cache)
+
+
+def test_a_precompile_past_its_time_limit_abandons_what_is_still_compiling():
+    # Members whose compile takes seconds (a worker imports JAX first), a limit of 0.05 s: the
+    # first one or two start, none after, and the hard stop at 0.1 s kills the workers.
+    from experiments.check_layer_reuse import _split
+    from search_space import MnasNetSpace
+
+    space = MnasNetSpace(32)
+    specs = [space.decode_member(space.sample(np.random.default_rng(i), 1)) for i in range(3)]
+    lines: list[str] = []
+    summary = precompile(specs, _split(64, 32), TrainConfig(batch_size=32, compile_unit="padded"), 2,
+                         log=lines.append, time_limit_s=0.05)
+    assert summary["members"] == 0 and summary["not_finished"] == 3 and 1 <= summary["abandoned"] <= 2
+    assert any("time limit: no member started after 0 s" in line for line in lines)
+    assert any("stopping at 0 s: members still compiling are abandoned" in line for line in lines)
