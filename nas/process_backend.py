@@ -95,11 +95,17 @@ class ProcessEvaluator:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         self.workers, self.max_retries, self._train_fn = workers, max_retries, train_fn
         self.progress_every_s = progress_every_s
-        self._env = {**compilation_cache_env(), **(env or {})}  # on top of the inherited environment
+        self._env = dict(env or {})  # on top of the inherited environment and the compilation cache's
         self._ctx = multiprocessing.get_context("spawn")  # fork would copy the driver's XLA state
         self._pool: list[_Worker] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="nas-split-")
         self._split_paths: dict[int, tuple[Split, str]] = {}
+
+    def _worker_env(self) -> dict[str, str]:
+        """A new worker's environment: the driver's persistent compilation cache as it is now (a
+        search turns the run's on after its evaluator was built: read at construction, the workers
+        of `nas search --backend processes` had none), then ``env``."""
+        return {**compilation_cache_env(), **self._env}
 
     def _split_path(self, split: Split) -> str:
         hit = self._split_paths.get(id(split))
@@ -146,7 +152,7 @@ class ProcessEvaluator:
                     return
                 item = (job, 0)
             if w is None:
-                w = _Worker(self._ctx, self._env, self._train_fn, self._tmp.name)
+                w = _Worker(self._ctx, self._worker_env(), self._train_fn, self._tmp.name)
                 self._pool.append(w)
             w.job, w.attempt = item
             try:
@@ -203,7 +209,7 @@ class ProcessEvaluator:
             w.proc.kill()
         w.proc.join()
         w.conn.close()
-        self._pool[i] = _Worker(self._ctx, self._env, self._train_fn, self._tmp.name)
+        self._pool[i] = _Worker(self._ctx, self._worker_env(), self._train_fn, self._tmp.name)
 
     def kill_workers(self) -> None:
         """Kill every worker process now (from any thread): members in flight come back as failed

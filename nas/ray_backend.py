@@ -62,16 +62,23 @@ class RayEvaluator:
         if gpus_per_member and gpus == 0:
             self.close()  # tasks asking for GPUs would wait forever on a cluster without any
             raise UserError(f"--gpus-per-member {gpus_per_member}: the Ray cluster has no GPUs")
-        env_vars = {**{k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}, **compilation_cache_env()}
+        env_vars = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         if gpus_per_member:
             # JAX takes 75% of a GPU at start by default; a member owning a fraction of it takes that fraction.
             env_vars["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * min(1.0, gpus_per_member):.3f}"
-        env_vars.update((runtime_env or {}).get("env_vars", {}))
-        options: dict[str, Any] = {"num_cpus": cpus_per_member, "max_retries": max_retries, "retry_exceptions": False,
-                                   "runtime_env": {**(runtime_env or {}), "env_vars": env_vars}}
+        self._env_vars, self._runtime_env = env_vars, runtime_env or {}
+        self._options: dict[str, Any] = {"num_cpus": cpus_per_member, "max_retries": max_retries,
+                                         "retry_exceptions": False}
         if gpus_per_member:
-            options["num_gpus"] = gpus_per_member
-        self._remote = ray.remote(train_fn or _train_in_worker).options(**options)
+            self._options["num_gpus"] = gpus_per_member
+        self._fn = ray.remote(train_fn or _train_in_worker)
+
+    def _remote(self) -> Any:
+        """The task with its environment: the forwarded variables, the driver's persistent
+        compilation cache as it is now (a search turns the run's on after building its evaluator),
+        then ``runtime_env``'s own variables."""
+        env_vars = {**self._env_vars, **compilation_cache_env(), **self._runtime_env.get("env_vars", {})}
+        return self._fn.options(**self._options, runtime_env={**self._runtime_env, "env_vars": env_vars})
 
     def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
@@ -80,7 +87,8 @@ class RayEvaluator:
         if not jobs:
             return
         split_ref = ray.put(split)
-        pending = {self._remote.remote(job.spec, split_ref, config, job.seed): job for job in jobs}
+        remote = self._remote()
+        pending = {remote.remote(job.spec, split_ref, config, job.seed): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])

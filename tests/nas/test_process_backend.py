@@ -242,3 +242,28 @@ def test_a_worker_catches_sigterm_before_it_imports_jax(tmp_path):
         assert time.perf_counter() - start < 2.0  # 0.1 s on the 2-core CPU; 3.3 s when it came after JAX
     finally:
         worker.stop()
+
+
+def _cache_dir_seen(spec, split, config, seed):
+    """A stand-in member reporting the worker's persistent compilation cache (its reason)."""
+    return MemberResult("x", "ok", reason=os.environ.get("JAX_COMPILATION_CACHE_DIR", "none"))
+
+
+def test_workers_use_the_compilation_cache_the_driver_turns_on_after_building_the_evaluator(
+        fashion, tmp_path, monkeypatch):  # noqa: F811
+    # `nas search` builds its evaluator, then turns the run's cache on (nas.search.enable_compilation_cache)
+    import jax
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # the test session's, which workers would inherit
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        ev = ProcessEvaluator(workers=1, train_fn=_cache_dir_seen)
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "run_cache"))
+        try:
+            (_, r), = ev.evaluate_many([MemberJob("0", tiny_member(), 0)], _small_split(fashion, 64), CONFIG)
+        finally:
+            ev.close()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    assert r.reason == str(tmp_path / "run_cache")

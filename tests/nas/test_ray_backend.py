@@ -54,6 +54,34 @@ def test_a_dead_worker_is_retried_then_recorded_as_failed(fashion, tmp_path):  #
     ev.close()
 
 
+def _cache_dir_seen(spec, split, config, seed):
+    from trainer.train import MemberResult
+
+    return MemberResult("x", "ok", reason=os.environ.get("JAX_COMPILATION_CACHE_DIR", "none"))
+
+
+def test_tasks_use_the_compilation_cache_the_driver_turns_on_after_building_the_evaluator(
+        fashion, tmp_path, monkeypatch):  # noqa: F811
+    # `nas search` builds its evaluator, then turns the run's cache on (nas.search.enable_compilation_cache)
+    import jax
+
+    from nas.ray_backend import RayEvaluator
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # the test session's, which Ray would forward
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        ev = RayEvaluator(num_cpus=2, train_fn=_cache_dir_seen)
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "run_cache"))
+        try:
+            (_, r), = list(ev.evaluate_many([MemberJob("a", tiny_member(), 0)], _small_split(fashion, 64), CONFIG))
+        finally:
+            ev.close()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    assert r.reason == str(tmp_path / "run_cache")
+
+
 RAY_SEARCH = """
 from nas.config import RewardConfig, SearchConfig, SpaceConfig
 from trainer.config import TrainConfig
