@@ -279,7 +279,7 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     kind of the space in that many processes into the run's compilation cache (nas/precompile.py).
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    deadline = time.time() + 60 * max_minutes if max_minutes else None
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_config_dataset(config)
     split = search_split(config, ds)
@@ -328,7 +328,7 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, 
             drawn.append((n, controllers[n].sample(min(config.batch, config.samples_per_size - rnd * config.batch))))
         todo = [(n, vec) for n, vecs in drawn for i, vec in enumerate(vecs)
                 if (n, rnd * config.batch + i) not in done]
-        if todo and rounds_run and deadline is not None and time.time() > deadline:
+        if todo and rounds_run and deadline is not None and time.monotonic() > deadline:
             # At a round boundary: every record and controller checkpoint so far is final, and the
             # controllers' next samples are drawn again, the same, by the resumed run.
             log(f"time limit: stopping before round {rnd + 1}/{rounds} with {len(done)} of "

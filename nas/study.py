@@ -135,7 +135,7 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
                         evaluator: Evaluator | None = None) -> dict[str, list[TrainedMember]]:
     """Train (or read back) every member, seed by seed, each seed's architectures together.
 
-    Starts no new seed once ``time.time()`` passes ``deadline``; with ``train=False`` only reads
+    Starts no new seed once ``time.monotonic()`` passes ``deadline``; with ``train=False`` only reads
     back what is already trained. ``evaluator`` (default: sequential) decides where members train.
     """
     specs = {a: architecture_spec(a, config, split.native_resolution) for a in config.architectures}
@@ -151,7 +151,7 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
         arch_of = {k: a for a, k in keys.items()}
         missing = [MemberJob(keys[a], specs[a], seed, label=f"{a} seed {seed}") for a in specs
                    if not run.member_path(keys[a]).is_file()]
-        if missing and train and not stopped and deadline is not None and time.time() > deadline:
+        if missing and train and not stopped and deadline is not None and time.monotonic() > deadline:
             log(f"study: time limit reached; {available}/{total} members trained, the rest left for a --resume")
             stopped = True
         if missing and train and not stopped:
@@ -293,7 +293,7 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
     log(f"study: {', '.join(config.architectures)} x {config.members} members on {ds.name} "
         f"({len(split.y_train)} train / {len(split.y_val)} {config.eval_split} images), "
         f"{config.trainer.epochs} epochs each")
-    deadline = time.time() + 60 * max_minutes if max_minutes else None
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     members = train_study_members(run, config, split, log, deadline, train, evaluator)
     points = study_points(config, members, split.y_val, split.native_resolution, split.num_classes)
     summary = summarize(points)
