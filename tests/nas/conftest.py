@@ -63,3 +63,35 @@ def resumed_run(tmp_path_factory, config_file):
     assert n_killed < 4
     out = nas_here("search", "--run-dir", str(run), "--resume")
     return run, n_killed, out
+
+
+def _cache_dir_seen(spec, split, config, seed):
+    """A stand-in member whose result reports (as its reason) its worker's persistent compilation cache."""
+    from trainer.train import MemberResult
+
+    return MemberResult("x", "ok", reason=os.environ.get("JAX_COMPILATION_CACHE_DIR", "none"))
+
+
+def cache_dir_workers_see(build, split, folder, monkeypatch) -> str:
+    """What a worker of the evaluator ``build(train_fn)`` makes sees as its compilation cache when the
+    driver turns ``folder`` on only after building the evaluator, as `nas search` does
+    (nas.search.enable_compilation_cache)."""
+    import jax
+
+    from nas.evaluators import MemberJob
+    from tests.nas.test_evaluators import CONFIG as TRAIN
+    from tests.trainer.test_train import tiny_member
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # the test session's, which workers would inherit
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        ev = build(_cache_dir_seen)
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        try:
+            (_, r), = list(ev.evaluate_many([MemberJob("0", tiny_member(), 0)], split, TRAIN))
+        finally:
+            ev.close()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    return r.reason

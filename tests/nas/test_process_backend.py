@@ -9,6 +9,7 @@ import pytest
 
 from nas.evaluators import MemberJob, SequentialEvaluator
 from nas.process_backend import ProcessEvaluator
+from tests.nas.conftest import cache_dir_workers_see
 from tests.trainer.test_train import _small_split, tiny_member
 from trainer.config import TrainConfig
 from trainer.train import MemberResult
@@ -115,6 +116,7 @@ DRIVER = """
 import os, sys
 from nas.evaluators import MemberJob
 from nas.process_backend import ProcessEvaluator
+from tests.nas.conftest import cache_dir_workers_see
 from tests.nas.test_process_backend import _sleeps
 from tests.trainer.test_train import tiny_member
 from trainer.data import Split
@@ -244,26 +246,8 @@ def test_a_worker_catches_sigterm_before_it_imports_jax(tmp_path):
         worker.stop()
 
 
-def _cache_dir_seen(spec, split, config, seed):
-    """A stand-in member reporting the worker's persistent compilation cache (its reason)."""
-    return MemberResult("x", "ok", reason=os.environ.get("JAX_COMPILATION_CACHE_DIR", "none"))
-
-
 def test_workers_use_the_compilation_cache_the_driver_turns_on_after_building_the_evaluator(
         fashion, tmp_path, monkeypatch):  # noqa: F811
-    # `nas search` builds its evaluator, then turns the run's cache on (nas.search.enable_compilation_cache)
-    import jax
-
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # the test session's, which workers would inherit
-    before = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", None)
-    try:
-        ev = ProcessEvaluator(workers=1, train_fn=_cache_dir_seen)
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "run_cache"))
-        try:
-            (_, r), = ev.evaluate_many([MemberJob("0", tiny_member(), 0)], _small_split(fashion, 64), CONFIG)
-        finally:
-            ev.close()
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)
-    assert r.reason == str(tmp_path / "run_cache")
+    seen = cache_dir_workers_see(lambda fn: ProcessEvaluator(workers=1, train_fn=fn), _small_split(fashion, 64),
+                                 tmp_path / "run_cache", monkeypatch)
+    assert seen == str(tmp_path / "run_cache")

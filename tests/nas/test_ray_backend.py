@@ -13,7 +13,7 @@ from search_space.errors import UserError
 from tests.nas.test_evaluators import CONFIG
 from tests.trainer.test_train import _small_split, tiny_member
 from tests.conftest import ROOT
-from tests.nas.conftest import search_killed_after
+from tests.nas.conftest import cache_dir_workers_see, search_killed_after
 
 ray = pytest.importorskip("ray")
 # One worker runs these one after another: two local Ray instances starting side by side on the 2-core
@@ -54,32 +54,13 @@ def test_a_dead_worker_is_retried_then_recorded_as_failed(fashion, tmp_path):  #
     ev.close()
 
 
-def _cache_dir_seen(spec, split, config, seed):
-    from trainer.train import MemberResult
-
-    return MemberResult("x", "ok", reason=os.environ.get("JAX_COMPILATION_CACHE_DIR", "none"))
-
-
 def test_tasks_use_the_compilation_cache_the_driver_turns_on_after_building_the_evaluator(
         fashion, tmp_path, monkeypatch):  # noqa: F811
-    # `nas search` builds its evaluator, then turns the run's cache on (nas.search.enable_compilation_cache)
-    import jax
-
     from nas.ray_backend import RayEvaluator
 
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # the test session's, which Ray would forward
-    before = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", None)
-    try:
-        ev = RayEvaluator(num_cpus=2, train_fn=_cache_dir_seen)
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "run_cache"))
-        try:
-            (_, r), = list(ev.evaluate_many([MemberJob("a", tiny_member(), 0)], _small_split(fashion, 64), CONFIG))
-        finally:
-            ev.close()
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)
-    assert r.reason == str(tmp_path / "run_cache")
+    seen = cache_dir_workers_see(lambda fn: RayEvaluator(num_cpus=2, train_fn=fn), _small_split(fashion, 64),
+                                 tmp_path / "run_cache", monkeypatch)
+    assert seen == str(tmp_path / "run_cache")
 
 
 RAY_SEARCH = """
