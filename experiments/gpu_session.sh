@@ -114,7 +114,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
   # whole quarter-width members' compile phase ran past its 120 s on 2 cores
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
               --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
-              ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"})
+              ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
+              ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")
