@@ -156,7 +156,8 @@ def _count_cache_hit(event: str, **_: Any) -> None:
         _thread.hits = getattr(_thread, "hits", 0) + 1
 
 
-jax.monitoring.register_event_listener(_count_cache_hit)
+if hasattr(jax, "monitoring") and hasattr(jax.monitoring, "register_event_listener"):  # else stages_loaded stays 0
+    jax.monitoring.register_event_listener(_count_cache_hit)
 
 
 def _cache_hits() -> int:
