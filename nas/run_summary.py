@@ -218,10 +218,9 @@ def members_line(members: dict[str, Any]) -> str:
             f"{m['train_s_mean']:.1f} s"
             + ("" if m["first_epoch_s_mean"] is None else f" (first epoch {m['first_epoch_s_mean']:.1f} s of it)")
             + f", evaluation {m['eval_s_mean']:.1f} s; lowering {', '.join(m['lowerings']) or '-'}"
-            + (f"; {m['stages_compiled']} of {m['stages']} layers compiled, the rest reused" if m["stages"]
-               and not m.get("stages_loaded") else "")
-            + (f"; {m['stages_compiled']} of {m['stages']} layers new to their process ({m['stages_loaded']} of them "
-               "loaded from the compilation cache), the rest reused" if m.get("stages_loaded") else "")
+            + (f"; {m['stages_compiled']} of {m['stages']} layers "
+               + (f"new to their process ({m['stages_loaded']} of them loaded from the compilation cache)"
+                  if m.get("stages_loaded") else "compiled") + ", the rest reused" if m["stages"] else "")
             + (f"; {m['programs_reused']} took an earlier member's programs" if m.get("programs_reused") else ""))
 
 

@@ -352,8 +352,8 @@ class LayerwiseTrainer:
     def compile(self) -> float:
         """Find or compile every stage's programs; returns seconds spent (``trace_s`` of them
         tracing and lowering). ``stages_compiled`` counts the stages whose training programs were
-        new to this process, ``stages_loaded`` those of them whose programs all came from the
-        persistent compilation cache rather than XLA's compiler."""
+        new to this process, ``stages_loaded`` those of them whose two training programs came from
+        the persistent compilation cache rather than XLA's compiler."""
         start = time.perf_counter()
         # what a stage's training programs depend on beyond the stage and its input: the optimizer
         # (config and steps per epoch make its schedule) and how depthwise convolutions lower
