@@ -351,7 +351,7 @@ throughput)
 search)
   # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:
   #   mkdir -p .runs && cat search_run.tgz* | tar -xz -C .runs   (one file, or its parts in order)
-  # then SEARCH_RUN=.runs/search_cifar10 with carry [".data", ".runs"] (64 MiB in all: CIFAR-10 is
+  # then SEARCH_RUN=.runs/search_cifar10 with carry [".data", ".runs/search_cifar10"] (64 MiB in all: CIFAR-10 is
   # 21 MB, a 180-member run about 36 MB).
   # SEARCH_SET="controller=evolution ..." adds --set overrides to a new run (evolution trains 120
   # members instead of 180: a child ensemble retrains only its mutated member); a resumed run keeps
