@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-flip", action="store_true",
                    help="score each validation image with its mirror image, mean logits (trainer.tta_flip); "
                         "the output also gives each view's accuracy alone (view_accuracies)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any trainer setting after the options above, as a search config's "
+                        "trainer.KEY (the prefix optional), e.g. --set crop_pad=2 --set zero_init_residual=true")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level val_accuracy)")
     p.set_defaults(func=cmd_train)
 

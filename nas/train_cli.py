@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nas.config import apply_overrides
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
@@ -44,13 +45,14 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
 def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     from trainer.train import train_member
 
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
+                         warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
+                         tta_flip=args.tta_flip)
+    config = apply_overrides(config, [item.removeprefix("trainer.") for item in args.set])  # before the data loads
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
-                         warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
-                         tta_flip=args.tta_flip)
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {args.epochs} epochs", file=sys.stderr)
     r = train_member(member, split, config, seed=args.seed, progress=_progress)

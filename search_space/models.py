@@ -423,15 +423,33 @@ def build_model(spec: ArchSpec, num_classes: int, *, rngs: nnx.Rngs, dtype: Any 
 INIT_SCHEMES = ("he_fan_out", "tf_reference", "pytorch_default")
 
 
+def residual_zero_paths(model: nnx.Module) -> set[tuple]:
+    """The state paths ``init_model(zero_residual=True)`` sets to zero: in each layer with a shortcut,
+    the last parameter of its branch before the sum, so that the layer starts as its shortcut
+    (Goyal et al. 2017, "zero-gamma"; torchvision's ``zero_init_residual``). A mobile layer's branch
+    ends in its projection's batch norm (no activation after it): its scale. A WRN block's
+    pre-activation branch ends in a convolution: its kernel (as Fixup does). Layers without a
+    shortcut, or whose branch ends in an activation (a plain ``conv`` layer, whose ReLU would pass no
+    gradient back from a zero output), keep their draws."""
+    paths = set()
+    for path, m in nnx.iter_modules(model):
+        if isinstance(m, MobileLayer) and m.shortcut != "none" and m.project is not None:
+            paths.add((*path, "project", "bn", "scale"))
+        elif isinstance(m, WideBasic):
+            paths.add((*path, "conv2", "kernel"))
+    return paths
+
+
 def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = jnp.float32,
-               scheme: str = "he_fan_out") -> nnx.Module:
+               scheme: str = "he_fan_out", zero_residual: bool = False) -> nnx.Module:
     """``build_model`` with its parameters drawn on the host with numpy: same shapes, and with the
     default ``scheme`` the same distributions as the modules' initializers, without compiling anything.
 
     Eager NNX construction dispatches every initializer as its own XLA program: 12-23 s for
     MnasNet-A1 on this project's 2-core CPU machines, against about 1 s here (abstract build plus
     numpy draws). ``scheme`` (``INIT_SCHEMES``) draws kernels and biases; always: BN offsets 0, BN
-    scales 1, BN statistics 0 / 1.
+    scales 1, BN statistics 0 / 1. ``zero_residual``: then zero ``residual_zero_paths``, each
+    residual layer starting as its shortcut (the draws of everything else unchanged).
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init_model: scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
@@ -455,6 +473,7 @@ def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = 
 
     shapes = {path: var.get_value().shape for path, var in nnx.to_flat_state(state)}
     depthwise = {(*path, "kernel") for path, m in nnx.iter_modules(abstract) if isinstance(m, DepthwiseConv)}
+    zeroed = residual_zero_paths(abstract) if zero_residual else set()
 
     def normal(shape: tuple[int, ...], std: float) -> np.ndarray:
         return (rng.standard_normal(shape) * std).astype(np.float32)
@@ -489,6 +508,8 @@ def init_model(spec: ArchSpec, num_classes: int, *, seed: int = 0, dtype: Any = 
             value = np.zeros(shape, np.float32)
         else:
             raise ValueError(f"init_model: no host initializer for {path}")
+        if path in zeroed:  # drawn all the same, so that every other parameter's draw is unchanged
+            value = np.zeros(shape, np.float32)
         return var.replace(jnp.asarray(value, vdtype))
 
     return nnx.merge(graphdef, nnx.map_state(fill, state))

@@ -64,6 +64,10 @@ class TrainConfig:
     # in a short CPU run); or pytorch_default, PyTorch's layer defaults, about 10x wider (no clear
     # difference from he_fan_out yet: search_space/models.py has the runs).
     init: str = "he_fan_out"
+    # Start each residual layer as its shortcut: the last batch-norm scale of its branch (a WRN
+    # block's last kernel) at zero (search_space.models.residual_zero_paths; Goyal et al. 2017). A
+    # lever for short runs, which start training the network as a shallower one.
+    zero_init_residual: bool = False
     # How a member's training compiles (trainer/layerwise.py): "program", its whole epoch as one XLA
     # program; "layer", one small program per layer, reused by every later member with that layer;
     # "padded", per-layer programs at the search space's widest layer of each position, shared by
@@ -75,7 +79,8 @@ class TrainConfig:
     # behaving as it did), and key() leaves the field out while it has that value (so members
     # cached before the field existed are still found).
     ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out",
-                                             "compile_unit": "program", "crop_pad": 4, "tta_flip": False}
+                                             "compile_unit": "program", "crop_pad": 4, "tta_flip": False,
+                                             "zero_init_residual": False}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_epochs", tuple(int(e) for e in self.step_epochs))
@@ -96,6 +101,7 @@ class TrainConfig:
             (self.compile_unit in COMPILE_UNITS, "compile_unit", f"one of {COMPILE_UNITS}"),
             (isinstance(self.crop_pad, int) and 0 <= self.crop_pad <= 16, "crop_pad", "an int in [0, 16]"),
             (isinstance(self.tta_flip, bool), "tta_flip", "true or false"),
+            (isinstance(self.zero_init_residual, bool), "zero_init_residual", "true or false"),
         ]
         for ok, field, what in checks:
             if not ok:

@@ -130,7 +130,8 @@ def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig
     n = len(split.y_train)
     trainer.batch_size = min(config.batch_size, n)
     trainer.steps_per_epoch = max(1, n // trainer.batch_size)
-    model = init_model(spec, split.num_classes, seed=seed, dtype=trainer.dtype, scheme=config.init)
+    model = init_model(spec, split.num_classes, seed=seed, dtype=trainer.dtype, scheme=config.init,
+                       zero_residual=config.zero_init_residual)
     trainer.conv_lowering = conv_mode(train_images=config.epochs * n)
     set_conv_lowering(model, trainer.conv_lowering)
     trainer.lowering = f"conv={trainer.conv_lowering},depthwise={depthwise_mode()}"

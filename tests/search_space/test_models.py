@@ -68,6 +68,41 @@ def test_a_searched_member_with_every_op_and_shortcut():
     assert param_counts(model) == (count(spec, 10).params, count(spec, 10).bn_params)
 
 
+@pytest.mark.parametrize("name", ["mobilenetv2", "searched", "wrn-16-1"])
+def test_zero_residual_init_starts_every_residual_layer_as_its_shortcut(name):
+    from search_space.models import MobileLayer, WideBasic, residual_zero_paths
+
+    spec = _covering_member(MnasNetSpace(32), 0, 0) if name == "searched" else zoo.get(name, resolution=16)
+    plain, zeroed = init_model(spec, 10, seed=5), init_model(spec, 10, seed=5, zero_residual=True)
+    paths = residual_zero_paths(zeroed)
+    a, b = dict(nnx.to_flat_state(nnx.state(plain))), dict(nnx.to_flat_state(nnx.state(zeroed)))
+    assert paths and paths <= b.keys()
+    for path in a:  # the named parameters zero, every other draw unchanged
+        va, vb = np.asarray(a[path].get_value()), np.asarray(b[path].get_value())
+        if path in paths:
+            assert not vb.any() and va.any(), path
+        else:
+            assert np.array_equal(va, vb), path
+    residual = 0
+    rng = np.random.default_rng(0)
+    for path, m in nnx.iter_modules(zeroed):
+        # (a plain conv layer's branch ends in its activation: not zeroed, residual_zero_paths says why)
+        if (isinstance(m, MobileLayer) and m.shortcut == "identity" and m.project is not None
+                or isinstance(m, WideBasic) and m.proj is None):
+            cin = m.project.conv.kernel.shape[3] if isinstance(m, MobileLayer) else m.conv1.kernel.shape[2]  # = cout
+            x = jnp.asarray(rng.normal(size=(2, 8, 8, cin)), jnp.float32)
+            m.train()
+            np.testing.assert_allclose(np.asarray(m(x)), np.asarray(x), atol=1e-6)  # the layer is its shortcut
+            residual += 1
+    assert residual >= 1
+    # and they train: each zeroed parameter has a gradient
+    graphdef, state = nnx.split(zeroed)
+    x = jnp.asarray(rng.normal(size=(2, spec.resolution, spec.resolution, 3)), jnp.float32)
+    grads = jax.jit(jax.grad(lambda s: nnx.merge(graphdef, s)(x)[:, 0].sum()))(state)
+    flat = dict(nnx.to_flat_state(grads))
+    assert all(np.abs(np.asarray(flat[p].get_value())).sum() > 0 for p in paths)
+
+
 def test_bf16_compute_keeps_float32_params():
     spec = _covering_member(MnasNetSpace(32), 1, 3)
     model = _forward_backward(spec, dtype=jnp.bfloat16)

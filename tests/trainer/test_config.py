@@ -33,7 +33,7 @@ def test_host_optimizer_state_equals_optax_init(optimizer, schedule):
 # A value other than the stored runs' one for each field added after runs were stored: a new entry in
 # TrainConfig.ADDED_LATER needs one here, so that the test below covers it.
 CHANGED = {"precise_bn_images": 500, "init": "pytorch_default", "compile_unit": "layer", "crop_pad": 2,
-           "tta_flip": True}
+           "tta_flip": True, "zero_init_residual": True}
 
 
 def test_fields_added_later_keep_stored_runs_and_their_members_as_they_were():

@@ -164,13 +164,27 @@ def test_nas_train_cli_json(dataset, capsys):
     spec_path.write_text(to_json(tiny_member(res_index=3)))  # 28 px: a JSON spec trains at its own resolution
     try:
         code = main(["train", str(spec_path), "--dataset", dataset, "--epochs", "1", "--train-examples", "2000",
-                     "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--init", "pytorch_default", "--json"])
+                     "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--init", "pytorch_default", "--json",
+                     "--set", "trainer.crop_pad=2", "--set", "zero_init_residual=true"])
     finally:
         spec_path.unlink()
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["val_accuracy"] > 0.35 and out["train_examples"] == 2000
     assert out["trainer"]["init"] == "pytorch_default" and out["trainer"]["learning_rate"] == 0.1
+    assert out["trainer"]["crop_pad"] == 2 and out["trainer"]["zero_init_residual"] is True
     assert out["spec"]["resolution"] == 28
+
+
+@pytest.mark.parametrize("setting, message", [("trainer.nope=1", "unknown key 'nope'"),
+                                              ("zero_init_residual=maybe", "expected true or false"),
+                                              ("crop_pad", "expected KEY=VALUE")])
+def test_nas_train_refuses_a_bad_setting_before_loading_any_data(setting, message, capsys):
+    from nas.cli import main
+
+    # the data set does not exist: the setting's error comes first
+    assert main(["train", "mobilenetv2", "--dataset", "no-such-set", "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "no-such-set" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_member_ensemble():
