@@ -162,6 +162,21 @@ def jax_style_init(model) -> None:
                 torch.nn.init.zeros_(m.bias)
 
 
+def zero_init_residual(model) -> int:
+    """``trainer.zero_init_residual`` in the PyTorch mirror, as ``residual_zero_paths`` does it in
+    the JAX model: the last batch-norm scale of each identity block's branch at zero; returns how
+    many blocks."""
+    import torch
+
+    zeroed = 0
+    with torch.no_grad():
+        for block in model.modules():
+            if getattr(block, "identity", False) and isinstance(block.body[-1], torch.nn.BatchNorm2d):
+                torch.nn.init.zeros_(block.body[-1].weight)
+                zeroed += 1
+    return zeroed
+
+
 def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str = "default",
               seed: int = 0) -> dict:
     """Train the PyTorch mirror of ``spec`` with ``config``'s recipe (SGD only) in ``mode``
@@ -176,6 +191,8 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
     torch.manual_seed(seed)
     if init == "jax":
         jax_style_init(model)
+    if config.zero_init_residual:
+        zero_init_residual(model)
     autocast = {"dtype": torch.bfloat16, "enabled": dtype == "bfloat16"}
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(dev).to(memory_format=torch.channels_last)

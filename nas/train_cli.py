@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -42,13 +43,25 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
     print(f"  epoch {epoch}/{epochs}  loss {loss:.4f}", file=sys.stderr, flush=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What ``nas train --set`` overrides, named as in a search config (``trainer.crop_pad=2``)."""
+    trainer: TrainConfig
+
+
+def _with_settings(config: TrainConfig, items: list[str]) -> TrainConfig:
+    """``config`` with ``--set`` items, each ``trainer.KEY=VALUE`` or ``KEY=VALUE``."""
+    items = [i if i.startswith("trainer.") or "=" not in i else f"trainer.{i}" for i in items]
+    return apply_overrides(_Settings(config), items).trainer
+
+
 def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     from trainer.train import train_member
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
                          tta_flip=args.tta_flip)
-    config = apply_overrides(config, [item.removeprefix("trainer.") for item in args.set])  # before the data loads
+    config = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)

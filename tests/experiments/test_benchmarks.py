@@ -370,3 +370,15 @@ def test_layer_reuse_check_compiles_a_searchs_members_in_one_process_and_draws_t
     png = tmp_path / "reuse.png"
     r = _run("experiments.check_layer_reuse", "--plot", str(out), str(out), "--out", str(png))
     assert r.returncode == 0 and png.stat().st_size > 10_000
+
+
+def test_torch_mirror_zero_initializes_the_residual_blocks_the_jax_model_does():
+    pytest.importorskip("torch")
+    from experiments.bench_jax_vs_torch import member_spec, torch_model, zero_init_residual
+    from search_space.models import init_model, residual_zero_paths
+
+    spec = member_spec(32, 1.0)
+    model, torch = torch_model(spec, 10)
+    assert zero_init_residual(model) == len(residual_zero_paths(init_model(spec, 10))) == 10
+    zeroed = [m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.any()]
+    assert len(zeroed) == 10
