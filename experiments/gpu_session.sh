@@ -235,15 +235,16 @@ recipes)
   # underfits (last-epoch loss 0.78-0.82 nats), and twice the steps gave the largest gain (on the
   # CPU too: batch 64 over 128 by 2.7 and 6.3 points, experiments/results/cpu_proxy_levers_2026-12-04),
   # so every recipe is batch 64 at lr 0.05 (the same rate per image again) or around it. On the CPU
-  # (half-width MobileNetV2, 10,000 images, 5 epochs, two seeds each, side by side on one machine;
+  # (half-width MobileNetV2, 10,000 images, 5 epochs, two seeds each, one after another on one machine;
   # experiments/results/cpu_zero_init_2026-12-04) residual layers started as their shortcuts
   # (trainer.zero_init_residual: the last BN scale of each branch at zero) gave that batch-64 recipe
   # 3.4-4.9 points, and with the crop's translation halved as well (crop_pad=2, airbench's 10-epoch
   # setting) 7.8-8.9, though halving it alone cost 0.4-2.1: so batch 64 with both runs first and
   # alone, filling the autotuning cache with batch 64's shapes, then side by side: the plain batch-64
   # recipe (its effect on the GPU), zero-initialized residuals at the full 4 px, both levers at twice
-  # the learning rate, and both with label smoothing 0.2 (airbench's). Estimated from the H200's batch-128 figures (6.3 ms a step, 101 s compiling):
-  # about 170 s for the first, 200 s for the four together.
+  # the learning rate, and both with label smoothing 0.2 (airbench's). Estimated from the H200's
+  # batch-128 figures (6.3 ms a step, 101 s compiling): about 170 s for the first, 200 s for the
+  # four together.
   read -r -a recipes <<< "${RECIPES:-trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true+trainer.crop_pad=2 \
 trainer.batch_size=64+trainer.learning_rate=0.05 \
 trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true \
