@@ -15,9 +15,14 @@ data and split and scores it on the search's validation images:
   (``seed+0`` retrains the search's own members: a check that the setup is the search's, which on
   the machine and packages the search ran on reproduces its accuracies);
 - ``epochsE``: the proxy with E epochs instead of the search's (warm-up unchanged): whether a
-  longer proxy ranks closer to longer training.
+  longer proxy ranks closer to longer training;
+- either of them followed by settings, ``seed+0,trainer.zero_init_residual=true``: the proxy with a
+  changed recipe. Where the variant without the settings ran too, the summary compares the two
+  member by member (``vs_base``: their rank correlation, the mean change in validation accuracy,
+  how many members rose and fell), which on one machine isolates the settings' effect from the
+  machine's rounding.
 
-``--set`` changes the trainer further for every variant (e.g. ``trainer.compile_unit=layer``,
+``--set`` changes the config further for every variant (e.g. ``trainer.compile_unit=layer``,
 which changes only rounding). Rows are appended to ``OUT/VARIANT.csv`` as members finish, so an
 interrupted run continues where it stopped; the summary (Spearman rank correlations) is printed
 and written to ``OUT/summary.json``, and drawn in ``OUT/fidelity.png``. The run's persistent compilation cache is used: a
@@ -41,25 +46,41 @@ COLUMNS = ["member", "seed", "variant_seed", "val_accuracy", "status", "reason",
 
 
 def parse_variant(name: str) -> tuple[str, int]:
-    """"seed+K" -> ("seed", K); "epochsE" -> ("epochs", E); anything else is a SystemExit line."""
-    m = re.fullmatch(r"seed\+(\d+)|epochs(\d+)", name)
+    """"seed+K" -> ("seed", K); "epochsE" -> ("epochs", E), either with or without settings after a
+    comma (``split_variant``); anything else is a UserError."""
+    from search_space.errors import UserError
+
+    base, _ = split_variant(name)
+    m = re.fullmatch(r"seed\+(\d+)|epochs(\d+)", base)
     if not m or (m.group(2) is not None and int(m.group(2)) < 1):
-        raise SystemExit(f"check_proxy_fidelity: error: --variant {name!r}: expected seed+K or epochsE (K >= 0, E >= 1)")
+        raise UserError(f"--variant {name!r}: expected seed+K or epochsE (K >= 0, E >= 1), "
+                        "optionally followed by ,KEY=VALUE settings")
     return ("seed", int(m.group(1))) if m.group(1) else ("epochs", int(m.group(2)))
+
+
+def split_variant(name: str) -> tuple[str, list[str]]:
+    """"seed+0,trainer.zero_init_residual=true" -> ("seed+0", ["trainer.zero_init_residual=true"])."""
+    from search_space.errors import UserError
+
+    base, *settings = name.split(",")
+    if "/" in name or any("=" not in s for s in settings):
+        raise UserError(f"--variant {name!r}: settings after the first comma must be KEY=VALUE, "
+                        "e.g. seed+0,trainer.zero_init_residual=true (and no '/')")
+    return base, settings
 
 
 def retrained_members(run: Any, slug: str) -> pd.DataFrame:
     """The distinct members retrained in setting ``slug``, with their spec (a dict), seed, search
     proxy validation accuracy and test accuracy after retraining."""
     from nas.retrained import member_frame, setting_slug
+    from search_space.errors import UserError
 
     records = run.records()
     members = member_frame(run.retrains(), records)
     slugs = members.apply(lambda r: setting_slug(r["recipe"], int(r["epochs"]), int(r["train_examples"])), axis=1)
     if members.empty or slug not in set(slugs):
         known = ", ".join(sorted(set(slugs))) or "none"
-        raise SystemExit(f"check_proxy_fidelity: error: --setting {slug}: not a retraining setting of {run.path} "
-                         f"(settings: {known})")
+        raise UserError(f"--setting {slug}: not a retraining setting of {run.path} (settings: {known})")
     chosen = members[slugs == slug].copy()
     specs = {m["id"]: m["spec"] for r in records for m in r.get("members") or []}
     chosen["spec"] = chosen["member"].map(specs)
@@ -74,7 +95,10 @@ def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, ou
     from nas.search import enable_compilation_cache, member_key, search_split
     from search_space.spec import from_dict as spec_from_dict
 
+    from nas.config import apply_overrides
+
     kind, value = parse_variant(variant)
+    config = apply_overrides(config, split_variant(variant)[1])
     trainer = dataclasses.replace(config.trainer, epochs=value) if kind == "epochs" else config.trainer
     offset = value if kind == "seed" else 0
     done = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=COLUMNS)
@@ -127,6 +151,13 @@ def summarize(members: pd.DataFrame, variants: dict[str, pd.DataFrame]) -> dict[
                "proxy_mean_val_accuracy": float(df["proxy_val_accuracy"].mean()) if len(df) else None}
         if name.startswith("seed"):
             row["two_seed_mean_vs_test"] = spearman((df[name] + df["proxy_val_accuracy"]) / 2, df["test_accuracy"])
+        base, settings = split_variant(name)
+        if settings and base in variants:
+            change = df[name] - df[base]
+            row["vs_base"] = {"base": base, "spearman": spearman(df[name], df[base]),
+                              "mean_change": float(change.mean()) if len(df) else None,
+                              "median_change": float(change.median()) if len(df) else None,
+                              "rose": int((change > 0).sum()), "fell": int((change < 0).sum())}
         out["variants"][name] = row
     return out
 
@@ -173,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a search run directory with `nas retrain` results")
     p.add_argument("--setting", required=True, help="the retraining setting to compare with, e.g. fast4-n10000")
-    p.add_argument("--variant", action="append", required=True, help="seed+K or epochsE (repeatable)")
+    p.add_argument("--variant", action="append", required=True,
+                   help="seed+K or epochsE, optionally with settings: seed+0,trainer.zero_init_residual=true "
+                        "(repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further config override for every variant, e.g. trainer.compile_unit=layer")
     p.add_argument("--limit", type=int, default=0, help="only the first N members (0: all)")
     p.add_argument("--out", required=True, help="folder for VARIANT.csv and summary.json")
     args = p.parse_args(argv)
-    for v in args.variant:
-        parse_variant(v)
     from nas.config import apply_overrides, from_dict
     from nas.store import RunDir
     from search_space.errors import UserError
@@ -188,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = RunDir(Path(args.run))
         config = apply_overrides(from_dict(run.read_config()), args.set)
+        for v in args.variant:  # a bad variant or setting is refused before anything trains
+            parse_variant(v)
+            try:
+                apply_overrides(config, split_variant(v)[1])
+            except UserError as e:
+                raise UserError(f"--variant {v!r}: {str(e).removeprefix('--set ')}") from None
         members = retrained_members(run, args.setting)
     except UserError as e:
         print(f"check_proxy_fidelity: error: {e}", file=sys.stderr)

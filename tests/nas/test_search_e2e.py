@@ -368,8 +368,9 @@ def test_proxy_fidelity_retrains_the_searchs_members_and_ranks_them(resumed_run,
              "latency_max_ms": r["latency_max_ms"]} for r in pairs]
     (copy / "retrain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "fidelity"
+    zero = "seed+0,trainer.zero_init_residual=true"
     r = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast1-n256", "--variant", "seed+0",
-                   "--variant", "seed+1", "--limit", "3", "--out", str(out))
+                   "--variant", "seed+1", "--variant", zero, "--limit", "3", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     by_id = {m["id"]: m for m in members}
     same = pd.read_csv(out / "seed+0.csv")
@@ -381,12 +382,27 @@ def test_proxy_fidelity_retrains_the_searchs_members_and_ranks_them(resumed_run,
     assert list(other["variant_seed"]) == [s + 1 for s in other["seed"]]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["members"] == 3 and summary["variants"]["seed+0"]["vs_proxy"] == pytest.approx(1.0)
+    # a variant with a setting: the same seeds, another recipe, compared member by member with its base
+    zeroed = pd.read_csv(out / f"{zero}.csv")
+    assert list(zeroed["variant_seed"]) == list(zeroed["seed"]) and (zeroed["status"] == "ok").all()
+    paired = same.merge(zeroed, on=["member", "seed"], suffixes=("", "_zero"))
+    assert (paired["val_accuracy"] != paired["val_accuracy_zero"]).any()  # the setting reached the trainer
+    vs_base = summary["variants"][zero]["vs_base"]
+    assert vs_base["base"] == "seed+0" and vs_base["rose"] + vs_base["fell"] <= 3
+    assert vs_base["mean_change"] == pytest.approx((paired["val_accuracy_zero"] - paired["val_accuracy"]).mean())
+    assert "vs_base" not in summary["variants"]["seed+1"]
     again = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast1-n256", "--variant",
                        "seed+0", "--limit", "3", "--out", str(out))  # finished rows are kept, not retrained
     assert again.returncode == 0 and "training" not in again.stderr
     bad = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast9", "--variant", "seed+0",
                      "--out", str(out))
-    assert bad.returncode != 0 and "not a retraining setting" in bad.stderr and "fast1-n256" in bad.stderr
+    assert bad.returncode == 2 and "not a retraining setting" in bad.stderr and "fast1-n256" in bad.stderr
+    for variant, msg in [("seed+0,trainer.nope=1", "unknown key 'nope'"), ("seed+0,nope", "KEY=VALUE"),
+                         ("epochs0", "expected seed+K or epochsE")]:
+        bad = run_module("experiments.check_proxy_fidelity", str(copy), "--setting", "fast1-n256", "--variant",
+                         variant, "--out", str(tmp_path / "bad"))
+        assert bad.returncode == 2 and msg in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+        assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def _snapshot(run):
