@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 COLUMNS = ["member", "seed", "variant_seed", "val_accuracy", "status", "reason", "seconds"]
@@ -157,9 +158,31 @@ def summarize(members: pd.DataFrame, variants: dict[str, pd.DataFrame]) -> dict[
             row["vs_base"] = {"base": base, "spearman": spearman(df[name], df[base]),
                               "mean_change": float(change.mean()) if len(df) else None,
                               "median_change": float(change.median()) if len(df) else None,
-                              "rose": int((change > 0).sum()), "fell": int((change < 0).sum())}
+                              "rose": int((change > 0).sum()), "fell": int((change < 0).sum()),
+                              **_test_rank_gain(df[name], df[base], df["test_accuracy"])}
         out["variants"][name] = row
     return out
+
+
+def _test_rank_gain(variant: pd.Series, base: pd.Series, test: pd.Series, resamples: int = 2000,
+                    seed: int = 0) -> dict[str, Any]:
+    """How much better ``variant`` ranks members against test accuracy than ``base`` does (the
+    difference of their Spearman correlations), with a 95% interval from resampling the members
+    (paired: both proxies see the same resample; seeded, so the summary is reproducible)."""
+    from nas.retrained import spearman
+
+    v, b, t = (np.asarray(x, float) for x in (variant, base, test))
+
+    def gain(i: np.ndarray) -> float | None:
+        sv, sb = spearman(v[i], t[i]), spearman(b[i], t[i])
+        return None if sv is None or sb is None else sv - sb
+
+    point = gain(np.arange(len(t)))
+    rng = np.random.default_rng(seed)
+    draws = [g for g in (gain(rng.integers(0, len(t), len(t))) for _ in range(resamples)) if g is not None]
+    if point is None or len(draws) < resamples // 2:
+        return {"vs_test_gain": point, "vs_test_gain_95": None}
+    return {"vs_test_gain": point, "vs_test_gain_95": [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))]}
 
 
 def plot(members: pd.DataFrame, variants: dict[str, pd.DataFrame], summary: dict[str, Any], path: Path) -> Path:
