@@ -19,8 +19,9 @@ data and split and scores it on the search's validation images:
 - either of them followed by settings, ``seed+0,trainer.zero_init_residual=true``: the proxy with a
   changed recipe. Where the variant without the settings ran too, the summary compares the two
   member by member (``vs_base``: their rank correlation, the mean change in validation accuracy,
-  how many members rose and fell), which on one machine isolates the settings' effect from the
-  machine's rounding.
+  how many members rose and fell, and the change in Spearman with test accuracy with a 95%
+  interval from resampling the members), which on one machine isolates the settings' effect from
+  the machine's rounding.
 
 ``--set`` changes the config further for every variant (e.g. ``trainer.compile_unit=layer``,
 which changes only rounding). Rows are appended to ``OUT/VARIANT.csv`` as members finish, so an
@@ -43,14 +44,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search_space.errors import UserError
+
 COLUMNS = ["member", "seed", "variant_seed", "val_accuracy", "status", "reason", "seconds"]
 
 
 def parse_variant(name: str) -> tuple[str, int]:
     """"seed+K" -> ("seed", K); "epochsE" -> ("epochs", E), either with or without settings after a
     comma (``split_variant``); anything else is a UserError."""
-    from search_space.errors import UserError
-
     base, _ = split_variant(name)
     m = re.fullmatch(r"seed\+(\d+)|epochs(\d+)", base)
     if not m or (m.group(2) is not None and int(m.group(2)) < 1):
@@ -61,8 +62,6 @@ def parse_variant(name: str) -> tuple[str, int]:
 
 def split_variant(name: str) -> tuple[str, list[str]]:
     """"seed+0,trainer.zero_init_residual=true" -> ("seed+0", ["trainer.zero_init_residual=true"])."""
-    from search_space.errors import UserError
-
     base, *settings = name.split(",")
     if "/" in name or any("=" not in s for s in settings):
         raise UserError(f"--variant {name!r}: settings after the first comma must be KEY=VALUE, "
@@ -74,7 +73,6 @@ def retrained_members(run: Any, slug: str) -> pd.DataFrame:
     """The distinct members retrained in setting ``slug``, with their spec (a dict), seed, search
     proxy validation accuracy and test accuracy after retraining."""
     from nas.retrained import member_frame, setting_slug
-    from search_space.errors import UserError
 
     records = run.records()
     members = member_frame(run.retrains(), records)
@@ -91,12 +89,10 @@ def retrained_members(run: Any, slug: str) -> pd.DataFrame:
 def train_variant(run: Any, config: Any, members: pd.DataFrame, variant: str, out: Path,
                   log=lambda s: print(s, file=sys.stderr, flush=True)) -> pd.DataFrame:
     """Train each member under ``variant`` (rows already in ``out`` are kept, not retrained)."""
-    from nas.config import load_config_dataset
+    from nas.config import apply_overrides, load_config_dataset
     from nas.evaluators import MemberJob, make_evaluator, member_summary
     from nas.search import enable_compilation_cache, member_key, search_split
     from search_space.spec import from_dict as spec_from_dict
-
-    from nas.config import apply_overrides
 
     kind, value = parse_variant(variant)
     config = apply_overrides(config, split_variant(variant)[1])
@@ -237,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from nas.config import apply_overrides, from_dict
     from nas.store import RunDir
-    from search_space.errors import UserError
 
     try:
         run = RunDir(Path(args.run))
