@@ -239,19 +239,21 @@ recipes)
   # experiments/results/cpu_zero_init_2026-12-04) residual layers started as their shortcuts
   # (trainer.zero_init_residual: the last BN scale of each branch at zero) gave that batch-64 recipe
   # 3.4-4.9 points, and with the crop's translation halved as well (crop_pad=2, airbench's 10-epoch
-  # setting) 7.8-8.9, though halving it alone cost 0.4-2.1: so batch 64 with both runs first and
-  # alone, filling the autotuning cache with batch 64's shapes, then side by side: the plain batch-64
-  # recipe (its effect on the GPU), zero-initialized residuals at the full 4 px, both levers at twice
-  # the learning rate, and both without label smoothing (on the CPU, on top of both levers, no label
-  # smoothing gained 2.0 points in both seeds and weight decay 5e-5 nothing,
-  # experiments/results/cpu_regularization_2026-12-05). Estimated from the H200's
+  # setting) 7.8-8.9, though halving it alone cost 0.4-2.1; on top of both, no label smoothing
+  # gained in all four seeds tried (+2.0, +2.0, +0.2, +0.3; weight decay 5e-5 nothing; twice the
+  # learning rate 1.3-1.6 points less: experiments/results/cpu_regularization_2026-12-05 and
+  # cpu_label_smoothing_2026-12-05). So batch 64 with all three runs first and alone (the best guess,
+  # and the likeliest to finish), filling the autotuning cache with batch 64's shapes, then side by
+  # side: the plain batch-64 recipe (what the levers add on the GPU), zero-initialized residuals at
+  # the full 4 px, both levers at twice the learning rate (with label smoothing), and both levers
+  # with label smoothing (what dropping it adds on the GPU). Estimated from the H200's
   # batch-128 figures (6.3 ms a step, 101 s compiling): about 170 s for the first, 200 s for the
   # four together.
-  read -r -a recipes <<< "${RECIPES:-trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true+trainer.crop_pad=2 \
+  read -r -a recipes <<< "${RECIPES:-trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true+trainer.crop_pad=2+trainer.label_smoothing=0.0 \
 trainer.batch_size=64+trainer.learning_rate=0.05 \
 trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true \
 trainer.batch_size=64+trainer.learning_rate=0.1+trainer.zero_init_residual=true+trainer.crop_pad=2 \
-trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true+trainer.crop_pad=2+trainer.label_smoothing=0.0}"
+trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true+trainer.crop_pad=2}"
   # RECIPE_COMMON: '+'-joined assignments added to every recipe (empty: none). By default each
   # member is scored with test-time flips too (its mirror image's logits averaged in; scoring
   # only, the training is the same), and its record keeps each view's accuracy alone
