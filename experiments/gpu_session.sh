@@ -240,7 +240,8 @@ recipes)
   # (trainer.zero_init_residual: the last BN scale of each branch at zero) gave that batch-64 recipe
   # 3.4-4.9 points, and with the crop's translation halved as well (crop_pad=2, airbench's 10-epoch
   # setting) 7.8-8.9, though halving it alone cost 0.4-2.1; on top of both, no label smoothing
-  # gained in all four seeds tried (+2.0, +2.0, +0.2, +0.3; weight decay 5e-5 nothing; twice the
+  # gained in all six pairs tried (+2.0, +2.0, +0.2, +0.3 at batch 64, seeds 0-3; +0.2, +1.0 at
+  # batch 128; weight decay 5e-5 nothing; twice the
   # learning rate 1.3-1.6 points less: experiments/results/cpu_regularization_2026-12-05 and
   # cpu_label_smoothing_2026-12-05); at the proxy's own schedule (45,000 images, 10 epochs) the three
   # still added 3.1 points to a quarter-width MobileNetV2 (79.44% against 76.32%, one seed,
