@@ -245,7 +245,8 @@ recipes)
   # learning rate 1.3-1.6 points less: experiments/results/cpu_regularization_2026-12-05 and
   # cpu_label_smoothing_2026-12-05); at the proxy's own schedule (45,000 images, 10 epochs) the three
   # still added 3.1 points to a quarter-width MobileNetV2 (79.44% against 76.32%, one seed,
-  # cpu_full_schedule_2026-12-05). So batch 64 with all three runs first and alone (the best guess,
+  # cpu_full_schedule_2026-12-05), though there plain batch 128 at lr 0.1 led plain batch 64 by 0.9
+  # (the levers at batch 128 are the next candidates). So batch 64 with all three runs first and alone (the best guess,
   # and the likeliest to finish), filling the autotuning cache with batch 64's shapes, then side by
   # side: the plain batch-64 recipe (what the levers add on the GPU), zero-initialized residuals at
   # the full 4 px, both levers at twice the learning rate (with label smoothing), and both levers
