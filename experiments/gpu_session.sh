@@ -248,7 +248,7 @@ recipes)
   # 79.98% and 80.08% as is (82.34% and 81.32% with flips), ahead of the same levers at batch 64,
   # lr 0.05 on both seeds (79.44%, 79.40%; 80.82%, 81.30%) and of plain batch 128 (77.24%, 76.46%):
   # at the full schedule batch 64's extra steps stop paying, and on the GPU batch 128 takes half
-  # the steps (about 6 ms each whatever the batch). So batch 128 at lr 0.1 with all three runs
+  # the steps. So batch 128 at lr 0.1 with all three runs
   # first and alone (the best guess, and the likeliest to finish), filling the autotuning cache
   # with batch 128's shapes, then side by side three more at batch 128, which reuse those shapes:
   # the plain recipe (82.68% as is on the H200; what the levers add on the GPU), both levers with

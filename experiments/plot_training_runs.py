@@ -4,7 +4,8 @@
         --out experiments/results/cpu_full_schedule_2026-12-05/runs.png
 
 Each argument is the JSON object of ``nas train --json`` (or a study's ``records.jsonl``, one member
-record a line). Left, the mean training loss of each epoch; right, the validation accuracy as is
+record a line, named by the study's folder and the member's seed, with the trainer settings of the
+``config.json`` beside it). Left, the mean training loss of each epoch; right, the validation accuracy as is
 and, where the run scored test-time flips too, with them. Losses under label smoothing have a floor
 above zero (about 0.50 nats at 0.1 over 10 classes), so those lines are dashed: a dashed line and a
 solid one are not comparable in height, only in shape. A file that is not such a record is one error
@@ -33,7 +34,7 @@ class TrainingRun:
     loss_curve: tuple[float, ...]
     val_accuracy: float
     as_is: float | None  # the accuracy without test-time flips, where the run scored with them
-    label_smoothing: float
+    label_smoothing: float | None  # None: not recorded
 
 
 def read_runs(path: Path) -> list[TrainingRun]:
@@ -46,9 +47,16 @@ def read_runs(path: Path) -> list[TrainingRun]:
         objs = [json.loads(text)] if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+    study_trainer = None  # a study's records leave the trainer settings to its config.json
+    if path.suffix != ".json" and (path.parent / "config.json").is_file():
+        try:
+            study_trainer = json.loads((path.parent / "config.json").read_text()).get("trainer")
+        except (json.JSONDecodeError, AttributeError):
+            raise ValueError(f"{path.parent / 'config.json'}: not a study config") from None
     runs = []
     for i, d in enumerate(objs):
-        name = path.stem if len(objs) == 1 else f"{path.parent.name}:{i + 1}"
+        seed = d.get("seed") if isinstance(d, dict) else None
+        name = path.stem if path.suffix == ".json" else f"{path.parent.name}:{i + 1 if seed is None else f'seed{seed}'}"
         if not isinstance(d, dict) or "status" not in d:
             raise ValueError(f"{path}: {name} is not a member record (no 'status')")
         if d["status"] != "ok":
@@ -56,9 +64,10 @@ def read_runs(path: Path) -> list[TrainingRun]:
         if not d.get("loss_curve") or "val_accuracy" not in d:
             raise ValueError(f"{path}: {name} has no loss_curve or val_accuracy")
         views = d.get("view_accuracies") or []
+        smoothing = (d.get("trainer") or study_trainer or {}).get("label_smoothing")
         runs.append(TrainingRun(name, tuple(float(x) for x in d["loss_curve"]), float(d["val_accuracy"]),
                                 float(views[0]) if len(views) == 2 else None,
-                                float((d.get("trainer") or {}).get("label_smoothing", 0.0))))
+                                None if smoothing is None else float(smoothing)))
     return runs
 
 
@@ -68,8 +77,9 @@ def figure(runs: list[TrainingRun], path: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, r in enumerate(runs):
         c = colors[i % len(colors)]
-        ls = "--" if r.label_smoothing > 0 else "-"
-        label = r.name + (f" (label smoothing {r.label_smoothing:g})" if r.label_smoothing > 0 else "")
+        smoothed = r.label_smoothing is not None and r.label_smoothing > 0
+        ls = "--" if smoothed else "-"
+        label = r.name + (f" (label smoothing {r.label_smoothing:g})" if smoothed else "")
         ax_loss.plot(range(1, len(r.loss_curve) + 1), r.loss_curve, ls, color=c, marker=".", label=label)
         as_is = r.val_accuracy if r.as_is is None else r.as_is
         ax_acc.barh(i, 100 * as_is, color=c, alpha=0.9)

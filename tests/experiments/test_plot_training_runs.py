@@ -18,10 +18,12 @@ def test_reads_train_json_and_records_and_draws_them(tmp_path, capsys):
     study = tmp_path / "recipe_x"
     study.mkdir()
     records = study / "records.jsonl"
-    records.write_text(json.dumps(member(0.77, [2.0, 1.6])) + "\n\n"
-                       + json.dumps({"status": "failed", "reason": "diverged"}) + "\n")
+    study_member = {k: v for k, v in member(0.77, [2.0, 1.6]).items() if k != "trainer"} | {"seed": 3}
+    records.write_text(json.dumps(study_member) + "\n\n" + json.dumps({"status": "failed", "reason": "diverged"}) + "\n")
+    assert read_runs(records)[0].label_smoothing is None  # a study's records keep no trainer settings
+    (study / "config.json").write_text(json.dumps({"trainer": {"label_smoothing": 0.1}}))  # its config does
     runs = read_runs(one) + read_runs(records)
-    assert [r.name for r in runs] == ["b64_levers_seed0", "recipe_x:1"]  # the failed member left out
+    assert [r.name for r in runs] == ["b64_levers_seed0", "recipe_x:seed3"]  # the failed member left out
     assert runs[0].as_is == 0.79 and runs[0].val_accuracy == 0.81 and runs[0].label_smoothing == 0.0
     assert runs[1].as_is is None and runs[1].loss_curve == (2.0, 1.6) and runs[1].label_smoothing == 0.1
     out = tmp_path / "plots" / "runs.png"
