@@ -25,6 +25,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nas.store import RunDir  # noqa: E402
+from search_space.errors import UserError  # noqa: E402
+
 
 @dataclass(frozen=True)
 class TrainingRun:
@@ -38,21 +41,28 @@ class TrainingRun:
 
 
 def read_runs(path: Path) -> list[TrainingRun]:
-    """The finished members of one ``nas train --json`` file or ``records.jsonl`` (failed ones left out)."""
+    """The finished members of one ``nas train --json`` file or a run's ``records.jsonl`` (failed ones
+    left out); the latter read as the run store reads it (nas.store.RunDir: a half-written last line,
+    of a study still running, is left out) with the trainer settings of the run's config.json."""
+    study_trainer = None
     try:
-        text = path.read_text()
+        if path.suffix == ".json":
+            objs = [json.loads(path.read_text())]
+        elif path.name == "records.jsonl":
+            if not path.is_file():
+                raise ValueError(f"{path}: cannot read (no such file)")
+            run = RunDir(path.parent)
+            objs = run.records()
+            if run.exists():  # a study's records leave the trainer settings to its config.json
+                study_trainer = run.read_config().get("trainer")
+        else:
+            raise ValueError(f"{path}: expected a nas train --json file (.json) or a run's records.jsonl")
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        objs = [json.loads(text)] if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
-    study_trainer = None  # a study's records leave the trainer settings to its config.json
-    if path.suffix != ".json" and (path.parent / "config.json").is_file():
-        try:
-            study_trainer = json.loads((path.parent / "config.json").read_text()).get("trainer")
-        except (json.JSONDecodeError, AttributeError):
-            raise ValueError(f"{path.parent / 'config.json'}: not a study config") from None
+    except UserError as e:
+        raise ValueError(str(e)) from None
     runs = []
     for i, d in enumerate(objs):
         seed = d.get("seed") if isinstance(d, dict) else None

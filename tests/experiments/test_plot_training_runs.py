@@ -21,6 +21,9 @@ def test_reads_train_json_and_records_and_draws_them(tmp_path, capsys):
     study_member = {k: v for k, v in member(0.77, [2.0, 1.6]).items() if k != "trainer"} | {"seed": 3}
     records.write_text(json.dumps(study_member) + "\n\n" + json.dumps({"status": "failed", "reason": "diverged"}) + "\n")
     assert read_runs(records)[0].label_smoothing is None  # a study's records keep no trainer settings
+    with records.open("a") as f:  # a study still running: its last line half-written
+        f.write('{"status": "ok", "val_acc')
+    assert len(read_runs(records)) == 1
     (study / "config.json").write_text(json.dumps({"trainer": {"label_smoothing": 0.1}}))  # its config does
     runs = read_runs(one) + read_runs(records)
     assert [r.name for r in runs] == ["b64_levers_seed0", "recipe_x:seed3"]  # the failed member left out
