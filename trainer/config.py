@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +73,13 @@ class TrainConfig:
     # "padded", per-layer programs at the search space's widest layer of each position, shared by
     # every member with that position's operation at that resolution (trainer/padded.py).
     compile_unit: str = "program"
+    # Score the member with an exponential moving average of its weights (Polyak averaging) rather
+    # than its last weights: after each step avg <- d * avg + (1 - d) * weights, with d =
+    # min(ema_decay, n / (n + 9)) after n earlier steps (TensorFlow's ExponentialMovingAverage with
+    # num_updates, as the MnasNet and EfficientNet reference trainers use it at 0.9999), so that the
+    # first step copies the weights and a short run's average is not pinned to its start. 0: off.
+    # Batch-norm statistics are recomputed for the averaged weights (precise_bn_images > 0, checked).
+    ema_decay: float = 0.0
 
     # Fields added after runs were stored, each with the value that reproduces those runs: a stored
     # config without the field gets that value (nas.config.from_dict, so a resumed run keeps
@@ -80,7 +87,7 @@ class TrainConfig:
     # cached before the field existed are still found).
     ADDED_LATER: ClassVar[dict[str, Any]] = {"precise_bn_images": 0, "init": "he_fan_out",
                                              "compile_unit": "program", "crop_pad": 4, "tta_flip": False,
-                                             "zero_init_residual": False}
+                                             "zero_init_residual": False, "ema_decay": 0.0}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_epochs", tuple(int(e) for e in self.step_epochs))
@@ -102,10 +109,14 @@ class TrainConfig:
             (isinstance(self.crop_pad, int) and 0 <= self.crop_pad <= 16, "crop_pad", "an int in [0, 16]"),
             (isinstance(self.tta_flip, bool), "tta_flip", "true or false"),
             (isinstance(self.zero_init_residual, bool), "zero_init_residual", "true or false"),
+            (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1, "ema_decay", "in [0, 1)"),
         ]
         for ok, field, what in checks:
             if not ok:
                 raise UserError(f"trainer.{field}: must be {what}, got {getattr(self, field)!r}")
+        if self.ema_decay > 0 and self.precise_bn_images == 0:
+            raise UserError("trainer.ema_decay: needs trainer.precise_bn_images > 0 (the moving batch-norm "
+                            "statistics belong to the last weights, not to their average)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,14 +154,52 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.S
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """Weight decay on kernels only (not BN scales/offsets or biases), added to the gradient."""
+    """Weight decay on kernels only (not BN scales/offsets or biases), added to the gradient; with
+    ``config.ema_decay``, the weights' moving average last (``weight_average``)."""
     sched = learning_rate_schedule(config, steps_per_epoch)
     decay = optax.add_decayed_weights(config.weight_decay, mask=lambda p: _kernel_mask(p))
     if config.optimizer == "sgd":
         opt = optax.sgd(sched, momentum=config.momentum, nesterov=config.nesterov)
     else:  # MnasNet's RMSProp: decay 0.9, momentum 0.9, eps 1e-3
         opt = optax.rmsprop(sched, decay=0.9, eps=1e-3, momentum=config.momentum)
+    if config.ema_decay > 0:
+        return optax.chain(decay, opt, weight_average(config.ema_decay))
     return optax.chain(decay, opt)
+
+
+class WeightAverageState(NamedTuple):
+    count: Any  # int32 scalar: updates so far
+    average: Any  # the parameters' moving average, their tree and dtypes
+
+
+def weight_average(decay: float) -> optax.GradientTransformation:
+    """The parameters' exponential moving average, kept in the optimizer state (the last
+    transformation of a chain: it sees the final updates and leaves them as they are). After n
+    earlier updates the new weights count 1 - d, d = min(decay, n / (n + 9)): the first update
+    copies them, so the average starts from zeros (``init_optimizer_state``) without a bias.
+    ``averaged_params`` reads it back; an optimizer, and so each stage of a layer-wise member,
+    keeps its own average leaf by leaf."""
+    import jax
+
+    def init(params: Any) -> WeightAverageState:
+        return WeightAverageState(jnp.zeros([], jnp.int32), jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(updates: Any, state: WeightAverageState, params: Any = None) -> tuple[Any, WeightAverageState]:
+        if params is None:
+            raise ValueError("weight_average needs the parameters: tx.update(grads, state, params)")
+        n = state.count.astype(jnp.float32)
+        d = jnp.minimum(decay, n / (n + 9.0))
+        new = optax.apply_updates(params, updates)
+        average = jax.tree_util.tree_map(lambda a, p: (d * a + (1.0 - d) * p).astype(a.dtype), state.average, new)
+        return updates, WeightAverageState(state.count + 1, average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def averaged_params(opt_state: Any) -> Any:
+    """The weights' moving average in a ``make_optimizer`` state with ``ema_decay``; None without."""
+    last = opt_state[-1] if isinstance(opt_state, tuple) and opt_state else None
+    return last.average if isinstance(last, WeightAverageState) else None
 
 
 def init_optimizer_state(tx: optax.GradientTransformation, params: Any) -> Any:

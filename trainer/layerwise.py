@@ -55,7 +55,7 @@ from search_space.errors import UserError
 from search_space.models import MobileNet, WideResNet, depthwise_mode
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
-from trainer.config import TrainConfig, init_optimizer_state, make_optimizer
+from trainer.config import TrainConfig, averaged_params, init_optimizer_state, make_optimizer
 from trainer.data import Split
 from trainer.precise_bn import pooled_statistics
 from trainer.train import device_data, member_model, precise_bn_indices
@@ -420,6 +420,7 @@ class LayerwiseTrainer:
         """
         if self.precise_bn_idx is None:
             return self.rest
+        params = self.scoring_params()
         x_train, _, mean, std = self.data
         zeroed = []
         for leaves, bns in zip(self.rest, self.bn_leaves):
@@ -432,7 +433,7 @@ class LayerwiseTrainer:
             x = _eval_input(x_train[idx], mean, std, resolution=self.spec.resolution, dtype=self.dtype)
             stored = []
             for i, (fwd, _) in enumerate(self._train):
-                x, _, r = fwd(self.params[i], zeroed[i], x)
+                x, _, r = fwd(params[i], zeroed[i], x)
                 stored.append(r)
             per_batch.append(stored)
         per_batch = jax.device_get(per_batch)
@@ -446,12 +447,20 @@ class LayerwiseTrainer:
             rests.append(pooled)
         return rests
 
+    def scoring_params(self) -> list[list[jax.Array]]:
+        """Per stage, the weights (leaves) the member is scored with: each stage optimizer's moving
+        average with ``config.ema_decay`` (trainer.config.weight_average), else the last ones."""
+        if self.config.ema_decay == 0:
+            return self.params
+        return [jax.tree_util.tree_leaves(averaged_params(defs.opt_state.unflatten(o)))
+                for defs, o in zip(self.defs, self.opt_state)]
+
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``
         (as the whole-program trainer's)."""
         if not self._eval:
             self.compile()
-        rest = self._precise_rest()
+        rest, params = self._precise_rest(), self.scoring_params()
         _, _, mean, std = self.data
         bs = self.eval_batch
         nb = -(-len(x) // bs)
@@ -459,7 +468,7 @@ class LayerwiseTrainer:
         xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
         def member(h: jax.Array) -> jax.Array:  # the stages' evaluation programs, one after another
             for i, evaluate in enumerate(self._eval):
-                h = evaluate(self.params[i], rest[i], h)
+                h = evaluate(params[i], rest[i], h)
             return h
 
         out = [scoring_views(member, _eval_input(jnp.asarray(xp[b * bs:(b + 1) * bs]), mean, std,

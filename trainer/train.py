@@ -22,7 +22,7 @@ from flax import nnx
 from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
-from trainer.config import TrainConfig, compute_dtype, init_optimizer_state, make_optimizer
+from trainer.config import TrainConfig, averaged_params, compute_dtype, init_optimizer_state, make_optimizer
 from trainer.data import Split
 from trainer.precise_bn import batch_statistics, pooled_statistics, set_statistics
 
@@ -271,8 +271,15 @@ class MemberTrainer:
         def scoring_rest(params: Any, rest: Any, data: tuple[jax.Array, ...], idx: jax.Array | None) -> Any:
             return nnx.state(self._scoring_model(params, rest, data, idx), nnx.Not(nnx.Param))
 
-        rest = jax.jit(scoring_rest)(self.state.params, self.state.rest, self.data, self.precise_bn_idx)
-        return nnx.merge(self.graphdef_eval, self.state.params, rest)
+        params = self.scoring_params()
+        rest = jax.jit(scoring_rest)(params, self.state.rest, self.data, self.precise_bn_idx)
+        return nnx.merge(self.graphdef_eval, params, rest)
+
+    def scoring_params(self) -> Any:
+        """The weights the member is scored with: their moving average with ``config.ema_decay``
+        (trainer.config.weight_average), else the last ones."""
+        average = averaged_params(self.state.opt_state)
+        return self.state.params if average is None else average
 
     # -- driving them -------------------------------------------------------------------------
 
@@ -320,7 +327,7 @@ class MemberTrainer:
 
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``."""
-        out = np.asarray(self._eval(self.state.params, self.state.rest, self._eval_batches(x), self.data,
+        out = np.asarray(self._eval(self.scoring_params(), self.state.rest, self._eval_batches(x), self.data,
                                     self.precise_bn_idx), np.float32)
         return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, : len(x)]
 

@@ -33,7 +33,7 @@ def test_host_optimizer_state_equals_optax_init(optimizer, schedule):
 # A value other than the stored runs' one for each field added after runs were stored: a new entry in
 # TrainConfig.ADDED_LATER needs one here, so that the test below covers it.
 CHANGED = {"precise_bn_images": 500, "init": "pytorch_default", "compile_unit": "layer", "crop_pad": 2,
-           "tta_flip": True, "zero_init_residual": True}
+           "tta_flip": True, "zero_init_residual": True, "ema_decay": 0.999}
 
 
 def test_fields_added_later_keep_stored_runs_and_their_members_as_they_were():
@@ -94,3 +94,34 @@ def test_tta_flip_is_a_bool_and_set_from_the_command_line():
     assert apply_overrides(SearchConfig(), ["trainer.tta_flip=true"]).trainer.tta_flip is True
     with pytest.raises(UserError, match="trainer.tta_flip: must be true or false"):
         TrainConfig(tta_flip=1)
+
+
+def test_the_weights_moving_average_copies_the_first_step_then_follows_tensorflows_schedule():
+    from nas.config import SearchConfig, apply_overrides
+    from search_space.errors import UserError
+    from trainer.config import averaged_params
+
+    config = TrainConfig(ema_decay=0.2, weight_decay=0.0, warmup_epochs=0.0, schedule="step", learning_rate=1.0,
+                         momentum=0.0, nesterov=False)
+    tx = make_optimizer(config, steps_per_epoch=10)
+    params = {"w": jnp.zeros((3,)), "k": jnp.zeros((2, 2))}
+    state = init_optimizer_state(tx, params)
+    # plain SGD at lr 1 with gradient -g: the weights after step t are the sum of the gradients so far
+    weights, expected = [], None
+    for t, g in enumerate([1.0, 2.0, 4.0, 8.0, 16.0]):
+        updates, state = tx.update(jax.tree_util.tree_map(lambda p: jnp.full_like(p, -g), params), state, params)
+        params = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+        weights.append(float(params["w"][0]))
+        d = min(0.2, t / (t + 9))  # 0 at the first step: the average starts as the weights
+        expected = weights[-1] if expected is None else d * expected + (1 - d) * weights[-1]
+        assert float(averaged_params(state)["w"][0]) == pytest.approx(expected, rel=1e-6)
+    assert weights == [1.0, 3.0, 7.0, 15.0, 31.0]  # the updates themselves are left alone
+    assert expected != weights[-1] and averaged_params(state)["k"].shape == (2, 2)
+    # without it the optimizer keeps no average, and the setting is checked
+    assert averaged_params(init_optimizer_state(make_optimizer(TrainConfig(), 10), params)) is None
+    assert apply_overrides(SearchConfig(), ["trainer.ema_decay=0.999"]).trainer.ema_decay == 0.999
+    for bad in (-0.1, 1.0):
+        with pytest.raises(UserError, match=r"trainer.ema_decay: must be in \[0, 1\)"):
+            TrainConfig(ema_decay=bad)
+    with pytest.raises(UserError, match="trainer.ema_decay: needs trainer.precise_bn_images > 0"):
+        TrainConfig(ema_decay=0.99, precise_bn_images=0)

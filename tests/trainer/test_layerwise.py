@@ -49,6 +49,38 @@ def test_a_step_is_the_whole_program_trainers_step(fashion, spec):
     np.testing.assert_allclose(ll, lw, atol=2e-3)
 
 
+def test_each_stage_keeps_the_moving_average_of_its_weights_and_is_scored_with_it(fashion):
+    # trainer.ema_decay: each stage's optimizer averages its own weights. Two epochs of one step (the
+    # trainers part by more than rounding from the third step on, as the whole-program trainer does
+    # under another depthwise lowering): after the second step the average is 0.1 x the first
+    # step's weights + 0.9 x the second's, in either trainer.
+    split = validation_split(fashion, 200, seed=0, train_examples=CONFIG.batch_size)
+    config = CONFIG.replace(epochs=2, ema_decay=0.5)
+    whole, layers = MemberTrainer(tiny_member(), split, config, 3), LayerwiseTrainer(tiny_member(), split, config, 3)
+    whole.compile(), layers.compile()
+    history = {"whole": [], "layers": []}
+    for epoch in range(2):
+        whole.run_epoch(epoch), layers.run_epoch(epoch)
+        history["whole"].append([np.asarray(a) for a in _stage_leaves(_whole_program_stage_params(whole))])
+        history["layers"].append([np.asarray(a) for a in _stage_leaves(layers.params)])
+    model = nnx.merge(whole.graphdef_train, whole.scoring_params(), whole.state.rest)
+    averages = {"whole": _stage_leaves([nnx.state(s, nnx.Param) for s in model_stages(model)]),
+                "layers": _stage_leaves(layers.scoring_params())}
+    for name, (first, second) in history.items():
+        assert len(averages[name]) == len(first) == len(second)
+        for avg, w1, w2 in zip(averages[name], first, second):
+            np.testing.assert_allclose(np.asarray(avg), 0.1 * w1 + 0.9 * w2, atol=1e-6)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(*history["layers"])) > 1e-3  # the step moved them
+    # scored with the average: as the same stages with the averaged weights put in place of the last
+    x = split.x_val
+    with_average = layers.view_logits(x)
+    last = layers.params
+    layers.params, layers.config = layers.scoring_params(), config.replace(ema_decay=0.0)
+    np.testing.assert_allclose(layers.view_logits(x), with_average, atol=1e-6)
+    layers.params = last
+    assert np.abs(layers.view_logits(x) - with_average).max() > 1e-4
+
+
 def test_later_members_reuse_earlier_members_layers(fashion):
     PROGRAMS.clear()
     split = validation_split(fashion, 1000, seed=0, train_examples=2000)

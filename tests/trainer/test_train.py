@@ -125,6 +125,35 @@ def test_test_time_flips_score_each_image_with_its_mirror_image(fashion):
     assert accs == [pytest.approx(a) for a in r.view_accuracies]  # same seed: the same member as train_member's
 
 
+def test_a_member_with_a_moving_average_trains_as_without_and_is_scored_with_the_average(fashion):
+    """trainer.ema_decay leaves training alone (the same losses, step for step) and scores the member
+    with its weights' moving average, batch-norm statistics recomputed for those weights."""
+    import jax
+
+    from trainer.config import averaged_params
+
+    split, config = _small_split(fashion), TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.5, precise_bn_images=128)
+    plain, averaged = (MemberTrainer(tiny_member(), split, c, seed=0) for c in (config, config.replace(ema_decay=0.9)))
+    for t in (plain, averaged):
+        t.compile()
+    for epoch in range(2):
+        np.testing.assert_array_equal(averaged.run_epoch(epoch), plain.run_epoch(epoch))
+    for a, b in zip(jax.tree_util.tree_leaves(averaged.state.params), jax.tree_util.tree_leaves(plain.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    average = averaged_params(averaged.state.opt_state)
+    assert averaged.scoring_params() is average and plain.scoring_params() is plain.state.params
+    gap = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+              for a, b in zip(jax.tree_util.tree_leaves(average), jax.tree_util.tree_leaves(plain.state.params)))
+    assert gap > 1e-3  # 8 steps at decay 0.9: the average lags the weights
+    x = split.x_val
+    assert np.abs(averaged.logits(x) - plain.logits(x)).max() > 1e-3
+    # the last weights put in place of the average: scored exactly as the plain member
+    opt_state = averaged.state.opt_state
+    averaged.state = averaged.state._replace(opt_state=(*opt_state[:-1], opt_state[-1]._replace(
+        average=plain.state.params)))
+    np.testing.assert_allclose(averaged.logits(x), plain.logits(x), atol=1e-5)
+
+
 def test_the_program_cache_keeps_the_most_recently_used():
     from trainer.train import _ProgramCache
 
