@@ -6,6 +6,8 @@
 #   bash experiments/gpu_session.sh recipes       # proxy-recipe variants on one MobileNetV2 (at most
 #                                                 # 420 s + decoding); its recipes.txt ends with the next call:
 #   PROXY_SET=RECIPE TORCH_MODES=none bash experiments/gpu_session.sh accuracy   # the study alone
+#   PROXY_SET=best TORCH_MODES=none bash experiments/gpu_session.sh accuracy     # the same, with the
+#                                                 # recipes call's best: it can follow at once, unread
 #   bash experiments/gpu_session.sh wrn           # the WRN-16-k study (about 5 minutes on an H200)
 #   WRN_SET="trainer.epochs=30 trainer.warmup_epochs=3" WRN_MINUTES=9 WRN_LIMIT=560 bash experiments/gpu_session.sh wrn
 #   bash experiments/gpu_session.sh compile       # compile seconds vs training speed per compile option
@@ -37,6 +39,15 @@ for phase in "$@"; do  # every name checked before the device's time goes into d
     echo "gpu_session.sh: search: OPT_VARIANT must name one variant, not '$OPT_VARIANT'" >&2; exit 2
   fi
 done
+RUNS=${RUNS:-.runs/gpu}
+# PROXY_SET=best: the accuracy phase takes the best recipe of a recipes phase, of this call (named
+# before it) or of the call before on the same warm machine ($RUNS/recipes_best.txt), so that the
+# accuracy call can follow the recipes call at once, written before its results are read
+if [ "${PROXY_SET:-}" = best ] && [[ " $* " == *" accuracy "* ]] && [[ " $* " != *" recipes "*accuracy* ]] \
+  && [ ! -s "$RUNS/recipes_best.txt" ]; then
+  echo "gpu_session.sh: PROXY_SET=best: no recipes phase has run here ($RUNS/recipes_best.txt); run recipes first or name the recipe" >&2
+  exit 2
+fi
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 # Work under .runs/ (git-ignored) in the checkout: a device call keeps ignored files of the call
@@ -52,7 +63,6 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU
 # first member; the records' epoch_s show whether it does.
 export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
 PY=${PYTHON:-python3}
-RUNS=${RUNS:-.runs/gpu}
 SEARCH_NAME=search_cifar10  # the search phase's run, $RUNS/$SEARCH_NAME (the studies archive leaves it out)
 STUDY_SET=() SEARCH_SMOKE_SET=()
 # the proxy recipe (10 epochs, batch 256): the study's config, so its compiled programs are reused.
@@ -192,6 +202,11 @@ accuracy)
   # recipes.txt), applied to both the study and the benchmark; empty: experiments/cifar_proxy.py.
   export JAX_COMPILATION_CACHE_DIR=$RUNS/mnv2_jax_cache
   proxy_set=${PROXY_SET:-} proxy_sets=()
+  if [ "$proxy_set" = best ]; then
+    proxy_set=$(cat "$RUNS/recipes_best.txt" 2>/dev/null)
+    [ -n "$proxy_set" ] || { log "PROXY_SET=best: the recipes phase finished no recipe; accuracy skipped"; continue; }
+    log "PROXY_SET=best: $proxy_set (the recipes phase's best)"
+  fi
   for kv in ${proxy_set//+/ }; do proxy_sets+=(--set "$kv"); done
   # The recipes phase trained this recipe's seed-0 member under the same member key (network, data,
   # split, trainer config, seed): a new study takes it from there and trains seeds 1 and 2 only.
@@ -291,6 +306,7 @@ trainer.batch_size=64+trainer.learning_rate=0.05+trainer.zero_init_residual=true
     for recipe in "${recipes[@]:i:step}"; do run_recipe "$recipe" & done
     wait
   done
+  rm -f "$RUNS/recipes_best.txt"
   $PY - "$RUNS" "$common" <<'PY' | tee "$OUT/recipes.txt"
 import glob, json, os, sys
 best, common = None, sys.argv[2]
@@ -317,6 +333,8 @@ if best:
     print(f"best: {best[0]} at {best[1]:.2%} (proxy recipe 80.24% on the H100; batch 128 at lr 0.1 "
           f"{earlier_acc:.2%} on the H200, both scored as is); 85% reached: {'yes' if best[1] >= 0.85 else 'no'}")
     print(f"next: PROXY_SET={best[0]} TORCH_MODES=none bash experiments/gpu_session.sh accuracy")
+    with open(os.path.join(sys.argv[1], "recipes_best.txt"), "w") as f:  # what PROXY_SET=best reads
+        f.write(best[0] + "\n")
     if best[1] < earlier_acc:
         # this call's rerun of it (the default RECIPES' second) left its seed-0 member, which the study takes
         rerun = glob.glob(f"{sys.argv[1]}/recipe_{earlier}/members/*.npz")

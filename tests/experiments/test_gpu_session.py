@@ -1,6 +1,6 @@
 """experiments/gpu_session.sh, the script a GPU session runs: its phase names are checked before any
 device time is spent, and the first two calls of the next session's plan (docs/gpu.md: `recipes`,
-then the `accuracy` call its recipes.txt names) work together, in the script's CPU dry run."""
+then the `accuracy` call its recipes.txt names, or PROXY_SET=best) work together, in the script's CPU dry run."""
 
 import json
 import os
@@ -46,6 +46,14 @@ def test_a_list_of_variants_is_for_the_throughput_phase_not_the_search(tmp_path)
     assert not (tmp_path / "out" / "device.txt").exists()
 
 
+def test_the_best_recipe_is_refused_before_anything_runs_where_no_recipes_phase_ran(tmp_path):
+    r = _session(tmp_path, "accuracy", PROXY_SET="best")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"gpu_session.sh: PROXY_SET=best: no recipes phase has run here ({tmp_path / 'runs'}/recipes_best.txt); "
+        "run recipes first or name the recipe"]
+    assert not (tmp_path / "out" / "device.txt").exists()
+
+
 @pytest.mark.slow
 def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path):
     data = shared_file("cifar10_jpeg.npz").parent
@@ -62,6 +70,9 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     assert words[2:] == ["bash", "experiments/gpu_session.sh", "accuracy"]
     env = dict(w.split("=", 1) for w in words[:2])
     assert env == {"PROXY_SET": scored, "TORCH_MODES": "none"}
+    # the call a session makes without waiting to read that line: PROXY_SET=best, the same recipe
+    assert (tmp_path / "runs" / "recipes_best.txt").read_text() == scored + "\n"
+    env["PROXY_SET"] = "best"
 
     # files an operator left in $OUT: with the call's own, over the 8 a device call returns
     for i in range(4):
@@ -73,6 +84,7 @@ def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logs.tgz", "session.log", "studies.tgz"]
     with tarfile.open(tmp_path / "out" / "logs.tgz") as logs:
         assert {"recipes.txt", "study_mobilenetv2-cifar.log", "device.txt", "extra_0.txt"} <= set(logs.getnames())
+    assert f"PROXY_SET=best: {scored} (the recipes phase's best)" in log
     assert "seed-0 member taken from the recipes phase" in log
     assert re.search(r"study mobilenetv2-cifar \(processes backend\) exit 0\n.*studies archived", log)
     study = tmp_path / "runs" / "study_mnv2"
