@@ -309,6 +309,23 @@ def test_saved_test_logits_serve_the_same_test_set_and_schedule_only(fashion, tm
     assert not retrain(tiny_member(), small, config.replace(epochs=2), 0, tmp_path / "m", every=1).from_saved_logits
 
 
+def test_a_retraining_with_a_moving_average_resumes_it_from_its_checkpoint(fashion, tmp_path):
+    # the average lives in the optimizer state, which the checkpoints hold: stopped after epoch 1 and
+    # resumed, the run scores as an uninterrupted one, with the average, not the last weights
+    from trainer.retrain import retrain
+
+    small = Dataset("fm", fashion.x_train[:256], fashion.y_train[:256], fashion.x_test[:96], fashion.y_test[:96],
+                    fashion.class_names)
+    config = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.0, ema_decay=0.9, precise_bn_images=128)
+    assert retrain(tiny_member(), small, config, 0, tmp_path / "stopped", every=1, stop_after=1) is None
+    resumed = retrain(tiny_member(), small, config, 0, tmp_path / "stopped", every=1)
+    fresh = retrain(tiny_member(), small, config, 0, tmp_path / "fresh", every=1)
+    assert resumed.resumed_from_epoch == 1 and resumed.loss_curve == fresh.loss_curve
+    np.testing.assert_allclose(resumed.test_logits, fresh.test_logits, atol=1e-6)
+    last = retrain(tiny_member(), small, config.replace(ema_decay=0.0), 0, tmp_path / "last", every=1)
+    assert last.loss_curve == fresh.loss_curve and np.abs(last.test_logits - fresh.test_logits).max() > 1e-3
+
+
 def test_a_restored_retrained_member_scores_as_retraining_did(fashion, tmp_path):
     """restore_retrained (what `nas export` writes out): the last checkpoint's weights with the
     scoring batch-norm statistics give the test logits retraining saved; an unfinished or absent
