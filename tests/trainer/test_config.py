@@ -11,9 +11,10 @@ import pytest
 from trainer.config import OPTIMIZERS, SCHEDULES, TrainConfig, init_optimizer_state, make_optimizer
 
 
-@pytest.mark.parametrize("optimizer, schedule", list(itertools.product(OPTIMIZERS, SCHEDULES)))
-def test_host_optimizer_state_equals_optax_init(optimizer, schedule):
-    config = TrainConfig(optimizer=optimizer, schedule=schedule, step_epochs=(2,), nesterov=optimizer == "sgd")
+@pytest.mark.parametrize("optimizer, schedule, ema_decay", list(itertools.product(OPTIMIZERS, SCHEDULES, (0.0, 0.999))))
+def test_host_optimizer_state_equals_optax_init(optimizer, schedule, ema_decay):
+    config = TrainConfig(optimizer=optimizer, schedule=schedule, step_epochs=(2,), nesterov=optimizer == "sgd",
+                         ema_decay=ema_decay)
     # strongly typed, as a built model's parameters are (optax keeps a weak type in its state)
     params = {"conv": {"kernel": jnp.ones((3, 3, 4, 8)), "bias": jnp.full((8,), 0.5, jnp.float32)},
               "bn": {"scale": jnp.ones((8,))}, "dense": {"kernel": jnp.ones((8, 10), jnp.bfloat16)}}
