@@ -54,8 +54,9 @@ class TrainConfig:
     # ensembles' own rule. Test-time flips as airbench's 94% recipe; it doubles scoring, not training.
     tta_flip: bool = False
     eval_batch_size: int = 1000
-    # Before evaluation, batch-norm statistics are recomputed with the final weights over this many
-    # training images (no augmentation), in batches of eval_batch_size; 0 keeps the moving averages.
+    # Before evaluation, batch-norm statistics are recomputed with the weights scored (the last, or
+    # their average: ema_decay) over this many training images (no augmentation), in batches of
+    # eval_batch_size; 0 keeps the moving averages.
     # Why: trainer/precise_bn.py (a short run's moving averages can be far off; measured 10.9% vs 61.1%).
     precise_bn_images: int = 2000
     # How the member's weights are drawn (search_space.models.INIT_SCHEMES): he_fan_out, the

@@ -187,7 +187,7 @@ class MemberTrainer:
 
     The training split lives on the device as uint8; each epoch draws a permutation, gathers
     batches, crops, flips, resizes and normalizes on the device inside one ``lax.scan``. The
-    evaluation program first recomputes batch-norm statistics for the current weights
+    evaluation program first recomputes batch-norm statistics for the weights it scores
     (``config.precise_bn_images``; trainer/precise_bn.py).
     """
 
@@ -267,7 +267,8 @@ class MemberTrainer:
 
     def scoring_model(self) -> nnx.Module:
         """The member as ``logits`` scores it, for use outside this trainer (nas/export.py): the
-        current weights, the batch-norm statistics recomputed as for scoring, evaluation mode."""
+        weights it scores (``scoring_params``), the batch-norm statistics recomputed as for
+        scoring, evaluation mode."""
         def scoring_rest(params: Any, rest: Any, data: tuple[jax.Array, ...], idx: jax.Array | None) -> Any:
             return nnx.state(self._scoring_model(params, rest, data, idx), nnx.Not(nnx.Param))
 
