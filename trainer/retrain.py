@@ -8,6 +8,7 @@ epoch e continues exactly as an uninterrupted run would.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -75,6 +76,45 @@ def _read_saved(path: Path, epochs: int, fingerprint: str, labels: np.ndarray) -
                          from_saved_logits=True)
 
 
+# What the folder's one run retrains: the member, the training data, the seed and the recipe but
+# its length (a later call may lengthen the schedule: epochs, and with them the warm-up and step
+# boundaries, with_epochs). Written before the first checkpoint; a call for another run is refused
+# before anything is read or written there, so that a mistyped --checkpoint-dir neither resumes
+# another member's weights nor returns its saved test logits.
+RUN_FILE = "retraining.json"
+_LENGTH_FIELDS = ("epochs", "warmup_epochs", "step_epochs")
+
+
+def _run_identity(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int) -> dict[str, Any]:
+    trainer = {k: v for k, v in config.to_dict().items() if k not in _LENGTH_FIELDS}
+    return json.loads(json.dumps({"spec": spec.to_dict(), "dataset": dataset.name,
+                                  "train_examples": int(len(dataset.y_train)), "seed": int(seed), "trainer": trainer}))
+
+
+def _check_run(path: Path, identity: dict[str, Any]) -> bool:
+    """Raise UserError when ``path`` holds another run's retraining; True when it names this run."""
+    try:
+        stored = json.loads((path / RUN_FILE).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path / RUN_FILE}: unreadable ({e}); choose another --checkpoint-dir") from None
+    if stored == identity:
+        return True
+    differs = [k for k in identity if k != "trainer" and stored.get(k) != identity[k]]
+    old_trainer = stored.get("trainer") or {}
+    differs += [f"trainer.{k}" for k in identity["trainer"] if old_trainer.get(k) != identity["trainer"][k]]
+    raise UserError(f"{path}: holds the retraining of another member or setting ({', '.join(differs) or 'fields'} "
+                    "differ); choose another --checkpoint-dir, or the same member and settings to resume it")
+
+
+def _write_run(path: Path, identity: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(identity, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path / RUN_FILE)
+
+
 def _write_saved(path: Path, r: RetrainResult, fingerprint: str) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, logits=r.test_logits, curve=np.asarray(r.loss_curve, np.float64), epochs=r.epochs,
@@ -96,9 +136,14 @@ def _from_saved(saved: Any, like: Any) -> Any:
 
 
 def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer) -> list[float]:
-    """Load checkpoint ``step`` into ``trainer``'s state; returns the loss curve up to it."""
+    """Load checkpoint ``step`` into ``trainer``'s state; returns the loss curve up to it. A
+    checkpoint of another network (a folder from before RUN_FILE) is one UserError."""
     template = {"state": _to_saveable(trainer.state), "curve": np.zeros(step, np.float64)}
-    restored = mngr.restore(step, args=ocp.args.StandardRestore(template))
+    try:
+        restored = mngr.restore(step, args=ocp.args.StandardRestore(template))
+    except ValueError as e:
+        raise UserError(f"{mngr.directory}: its checkpoint does not fit this member ({str(e).splitlines()[0].rstrip(':')}); "
+                        "choose another --checkpoint-dir") from None
     trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
     return [float(x) for x in restored["curve"]]
 
@@ -112,6 +157,7 @@ def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, see
     steps = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
     if not steps:
         raise UserError(f"{path}: no retraining checkpoint there")
+    _check_run(path, _run_identity(spec, dataset, config, seed))
     if max(steps) != config.epochs:
         raise UserError(f"{path}: retraining unfinished (last checkpoint after epoch {max(steps)} of {config.epochs}; "
                         f"`nas retrain` again resumes it)")
@@ -131,9 +177,11 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
     ends the run after that many epochs (returning None), as an interruption would. A finished run's
     test logits are saved there too, and a later call on the same test set returns them as they are.
     """
+    identity = _run_identity(spec, dataset, config, seed)
+    named = _check_run(Path(checkpoint_dir), identity)
     fingerprint = dataset.test_fingerprint  # saved logits serve the same test set only
     saved = _read_saved(Path(checkpoint_dir) / SAVED_LOGITS, config.epochs, fingerprint, dataset.y_test)
-    if saved is not None:
+    if saved is not None and named:
         return saved
     split = Split(dataset.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names)
     trainer = MemberTrainer(spec, split, config, seed)
@@ -143,6 +191,8 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
         latest = mngr.latest_step()
         if latest is not None:
             start_epoch, curve = latest, _restore(mngr, latest, trainer)
+        if not named:  # a new folder, or one from before RUN_FILE whose checkpoint fitted
+            _write_run(Path(checkpoint_dir).absolute(), identity)
         # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
         # program is not compiled, and the scoring program compiles on first use.
         compile_s = trainer.compile() if start_epoch < config.epochs else 0.0

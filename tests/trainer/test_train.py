@@ -326,6 +326,41 @@ def test_a_retraining_with_a_moving_average_resumes_it_from_its_checkpoint(fashi
     assert last.loss_curve == fresh.loss_curve and np.abs(last.test_logits - fresh.test_logits).max() > 1e-3
 
 
+def test_a_checkpoint_folder_of_another_member_or_setting_is_refused_and_left_alone(fashion, tmp_path):
+    from search_space.errors import UserError
+    from trainer.retrain import RUN_FILE, restore_retrained, retrain
+
+    small = Dataset("fm", fashion.x_train[:128], fashion.y_train[:128], fashion.x_test[:64], fashion.y_test[:64],
+                    fashion.class_names)
+    config, folder = TrainConfig(epochs=1, batch_size=64, warmup_epochs=0.0), tmp_path / "m"
+    done = retrain(tiny_member(), small, config, 0, folder, every=1)
+    assert json.loads((folder / RUN_FILE).read_text())["seed"] == 0
+
+    def contents():
+        return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    before = contents()
+    # neither resumed from another member's weights nor answered with its saved test logits
+    for spec, cfg, seed, differs in ((tiny_member(res_index=1), config, 0, "spec"), (tiny_member(), config, 1, "seed"),
+                                     (tiny_member(), config.replace(learning_rate=0.05), 0, "trainer.learning_rate")):
+        with pytest.raises(UserError, match=rf"holds the retraining of another member or setting \({differs} differ\)"):
+            retrain(spec, small, cfg, seed, folder, every=1)
+        with pytest.raises(UserError, match="holds the retraining of another"):
+            restore_retrained(spec, small, cfg, seed, folder)
+    assert contents() == before
+    # the same run answers as before, and a longer schedule still resumes it
+    assert retrain(tiny_member(), small, config, 0, folder, every=1).test_accuracy == done.test_accuracy
+    assert retrain(tiny_member(), small, config.replace(epochs=2), 0, folder, every=1).resumed_from_epoch == 1
+    # a folder from before the run file: a checkpoint of another network is one error, not a
+    # traceback (another resolution of the same network would fit: its weights are the same shapes)
+    from search_space import zoo
+
+    (folder / RUN_FILE).unlink()
+    with pytest.raises(UserError, match="its checkpoint does not fit this member"):
+        retrain(zoo.get("wrn-10-1", resolution=28), small, config.replace(epochs=2), 0, folder, every=1)
+    assert not (folder / RUN_FILE).exists()
+
+
 def test_a_restored_retrained_member_scores_as_retraining_did(fashion, tmp_path):
     """restore_retrained (what `nas export` writes out): the last checkpoint's weights with the
     scoring batch-norm statistics give the test logits retraining saved; an unfinished or absent
