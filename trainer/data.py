@@ -66,6 +66,17 @@ class Dataset:
         return int(self.x_train.shape[1])
 
     @functools.cached_property
+    def train_fingerprint(self) -> str:
+        """Content hash of the training split (sha256 of its labels, shape and a sample of 256 of its
+        images, as ``Split.fingerprint``): what a retraining folder was trained on, whatever path or
+        name the set was loaded by. Computed once per Dataset."""
+        h = hashlib.sha256()
+        for a in (self.x_train[:: max(1, len(self.x_train) // 256)], self.y_train):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(repr(self.x_train.shape).encode())
+        return h.hexdigest()[:16]
+
+    @functools.cached_property
     def test_fingerprint(self) -> str:
         """sha256 of the test images and labels, computed once per Dataset (a loaded set's arrays are
         not changed in place): retraining keys its saved test logits by it. About 0.1 s for CIFAR-10's

@@ -76,7 +76,8 @@ def _read_saved(path: Path, epochs: int, fingerprint: str, labels: np.ndarray) -
                          from_saved_logits=True)
 
 
-# What the folder's one run retrains: the member, the training data, the seed and the recipe but
+# What the folder's one run retrains: the member, the training data (by content, not by the name or
+# path it was loaded by), the seed and the recipe but
 # its length (a later call may lengthen the schedule: epochs, and with them the warm-up and step
 # boundaries, with_epochs). Written before the first checkpoint; a call for another run is refused
 # before anything is read or written there, so that a mistyped --checkpoint-dir neither resumes
@@ -87,8 +88,8 @@ _LENGTH_FIELDS = ("epochs", "warmup_epochs", "step_epochs")
 
 def _run_identity(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int) -> dict[str, Any]:
     trainer = {k: v for k, v in config.to_dict().items() if k not in _LENGTH_FIELDS}
-    return json.loads(json.dumps({"spec": spec.to_dict(), "dataset": dataset.name,
-                                  "train_examples": int(len(dataset.y_train)), "seed": int(seed), "trainer": trainer}))
+    return json.loads(json.dumps({"spec": spec.to_dict(), "training_data": dataset.train_fingerprint,
+                                  "seed": int(seed), "trainer": trainer}))
 
 
 def _check_run(path: Path, identity: dict[str, Any]) -> bool:

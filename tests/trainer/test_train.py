@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -335,6 +336,7 @@ def test_a_checkpoint_folder_of_another_member_or_setting_is_refused_and_left_al
     config, folder = TrainConfig(epochs=1, batch_size=64, warmup_epochs=0.0), tmp_path / "m"
     done = retrain(tiny_member(), small, config, 0, folder, every=1)
     assert json.loads((folder / RUN_FILE).read_text())["seed"] == 0
+    renamed = Dataset("fm at another path", *dataclasses.astuple(small)[1:])  # the same images
 
     def contents():
         return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -348,8 +350,14 @@ def test_a_checkpoint_folder_of_another_member_or_setting_is_refused_and_left_al
         with pytest.raises(UserError, match="holds the retraining of another"):
             restore_retrained(spec, small, cfg, seed, folder)
     assert contents() == before
-    # the same run answers as before, and a longer schedule still resumes it
-    assert retrain(tiny_member(), small, config, 0, folder, every=1).test_accuracy == done.test_accuracy
+    other_images = Dataset("fm", fashion.x_train[128:256], fashion.y_train[128:256], small.x_test, small.y_test,
+                           fashion.class_names)
+    with pytest.raises(UserError, match=r"\(training_data differ\)"):
+        retrain(tiny_member(), other_images, config, 0, folder, every=1)
+    assert contents() == before
+    # the same run answers as before (its data by content, whatever it is called), and a longer
+    # schedule still resumes it
+    assert retrain(tiny_member(), renamed, config, 0, folder, every=1).test_accuracy == done.test_accuracy
     assert retrain(tiny_member(), small, config.replace(epochs=2), 0, folder, every=1).resumed_from_epoch == 1
     # a folder from before the run file: a checkpoint of another network is one error, not a
     # traceback (another resolution of the same network would fit: its weights are the same shapes)
