@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", required=True)
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any setting of the recipe after --recipe and --epochs, as in nas train, e.g. "
+                        "--set ema_decay=0.9999 --set batch_size=64 (a checkpoint folder keeps one run's settings)")
     p.add_argument("--export", metavar="DIR",
                    help="then write the member as an exported one-member ensemble in DIR (new or empty; as `nas "
                         "export` writes a search's), which `nas predict DIR IMAGE...` reads")

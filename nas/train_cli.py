@@ -87,16 +87,17 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
 
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
+    config = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
-    config = with_epochs(RECIPES[args.recipe], args.epochs)
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)
     assert r is not None
     out = {"test_accuracy": r.test_accuracy, "epochs": r.epochs, "resumed_from_epoch": r.resumed_from_epoch,
            "loss_curve": list(r.loss_curve), "compile_s": r.compile_s, "train_s": r.train_s,
            "from_saved_logits": r.from_saved_logits,
-           "spec": member.to_dict(), "dataset": ds.name, "recipe": args.recipe}
+           "spec": member.to_dict(), "dataset": ds.name, "recipe": args.recipe, "set": args.set,
+           "trainer": config.to_dict()}
     if args.export:
         out["export"] = _export_member(Path(args.export), member, ds, config, args, r.test_accuracy)
     print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {r.epochs} epochs "
@@ -120,7 +121,7 @@ def _export_member(out: Path, member: ArchSpec, ds: Dataset, config: TrainConfig
         "members": [{"id": spec_id(member), "seed": args.seed, "resolution": member.resolution,
                      "spec": member.to_dict(), "latency_ms": latency, "test_accuracy": test_accuracy}],
         "size": 1, "latency_max_ms": latency, "test_accuracy": test_accuracy,
-        "retrain": {"recipe": args.recipe, "epochs": config.epochs, "train_examples": None,
+        "retrain": {"recipe": args.recipe, "set": args.set, "epochs": config.epochs, "train_examples": None,
                     "checkpoint_dir": str(Path(args.checkpoint_dir).resolve())},
     }
     manifest = write_ensemble(out, manifest, [member_arrays(model)], ds.x_test, ds.y_test, "--export")

@@ -285,6 +285,32 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     assert {f.name: f.read_bytes() for f in exp.iterdir()} == before
 
 
+def test_retrain_spec_takes_recipe_settings_and_its_folder_keeps_them(fashion, tmp_path, capsys):
+    from nas.cli import main
+
+    np.savez(tmp_path / "fm.npz", x_train=fashion.x_train[:128], y_train=fashion.y_train[:128],
+             x_test=fashion.x_test[:64], y_test=fashion.y_test[:64])
+    spec = tmp_path / "m.json"
+    spec.write_text(to_json(tiny_member()))
+
+    def args(*sets):
+        return ["retrain-spec", str(spec), "--dataset", f"npz:{tmp_path / 'fm.npz'}", "--epochs", "1",
+                "--checkpoint-dir", str(tmp_path / "ckpt"), "--json", *sets]
+
+    out = json.loads(nas_here(*args("--set", "ema_decay=0.9", "--set", "trainer.batch_size=64")).stdout)
+    assert out["trainer"]["ema_decay"] == 0.9 and out["trainer"]["batch_size"] == 64 and out["trainer"]["epochs"] == 1
+    assert out["set"] == ["ema_decay=0.9", "trainer.batch_size=64"] and out["recipe"] == "fast"
+    # the folder's run with other settings: one line, exit 2, nothing trained; a bad setting fails before any data
+    capsys.readouterr()
+    assert main(args("--set", "ema_decay=0.5", "--set", "batch_size=64")) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"nas retrain-spec: error: {tmp_path / 'ckpt'}: holds the retraining of another member or setting "
+        "(trainer.ema_decay differ); choose another --checkpoint-dir, or the same member and settings to resume it"]
+    assert main(["retrain-spec", str(spec), "--dataset", "npz:/nonexistent.npz", "--checkpoint-dir",
+                 str(tmp_path / "never"), "--set", "nope=1"]) == 2
+    assert "trainer.nope" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
 def test_saved_test_logits_serve_the_same_test_set_and_schedule_only(fashion, tmp_path):
     from trainer.retrain import SAVED_LOGITS, retrain
 
