@@ -77,17 +77,18 @@ def _read_saved(path: Path, epochs: int, fingerprint: str, labels: np.ndarray) -
 
 
 # What the folder's one run retrains: the member, the training data (by content, not by the name or
-# path it was loaded by), the seed and the recipe but
-# its length (a later call may lengthen the schedule: epochs, and with them the warm-up and step
-# boundaries, with_epochs). Written before the first checkpoint; a call for another run is refused
-# before anything is read or written there, so that a mistyped --checkpoint-dir neither resumes
-# another member's weights nor returns its saved test logits.
+# path it was loaded by), the seed and the recipe but its length (a later call may lengthen the
+# schedule: epochs, and with them the warm-up and step boundaries, with_epochs). Written before the
+# first checkpoint; a call for another run is refused before anything is read or written there, so
+# that a mistyped --checkpoint-dir neither resumes another member's weights nor returns its saved
+# test logits. The recipe is the config's member-cache text (TrainConfig.key), which leaves out
+# fields added later while they have their old value: a folder keeps naming its run as fields come.
 RUN_FILE = "retraining.json"
 _LENGTH_FIELDS = ("epochs", "warmup_epochs", "step_epochs")
 
 
 def _run_identity(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int) -> dict[str, Any]:
-    trainer = {k: v for k, v in config.to_dict().items() if k not in _LENGTH_FIELDS}
+    trainer = {k: v for k, v in json.loads(config.key()).items() if k not in _LENGTH_FIELDS}
     return json.loads(json.dumps({"spec": spec.to_dict(), "training_data": dataset.train_fingerprint,
                                   "seed": int(seed), "trainer": trainer}))
 
@@ -104,7 +105,9 @@ def _check_run(path: Path, identity: dict[str, Any]) -> bool:
         return True
     differs = [k for k in identity if k != "trainer" and stored.get(k) != identity[k]]
     old_trainer = stored.get("trainer") or {}
-    differs += [f"trainer.{k}" for k in identity["trainer"] if old_trainer.get(k) != identity["trainer"][k]]
+    new_trainer = identity["trainer"]  # a field at its old value is left out of either (TrainConfig.key)
+    differs += [f"trainer.{k}" for k in sorted(set(new_trainer) | set(old_trainer))
+                if old_trainer.get(k) != new_trainer.get(k)]
     raise UserError(f"{path}: holds the retraining of another member or setting ({', '.join(differs) or 'fields'} "
                     "differ); choose another --checkpoint-dir, or the same member and settings to resume it")
 
@@ -143,7 +146,8 @@ def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer) -> 
     try:
         restored = mngr.restore(step, args=ocp.args.StandardRestore(template))
     except ValueError as e:
-        raise UserError(f"{mngr.directory}: its checkpoint does not fit this member ({str(e).splitlines()[0].rstrip(':')}); "
+        why = str(e).splitlines()[0].rstrip(":")
+        raise UserError(f"{mngr.directory}: its checkpoint does not fit this member ({why}); "
                         "choose another --checkpoint-dir") from None
     trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
     return [float(x) for x in restored["curve"]]

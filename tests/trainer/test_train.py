@@ -306,6 +306,8 @@ def test_retrain_spec_takes_recipe_settings_and_its_folder_keeps_them(fashion, t
     assert capsys.readouterr().err.strip().splitlines() == [
         f"nas retrain-spec: error: {tmp_path / 'ckpt'}: holds the retraining of another member or setting "
         "(trainer.ema_decay differ); choose another --checkpoint-dir, or the same member and settings to resume it"]
+    assert main(args("--set", "batch_size=64")) == 2  # without it: ema_decay at its default, left out of the file's
+    assert "(trainer.ema_decay differ)" in capsys.readouterr().err
     assert main(["retrain-spec", str(spec), "--dataset", "npz:/nonexistent.npz", "--checkpoint-dir",
                  str(tmp_path / "never"), "--set", "nope=1"]) == 2
     assert "trainer.nope" in capsys.readouterr().err and not (tmp_path / "never").exists()
