@@ -258,10 +258,11 @@ recipes)
   # tried (+2.0, +2.0, +0.2, +0.3 at batch 64, seeds 0-3; +0.2, +1.0 at batch 128; weight decay
   # 5e-5 nothing; twice the learning rate 1.3-1.6 points less:
   # experiments/results/cpu_regularization_2026-12-05 and cpu_label_smoothing_2026-12-05). At the
-  # proxy's own schedule (45,000 images, 10 epochs; quarter-width MobileNetV2, seeds 0 and 1,
+  # proxy's own schedule (45,000 images, 10 epochs; quarter-width MobileNetV2, seeds 0-2,
   # experiments/results/cpu_full_schedule_2026-12-05) the three levers at batch 128, lr 0.1 reached
-  # 79.98% and 80.08% as is (82.34% and 81.32% with flips), ahead of the same levers at batch 64,
-  # lr 0.05 on both seeds (79.44%, 79.40%; 80.82%, 81.30%) and of plain batch 128 (77.24%, 76.46%):
+  # 79.98%, 80.08% and 80.28% as is (82.34%, 81.32% and 81.16% with flips), ahead of the same
+  # levers at batch 64, lr 0.05 on seeds 0 and 1 (79.44%, 79.40%; 80.82%, 81.30%) and of plain
+  # batch 128 (77.24%, 76.46%, 74.72%: +4.0 points on average):
   # at the full schedule batch 64's extra steps stop paying, and on the GPU batch 128 takes half
   # the steps. So batch 128 at lr 0.1 with all three runs
   # first and alone (the best guess, and the likeliest to finish), filling the autotuning cache
@@ -270,7 +271,7 @@ recipes)
   # label smoothing (what dropping it adds), zero-initialized residuals at the full 4 px without
   # label smoothing (what halving the translation adds at full width), and last the first recipe on
   # MobileNetV2 1.4 (the MobileNetV2 paper's widest, about 2x the multiply-adds): a second way to
-  # 85% should the levers add less at full width than at a quarter, where they added 2.7-3.6
+  # 85% should the levers add less at full width than at a quarter, where they added 2.7-5.6
   # points. It autotunes its own shapes beside the others (on the H200 two batch-64 recipes did
   # not finish that way: listed without a result if so). It took the place of the three levers at
   # batch 64, lr 0.05, which trailed batch 128 on both seeds at the CPU's full schedule.
