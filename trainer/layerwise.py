@@ -408,9 +408,10 @@ class LayerwiseTrainer:
                                                                           self.opt_state[i])
         return np.asarray(jax.device_get(losses), np.float32)  # the one host sync of the epoch
 
-    def _precise_rest(self) -> list[list[jax.Array]]:
-        """Per stage, the non-parameter state (leaves) with batch-norm statistics recomputed over the
-        precise-BN training images (trainer/precise_bn.py), or as trained without precise BN.
+    def _precise_rest(self, params: list[list[jax.Array]]) -> list[list[jax.Array]]:
+        """Per stage, the non-parameter state (leaves) with batch-norm statistics recomputed for
+        ``params`` (the weights scored) over the precise-BN training images (trainer/precise_bn.py),
+        or as trained without precise BN.
 
         The training forward computes them, on batches of the training batch size, so that no
         program beyond the two training ones and the evaluation one is compiled per stage: from
@@ -420,7 +421,6 @@ class LayerwiseTrainer:
         """
         if self.precise_bn_idx is None:
             return self.rest
-        params = self.scoring_params()
         x_train, _, mean, std = self.data
         zeroed = []
         for leaves, bns in zip(self.rest, self.bn_leaves):
@@ -460,7 +460,8 @@ class LayerwiseTrainer:
         (as the whole-program trainer's)."""
         if not self._eval:
             self.compile()
-        rest, params = self._precise_rest(), self.scoring_params()
+        params = self.scoring_params()
+        rest = self._precise_rest(params)
         _, _, mean, std = self.data
         bs = self.eval_batch
         nb = -(-len(x) // bs)
