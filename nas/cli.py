@@ -424,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on a class-balanced subset of this many training images (quick checks)")
     p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a setting of the recipe, as `nas train --set` (e.g. label_smoothing=0.0); "
+                        "repeatable. What it changes is part of the retraining setting: its own "
+                        "checkpoints, rows and plots (e.g. fast4+label_smoothing=0.0)")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
     p.set_defaults(func=cmd_retrain)
 

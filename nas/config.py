@@ -177,6 +177,20 @@ def _set(cls: type, tree: dict[str, Any], path: list[str], text: str, full: str)
         tree[path[0]] = _coerce(text, tree[path[0]], full)
 
 
+@dataclasses.dataclass(frozen=True)
+class _TrainerSettings:
+    """What ``nas train --set`` (and ``retrain-spec``, ``retrain``) overrides, named as in a search
+    config (``trainer.crop_pad=2``)."""
+    trainer: TrainConfig
+
+
+def with_trainer_settings(config: TrainConfig, items: list[str] | tuple[str, ...]) -> TrainConfig:
+    """``config`` with ``--set`` items, each ``trainer.KEY=VALUE`` or ``KEY=VALUE``; a bad one is a
+    UserError."""
+    items = [i if i.startswith("trainer.") or "=" not in i else f"trainer.{i}" for i in items]
+    return apply_overrides(_TrainerSettings(config), items).trainer
+
+
 # What `nas search --resume --set KEY=VALUE` may change: a run can take more samples per size, or
 # more ensemble sizes. Any other key would change what its recorded samples mean (their data,
 # training, reward or controller), so it needs a run of its own.

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
-from nas.retrained import retrain_dir, setting_label, setting_slug
+from nas.retrained import retrain_dir, retrain_recipe, row_setting, setting_label, setting_slug
 from nas.store import RunDir
 from search_space.errors import UserError
 
@@ -29,7 +29,7 @@ def choose_retrained(rows: list[dict[str, Any]], ensemble: str | None, size: int
     searched ``sample`` of ``size`` members, or else the most accurate on the test set (of ``size``
     members where given); in retraining ``setting`` (a slug, e.g. fast4-n10000), which may be left
     out when the candidates were retrained in one setting only."""
-    slug = lambda r: setting_slug(r["recipe"], int(r["epochs"]), int(r.get("train_examples") or 0))  # noqa: E731
+    slug = lambda r: setting_slug(*row_setting(r))  # noqa: E731
     cands = rows
     if ensemble is not None:
         cands = [r for r in cands if r["ensemble_id"].startswith(ensemble)]
@@ -65,14 +65,15 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     from nas.export import check_out_folder, data_manifest, member_arrays, read_back_note, write_ensemble
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import with_training_subset
-    from trainer.retrain import RECIPES, restore_retrained, with_epochs
+    from trainer.retrain import restore_retrained
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_search_config())
     row = choose_retrained(retrained_rows(run), args.ensemble, args.size, args.sample, args.setting)
+    setting = row_setting(row)
     recipe_name, epochs, subset = row["recipe"], int(row["epochs"]), row.get("train_examples")
-    recipe = with_epochs(RECIPES[recipe_name], epochs)
-    slug = setting_slug(recipe_name, epochs, int(subset or 0))
+    recipe = retrain_recipe(setting[0], epochs)  # with what `nas retrain --set` changed in it
+    slug = setting_slug(*setting)
     specs = member_specs(run.records())
     out = Path(args.out)
     check_out_folder(out)  # before any loading or compiling (write_ensemble checks again when it writes)
@@ -80,7 +81,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     # the images the members were retrained on, over which their batch-norm statistics are recomputed
     train = with_training_subset(ds, cfg.seed, int(subset) if subset else None)
     print(f"exporting size {row['size']} #{row['sample']} ({row['ensemble_id'][:12]}, "
-          f"{setting_label(recipe_name, epochs, int(subset or 0))}): test accuracy {row['test_accuracy']:.4f}",
+          f"{setting_label(*setting)}): test accuracy {row['test_accuracy']:.4f}",
           file=sys.stderr)
     members, arrays = [], []
     for pos, m in enumerate(row["members"]):
@@ -99,8 +100,9 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     manifest = {
         **data_manifest(ds, train.x_train, recipe.tta_flip), "members": members, "size": int(row["size"]),
         "sample": row["sample"], "ensemble_id": row["ensemble_id"],
-        "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "epochs": epochs,
-                                                                  "train_examples": subset, "setting": slug},
+        "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "set": row.get("set") or [],
+                                                                  "epochs": epochs, "train_examples": subset,
+                                                                  "setting": slug},
         "source_run": str(run.path.resolve()), "test_accuracy": row["test_accuracy"],
     }
     manifest = write_ensemble(out, manifest, arrays, ds.x_test, ds.y_test)

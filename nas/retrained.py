@@ -23,6 +23,7 @@ point, the usual input.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from nas.pareto import pareto_front
+from search_space.errors import UserError
+from trainer.config import TrainConfig
 
 SETTING = ["recipe", "epochs", "train_examples"]
 COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "ensemble_id", "proxy_val_accuracy",
@@ -39,8 +42,28 @@ COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "en
 
 def row_setting(row: dict[str, Any]) -> tuple[str, int, int]:
     """A ``retrain.jsonl`` row's setting: (recipe, epochs, train_examples), 0 images for the whole
-    training split."""
-    return row["recipe"], int(row["epochs"]), int(row.get("train_examples") or 0)
+    training split; the recipe with the row's ``set`` items (``nas retrain --set``) as
+    ``recipe_label`` writes it."""
+    return recipe_label(row["recipe"], row.get("set") or ()), int(row["epochs"]), int(row.get("train_examples") or 0)
+
+
+def recipe_label(recipe: str, items: Iterable[str]) -> str:
+    """A recipe with what ``--set`` changed in it: "fast", or "fast+label_smoothing=0.0+zero_init_residual=true"."""
+    return "+".join([recipe, *items])
+
+
+def changed_settings(recipe: TrainConfig, config: TrainConfig) -> list[str]:
+    """What ``config`` changes in ``recipe`` (the named recipe at ``config``'s epochs, as
+    ``retrain_recipe`` rebuilds it), as canonical ``KEY=VALUE`` items sorted by key, values as JSON
+    and strings bare (``label_smoothing=0.0``, ``zero_init_residual=true``): the same change however
+    spelt is the same retraining setting."""
+    base, mine = recipe.to_dict(), config.to_dict()
+    items = [f"{k}={mine[k] if isinstance(mine[k], str) else json.dumps(mine[k], separators=(',', ':'))}"
+             for k in sorted(mine) if mine[k] != base[k]]
+    for item in items:  # the items name checkpoint folders and are split on "+"
+        if "+" in item or "/" in item:
+            raise UserError(f"--set {item}: a retraining setting cannot hold '+' or '/'")
+    return items
 
 
 def row_source(row: dict[str, Any]) -> str:
@@ -103,9 +126,12 @@ def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any
 
 
 def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
-    """E.g. "fast, 4 epochs on 10,000 training images" (0 images: the whole training split)."""
+    """E.g. "fast, 4 epochs on 10,000 training images" (0 images: the whole training split), or with
+    ``--set`` items "fast (label_smoothing=0.0), 4 epochs on the whole training split"."""
     where = f"{train_examples:,} training images" if train_examples else "the whole training split"
-    return f"{recipe}, {epochs} epoch{'s' if epochs != 1 else ''} on {where}"
+    name, *items = recipe.split("+")
+    changed = f" ({' '.join(items)})" if items else ""
+    return f"{name}{changed}, {epochs} epoch{'s' if epochs != 1 else ''} on {where}"
 
 
 def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:
@@ -114,8 +140,22 @@ def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:
 
 
 def setting_slug(recipe: str, epochs: int, train_examples: int) -> str:
-    """A file-name form of a setting, as `nas retrain` names its checkpoints: "fast4-n10000"."""
-    return f"{recipe}{epochs}" + (f"-n{train_examples}" if train_examples else "")
+    """A file-name form of a setting, as `nas retrain` names its checkpoints: "fast4-n10000", or with
+    ``--set`` items "fast4+label_smoothing=0.0-n10000"."""
+    name, _, items = recipe.partition("+")
+    return f"{name}{epochs}" + (f"+{items}" if items else "") + (f"-n{train_examples}" if train_examples else "")
+
+
+def retrain_recipe(recipe: str, epochs: int) -> TrainConfig:
+    """The trainer config of a setting's recipe (a ``recipe_label``) at ``epochs``: what `nas retrain`
+    trained with, which `nas export` restores with."""
+    from nas.config import with_trainer_settings
+    from trainer.retrain import RECIPES, with_epochs
+
+    name, *items = recipe.split("+")
+    if name not in RECIPES:
+        raise UserError(f"retraining recipe {name!r}: not one of {', '.join(sorted(RECIPES))}")
+    return with_trainer_settings(with_epochs(RECIPES[name], epochs), items)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

@@ -11,10 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from nas.config import apply_overrides, extend_config, from_dict, load_config, load_config_dataset
+from nas.config import (apply_overrides, extend_config, from_dict, load_config, load_config_dataset,
+                        with_trainer_settings)
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
-from nas.retrained import retrain_dir, setting_label, setting_slug
+from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_setting, setting_label,
+                           setting_slug)
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
 from nas.run_summary import data_label, front_ensembles, in_progress_line, members_line, pace_line, summarize
 from nas.store import RunDir
@@ -261,24 +263,25 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     cfg = from_dict(run.read_search_config())
     if args.sample is not None and (args.size is None or args.pool or args.pareto):
         raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
+    base = with_epochs(RECIPES[args.recipe], args.epochs)
+    recipe = with_trainer_settings(base, args.set)  # before the data loads: a bad setting fails at once
+    changed = changed_settings(with_epochs(RECIPES[args.recipe], recipe.epochs), recipe)
     ds = None
     if args.pool:  # the data set is loaded once, for the validation labels and for retraining
         ds = load_config_dataset(cfg)
         chosen = pool_choices(run, ds, args.size, args.pareto, args.top)
     else:
         chosen = searched_choices(run.records(), run.path, args.size, args.sample, args.pareto, args.top)
-    recipe = with_epochs(RECIPES[args.recipe], args.epochs)
     if ds is None:
         ds = load_config_dataset(cfg)
     subset = args.train_examples
     ds = with_training_subset(ds, cfg.seed, subset)  # a class-balanced subset, for quick checks
     out_path = run.path / "retrain.jsonl"
     appended = 0
-    finished = {(x["ensemble_id"], x["recipe"], x["epochs"], x.get("train_examples")): x for x in run.retrains()}
-    todo = [r for r in chosen if (r["ensemble_id"], args.recipe, recipe.epochs, subset) not in finished]
-
-    setting = (args.recipe, recipe.epochs, subset or 0)  # as nas/retrained.py groups retrains
+    setting = (recipe_label(args.recipe, changed), recipe.epochs, subset or 0)  # as nas/retrained.py groups retrains
     slug = setting_slug(*setting)
+    finished = {(x["ensemble_id"], *row_setting(x)): x for x in run.retrains()}
+    todo = [r for r in chosen if (r["ensemble_id"], *setting) not in finished]
 
     def member_run(pos: int, m: dict[str, Any]) -> tuple[int, Path]:
         seed = member_seed(m, cfg.seed, pos)  # the seed it was searched with
@@ -293,7 +296,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     # retrained, or restored and scored, once per command
     start, scored = time.perf_counter(), {}
     for r in chosen:
-        prior = finished.get((r["ensemble_id"], args.recipe, recipe.epochs, subset))
+        prior = finished.get((r["ensemble_id"], *setting))
         if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
             print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {prior['test_accuracy']:.4f} "
                   f"(retrained earlier)")
@@ -316,6 +319,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
             logits.append(scored[ckpt].test_logits)
         metrics = evaluate_ensemble(logits, ds.y_test)
         row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
+               **({"set": changed} if changed else {}),
                "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
                "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
                "latency_max_ms": r["latency_max_ms"],

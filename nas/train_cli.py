@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from nas.config import apply_overrides
+from nas.config import with_trainer_settings
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
@@ -43,25 +42,13 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
     print(f"  epoch {epoch}/{epochs}  loss {loss:.4f}", file=sys.stderr, flush=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    """What ``nas train --set`` overrides, named as in a search config (``trainer.crop_pad=2``)."""
-    trainer: TrainConfig
-
-
-def _with_settings(config: TrainConfig, items: list[str]) -> TrainConfig:
-    """``config`` with ``--set`` items, each ``trainer.KEY=VALUE`` or ``KEY=VALUE``."""
-    items = [i if i.startswith("trainer.") or "=" not in i else f"trainer.{i}" for i in items]
-    return apply_overrides(_Settings(config), items).trainer
-
-
 def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     from trainer.train import train_member
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, dtype=args.dtype,
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
                          tta_flip=args.tta_flip)
-    config = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
+    config = with_trainer_settings(config, args.set)  # before the data loads: a bad setting fails at once
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
@@ -87,7 +74,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
 
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
-    config = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
+    config = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))

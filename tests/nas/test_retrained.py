@@ -97,6 +97,32 @@ def test_fronts_and_the_comparison_with_singles_use_test_accuracy():
     assert alone["single"].tolist() == [None] and alone["margin"].isna().all()
 
 
+def test_a_setting_with_set_items_names_keys_and_rebuilds_its_recipe():
+    from nas.config import with_trainer_settings
+    from nas.retrained import changed_settings, recipe_label, retrain_recipe, row_setting, setting_label, setting_slug
+    from trainer.retrain import RECIPES, with_epochs
+
+    recipe = with_trainer_settings(with_epochs(RECIPES["wrn"], 30), ["crop_pad=2", "trainer.ema_decay=0.999"])
+    items = changed_settings(with_epochs(RECIPES["wrn"], 30), recipe)
+    assert items == ["crop_pad=2", "ema_decay=0.999"]  # sorted by key, whatever the order given
+    row = _row(1, 3, 0.6, 0.8, 1.0, recipe="wrn", epochs=30, train_examples=None) | {"set": items}
+    setting = row_setting(row)
+    assert setting == ("wrn+crop_pad=2+ema_decay=0.999", 30, 0)
+    assert setting_slug(*setting) == "wrn30+crop_pad=2+ema_decay=0.999"
+    assert setting_label(*setting) == "wrn (crop_pad=2 ema_decay=0.999), 30 epochs on the whole training split"
+    assert retrain_recipe(setting[0], 30) == recipe  # what `nas export` restores with
+    assert retrain_recipe("wrn", 30) == with_epochs(RECIPES["wrn"], 30) and recipe_label("wrn", []) == "wrn"
+    # a row without items (every row before --set) keeps its old setting, slug and label
+    assert row_setting(ROWS[0]) == ("fast", 4, 10000) and setting_slug(*row_setting(ROWS[0])) == "fast4-n10000"
+    # rows of the two settings are two groups
+    df = retrain_frame([ROWS[0], ROWS[0] | {"set": ["label_smoothing=0.0"]}])
+    assert sorted(df["recipe"]) == ["fast", "fast+label_smoothing=0.0"]
+    # the step boundaries with_epochs fits to a schedule are no item; ones given are
+    step = with_trainer_settings(with_epochs(RECIPES["wrn"], 100), ["step_epochs=30,60"])
+    assert changed_settings(with_epochs(RECIPES["wrn"], 100), step) == ["step_epochs=[30,60]"]
+    assert retrain_recipe("wrn+step_epochs=[30,60]", 100) == step
+
+
 def test_the_proxys_first_choice_against_the_best_after_retraining():
     picks = proxy_picks(retrain_frame(ROWS)).set_index("size")
     # singles: the proxy picks #9 (0.70), which retrains to 0.81; #7 reaches 0.82

@@ -350,6 +350,58 @@ def test_retrain_trains_a_member_shared_by_chosen_ensembles_once(tmp_path, monke
     assert f"[{len(set(members))}/{len(set(members))}," in capsys.readouterr().err  # progress counts distinct members
 
 
+def test_retrain_set_is_a_setting_of_its_own(tmp_path, monkeypatch, capsys):
+    """`nas retrain --set` trains with the changed recipe into checkpoint folders and rows of their
+    own; the same change however spelt is the same setting (a rerun reports it), the plain recipe
+    stays another; a bad item is one line and exit 2 before any data loads."""
+    import trainer.data
+    import trainer.retrain
+
+    _search(tmp_path / "run", "random")
+    run = str(tmp_path / "run")
+    loads = []
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: loads.append(1) or _dataset())
+    calls = []
+
+    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
+        calls.append((config, checkpoint_dir.name))
+        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
+        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
+
+    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    base = ["retrain", run, "--size", "1", "--epochs", "2"]
+    assert main([*base, "--set", "trainer.zero_init_residual=yes", "--set", "label_smoothing=0"]) == 0
+    (config, folder), = calls
+    assert config.label_smoothing == 0.0 and config.zero_init_residual and config.epochs == 2
+    assert folder.endswith("-fast2+label_smoothing=0.0+zero_init_residual=true")
+    row, = RunDir(run).retrains()
+    assert row["recipe"] == "fast" and row["set"] == ["label_smoothing=0.0", "zero_init_residual=true"]
+    assert "(fast (label_smoothing=0.0 zero_init_residual=true), 2 epochs on the whole training split)" in \
+        capsys.readouterr().err
+    # the same change spelt otherwise, and in another order: retrained earlier
+    assert main([*base, "--set", "label_smoothing=0.0", "--set", "zero_init_residual=true"]) == 0
+    assert "every chosen ensemble was retrained earlier" in capsys.readouterr().out and len(calls) == 1
+    assert main(base) == 0  # the plain recipe is another setting, with its own folder and row
+    assert len(calls) == 2 and calls[1][1].endswith("-fast2") and calls[1][0].label_smoothing == 0.1
+    plain = RunDir(run).retrains()[1]
+    assert "set" not in plain and plain["recipe"] == "fast"
+    capsys.readouterr()
+    assert main(["show", run]) == 0
+    shown = capsys.readouterr().out
+    assert "retrained (fast, 2 epochs on the whole training split; 1 ensemble" in shown
+    assert "retrained (fast (label_smoothing=0.0 zero_init_residual=true), 2 epochs on the whole" in shown
+    assert main(["plot", run]) == 0
+    assert (tmp_path / "run" / "plots" / "retrain-fast2+label_smoothing=0.0+zero_init_residual=true.png").exists()
+    n_loads = len(loads)
+    for items, message in [(["label_smoothing=abc"], "--set trainer.label_smoothing: expected a float"),
+                           (["colour=red"], "unknown key 'colour'"),
+                           (["learning_rate=1e20"], "a retraining setting cannot hold '+' or '/'")]:
+        assert main([*base, *(a for i in items for a in ("--set", i))]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert len(loads) == n_loads and len(RunDir(run).retrains()) == 2
+
+
 def test_the_log_counts_rounds_and_members_with_the_time_left(tmp_path):
     lines = []
     run = RunDir(tmp_path / "run")

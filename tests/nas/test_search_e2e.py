@@ -221,6 +221,32 @@ def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(ret
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "x").exists()
 
 
+def test_a_retraining_with_set_items_exports_with_them(retrained_copy, tmp_path, capsys):
+    """`nas retrain --set` beside the plain recipe: its member trains anew into a folder of its own
+    with the changed recipe, and `nas export` then needs --setting and restores it with the same
+    changes (a folder keeps one run's recipe and refuses any other)."""
+    from trainer.retrain import SAVED_LOGITS
+
+    copy = tmp_path / "copy"
+    shutil.copytree(retrained_copy[0], copy)
+    printed = nas_here("retrain", str(copy), *RETRAIN_ARGS, "--set", "label_smoothing=0.0").stdout
+    assert "1 result appended to" in printed
+    plain, changed = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
+    assert changed["ensemble_id"] == plain["ensemble_id"] and changed["set"] == ["label_smoothing=0.0"]
+    member = changed["members"][0]
+    folder = copy / "retrain" / f"{member['id'][:16]}-seed{member['seed']}-fast1+label_smoothing=0.0-n256"
+    assert (folder / SAVED_LOGITS).exists()
+    assert main(["export", str(copy), "--size", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "several settings; choose one with --setting (fast1+label_smoothing=0.0-n256, fast1-n256)" in \
+        capsys.readouterr().err
+    out = tmp_path / "exported"
+    nas_here("export", str(copy), "--size", "1", "--setting", "fast1+label_smoothing=0.0-n256", "--out", str(out))
+    manifest = json.loads((out / "ensemble.json").read_text())
+    assert manifest["retrain"]["set"] == ["label_smoothing=0.0"]
+    assert manifest["test_accuracy"] == changed["test_accuracy"]
+    assert manifest["test_accuracy_exported"] == pytest.approx(changed["test_accuracy"], abs=1e-3)
+
+
 def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, tmp_path, capsys, monkeypatch):
     run, _, _ = resumed_run
     copy = tmp_path / "copy"
