@@ -266,6 +266,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     base = with_epochs(RECIPES[args.recipe], args.epochs)
     recipe = with_trainer_settings(base, args.set)  # before the data loads: a bad setting fails at once
     changed = changed_settings(with_epochs(RECIPES[args.recipe], recipe.epochs), recipe)
+    if args.set and not changed:
+        print(f"--set: {' '.join(args.set)} changes nothing in the {args.recipe} recipe", file=sys.stderr)
     ds = None
     if args.pool:  # the data set is loaded once, for the validation labels and for retraining
         ds = load_config_dataset(cfg)

@@ -382,6 +382,8 @@ def test_retrain_set_is_a_setting_of_its_own(tmp_path, monkeypatch, capsys):
     assert main([*base, "--set", "label_smoothing=0.0", "--set", "zero_init_residual=true"]) == 0
     assert "every chosen ensemble was retrained earlier" in capsys.readouterr().out and len(calls) == 1
     assert main(base) == 0  # the plain recipe is another setting, with its own folder and row
+    assert main([*base, "--set", "label_smoothing=0.1"]) == 0  # the recipe's own value: the plain setting
+    assert "--set: label_smoothing=0.1 changes nothing in the fast recipe" in capsys.readouterr().err
     assert len(calls) == 2 and calls[1][1].endswith("-fast2") and calls[1][0].label_smoothing == 0.1
     plain = RunDir(run).retrains()[1]
     assert "set" not in plain and plain["recipe"] == "fast"
