@@ -34,7 +34,8 @@ def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -
         recipe, epochs, train_examples = setting
         same = lambda f: in_setting(f, setting).drop(columns=SETTING)  # noqa: E731
         gains = retrained_gains(d)
-        out.append({"recipe": recipe, "epochs": int(epochs), "train_examples": int(train_examples),
+        name, *items = recipe.split("+")  # the recipe and what `nas retrain --set` changed in it
+        out.append({"recipe": name, "set": items, "epochs": int(epochs), "train_examples": int(train_examples),
                     "label": setting_label(recipe, int(epochs), int(train_examples)),
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
                     "agreement": json_rows(same(agreement)),
@@ -107,7 +108,7 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
 def print_agreement(run: RunDir, setting: tuple[str, int, int]) -> None:
     """After `nas retrain`: the setting's agreement line (with three or more ensembles retrained)."""
     for s in retrained_report(run):
-        if (s["recipe"], s["epochs"], s["train_examples"]) == setting and len(s["ensembles"]) >= 3:
+        if s["slug"] == setting_slug(*setting) and len(s["ensembles"]) >= 3:
             print(f"proxy -> test rank agreement (Spearman, Kendall tau-b): {agreement_line(s)}")
 
 

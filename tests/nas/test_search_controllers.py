@@ -3,6 +3,7 @@ training): fast enough to check what only a whole search shows, e.g. that regula
 children are mutations of earlier samples and that an interrupted search resumes exactly."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -392,6 +393,11 @@ def test_retrain_set_is_a_setting_of_its_own(tmp_path, monkeypatch, capsys):
     shown = capsys.readouterr().out
     assert "retrained (fast, 2 epochs on the whole training split; 1 ensemble" in shown
     assert "retrained (fast (label_smoothing=0.0 zero_init_residual=true), 2 epochs on the whole" in shown
+    assert main(["show", run, "--json"]) == 0
+    shown = {s["slug"]: s for s in json.loads(capsys.readouterr().out)["retrained"]}
+    assert [(s["recipe"], s["set"]) for s in shown.values()] == [
+        ("fast", []), ("fast", ["label_smoothing=0.0", "zero_init_residual=true"])]
+    assert sorted(shown) == ["fast2", "fast2+label_smoothing=0.0+zero_init_residual=true"]
     assert main(["plot", run]) == 0
     assert (tmp_path / "run" / "plots" / "retrain-fast2+label_smoothing=0.0+zero_init_residual=true.png").exists()
     n_loads = len(loads)
