@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable. What it changes is part of the retraining setting: its own "
                         "checkpoints, rows and plots (e.g. fast4+label_smoothing=0.0)")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="retrain this many members at once, each in a process of its own (default 1: one "
+                        "after another in this process); several small members share one GPU")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("export", help="a retrained ensemble as a folder of its own: specs, weights, class names",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +259,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     from nas.search import member_seed, progress_prefix
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import with_training_subset
-    from trainer.retrain import RECIPES, retrain, with_epochs
+    from nas.retrain_workers import RetrainWorkers
+    from trainer.retrain import RECIPES, RetrainResult, retrain, with_epochs
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_search_config())
@@ -296,42 +299,64 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
               file=sys.stderr)
     # a member shared by several chosen ensembles (evolution's children share their parents') is
     # retrained, or restored and scored, once per command
-    start, scored = time.perf_counter(), {}
-    for r in chosen:
-        prior = finished.get((r["ensemble_id"], *setting))
-        if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
-            print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {prior['test_accuracy']:.4f} "
-                  f"(retrained earlier)")
-            continue
-        logits = []
-        for pos, m in enumerate(r["members"]):
-            seed, ckpt = member_run(pos, m)
-            if ckpt not in scored:
-                print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
-                res = scored[ckpt] = retrain(
-                    spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every,
-                    progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
-                elapsed = time.perf_counter() - start
-                # members train one after another, each with its own compile: the mean pace, not the
-                # pace after the first (which suits a pipelined search round)
-                print(f"  {progress_prefix(len(scored), len(checkpoints), elapsed)}member {m['id'][:12]} "
-                      f"seed {seed}: test {res.test_accuracy:.4f}"
-                      + (" (trained earlier: its saved test logits)" if res.from_saved_logits else ""),
-                      file=sys.stderr, flush=True)
-            logits.append(scored[ckpt].test_logits)
-        metrics = evaluate_ensemble(logits, ds.y_test)
-        row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
-               **({"set": changed} if changed else {}),
-               "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
-               "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
-               "latency_max_ms": r["latency_max_ms"],
-               # each member's proxy accuracy next to its test accuracy (nas/retrained.py ranks them)
-               "members": [{"id": m["id"], "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy"),
-                            "latency_ms": m.get("latency_ms")} for m in r["members"]]}
-        run.append_retrain(row)
-        appended += 1
-        print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
-              f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
+    start, scored, pending = time.perf_counter(), {}, {}
+
+    def member_result(pos: int, m: dict[str, Any]) -> RetrainResult:
+        """The member's retraining: from the workers where they have it (``pending``), else here."""
+        seed, ckpt = member_run(pos, m)
+        if ckpt in scored:
+            return scored[ckpt]
+        if ckpt in pending:
+            try:
+                res = scored[ckpt] = pending[ckpt].result()
+            except BrokenProcessPool as e:
+                raise UserError(f"a retraining worker died ({e}); rerun the command: the ensembles finished are "
+                                "kept, and the other members resume from their checkpoints") from None
+        else:
+            print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
+            res = scored[ckpt] = retrain(
+                spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every,
+                progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
+        # members train one after another (or N at a time), each with its own compile: the mean pace,
+        # not the pace after the first (which suits a pipelined search round)
+        print(f"  {progress_prefix(len(scored), len(checkpoints), time.perf_counter() - start)}member "
+              f"{m['id'][:12]} seed {seed}: test {res.test_accuracy:.4f}"
+              + (" (trained earlier: its saved test logits)" if res.from_saved_logits else ""),
+              file=sys.stderr, flush=True)
+        return res
+
+    with contextlib.ExitStack() as stack:
+        n_workers = min(args.workers, len(checkpoints))
+        if n_workers > 1:  # every distinct member handed to the workers at once, in the order they are needed
+            workers = stack.enter_context(RetrainWorkers(ds, n_workers))
+            print(f"retraining in {n_workers} worker processes", file=sys.stderr)
+            for r in todo:
+                for pos, m in enumerate(r["members"]):
+                    seed, ckpt = member_run(pos, m)
+                    if ckpt not in pending:
+                        print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
+                        pending[ckpt] = workers.submit(spec_from_dict(m["spec"]), recipe, seed, ckpt, args.every,
+                                                       m["id"][:12])
+        for r in chosen:
+            prior = finished.get((r["ensemble_id"], *setting))
+            if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
+                print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test "
+                      f"{prior['test_accuracy']:.4f} (retrained earlier)")
+                continue
+            logits = [member_result(pos, m).test_logits for pos, m in enumerate(r["members"])]
+            metrics = evaluate_ensemble(logits, ds.y_test)
+            row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
+                   **({"set": changed} if changed else {}),
+                   "epochs": recipe.epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
+                   "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
+                   "latency_max_ms": r["latency_max_ms"],
+                   # each member's proxy accuracy next to its test accuracy (nas/retrained.py ranks them)
+                   "members": [{"id": m["id"], "seed": m.get("seed"), "val_accuracy": m.get("val_accuracy"),
+                                "latency_ms": m.get("latency_ms")} for m in r["members"]]}
+            run.append_retrain(row)
+            appended += 1
+            print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
+                  f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
     print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}" if appended
           else f"every chosen ensemble was retrained earlier; results in {out_path}")
     print_agreement(run, setting)

@@ -247,6 +247,21 @@ def test_a_retraining_with_set_items_exports_with_them(retrained_copy, tmp_path,
     assert manifest["test_accuracy_exported"] == pytest.approx(changed["test_accuracy"], abs=1e-3)
 
 
+@pytest.mark.slow
+def test_retraining_in_worker_processes_gives_what_retraining_here_gives(resumed_run, tmp_path):
+    """`nas retrain --workers 2`: the pair's two members retrain side by side in two processes, and
+    its row (test accuracies, ensemble and members) is the in-process retraining's, value for value."""
+    run, _, _ = resumed_run
+    rows = {}
+    for mode, extra in (("here", ()), ("workers", ("--workers", "2"))):
+        copy = tmp_path / mode
+        shutil.copytree(run, copy)
+        done = nas_here("retrain", str(copy), "--size", "2", "--epochs", "1", "--train-examples", "256", *extra)
+        assert ("retraining in 2 worker processes" in done.stderr) == bool(extra)
+        rows[mode], = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
+    assert rows["workers"] == rows["here"] and len(rows["here"]["test_member_accuracies"]) == 2
+
+
 def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, tmp_path, capsys, monkeypatch):
     run, _, _ = resumed_run
     copy = tmp_path / "copy"
