@@ -410,6 +410,59 @@ def test_retrain_set_is_a_setting_of_its_own(tmp_path, monkeypatch, capsys):
     assert len(loads) == n_loads and len(RunDir(run).retrains()) == 2
 
 
+def test_retrain_workers_results_make_the_rows_and_a_dead_worker_is_one_line(tmp_path, monkeypatch, capsys):
+    """`nas retrain --workers N` hands every distinct member to the workers up front, in the order
+    the ensembles need them, and builds each row from their results as they come; a worker that
+    died is one error line, exit 2, with the ensembles finished before it kept."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import nas.retrain_workers
+    import trainer.data
+    import trainer.retrain
+
+    _search(tmp_path / "run", "random")
+    run = str(tmp_path / "run")
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
+    submitted, broken_after = [], [None]
+
+    class FakeWorkers:
+        def __init__(self, dataset, workers):
+            self.dataset, self.workers = dataset, workers
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def submit(self, spec, config, seed, checkpoint_dir, every, label):
+            submitted.append((spec.id, seed))
+            done = Future()
+            if broken_after[0] is not None and len(submitted) > broken_after[0]:
+                done.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+            else:
+                right = np.eye(self.dataset.num_classes, dtype=np.float32)[self.dataset.y_test]
+                done.set_result(trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0))
+            return done
+
+    monkeypatch.setattr(nas.retrain_workers, "RetrainWorkers", FakeWorkers)
+    monkeypatch.setattr(trainer.retrain, "retrain", lambda *a, **k: pytest.fail("retrained in the command's process"))
+    assert main(["retrain", run, "--size", "2", "--top", "2", "--epochs", "1", "--workers", "3"]) == 0
+    rows = RunDir(run).retrains()
+    assert [r["size"] for r in rows] == [2, 2] and all(r["test_accuracy"] == 1.0 for r in rows)
+    need = [(m["id"], m["seed"]) for r in rows for m in r["members"]]
+    assert submitted == list(dict.fromkeys(need))  # each distinct member once, in the order needed
+    assert "retraining in 3 worker processes" in capsys.readouterr().err
+    submitted.clear()
+    broken_after[0] = 2  # the third member's worker dies: the first pair's row is appended, then one line
+    assert main(["retrain", run, "--size", "2", "--top", "4", "--epochs", "1", "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("nas retrain: error: a retraining worker died (A process in the process pool")
+    assert "rerun the command" in err[-1] and not any("Traceback" in l for l in err)
+    assert len(RunDir(run).retrains()) == 3
+
+
 def test_the_log_counts_rounds_and_members_with_the_time_left(tmp_path):
     lines = []
     run = RunDir(tmp_path / "run")
