@@ -256,10 +256,10 @@ def searched_choices(records: list[dict[str, Any]], where: Path, size: int | Non
 def run_retrain_cmd(args: argparse.Namespace) -> int:
     """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
     from nas.ensemble import evaluate_ensemble
+    from nas.retrain_workers import RetrainWorkers
     from nas.search import member_seed, progress_prefix
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import with_training_subset
-    from nas.retrain_workers import RetrainWorkers
     from trainer.retrain import RECIPES, RetrainResult, retrain, with_epochs
 
     run = RunDir(args.run)
