@@ -44,17 +44,23 @@ from trainer.data import Split
 from trainer.train import MemberResult
 
 
-def write_split(split: Split, folder: Path) -> None:
-    """The split's arrays as .npy files plus its name and class names, written under a temporary
-    name and renamed, so a folder that exists is complete."""
+def write_arrays(data: Any, names: tuple[str, ...], folder: Path) -> None:
+    """``data``'s arrays ``names`` as .npy files plus its name and class names (a Split, a Dataset),
+    written under a temporary name and renamed, so a folder that exists is complete; workers read
+    them back memory-mapped (nas.process_worker.read_arrays)."""
     import numpy as np
 
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    for name in SPLIT_ARRAYS:
-        np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(split, name)))
-    (tmp / "meta.json").write_text(json.dumps({"name": split.name, "class_names": list(split.class_names)}))
+    for name in names:
+        np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
+    (tmp / "meta.json").write_text(json.dumps({"name": data.name, "class_names": list(data.class_names)}))
     tmp.replace(folder)
+
+
+def write_split(split: Split, folder: Path) -> None:
+    """The split's arrays for ``nas.process_worker.read_split``."""
+    write_arrays(split, SPLIT_ARRAYS, folder)
 
 
 class _Worker:

@@ -33,12 +33,7 @@ def worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str]
     """A worker's loop: receive (split_path, spec, config, seed), send back the MemberResult.
     ``scratch`` is the driver's folder of split copies, removed here if the driver dies first."""
     exit_with_parent(driver_pid, scratch)
-    os.environ.update(env)
-    import jax
-
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    use_driver_env(env)
     from nas.evaluators import epoch_progress
     from nas.evaluators import failed_result as _failed
     from trainer.train import train_member
@@ -66,14 +61,31 @@ def worker_main(conn: multiprocessing.connection.Connection, env: dict[str, str]
         conn.send(result)
 
 
-def read_split(folder: str) -> Split:
-    """The split ``nas.process_backend.write_split`` wrote, its arrays memory-mapped."""
+def use_driver_env(env: dict[str, str]) -> None:
+    """A worker's environment from its driver (``env`` on top of the inherited one), and the
+    driver's persistent compilation cache, which only ``jax.config`` turns on for it."""
+    os.environ.update(env)
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def read_arrays(folder: str | Path, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``nas.process_backend.write_arrays`` wrote: its meta.json (name, class names) and the
+    arrays ``names``, memory-mapped (N workers share one copy in host memory)."""
     import numpy as np
 
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    return meta, {name: np.load(Path(folder) / f"{name}.npy", mmap_mode="r") for name in names}
+
+
+def read_split(folder: str) -> Split:
+    """The split ``nas.process_backend.write_split`` wrote, its arrays memory-mapped."""
     from trainer.data import Split
 
-    meta = json.loads((Path(folder) / "meta.json").read_text())
-    arrays = {name: np.load(Path(folder) / f"{name}.npy", mmap_mode="r") for name in SPLIT_ARRAYS}
+    meta, arrays = read_arrays(folder, SPLIT_ARRAYS)
     return Split(meta["name"], class_names=tuple(meta["class_names"]), **arrays)
 
 

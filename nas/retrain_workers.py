@@ -14,7 +14,6 @@ A worker that dies ends the command with one error line; the ensembles finished 
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
@@ -23,10 +22,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nas.evaluators import compilation_cache_env
-from nas.process_worker import exit_with_parent
+from nas.process_backend import write_arrays
+from nas.process_worker import exit_with_parent, read_arrays, use_driver_env
 from search_space.spec import ArchSpec
 from trainer.config import TrainConfig
 from trainer.data import Dataset
@@ -35,18 +33,9 @@ from trainer.retrain import RetrainResult
 DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def write_dataset(ds: Dataset, folder: Path) -> None:
-    """``ds``'s arrays as .npy files plus its name and class names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in DATASET_ARRAYS:
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(ds, name)))
-    (folder / "meta.json").write_text(json.dumps({"name": ds.name, "class_names": list(ds.class_names)}))
-
-
 def read_dataset(folder: Path) -> Dataset:
-    """The Dataset ``write_dataset`` wrote, its arrays memory-mapped."""
-    meta = json.loads((folder / "meta.json").read_text())
-    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in DATASET_ARRAYS}
+    """The Dataset ``write_arrays`` wrote, its arrays memory-mapped."""
+    meta, arrays = read_arrays(folder, DATASET_ARRAYS)
     return Dataset(meta["name"], class_names=tuple(meta["class_names"]), **arrays)
 
 
@@ -56,12 +45,7 @@ _DATA: Dataset | None = None  # a worker's retraining data, read once by _start_
 def _start_worker(folder: str, env: dict[str, str], driver_pid: int, scratch: str) -> None:
     global _DATA
     exit_with_parent(driver_pid, scratch)  # a killed command leaves nothing holding the GPU
-    os.environ.update(env)
-    import jax
-
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    use_driver_env(env)
     _DATA = read_dataset(Path(folder))
 
 
@@ -89,7 +73,7 @@ class RetrainWorkers:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         self._tmp = tempfile.TemporaryDirectory(prefix="nas-retrain-")
         folder = Path(self._tmp.name) / "data"
-        write_dataset(dataset, folder)
+        write_arrays(dataset, DATASET_ARRAYS, folder)
         env = {**compilation_cache_env(), "XLA_PYTHON_CLIENT_PREALLOCATE": os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"]}
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker,

@@ -52,6 +52,12 @@ def recipe_label(recipe: str, items: Iterable[str]) -> str:
     return "+".join([recipe, *items])
 
 
+def split_recipe_label(label: str) -> tuple[str, list[str]]:
+    """``recipe_label``'s recipe name and items back from the label."""
+    name, *items = label.split("+")
+    return name, items
+
+
 def changed_settings(recipe: TrainConfig, config: TrainConfig) -> list[str]:
     """What ``config`` changes in ``recipe`` (the named recipe at ``config``'s epochs, as
     ``retrain_recipe`` rebuilds it), as canonical ``KEY=VALUE`` items sorted by key, values as JSON
@@ -129,7 +135,7 @@ def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
     """E.g. "fast, 4 epochs on 10,000 training images" (0 images: the whole training split), or with
     ``--set`` items "fast (label_smoothing=0.0), 4 epochs on the whole training split"."""
     where = f"{train_examples:,} training images" if train_examples else "the whole training split"
-    name, *items = recipe.split("+")
+    name, items = split_recipe_label(recipe)
     changed = f" ({' '.join(items)})" if items else ""
     return f"{name}{changed}, {epochs} epoch{'s' if epochs != 1 else ''} on {where}"
 
@@ -142,8 +148,8 @@ def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:
 def setting_slug(recipe: str, epochs: int, train_examples: int) -> str:
     """A file-name form of a setting, as `nas retrain` names its checkpoints: "fast4-n10000", or with
     ``--set`` items "fast4+label_smoothing=0.0-n10000"."""
-    name, _, items = recipe.partition("+")
-    return f"{name}{epochs}" + (f"+{items}" if items else "") + (f"-n{train_examples}" if train_examples else "")
+    name, items = split_recipe_label(recipe)
+    return f"{name}{epochs}" + "".join(f"+{i}" for i in items) + (f"-n{train_examples}" if train_examples else "")
 
 
 def retrain_recipe(recipe: str, epochs: int) -> TrainConfig:
@@ -152,7 +158,7 @@ def retrain_recipe(recipe: str, epochs: int) -> TrainConfig:
     from nas.config import with_trainer_settings
     from trainer.retrain import RECIPES, with_epochs
 
-    name, *items = recipe.split("+")
+    name, items = split_recipe_label(recipe)
     if name not in RECIPES:
         raise UserError(f"retraining recipe {name!r}: not one of {', '.join(sorted(RECIPES))}")
     return with_trainer_settings(with_epochs(RECIPES[name], epochs), items)

@@ -266,8 +266,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     cfg = from_dict(run.read_search_config())
     if args.sample is not None and (args.size is None or args.pool or args.pareto):
         raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
-    base = with_epochs(RECIPES[args.recipe], args.epochs)
-    recipe = with_trainer_settings(base, args.set)  # before the data loads: a bad setting fails at once
+    # before the data loads: a bad --set item fails at once
+    recipe = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)
     changed = changed_settings(with_epochs(RECIPES[args.recipe], recipe.epochs), recipe)
     if args.set and not changed:
         print(f"--set: {' '.join(args.set)} changes nothing in the {args.recipe} recipe", file=sys.stderr)
