@@ -292,7 +292,12 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         seed = member_seed(m, cfg.seed, pos)  # the seed it was searched with
         return seed, retrain_dir(run.path, m["id"], seed, slug)
 
-    checkpoints = list(dict.fromkeys(member_run(pos, m)[1] for r in todo for pos, m in enumerate(r["members"])))
+    # each distinct member to retrain (its folder: its seed and record), in the order the ensembles need them
+    checkpoints = {}
+    for r in todo:
+        for pos, m in enumerate(r["members"]):
+            seed, ckpt = member_run(pos, m)
+            checkpoints.setdefault(ckpt, (seed, m))
     if todo:
         print(f"retraining {len(todo)} ensemble{'s' if len(todo) != 1 else ''}: {len(checkpoints)} distinct "
               f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(*setting)})",
@@ -330,13 +335,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         if n_workers > 1:  # every distinct member handed to the workers at once, in the order they are needed
             workers = stack.enter_context(RetrainWorkers(ds, n_workers))
             print(f"retraining in {n_workers} worker processes", file=sys.stderr)
-            for r in todo:
-                for pos, m in enumerate(r["members"]):
-                    seed, ckpt = member_run(pos, m)
-                    if ckpt not in pending:
-                        print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
-                        pending[ckpt] = workers.submit(spec_from_dict(m["spec"]), recipe, seed, ckpt, args.every,
-                                                       m["id"][:12])
+            for ckpt, (seed, m) in checkpoints.items():
+                print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
+                pending[ckpt] = workers.submit(spec_from_dict(m["spec"]), recipe, seed, ckpt, args.every, m["id"][:12])
         for r in chosen:
             prior = finished.get((r["ensemble_id"], *setting))
             if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
