@@ -216,9 +216,21 @@ def cmd_study(args: argparse.Namespace) -> int:
     return run_study_cmd(args)
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an argument it does not know is its own error, shown with its usage
+    (``nas show: error: unrecognized arguments: --size 7``), where argparse would hand it up to
+    `nas` and print the usage of `nas` alone."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search of diverse ensembles.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
 
     p = sub.add_parser("describe", help="parameters and multiply-adds of an architecture, per layer and in total",
                        description="Print parameters and multiply-adds per layer and in total.")

@@ -57,3 +57,11 @@ def test_argparse_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+def test_an_unknown_option_is_the_commands_error_with_its_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["describe", "mnasnet-a1", "--size", "7"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: nas describe ")
+    assert err.splitlines()[-1] == "nas describe: error: unrecognized arguments: --size 7"
