@@ -169,6 +169,20 @@ def _layers(compiled: int, stages: int, loaded: int = 0) -> str:
     return f", {compiled} of {stages} layers compiled"
 
 
+def bench_config(epochs: int, batch: int | None = None, items: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """What both modes train with: the CIFAR-10 search's proxy recipe (experiments/cifar_proxy.py)
+    with ``--set`` items (``batch_size=512``, ``trainer.learning_rate=0.4``; a bad one is a
+    UserError), at ``epochs`` (its warm-up kept inside them) and at ``batch`` where given. So the
+    benchmark runs the search's own recipe, and a recipe changed on the GPU (say a larger batch,
+    fewer steps an epoch) is measured as a search would run it."""
+    from experiments.cifar_proxy import CIFAR_PROXY
+    from nas.config import with_trainer_settings
+
+    config = with_trainer_settings(CIFAR_PROXY, list(items))
+    return config.replace(epochs=epochs, batch_size=config.batch_size if batch is None else batch,
+                          warmup_epochs=min(config.warmup_epochs, epochs))
+
+
 def run_mode(args: argparse.Namespace) -> dict:
     """One mode in this process (the parent starts one subprocess per mode)."""
     import jax
@@ -183,14 +197,13 @@ def run_mode(args: argparse.Namespace) -> dict:
 
         PROGRAMS.KEEP = 0  # naive: every member compiles its own programs, even a repeated architecture
     from nas.evaluators import MemberJob, SequentialEvaluator, default_backend, make_evaluator
-    from trainer.config import TrainConfig
     from trainer.data import load_dataset, validation_split
 
     ds = load_dataset(args.dataset)
     split = validation_split(ds, args.val_size, seed=0, train_examples=args.train_examples)
     members = _sample_members(split.native_resolution, args.members, args.width, args.head, args.seed,
                               args.blocks)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    config = bench_config(args.epochs, args.batch_size, args.set)
     if args.mode == "optimized" and args.optimized_variant:
         from experiments.bench_compile_options import variant_config
 
@@ -375,7 +388,10 @@ def main() -> None:
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--train-examples", type=int)
     ap.add_argument("--val-size", type=int, default=5000)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, help="the proxy recipe's batch size unless given (256 today)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a trainer setting of the proxy recipe both modes train with, as `nas train --set` "
+                         "(e.g. learning_rate=0.4); repeatable")
     ap.add_argument("--width", type=float, default=1.0, help="width multiplier of the sampled members")
     ap.add_argument("--head", type=int, default=1280, help="head filters of the sampled members")
     ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K", help=BLOCKS_HELP)
@@ -432,7 +448,15 @@ def main() -> None:
             sys.exit(2)
         print(json.dumps(result))
         return
-    out: dict = {}
+    from search_space.errors import UserError
+
+    try:  # a bad --set item: one line before either mode starts
+        config = bench_config(args.epochs, args.batch_size, args.set)
+    except UserError as e:
+        print(f"bench_throughput: {e}", file=sys.stderr)
+        sys.exit(2)
+    out: dict = {"trainer": {"epochs": config.epochs, "batch_size": config.batch_size,
+                             "learning_rate": config.learning_rate, "set": list(args.set)}}
     base = list(sys.argv[1:])  # the same options for both modes, less --out and the variants
     for flag in ("--out", "--optimized-variant", "--autotune-from"):
         if flag in base:
@@ -508,6 +532,9 @@ def main() -> None:
             r["amortized"] = {"members": SEARCH_MEMBERS, "evals_per_device_hour": rate, "ratio": rate / naive_rate}
             print(f"{r['variant']}: with its precompile charged to a {SEARCH_MEMBERS}-member search at this rate, "
                   f"{rate:.0f} evaluations per device-hour = {rate / naive_rate:.2f}x naive")
+    t = out["trainer"]
+    print(f"both modes: {t['epochs']} epoch{'' if t['epochs'] == 1 else 's'} at batch {t['batch_size']}, lr {t['learning_rate']:g}"
+          f"{' (' + ', '.join(t['set']) + ')' if t['set'] else ''}")
     print(f"ratio optimized / naive: {ratio:.2f}x ({out['optimized']['variant']} compile options) on "
           f"{out['naive']['device']} ({out['naive']['backend']}, jax {out['naive']['jax']}); {agreement}")
     if args.out:

@@ -95,6 +95,10 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"}
             ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
             ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
+# BENCH_SET="batch_size=512 learning_rate=0.4 ...": trainer settings of the proxy recipe that both
+# modes train with (the search's own, experiments/cifar_proxy.py, unless changed here), so a recipe
+# the search would take (a larger batch: fewer steps an epoch) is measured as the search would run it.
+for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
 # OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
 # counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
 # measured as they run that far into a search; the warm-up's seconds come on top of the limits.
@@ -126,6 +130,10 @@ if [ "${SMOKE:-0}" = 1 ]; then
               --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
               ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
               ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
+# BENCH_SET="batch_size=512 learning_rate=0.4 ...": trainer settings of the proxy recipe that both
+# modes train with (the search's own, experiments/cifar_proxy.py, unless changed here), so a recipe
+# the search would take (a larger batch: fewer steps an epoch) is measured as the search would run it.
+for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")
@@ -390,7 +398,7 @@ throughput)
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
   # its summary into this log too, so a device call's output shows the figures without its files
-  grep -E '^ *(naive|optimized) \(|^ratio|precompile charged' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
+  grep -E '^ *(naive|optimized) \(|^ratio|^both modes|precompile charged' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
   ;;
 search)
   # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:

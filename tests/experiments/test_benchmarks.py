@@ -59,7 +59,9 @@ def _tiny_throughput_run(tmp_path, dataset, hard_stop: str, *more: str):
 
 @pytest.mark.slow
 def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path, dataset):
-    r, d = _tiny_throughput_run(tmp_path, dataset, hard_stop="900")
+    r, d = _tiny_throughput_run(tmp_path, dataset, "900", "--set", "label_smoothing=0.0")
+    assert d["trainer"] == {"epochs": 1, "batch_size": 256, "learning_rate": 0.2, "set": ["label_smoothing=0.0"]}
+    assert "both modes: 1 epoch at batch 256, lr 0.2 (label_smoothing=0.0)" in r.stdout
     # the two members started at once both count; the third, due once one of them had finished, past
     # the time limit, is not started (a member may take over a minute on a busy CPU: the late hard stop)
     assert d["optimized"]["members"] == 2
@@ -143,6 +145,17 @@ def test_blocks_keeps_the_first_blocks_of_the_same_sampled_members():
         assert r.returncode == 2 and "argument --blocks: must be 1..7, got 8" in r.stderr
 
 
+def test_both_throughput_modes_train_the_searchs_proxy_recipe_as_changed():
+    from experiments.bench_throughput import bench_config
+    from experiments.cifar_proxy import CIFAR_PROXY
+
+    assert bench_config(CIFAR_PROXY.epochs) == CIFAR_PROXY
+    larger = bench_config(10, None, ["batch_size=512", "trainer.learning_rate=0.4"])
+    assert larger == CIFAR_PROXY.replace(batch_size=512, learning_rate=0.4)
+    assert bench_config(10, 128, ["batch_size=512"]).batch_size == 128  # --batch-size wins
+    assert bench_config(1, None, ["warmup_epochs=3"]).warmup_epochs == 1  # kept inside the epochs
+
+
 def test_benchmarks_reject_unknown_variants():
     r = _run("experiments.bench_compile_options", "--variants", "default,nope")
     assert r.returncode != 0 and "unknown variant(s) nope" in r.stderr
@@ -151,6 +164,8 @@ def test_benchmarks_reject_unknown_variants():
         assert r.returncode != 0 and "unknown variant 'nope'" in r.stderr
     r = _run("experiments.bench_throughput", "--autotune-from", "/nowhere")
     assert r.returncode == 2 and r.stderr.strip() == "bench_throughput: --autotune-from /nowhere: not a directory"
+    r = _run("experiments.bench_throughput", "--set", "lr=0.4")
+    assert r.returncode == 2 and "unknown key 'lr'" in r.stderr and "Traceback" not in r.stderr
     r = _run("experiments.bench_first_run", "--kinds", "depthwise,nope")
     assert r.returncode != 0 and "unknown kind(s) nope" in r.stderr
 
