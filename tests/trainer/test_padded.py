@@ -54,13 +54,31 @@ def test_the_envelope_is_each_blocks_widest_choice_and_never_narrower_than_the_m
                                                                    for b, (_, c, _, _) in zip(wide.blocks, MOBILENETV2_BLOCKS)]
 
 
-def _vjp(stage: nnx.Module, x: jax.Array):
+def _run(stage: nnx.Module, x: jax.Array, dy: jax.Array | None = None, compiled: bool = True):
+    """The stage's output at ``x`` and, given ``dy``, the gradients of its parameters and input as
+    well. ``compiled``: one program a stage (op by op, the stages' many shapes took about four
+    times the compile time from an empty cache on the 2-core CPU, 2026-12-05); else op by op, as
+    bfloat16 needs: compiled, the member's and the padded layer's programs fuse and round
+    differently, and in one pooled shortcut a rounding flipped which input a window's maximum came
+    from, moving that gradient whole."""
     graphdef, params, rest = nnx.split(stage, nnx.Param, ...)
 
     def apply(p, x):
         return nnx.merge(graphdef, p, rest, copy=True)(x)
 
-    return jax.vjp(apply, params, x)
+    def forward_backward(p, x, dy):
+        y, vjp = jax.vjp(apply, p, x)
+        return (y, *vjp(dy))
+
+    if dy is None:
+        return (jax.jit(apply) if compiled else apply)(params, x)
+    return (jax.jit(forward_backward) if compiled else forward_backward)(params, x, dy)
+
+
+def _output(stage: nnx.Module, x: jax.Array) -> jax.ShapeDtypeStruct:
+    """The shape and dtype of the stage's output at ``x`` (traced, not run)."""
+    graphdef, params, rest = nnx.split(stage, nnx.Param, ...)
+    return jax.eval_shape(lambda p, x: nnx.merge(graphdef, p, rest, copy=True)(x), params, x)
 
 
 def _widen(a: jax.Array, channels: int) -> jax.Array:
@@ -109,15 +127,20 @@ def test_each_padded_layer_computes_the_members_layer_and_leaves_its_padding_at_
             continue
         k1, k2, key = jax.random.split(key, 3)
         x = jax.random.normal(k1, (8, layer.h_in, layer.w_in, layer.cin)).astype(model.dtype)
-        y, vjp = _vjp(real, x)
-        yw, vjpw = _vjp(wide, _widen(x, env_plan[i].cin))
+        xw = _widen(x, env_plan[i].cin)
+        compiled = dtype == "float32"
+        if mode == "eval":
+            y, yw = _run(real, x, compiled=compiled), _run(wide, xw, compiled=compiled)
+        else:
+            out = _output(real, x)
+            dy = jax.random.normal(k2, out.shape).astype(out.dtype)
+            y, g, dx = _run(real, x, dy, compiled)
+            yw, gw, dxw = _run(wide, xw, _widen(dy, _output(wide, xw).shape[-1]), compiled)
         c = y.shape[-1]
         _close(yw[..., :c], y, layer.name, tol)
         assert not np.any(np.asarray(yw[..., c:])), layer.name
         if mode == "eval":
             continue
-        dy = jax.random.normal(k2, y.shape).astype(y.dtype)
-        (g, dx), (gw, dxw) = vjp(dy), vjpw(_widen(dy, yw.shape[-1]))
         _close(dxw[..., :layer.cin], dx, f"{layer.name} dx", tol)
         assert not np.any(np.asarray(dxw[..., layer.cin:]))
         grads = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(gw)}
