@@ -78,12 +78,18 @@ def precompile(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, wor
             yield job
 
     ev = ProcessEvaluator(workers, max_retries=0, train_fn=compile_only)
-    stopped = threading.Event()
+    stopped, finished = threading.Event(), threading.Event()
 
     def hard_stop() -> None:
         stopped.set()
         log(f"precompile: stopping at {2 * time_limit_s:.0f} s: members still compiling are abandoned")
-        ev.kill_workers()
+        # Again every 0.2 s until the loop below is done: a worker whose process was still starting at
+        # the stop joins the pool after the first kill and would compile its member to the end (seen
+        # once with a 0.1 s stop on a loaded 2-core machine, where starting a process took longer).
+        while True:
+            ev.kill_workers()
+            if finished.wait(0.2):
+                return
 
     timer = threading.Timer(2 * time_limit_s, hard_stop) if time_limit_s is not None else None
     if timer is not None:
@@ -101,6 +107,7 @@ def precompile(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, wor
                     if r.ok else f"failed: {r.reason}")
             log(f"precompile: {job.key} ({job.spec.resolution} px) {what} ({time.perf_counter() - start:.0f} s)")
     finally:
+        finished.set()
         if timer is not None:
             timer.cancel()
         ev.close()

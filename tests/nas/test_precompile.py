@@ -94,6 +94,9 @@ def test_a_precompile_past_its_time_limit_abandons_what_is_still_compiling():
     lines: list[str] = []
     summary = precompile(specs, _split(64, 32), TrainConfig(batch_size=32, compile_unit="padded"), 2,
                          log=lines.append, time_limit_s=0.05)
-    assert summary["members"] == 0 and summary["not_finished"] == 3 and 1 <= summary["abandoned"] <= 2
+    # (a worker still starting at the stop is killed too: once, on a loaded 2-core machine, one
+    # joined the pool after the only kill and compiled its member to the end)
+    assert summary["members"] == 0 and summary["not_finished"] == 3 and 1 <= summary["abandoned"] <= 2, (
+        summary, lines)
     assert any("time limit: no member started after 0 s" in line for line in lines)
     assert any("stopping at 0 s: members still compiling are abandoned" in line for line in lines)
