@@ -54,17 +54,20 @@ def test_the_envelope_is_each_blocks_widest_choice_and_never_narrower_than_the_m
                                                                    for b, (_, c, _, _) in zip(wide.blocks, MOBILENETV2_BLOCKS)]
 
 
+def _as_function(stage: nnx.Module):
+    """(the stage as a function of its parameters and input, its parameters)."""
+    graphdef, params, rest = nnx.split(stage, nnx.Param, ...)
+    return (lambda p, x: nnx.merge(graphdef, p, rest, copy=True)(x)), params
+
+
 def _run(stage: nnx.Module, x: jax.Array, dy: jax.Array | None = None, compiled: bool = True):
     """The stage's output at ``x`` and, given ``dy``, the gradients of its parameters and input as
-    well. ``compiled``: one program a stage (op by op, the stages' many shapes took about four
-    times the compile time from an empty cache on the 2-core CPU, 2026-12-05); else op by op, as
-    bfloat16 needs: compiled, the member's and the padded layer's programs fuse and round
-    differently, and in one pooled shortcut a rounding flipped which input a window's maximum came
-    from, moving that gradient whole."""
-    graphdef, params, rest = nnx.split(stage, nnx.Param, ...)
-
-    def apply(p, x):
-        return nnx.merge(graphdef, p, rest, copy=True)(x)
+    well. ``compiled``: one program a stage (op by op, the stages' many shapes took twice the time
+    from an empty compilation cache on the 2-core CPU, 2026-12-05); else op by op, as bfloat16
+    needs: compiled, the member's and the padded layer's programs fuse and round differently, and
+    in one pooled shortcut a rounding flipped which input a window's maximum came from, moving
+    that gradient whole."""
+    apply, params = _as_function(stage)
 
     def forward_backward(p, x, dy):
         y, vjp = jax.vjp(apply, p, x)
@@ -77,8 +80,8 @@ def _run(stage: nnx.Module, x: jax.Array, dy: jax.Array | None = None, compiled:
 
 def _output(stage: nnx.Module, x: jax.Array) -> jax.ShapeDtypeStruct:
     """The shape and dtype of the stage's output at ``x`` (traced, not run)."""
-    graphdef, params, rest = nnx.split(stage, nnx.Param, ...)
-    return jax.eval_shape(lambda p, x: nnx.merge(graphdef, p, rest, copy=True)(x), params, x)
+    apply, params = _as_function(stage)
+    return jax.eval_shape(apply, params, x)
 
 
 def _widen(a: jax.Array, channels: int) -> jax.Array:
