@@ -95,10 +95,6 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"}
             ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
             ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
-# BENCH_SET="batch_size=512 learning_rate=0.4 ...": trainer settings of the proxy recipe that both
-# modes train with (the search's own, experiments/cifar_proxy.py, unless changed here), so a recipe
-# the search would take (a larger batch: fewer steps an epoch) is measured as the search would run it.
-for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
 # OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
 # counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
 # measured as they run that far into a search; the warm-up's seconds come on top of the limits.
@@ -130,10 +126,6 @@ if [ "${SMOKE:-0}" = 1 ]; then
               --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
               ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
               ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
-# BENCH_SET="batch_size=512 learning_rate=0.4 ...": trainer settings of the proxy recipe that both
-# modes train with (the search's own, experiments/cifar_proxy.py, unless changed here), so a recipe
-# the search would take (a larger batch: fewer steps an epoch) is measured as the search would run it.
-for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")
@@ -142,6 +134,10 @@ for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
                     trainer.warmup_epochs=0.5 space.width_multiplier=0.25 space.head_filters=64)
   : "${WORKERS:=2}"
 fi
+# BENCH_SET="batch_size=512 learning_rate=0.4 ...": trainer settings of the proxy recipe that both
+# modes train with (the search's own, experiments/cifar_proxy.py, unless changed here), so a recipe
+# the search would take (a larger batch: fewer steps an epoch) is measured as the search would run it.
+for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
