@@ -65,8 +65,8 @@ def _run(stage: nnx.Module, x: jax.Array, dy: jax.Array | None = None):
     well: one compiled program a stage, each operation's result rounded to the compute dtype as op
     by op (``xla_allow_excess_precision`` off). With it on, XLA keeps bfloat16 intermediates in
     float32 inside a fusion, and the member's and the padded layer's programs fuse differently: in
-    bfloat16 that moved 0.3% of one layer's input gradients (block2.0's) by up to 1.1, a rounding
-    crossing a point where the gradient jumps. Op by op instead took 128 s from an empty
+    bfloat16 that moved 0.3% of one layer's input gradients (block2.0's) by up to 1.1 (likely a
+    rounding crossing a point where the gradient jumps). Op by op instead took 128 s from an empty
     compilation cache against 46 s compiled (the bfloat16 case alone, 2-core CPU, 2026-12-05)."""
     apply, params = _as_function(stage)
 
