@@ -115,7 +115,6 @@ VARIANTS: dict[str, dict[str, str]] = {
     "cpu-o1": {"xla": "--xla_backend_optimization_level=1"},
     "cpu-o0": {"xla": "--xla_backend_optimization_level=0"},
     "cpu-cheap-llvm": {"xla": "--xla_llvm_disable_expensive_passes=true"},
-    "cpu-no-fusion-emitters": {"xla": "--xla_cpu_use_fusion_emitters=false"},
 }
 DEFAULT_VARIANTS = [n for n in VARIANTS if not n.startswith("cpu-")]  # the cpu-* ones on request
 TRAINER_KEYS = ("dtype", "eval_batch", "bn_stats", "compile_unit")  # variant settings that are TrainConfig fields

@@ -32,6 +32,15 @@ def test_resumed_search_completes_with_every_record(resumed_run):
     assert any(m["cached"] for r in records for m in r["members"]) or n_killed >= 2
 
 
+def test_this_modules_tests_share_one_worker_and_so_one_search(request):
+    """Under ``-n 2 --dist loadgroup`` (pyproject.toml) every test here runs in the worker of group
+    "search", so the session's small search (``resumed_run``, 2-5 min) runs once. pytest 9.2 broke
+    the grouping without an error (pytest-xdist issue 1386): the search ran in both workers."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run by pytest-xdist with --dist loadgroup")
+    assert request.node.nodeid.endswith("@search"), f"{request.node.nodeid}: xdist_group not applied"
+
+
 def test_resume_gives_the_same_samples_as_an_uninterrupted_run(resumed_run, tmp_path, config_file):
     run, _, _ = resumed_run
     fresh = tmp_path / "fresh"
@@ -325,10 +334,13 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     row, = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
     assert row["sample"] == "pool" and row["ensemble_id"] == best["ensemble_id"] and row["test_accuracy"] == 1.0
     assert row["proxy_val_accuracy"] == best["accuracy"]
-    # every size-1 front point; the fastest member of this run sits second in a pair, so has seed 1
+    # every size-1 front point. The run's fastest member, always on that front, sits second in a
+    # pair, so has seed 1 (the architectures and latencies are the controller's and the latency
+    # model's; which slower members join it depends on accuracies, which move with jax's version)
     calls.clear()
     front1 = [by_key[f["member_keys"]] for f in out["front"] if f["size"] == 1]
-    assert {m["seed"] for m in front1} == {0, 1}
+    fastest = min(by_key.values(), key=lambda m: m["latency_ms"])
+    assert fastest in front1 and fastest["seed"] == 1
     assert main(["retrain", str(copy), "--pool", "--pareto", "--size", "1", "--epochs", "1"]) == 0
     assert sorted((c[0].id, c[1]) for c in calls) == sorted((m["id"], m["seed"]) for m in front1 if m is not member)
     # without --size, the sizes `nas pool` last wrote fronts for (here 2 alone), not the run's (1 and 2)
