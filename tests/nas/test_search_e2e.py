@@ -336,7 +336,9 @@ def test_pool_recombines_the_trained_members_and_retrains_its_best(resumed_run, 
     assert row["proxy_val_accuracy"] == best["accuracy"]
     # every size-1 front point. The run's fastest member, always on that front, sits second in a
     # pair, so has seed 1 (the architectures and latencies are the controller's and the latency
-    # model's; which slower members join it depends on accuracies, which move with jax's version)
+    # model's; which slower members join it depends on accuracies, which move with jax's version):
+    # a seed other than 0 is handed on, by the call above if that member is the best, else by this
+    # one
     calls.clear()
     front1 = [by_key[f["member_keys"]] for f in out["front"] if f["size"] == 1]
     fastest = min(by_key.values(), key=lambda m: m["latency_ms"])
