@@ -11,7 +11,7 @@ programs, compiled once per (stage configuration, input shape, optimizer) in thi
 reused by every later member that has that stage:
 
     forward:  (params, rest, x) -> (y, vjp, rest')      rest: batch-norm statistics, RNG state
-    backward: (vjp, dy, params, opt_state) -> (params', opt_state', dx), the optimizer step fused in
+    backward: (vjp, dy, params, opt_state, lr) -> (params', opt_state', dx), the optimizer step fused in
 
 (each state a flat list of arrays, its tree rebuilt inside the program: ``_StageDefs``)
 
@@ -55,7 +55,8 @@ from search_space.errors import UserError
 from search_space.models import MobileNet, WideResNet, depthwise_mode
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
-from trainer.config import TrainConfig, averaged_params, init_optimizer_state, make_optimizer
+from trainer.config import (TrainConfig, averaged_params, epoch_learning_rates, init_optimizer_state, make_optimizer,
+                            optimizer_with, program_config)
 from trainer.data import Split
 from trainer.precise_bn import pooled_statistics
 from trainer.train import device_data, member_model, precise_bn_indices
@@ -206,9 +207,10 @@ class _StageDefs(NamedTuple):
 
 
 def _train_programs(graphdef: Any, defs: _StageDefs, params: list, rest: list, x: jax.ShapeDtypeStruct,
-                    needs_dx: bool, tx: optax.GradientTransformation, opt_state: list) -> tuple[Any, Any, float]:
+                    needs_dx: bool, config: TrainConfig, opt_state: list) -> tuple[Any, Any, float]:
     """Compile one stage's forward and backward-plus-optimizer programs over flat leaf lists (see
-    ``_StageDefs``); returns (forward, backward, seconds spent tracing and lowering)."""
+    ``_StageDefs``), the optimizer ``config``'s at the learning rate the backward is given;
+    returns (forward, backward, seconds spent tracing and lowering)."""
     residuals: list[Any] = []  # the forward's vjp treedef, known once the forward is traced
 
     def forward(p: list, r: list, x: jax.Array) -> tuple[jax.Array, list, list]:
@@ -227,10 +229,11 @@ def _train_programs(graphdef: Any, defs: _StageDefs, params: list, rest: list, x
         residuals[:] = [vjp_def]
         return y, vjp_leaves, jax.tree_util.tree_leaves(r2)
 
-    def backward(vjp: list, dy: jax.Array, p: list, o: list) -> tuple[list, list, jax.Array | None]:
+    def backward(vjp: list, dy: jax.Array, p: list, o: list, lr: jax.Array) -> tuple[list, list, jax.Array | None]:
         grads = residuals[0].unflatten(vjp)(dy)
         dx = grads[1] if needs_dx else None
         p_tree = defs.params.unflatten(p)
+        tx = optimizer_with(config, lambda _: lr)  # the trainer's optimizer, at this step's rate
         updates, o_tree = tx.update(grads[0], defs.opt_state.unflatten(o), p_tree)
         new_p = optax.apply_updates(p_tree, updates)
         return jax.tree_util.tree_leaves(new_p), jax.tree_util.tree_leaves(o_tree), dx
@@ -239,7 +242,7 @@ def _train_programs(graphdef: Any, defs: _StageDefs, params: list, rest: list, x
     fwd_lowered = jax.jit(forward).lower(params, rest, x)
     y, vjp, _ = fwd_lowered.out_info
     bwd_lowered = jax.jit(backward, donate_argnums=(2, 3)).lower(
-        vjp, jax.ShapeDtypeStruct(y.shape, y.dtype), params, opt_state)
+        vjp, jax.ShapeDtypeStruct(y.shape, y.dtype), params, opt_state, jax.ShapeDtypeStruct((), jnp.float32))
     trace_s = time.perf_counter() - start
     return fwd_lowered.compile(), bwd_lowered.compile(), trace_s
 
@@ -356,8 +359,10 @@ class LayerwiseTrainer:
         the persistent compilation cache rather than XLA's compiler."""
         start = time.perf_counter()
         # what a stage's training programs depend on beyond the stage and its input: the optimizer
-        # (config and steps per epoch make its schedule) and how depthwise convolutions lower
-        shared = (self.config, self.steps_per_epoch, depthwise_mode())
+        # (but not its learning-rate schedule: the rates are arguments) and how depthwise
+        # convolutions lower
+        optimizer = program_config(self.config)
+        shared = (optimizer, depthwise_mode())
         x_train, x_eval = self._input_aval(self.batch_size), self._input_aval(self.eval_batch)
         self._train, self._eval, built, loaded, trace_s = [], [], 0, 0, 0.0
         for i in range(self.stages):
@@ -368,7 +373,7 @@ class LayerwiseTrainer:
             key = ("train", gd, *signature, x_train, i > 0, shared)
             hits = _cache_hits()
             progs, new = PROGRAMS.get(key, lambda: _train_programs(gd, defs, _abstract(p), _abstract(r), x_train,
-                                                                   i > 0, self.tx, _abstract(o)))
+                                                                   i > 0, optimizer, _abstract(o)))
             fwd, bwd, t = progs
             built += new
             loaded += new and _cache_hits() - hits == 2  # its forward and backward programs
@@ -393,6 +398,7 @@ class LayerwiseTrainer:
         key = jax.random.fold_in(jax.random.key(self.seed), epoch)
         order, keys = _epoch_plan(key, n=len(self.split.y_train), steps=self.steps_per_epoch, batch=self.batch_size)
         smoothing = jnp.float32(self.config.label_smoothing)
+        lrs = jax.device_put(list(epoch_learning_rates(self.config, self.steps_per_epoch, epoch)))
         losses = []
         for step in range(self.steps_per_epoch):
             x, y = _train_input(order, keys, np.int32(step), self.data, pad=self.pad, augment=self.config.augment,
@@ -405,7 +411,7 @@ class LayerwiseTrainer:
             losses.append(loss)
             for i in reversed(range(self.stages)):
                 self.params[i], self.opt_state[i], dy = self._train[i][1](vjps[i], dy, self.params[i],
-                                                                          self.opt_state[i])
+                                                                          self.opt_state[i], lrs[step])
         return np.asarray(jax.device_get(losses), np.float32)  # the one host sync of the epoch
 
     def _precise_rest(self, params: list[list[jax.Array]]) -> list[list[jax.Array]]:

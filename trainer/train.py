@@ -22,7 +22,8 @@ from flax import nnx
 from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
-from trainer.config import TrainConfig, averaged_params, compute_dtype, init_optimizer_state, make_optimizer
+from trainer.config import (TrainConfig, averaged_params, compute_dtype, epoch_learning_rates, init_optimizer_state,
+                            make_optimizer, optimizer_with, program_config)
 from trainer.data import Split
 from trainer.precise_bn import batch_statistics, pooled_statistics, set_statistics
 
@@ -220,15 +221,17 @@ class MemberTrainer:
         labels = optax.smooth_labels(jax.nn.one_hot(y, self.split.num_classes), self.config.label_smoothing)
         return optax.softmax_cross_entropy(model(x), labels).mean()
 
-    def _epoch_fn(self, state: TrainState, key: jax.Array, data: tuple[jax.Array, ...]) -> tuple[TrainState, jax.Array]:
+    def _epoch_fn(self, state: TrainState, key: jax.Array, data: tuple[jax.Array, ...],
+                  lrs: jax.Array) -> tuple[TrainState, jax.Array]:
+        """One epoch: ``lrs`` float32 (steps,), each step's learning rate (``epoch_learning_rates``)."""
         x_train, y_train, mean, std = data
         bs, steps = self.batch_size, self.steps_per_epoch
         pkey, akey = jax.random.split(key)
         order = jax.random.permutation(pkey, x_train.shape[0])[: steps * bs].reshape(steps, bs)
         res = self.spec.resolution
 
-        def step(carry: TrainState, inp: tuple[jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
-            idx, k = inp
+        def step(carry: TrainState, inp: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
+            idx, k, lr = inp
             x = x_train[idx]
             if self.config.augment:
                 x = random_crop_flip(k, x, self.pad, self.config.flip)
@@ -237,10 +240,11 @@ class MemberTrainer:
             model = nnx.merge(self.graphdef_train, carry.params, carry.rest)
             loss, grads = nnx.value_and_grad(self._loss)(model, x, y_train[idx])
             rest = nnx.state(model, nnx.Not(nnx.Param))
-            updates, opt_state = self.tx.update(grads, carry.opt_state, carry.params)
+            tx = optimizer_with(self.config, lambda _: lr)  # self.tx's, at this step's rate
+            updates, opt_state = tx.update(grads, carry.opt_state, carry.params)
             return TrainState(optax.apply_updates(carry.params, updates), rest, opt_state), loss
 
-        return jax.lax.scan(step, state, (order, jax.random.split(akey, steps)))
+        return jax.lax.scan(step, state, (order, jax.random.split(akey, steps), lrs))
 
     def _eval_fn(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
                  precise_bn_idx: jax.Array | None) -> jax.Array:
@@ -286,13 +290,14 @@ class MemberTrainer:
 
     def program_key(self) -> tuple:
         """What the two programs' traces depend on (``PROGRAMS``): not the seed, whose weights,
-        data order and batch-norm sample reach them as arguments."""
+        data order and batch-norm sample reach them as arguments, nor the learning-rate schedule,
+        whose rates do too (trainer.config.program_config)."""
         from search_space.spec import spec_id
 
         x, y = self.split.x_train, self.split.x_val
         bn = None if self.precise_bn_idx is None else tuple(self.precise_bn_idx.shape)
-        return (spec_id(self.spec), self.config.key(), self.split.num_classes, x.shape, str(x.dtype), y.shape,
-                self.lowering, bn, jax.default_backend())
+        return (spec_id(self.spec), program_config(self.config).key(), self.split.num_classes, x.shape, str(x.dtype),
+                y.shape, self.lowering, bn, jax.default_backend())
 
     def compile(self) -> float:
         """Compile both programs ahead of time, or take them from a recent member with the same
@@ -302,7 +307,8 @@ class MemberTrainer:
         key = self.program_key()
         programs = PROGRAMS.get(key)
         if programs is None:
-            epoch = self._epoch.lower(self.state, jax.random.key(0), self.data)
+            lrs = jax.ShapeDtypeStruct((self.steps_per_epoch,), jnp.float32)
+            epoch = self._epoch.lower(self.state, jax.random.key(0), self.data, lrs)
             xb = self._eval_batches(self.split.x_val)
             evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.data, self.precise_bn_idx)
             self.trace_s = time.perf_counter() - start
@@ -316,7 +322,8 @@ class MemberTrainer:
 
     def run_epoch(self, epoch: int) -> np.ndarray:
         key = jax.random.fold_in(jax.random.key(self.seed), epoch)
-        self.state, losses = self._epoch(self.state, key, self.data)
+        lrs = epoch_learning_rates(self.config, self.steps_per_epoch, epoch)
+        self.state, losses = self._epoch(self.state, key, self.data, lrs)
         return np.asarray(losses)  # the one host sync of the epoch
 
     def _eval_batches(self, x: np.ndarray) -> jax.Array:

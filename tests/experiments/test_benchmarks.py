@@ -241,7 +241,9 @@ def test_exports_give_a_search_the_variants_environment():
     assert r.returncode == 0
     env = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.strip().splitlines())
     assert env["NAS_CONV"] == "matmul" and env["NAS_DEPTHWISE"] == "shift"
-    assert env["XLA_FLAGS"].strip("'").split() == ["--xla_gpu_autotune_level=0", "--xla_gpu_enable_triton_gemm=false"]
+    given = os.environ.get("XLA_FLAGS", "").split()  # the caller's own flags, kept first
+    assert env["XLA_FLAGS"].strip("'").split() == [*given, "--xla_gpu_autotune_level=0",
+                                                   "--xla_gpu_enable_triton_gemm=false"]
     # trainer settings are --set items for the search, not the environment
     from experiments.bench_compile_options import search_sets, shell_exports
 

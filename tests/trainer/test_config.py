@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainer.config import OPTIMIZERS, SCHEDULES, TrainConfig, init_optimizer_state, make_optimizer
+from trainer.config import (OPTIMIZERS, SCHEDULES, TrainConfig, epoch_learning_rates, init_optimizer_state,
+                            learning_rate_schedule, make_optimizer, optimizer_with, program_config)
 
 
 @pytest.mark.parametrize("optimizer, schedule, ema_decay", list(itertools.product(OPTIMIZERS, SCHEDULES, (0.0, 0.999))))
@@ -30,6 +31,34 @@ def test_host_optimizer_state_equals_optax_init(optimizer, schedule, ema_decay):
                     jax.tree_util.tree_leaves(tx.update(grads, expected, params))):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_a_step_given_its_learning_rate_updates_as_the_scheduled_optimizer(schedule):
+    """The compiled training steps take each step's rate (epoch_learning_rates) and build the
+    optimizer around it (optimizer_with): the same updates and state as make_optimizer's, whose
+    schedule reads the state's step count; programs are keyed without the schedule."""
+    config = TrainConfig(epochs=3, schedule=schedule, warmup_epochs=1.0, step_epochs=(2,), learning_rate=0.3)
+    steps = 4
+    rates = np.concatenate([epoch_learning_rates(config, steps, e) for e in range(3)])
+    expected = [float(learning_rate_schedule(config, steps)(i)) for i in range(3 * steps)]
+    assert rates.dtype == np.float32 and rates.tolist() == pytest.approx(expected, rel=1e-6)
+    assert rates[0] < rates[steps] and len(set(rates.tolist())) > 2  # warm-up, then the schedule moves
+    params = {"conv": {"kernel": jnp.ones((3, 3, 2, 2))}, "bn": {"scale": jnp.ones((2,))}}
+    scheduled = make_optimizer(config, steps)
+    a = b = init_optimizer_state(scheduled, params)
+    for i, lr in enumerate(rates[: steps + 2]):
+        grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.1 * (i + 1)), params)
+        ua, a = scheduled.update(grads, a, params)
+        ub, b = jax.jit(lambda g, s, p, lr: optimizer_with(config, lambda _: lr).update(g, s, p))(grads, b, params, lr)
+        assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+        for x, y in zip(jax.tree_util.tree_leaves((ua, a)), jax.tree_util.tree_leaves((ub, b))):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
+    same = [config.replace(epochs=9, warmup_epochs=0.0), config.replace(learning_rate=0.01, schedule="cosine"),
+            config.replace(step_epochs=(1, 2), step_factor=0.5)]
+    assert {program_config(c) for c in same} == {program_config(config)}
+    assert program_config(config.replace(momentum=0.5)) != program_config(config)
+    assert program_config(config.replace(batch_size=64)) != program_config(config)
 
 # A value other than the stored runs' one for each field added after runs were stored: a new entry in
 # TrainConfig.ADDED_LATER needs one here, so that the test below covers it.

@@ -96,13 +96,22 @@ def test_a_member_of_an_earlier_members_architecture_takes_its_programs(fashion,
     assert len(traces) == 2 and not alone.programs_reused
     assert alone.loss_curve == second.loss_curve and np.array_equal(alone.val_logits, second.val_logits)
     assert first.loss_curve != second.loss_curve  # the seed still reaches the member
-    # another resolution, training config or data size: programs of their own; the seed is no part
+    # another resolution, training config or data size: programs of their own; neither the seed
+    # nor the learning-rate schedule is part of them (each step's rate is an argument)
     key = MemberTrainer(tiny_member(), split, config, 0).program_key()
     assert MemberTrainer(tiny_member(), split, config, 7).program_key() == key
-    for spec, cfg, data in ((tiny_member(res_index=1), config, split), (tiny_member(), config.replace(epochs=1), split),
+    for spec, cfg, data in ((tiny_member(res_index=1), config, split), (tiny_member(), config.replace(momentum=0.8), split),
                             (tiny_member(), config.replace(precise_bn_images=0), split),
                             (tiny_member(), config, _small_split(fashion, 192))):
         assert MemberTrainer(spec, data, cfg, 0).program_key() != key
+    other = config.replace(epochs=3, learning_rate=0.05, warmup_epochs=0.0, schedule="step", step_epochs=(2,))
+    taken = train_member(tiny_member(), split, other, seed=1)
+    assert taken.programs_reused and len(traces) == 2 and len(taken.loss_curve) == 3
+    PROGRAMS.clear()
+    own = train_member(tiny_member(), split, other, seed=1)
+    assert not own.programs_reused and len(traces) == 3
+    assert own.loss_curve == taken.loss_curve and np.array_equal(own.val_logits, taken.val_logits)
+    assert taken.loss_curve[:2] != alone.loss_curve  # the same seed: its own schedule made the difference
 
 
 def test_test_time_flips_score_each_image_with_its_mirror_image(fashion):
