@@ -162,14 +162,15 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.S
 # test suite's many short schedules compile once per member, data size and batch size (a searched
 # member's compile: 20-60 s on a 2-core CPU, 45-55 s on a GPU, trainer/layerwise.py;
 # tests/trainer/test_train.py and test_layerwise.py check the sharing).
-SCHEDULE_FIELDS = ("epochs", "learning_rate", "schedule", "warmup_epochs", "step_epochs", "step_factor")
+# Each field with the value ``program_config`` gives it.
+SCHEDULE_FIELDS: dict[str, Any] = {"epochs": 1, "learning_rate": 1.0, "schedule": "cosine", "warmup_epochs": 0.0,
+                                   "step_epochs": (), "step_factor": 1.0}
 
 
 def program_config(config: TrainConfig) -> TrainConfig:
     """``config`` as the compiled training programs depend on it: the ``SCHEDULE_FIELDS`` at fixed
     values (for the keys of the processes' program caches)."""
-    return config.replace(epochs=1, learning_rate=1.0, schedule="cosine", warmup_epochs=0.0, step_epochs=(),
-                          step_factor=1.0)
+    return config.replace(**SCHEDULE_FIELDS)
 
 
 def epoch_learning_rates(config: TrainConfig, steps_per_epoch: int, epoch: int) -> np.ndarray:

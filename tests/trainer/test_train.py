@@ -196,17 +196,14 @@ def test_other_errors_are_not_swallowed(fashion, monkeypatch):
         train_member(tiny_member(), _small_split(fashion), TrainConfig(epochs=1, batch_size=64))
 
 
-def test_nas_train_cli_json(dataset, capsys):
+def test_nas_train_cli_json(dataset, capsys, tmp_path):
     from nas.cli import main
 
-    spec_path = ROOT / ".pytest_tiny_member.json"
+    spec_path = tmp_path / "tiny_member.json"  # not in the checkout, where a commit could pick it up
     spec_path.write_text(to_json(tiny_member(res_index=3)))  # 28 px: a JSON spec trains at its own resolution
-    try:
-        code = main(["train", str(spec_path), "--dataset", dataset, "--epochs", "1", "--train-examples", "2000",
-                     "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--init", "pytorch_default", "--json",
-                     "--set", "trainer.crop_pad=2", "--set", "zero_init_residual=true"])
-    finally:
-        spec_path.unlink()
+    code = main(["train", str(spec_path), "--dataset", dataset, "--epochs", "1", "--train-examples", "2000",
+                 "--val-size", "1000", "--batch-size", "32", "--lr", "0.1", "--init", "pytorch_default", "--json",
+                 "--set", "trainer.crop_pad=2", "--set", "zero_init_residual=true"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["val_accuracy"] > 0.35 and out["train_examples"] == 2000
     assert out["trainer"]["init"] == "pytorch_default" and out["trainer"]["learning_rate"] == 0.1
