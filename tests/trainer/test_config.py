@@ -48,10 +48,11 @@ def test_a_step_given_its_learning_rate_updates_as_the_scheduled_optimizer(sched
     params = {"conv": {"kernel": jnp.ones((3, 3, 2, 2))}, "bn": {"scale": jnp.ones((2,))}}
     scheduled = make_optimizer(config, steps)
     a = b = init_optimizer_state(scheduled, params)
+    at_rate = jax.jit(lambda g, s, p, lr: optimizer_with(config, lambda _: lr).update(g, s, p))  # as a program does
     for i, lr in enumerate(rates[: steps + 2]):
         grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.1 * (i + 1)), params)
         ua, a = scheduled.update(grads, a, params)
-        ub, b = jax.jit(lambda g, s, p, lr: optimizer_with(config, lambda _: lr).update(g, s, p))(grads, b, params, lr)
+        ub, b = at_rate(grads, b, params, lr)
         assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
         for x, y in zip(jax.tree_util.tree_leaves((ua, a)), jax.tree_util.tree_leaves((ub, b))):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
