@@ -165,8 +165,8 @@ def test_a_padded_member_trains_as_the_layerwise_one(fashion):
     # ReLU the step amplifies rounding: the padded step's differences (1e-5) moved the ReLU
     # member's logits by 0.09-0.72 at one or two of its resolutions (14, 24, 28 px) in each of
     # three builds (jax 0.10.2 with XLA's default flags and with
-    # XLA_FLAGS=--xla_backend_optimization_level=2, jax 0.12.0.1), a different one in each, and by
-    # 1e-4 to 5e-3 at the others; the swish member's logits stayed within 4.5e-4 at all three
+    # XLA_FLAGS=--xla_backend_optimization_level=2, jax 0.12.0.1), which ones depending on the
+    # build, and by 1e-4 to 5e-3 at the others; the swish member's logits stayed within 4.5e-4 at all three
     # resolutions in all three builds (2-core CPU, 2026-12-06). So the likely amplifier is ReLU's
     # kink (a pre-activation that is zero but for rounding passes its gradient or not), which
     # swish does not have. ReLU layers are checked one by one above, where nothing amplifies.
