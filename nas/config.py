@@ -12,7 +12,7 @@ from typing import Any
 
 from controller.evolution import EvolutionConfig
 from controller.reinforce import ReinforceConfig
-from search_space.errors import UserError
+from search_space.errors import UserError, check_seed
 from trainer.config import TrainConfig
 from trainer.data import Dataset, check_image_size
 
@@ -79,6 +79,7 @@ class SearchConfig:
         if self.reward.target_ms <= 0:
             raise UserError(f"reward.target_ms: must be > 0, got {self.reward.target_ms!r}")
         check_image_size(self.image_size)
+        check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -243,7 +244,10 @@ def load_config(path: str, cls: type = SearchConfig) -> Any:
     if not p.is_file():
         raise UserError(f"--config: no such file: {path}")
     spec = importlib.util.spec_from_file_location(f"nas_config_{p.stem}", p)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    if spec is None:  # not a .py file: nothing to import
+        raise UserError(f"--config {path}: not a Python file; a config is a .py file defining get_config() "
+                        "(experiments/demo.py)")
+    module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except UserError:
@@ -252,7 +256,12 @@ def load_config(path: str, cls: type = SearchConfig) -> Any:
         raise UserError(f"--config {path}: {type(e).__name__}: {e}") from None
     if not hasattr(module, "get_config"):
         raise UserError(f"--config {path}: defines no get_config()")
-    cfg = module.get_config()
+    try:
+        cfg = module.get_config()
+    except UserError:  # a bad value the config's own checks caught: already one line
+        raise
+    except Exception as e:  # noqa: BLE001 - as for the file's own code above
+        raise UserError(f"--config {path}: get_config() raised {type(e).__name__}: {e}") from None
     if not isinstance(cfg, cls):
         raise UserError(f"--config {path}: get_config() must return a {cls.__name__}")
     return cfg

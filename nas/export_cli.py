@@ -40,7 +40,8 @@ def choose_retrained(rows: list[dict[str, Any]], ensemble: str | None, size: int
     what = ("ensemble" + (f" {ensemble}" if ensemble else "") + (f" of size {size}" if size else "")
             + (f", sample #{sample}" if sample is not None else ""))
     if not cands:
-        have = ", ".join(sorted({f"size {r['size']} #{r['sample']}" for r in rows}))
+        order = lambda r: (int(r["size"]), not isinstance(r["sample"], int), str(r["sample"]).zfill(9))  # noqa: E731
+        have = ", ".join(dict.fromkeys(f"size {r['size']} #{r['sample']}" for r in sorted(rows, key=order)))
         raise UserError(f"no retrained {what} (retrained: {have})")
     settings = sorted({slug(r) for r in cands})
     if setting is not None:
@@ -54,6 +55,18 @@ def choose_retrained(rows: list[dict[str, Any]], ensemble: str | None, size: int
     if ensemble is not None and len(ids) > 1:
         raise UserError(f"--ensemble {ensemble}: matches {len(ids)} retrained ensembles; give more of its id")
     return max(cands, key=lambda r: (r["test_accuracy"], -float(r.get("latency_max_ms") or 0.0)))
+
+
+def row_members(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The members of a retrained ensemble: as its row names them, or, for a row written before
+    rows named their members (the committed CPU search's first retrainings), as the search's record
+    of that ensemble does."""
+    members = row.get("members") or next((r["members"] for r in records
+                                          if r.get("ensemble_id") == row["ensemble_id"] and r.get("members")), None)
+    if not members:
+        raise UserError(f"size {row['size']} #{row['sample']}: its retraining row names no members and no "
+                        "record of the search has its ensemble; choose another with --size, --sample or --ensemble")
+    return members
 
 
 def member_specs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -74,7 +87,8 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     recipe_name, epochs, subset = row["recipe"], int(row["epochs"]), row.get("train_examples")
     recipe = retrain_recipe(setting[0], epochs)  # with what `nas retrain --set` changed in it
     slug = setting_slug(*setting)
-    specs = member_specs(run.records())
+    records = run.records()
+    specs, chosen_members = member_specs(records), row_members(row, records)
     out = Path(args.out)
     check_out_folder(out)  # before any loading or compiling (write_ensemble checks again when it writes)
     ds = load_config_dataset(cfg)
@@ -84,7 +98,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
           f"{setting_label(*setting)}): test accuracy {row['test_accuracy']:.4f}",
           file=sys.stderr)
     members, arrays = [], []
-    for pos, m in enumerate(row["members"]):
+    for pos, m in enumerate(chosen_members):
         seed = int(m["seed"]) if m.get("seed") is not None else cfg.seed + pos
         ckpt = retrain_dir(run.path, m["id"], seed, slug)
         if m["id"] not in specs:
@@ -95,7 +109,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
         test_acc = row["test_member_accuracies"][pos] if pos < len(row.get("test_member_accuracies", [])) else None
         members.append({"id": m["id"], "seed": seed, "resolution": spec.resolution, "spec": specs[m["id"]],
                         "latency_ms": m.get("latency_ms"), "test_accuracy": test_acc})
-        print(f"  member {pos + 1}/{len(row['members'])} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
+        print(f"  member {pos + 1}/{len(chosen_members)} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
               f"from {ckpt}", file=sys.stderr, flush=True)
     manifest = {
         **data_manifest(ds, train.x_train, recipe.tta_flip), "members": members, "size": int(row["size"]),

@@ -42,6 +42,9 @@ def format_latency(d: dict[str, Any]) -> str:
 
 
 def run_calibration(device: str, data_dir: str | None, plot: str, write: str | None, as_json: bool) -> int:
+    for option, dest in (("--plot", plot), ("--write", write)):  # both checked before either is written
+        if dest and not Path(dest).absolute().parent.is_dir():
+            raise UserError(f"{option}: cannot write {dest}: no folder {Path(dest).absolute().parent}")
     rep = calibrate(device, Path(data_dir) if data_dir else CALIBRATION_DIR)
     try:
         path = plot_report(rep, Path(plot))

@@ -33,7 +33,7 @@ from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator, member_sum
 from nas.search import member_key
 from nas.store import RunDir
 from search_space import zoo
-from search_space.errors import UserError
+from search_space.errors import UserError, check_seed
 from search_space.layers import count
 from search_space.space import SMALL_INPUT_MAX, adapt_for_small_input
 from search_space.spec import ArchSpec, MobileNetSpec
@@ -90,6 +90,7 @@ class StudyConfig:
         if not 0 < self.width_multiplier <= 4:
             raise UserError(f"width_multiplier: must be in (0, 4], got {self.width_multiplier!r}")
         check_image_size(self.image_size)
+        check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,3 +11,14 @@ class UserError(NasError):
 
 class SpecError(UserError, ValueError):
     """An invalid architecture spec or decision vector; the message starts with the field name."""
+
+
+# Seeds go to numpy's generators (non-negative only) and to jax.random.key (below 2**63); a search's
+# controllers take seed * 1000 + size. 2**31 - 1 leaves room for both and for any seed one types.
+MAX_SEED = 2**31 - 1
+
+
+def check_seed(seed: object, name: str = "seed") -> None:
+    """``seed`` is an int in 0..MAX_SEED; else one error line naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{name}: must be an int in 0..{MAX_SEED}, got {seed!r}")

@@ -52,11 +52,17 @@ def test_bad_json_file(tmp_path, capsys):
     assert "blocks" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["describe", "mnasnet-a1", "--resolution", "0"], ["describe"]])
-def test_argparse_errors_exit_2(argv):
+@pytest.mark.parametrize("argv, msg", [
+    (["describe", "mnasnet-a1", "--resolution", "0"], "expected a positive integer"),
+    (["describe"], "required: SPEC"),
+    # a negative seed reached numpy's generator as a traceback (exit 1) before --seed was checked
+    (["train", "mobilenetv2", "--seed", "-1"], "argument --seed: expected an integer in 0..2147483647, got '-1'"),
+    (["retrain-spec", "mobilenetv2", "--checkpoint-dir", "c", "--seed", "2147483648"], "got '2147483648'"),
+])
+def test_argparse_errors_exit_2(argv, msg, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
-    assert e.value.code == 2
+    assert e.value.code == 2 and msg in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_an_unknown_option_is_the_commands_error_with_its_usage(capsys):

@@ -36,6 +36,11 @@ def test_calibrate_latency_writes_plot_and_device(tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["cv_mape"] <= 0.10 and plot.stat().st_size > 10_000
     assert main(["latency", "mobilenetv2", "--device", str(dev), "--json"]) == 0
+    # an unwritable --write is refused before the plot is written, not after
+    again = tmp_path / "again.png"
+    assert main(["calibrate-latency", "--plot", str(again), "--write", str(tmp_path / "no" / "dev.json")]) == 2
+    assert f"--write: cannot write {tmp_path}/no/dev.json: no folder {tmp_path}/no" in capsys.readouterr().err
+    assert not again.exists()
 
 
 @pytest.mark.parametrize("argv, msg", [(["latency", "mnasnet-a1", "--device", "nokia"], "device"),

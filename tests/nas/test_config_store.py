@@ -88,6 +88,17 @@ def test_load_config_errors(tmp_path):
     (tmp_path / "wrong.py").write_text("def get_config():\n    return {}\n")
     with pytest.raises(UserError, match="must return a SearchConfig"):
         load_config(str(tmp_path / "wrong.py"))
+    # these two were tracebacks (exit 1): an error inside get_config(), and a config that is no .py file
+    (tmp_path / "raises.py").write_text("def get_config():\n    raise RuntimeError('boom')\n")
+    with pytest.raises(UserError, match=r"raises.py: get_config\(\) raised RuntimeError: boom"):
+        load_config(str(tmp_path / "raises.py"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="config.json: not a Python file"):
+        load_config(str(tmp_path / "config.json"))
+    (tmp_path / "checked.py").write_text("from nas.config import SearchConfig\n"
+                                          "def get_config():\n    return SearchConfig(sizes=(9,))\n")
+    with pytest.raises(UserError, match=r"^sizes: must be ensemble sizes in 1..8"):  # the config's own check, as is
+        load_config(str(tmp_path / "checked.py"))
     assert load_config("experiments/demo.py").dataset == "fashion_mnist"
 
 

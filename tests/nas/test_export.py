@@ -13,7 +13,7 @@ from PIL import Image
 
 from nas.ensemble import geometric_mean_log_probs
 from nas.export import (FORMAT, MANIFEST, load_ensemble, member_arrays, model_from_arrays, write_ensemble)
-from nas.export_cli import choose_retrained, read_images
+from nas.export_cli import choose_retrained, read_images, row_members
 from search_space import zoo
 from search_space.errors import UserError
 from search_space.models import init_model
@@ -161,8 +161,12 @@ def test_export_chooses_the_most_accurate_retrained_ensemble_unless_told():
     assert choose_retrained(rows, None, 3, None, None)["ensemble_id"] == "ddd4"
     assert choose_retrained(rows, None, 2, 4, None)["ensemble_id"] == "ccc3"
     assert choose_retrained(rows, "ccc", None, None, None)["ensemble_id"] == "ccc3"
-    with pytest.raises(UserError, match="no retrained ensemble of size 4"):
+    with pytest.raises(UserError, match=r"of size 4 \(retrained: size 1 #0, size 2 #3, size 2 #4, size 3 #pool\)"):
         choose_retrained(rows, None, 4, None, None)
+    # numbers in order, not as text (#10 after #9), pool rows after a size's samples
+    many = [_row(f"e{i}", 1, i, 0.5) for i in (10, 9, 2)] + [_row("p", 1, "pool", 0.5)]
+    with pytest.raises(UserError, match=r"\(retrained: size 1 #2, size 1 #9, size 1 #10, size 1 #pool\)"):
+        choose_retrained(many, None, 2, None, None)
     with pytest.raises(UserError, match="no retrained ensemble eee"):
         choose_retrained(rows, "eee", None, None, None)
     # the same ensemble retrained two ways: the setting must be named
@@ -174,6 +178,20 @@ def test_export_chooses_the_most_accurate_retrained_ensemble_unless_told():
         choose_retrained(both, "bbb", None, None, "fast9")
     with pytest.raises(UserError, match="matches 2 retrained ensembles"):
         choose_retrained(rows + [_row("bbb9", 1, 1, 0.7)], "bbb", None, None, None)
+
+
+def test_a_retrained_row_without_its_members_takes_them_from_the_searchs_record():
+    """Rows `nas retrain` wrote before rows named their members (the committed CPU search's first
+    ones) have only the ensemble id: `nas export` of one failed with KeyError: 'members'."""
+    named = [{"id": "m1", "seed": 0, "val_accuracy": 0.6, "latency_ms": 1.0}]
+    records = [{"ensemble_id": "aaa1", "size": 1, "sample": 0, "members": named},
+               {"ensemble_id": "bbb2", "size": 1, "sample": 1, "status": "failed"}]
+    assert row_members(_row("aaa1", 1, 0, 0.8), records) == named
+    assert row_members({**_row("ccc3", 1, 2, 0.8), "members": named}, []) == named
+    with pytest.raises(UserError, match="size 1 #pool: its retraining row names no members"):
+        row_members(_row("ddd4", 1, "pool", 0.8), records)
+    with pytest.raises(UserError, match="size 1 #1: its retraining row names no members"):
+        row_members(_row("bbb2", 1, 1, 0.8), records)
 
 
 def test_read_images_converts_to_the_data_sets_channels_and_size(tmp_path):

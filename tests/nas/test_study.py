@@ -186,6 +186,7 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
     for args, message in [
         (("study", "resnet", "--run-dir", str(tmp_path / "a")), "unknown study 'resnet'"),
         (("study", str(cfg), "--run-dir", str(tmp_path / "b"), "--set", "members=0"), "members: must be in 1..64"),
+        (("study", str(cfg), "--run-dir", str(tmp_path / "b"), "--set", "seed=-1"), "seed: must be an int in 0.."),
         (("study", str(cfg), "--run-dir", str(tmp_path / "c"), "--set", "dataset=npz:/nonexistent.npz"),
          "does not exist"),
         (("study", "wrn", "--run-dir", str(tmp_path / "none"), "--resume"), "not a run directory"),
