@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "compares the retrained ensembles with the retrained single models, and "
                                    "`nas plot RUN` draws plots/retrain-SETTING.png.")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--top", type=_positive_int, default=1)
+    p.add_argument("--top", type=_positive_int, metavar="K",
+                   help="retrain the K ensembles of highest reward of each size (default 1)")
     p.add_argument("--pareto", action="store_true", help="retrain every Pareto-front ensemble instead of the top K")
     p.add_argument("--pool", action="store_true",
                    help="choose among the member pool's front ensembles (`nas pool`) instead of the searched "

@@ -266,6 +266,10 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     cfg = from_dict(run.read_search_config())
     if args.sample is not None and (args.size is None or args.pool or args.pareto):
         raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
+    if args.top is not None and (args.sample is not None or args.pareto):  # each chooses instead of --top
+        raise UserError(f"--top: not with {'--sample' if args.sample is not None else '--pareto'}, "
+                        "which chooses the ensembles instead")
+    top = args.top or 1
     # before the data loads: a bad --set item fails at once
     recipe = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)
     changed = changed_settings(with_epochs(RECIPES[args.recipe], recipe.epochs), recipe)
@@ -274,9 +278,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     ds = None
     if args.pool:  # the data set is loaded once, for the validation labels and for retraining
         ds = load_config_dataset(cfg)
-        chosen = pool_choices(run, ds, args.size, args.pareto, args.top)
+        chosen = pool_choices(run, ds, args.size, args.pareto, top)
     else:
-        chosen = searched_choices(run.records(), run.path, args.size, args.sample, args.pareto, args.top)
+        chosen = searched_choices(run.records(), run.path, args.size, args.sample, args.pareto, top)
     if ds is None:
         ds = load_config_dataset(cfg)
     subset = args.train_examples

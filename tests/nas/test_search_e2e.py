@@ -500,6 +500,8 @@ def _snapshot(run):
     (["pool", "{tmp}/nothing"], "not a run directory"),
     (["pool", "{run}", "--sizes", "7"], "6 trained members make no ensemble of size 7"),
     (["retrain", "{run}", "--pool", "--size", "9"], "make no ensemble of size 9"),
+    (["retrain", "{run}", "--size", "1", "--sample", "0", "--top", "2"], "--top: not with --sample"),
+    (["retrain", "{run}", "--pareto", "--top", "2"], "--top: not with --pareto"),
     (["seeds", "{run}", "--members", "1"], "needs at least 2"),
     (["seeds", "{run}", "--sample", "9"], "no successful one-member sample of that number"),
     (["seeds", "{tmp}/nothing"], "not a run directory"),
