@@ -34,6 +34,7 @@ from flax import nnx
 
 from nas.compile_cache import use_compilation_cache
 from nas.ensemble import accuracy, geometric_mean_log_probs
+from nas.store import process_umask
 from search_space.errors import UserError
 from search_space.models import conv_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec, from_dict as spec_from_dict
@@ -254,9 +255,7 @@ def write_ensemble(out: Path, manifest: dict[str, Any], arrays: list[dict[str, n
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty, checked above
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the export is an ordinary folder
+        tmp.chmod(0o777 & ~process_umask())  # mkdtemp's folder is private; the export is an ordinary folder
         os.replace(tmp, out)
     finally:
         if tmp.exists():

@@ -40,9 +40,28 @@ def is_study(cfg: dict[str, Any]) -> bool:
     return "architectures" in cfg and "sizes" not in cfg
 
 
+def process_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it: ``os.umask`` can only
+    read by setting, which would race with other threads creating files (XLA's cache writes)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file beside it, renamed over it), with the
+    mode an ordinary new file gets: mkstemp's files are private (0600), which left a run's
+    config.json unreadable to a colleague's `nas show` while its records.jsonl was not."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if hasattr(os, "fchmod"):  # POSIX
+            os.fchmod(fd, 0o666 & ~process_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -171,6 +171,29 @@ def test_member_cache_round_trip(tmp_path):
     assert run.load_member("k") is None  # retrained, never trusted
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_files_written_whole_get_the_mode_of_any_new_file(tmp_path, umask):
+    """config.json, members, controllers: written through a private temporary file, they came out
+    0600 whatever the umask, while records.jsonl (appended) followed it."""
+    import os
+
+    import numpy as np
+
+    from nas.store import process_umask
+
+    old = os.umask(umask)
+    try:
+        assert process_umask() == umask
+        run = RunDir(tmp_path / "run")
+        run.create({"dataset": "x"})
+        run.save_member("k", {"status": "ok"}, np.zeros((2, 3), np.float32))
+        run.append_record({"size": 1, "sample": 0})
+    finally:
+        os.umask(old)
+    for path in (run.config_path, run.member_path("k"), run.path / "records.jsonl"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+
+
 def test_pareto_front_per_size():
     recs = [{"size": 1, "sample": i, "accuracy": a, "latency_max_ms": l, "status": "ok", "reward": 0}
             for i, (a, l) in enumerate([(0.9, 10), (0.8, 5), (0.85, 12), (0.7, 6), (0.95, 20)])]
