@@ -1,5 +1,3 @@
-import sys
+from nas.cli import entry
 
-from nas.cli import main
-
-sys.exit(main())
+entry()

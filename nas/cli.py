@@ -526,5 +526,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:
+    """The `nas` command (pyproject.toml): ``main``, except that after Ctrl-C it exits at once
+    rather than join threads still compiling or training a member (the pipelined evaluator's),
+    which the interpreter would wait for. Every file a command writes is whole at any moment (the
+    kill -9 tests), so nothing is lost that a rerun or `--resume` does not redo."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import os
+
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -202,7 +202,11 @@ class PipelinedEvaluator:
             yield item
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        # Closed as Ctrl-C propagates (the caller's ``finally``): start nothing more and do not wait
+        # for the members in flight, up to a minute of an unresponsive terminal on a CPU. What they
+        # would have written is left unwritten, as after a kill, and `--resume` trains them again.
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def compilation_cache_env() -> dict[str, str]:

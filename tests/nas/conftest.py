@@ -31,12 +31,16 @@ def config_file(tmp_path_factory, dataset):
     return path
 
 
-def search_killed_after(run, records_wanted, *extra, members_wanted=0):
-    """Start ``nas search ... --run-dir run *extra``, SIGKILL it once ``records_wanted`` records are
-    written and ``members_wanted`` members cached, and return how many records were."""
+def search_stopped_after(run, records_wanted, *extra, members_wanted=0, sig=signal.SIGKILL):
+    """Start ``nas search ... --run-dir run *extra``, send it ``sig`` once ``records_wanted`` records
+    are written and ``members_wanted`` members cached, and wait for it to exit: (records written,
+    exit code, seconds from the signal to the exit, its output)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # SIGINT as a terminal's Ctrl-C sends it: Python turns it into KeyboardInterrupt unless the
+    # process started with it ignored, as a shell's background jobs do
     proc = subprocess.Popen([sys.executable, "-m", "nas", "search", "--run-dir", str(run), *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records = run / "records.jsonl"
 
     def n_records():
@@ -47,19 +51,36 @@ def search_killed_after(run, records_wanted, *extra, members_wanted=0):
         if n_records() >= records_wanted and len(list((run / "members").glob("*.npz"))) >= members_wanted:
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    n_killed = n_records()
-    assert n_killed >= records_wanted, proc.stdout.read().decode()[-3000:]
-    return n_killed
+    proc.send_signal(sig)
+    sent = time.time()
+    out = proc.communicate(timeout=300)[0].decode()
+    n_stopped = n_records()
+    assert n_stopped >= records_wanted, out[-3000:]
+    return n_stopped, proc.returncode, time.time() - sent, out
+
+
+def search_killed_after(run, records_wanted, *extra, members_wanted=0):
+    """``search_stopped_after`` with SIGKILL: how many records were written."""
+    return search_stopped_after(run, records_wanted, *extra, members_wanted=members_wanted)[0]
 
 
 @pytest.fixture(scope="session")
-def resumed_run(tmp_path_factory, config_file):
-    """Start a search, kill -9 it once three of its round's six members are trained (the round's
-    records are written only after all six), resume it to the end."""
+def interrupted_run(tmp_path_factory, config_file):
+    """A search stopped with Ctrl-C (SIGINT) once one of its members is trained: (run, exit code,
+    seconds from the signal to the exit, output)."""
     run = tmp_path_factory.mktemp("runs") / "run"
-    n_killed = search_killed_after(run, 0, "--config", str(config_file), members_wanted=3)
+    _, code, seconds, out = search_stopped_after(run, 0, "--config", str(config_file), members_wanted=1,
+                                                 sig=signal.SIGINT)
+    return run, code, seconds, out
+
+
+@pytest.fixture(scope="session")
+def resumed_run(interrupted_run):
+    """The search ``interrupted_run`` stopped, resumed and killed with kill -9 once three of its
+    round's six members are trained (the round's records are written only after all six), resumed
+    to the end."""
+    run = interrupted_run[0]
+    n_killed = search_killed_after(run, 0, "--resume", members_wanted=3)
     assert n_killed < 4
     out = nas_here("search", "--run-dir", str(run), "--resume")
     return run, n_killed, out

@@ -32,6 +32,18 @@ def test_resumed_search_completes_with_every_record(resumed_run):
     assert any(m["cached"] for r in records for m in r["members"]) or n_killed >= 2
 
 
+def test_ctrl_c_stops_a_search_at_once_and_it_resumes(interrupted_run, resumed_run):
+    """Ctrl-C exits at once with code 130: the pipelined evaluator's threads were joined first, the
+    members in flight compiled and trained to the end (12 s on the 2-core CPU, up to a minute for
+    the demo's members) while the terminal waited. The run then resumed and completed
+    (``resumed_run``; the records' checks are above and in the next tests)."""
+    _, code, seconds, out = interrupted_run
+    assert code == 130 and out.rstrip().endswith("nas search: interrupted") and "Traceback" not in out
+    assert seconds < 5, f"{seconds:.1f} s from SIGINT to exit"
+    launches = [json.loads(l) for l in (resumed_run[0] / "launches.jsonl").read_text().splitlines()]
+    assert [x["resume"] for x in launches] == [False, True, True]
+
+
 def test_this_modules_tests_share_one_worker_and_so_one_search(request):
     """Under ``-n 2 --dist loadgroup`` (pyproject.toml) every test here runs in the worker of group
     "search", so the session's small search (``resumed_run``, 2-5 min) runs once. pytest 9.2 broke
