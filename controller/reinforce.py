@@ -29,6 +29,21 @@ class ReinforceConfig:
     temperature: float = 1.0
     tanh_constant: float = 2.5
 
+    def __post_init__(self) -> None:
+        from search_space.errors import UserError
+
+        checks = [
+            (isinstance(self.hidden, int) and self.hidden >= 1, "hidden", "a positive int"),
+            (self.learning_rate > 0, "learning_rate", "> 0"),
+            (self.entropy_weight >= 0, "entropy_weight", ">= 0 (a bonus for entropy)"),
+            (0 <= self.baseline_decay < 1, "baseline_decay", "in [0, 1)"),
+            (self.temperature > 0, "temperature", "> 0"),
+            (self.tanh_constant > 0, "tanh_constant", "> 0"),
+        ]
+        for ok, field, what in checks:
+            if not ok:
+                raise UserError(f"policy.{field}: must be {what}, got {getattr(self, field)!r}")
+
 
 class Policy(nnx.Module):
     def __init__(self, choice_counts: Sequence[int], hidden: int, rngs: nnx.Rngs):

@@ -78,6 +78,10 @@ class SearchConfig:
             raise UserError(f"space.width_multiplier: must be in (0, 4], got {self.space.width_multiplier!r}")
         if self.reward.target_ms <= 0:
             raise UserError(f"reward.target_ms: must be > 0, got {self.reward.target_ms!r}")
+        for name in ("alpha", "beta"):  # exponents of LAT / T: above 0 a slower ensemble would score higher
+            if getattr(self.reward, name) > 0:
+                raise UserError(f"reward.{name}: must be <= 0 (soft constraint -0.07, hard alpha 0 and beta -1), "
+                                f"got {getattr(self.reward, name)!r}")
         check_image_size(self.image_size)
         check_seed(self.seed)
 

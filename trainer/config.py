@@ -112,6 +112,9 @@ class TrainConfig:
             (isinstance(self.tta_flip, bool), "tta_flip", "true or false"),
             (isinstance(self.zero_init_residual, bool), "zero_init_residual", "true or false"),
             (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1, "ema_decay", "in [0, 1)"),
+            # boundaries past the last epoch do nothing (with_epochs drops them); before epoch 1 none exists
+            (all(e >= 1 for e in self.step_epochs), "step_epochs", "epochs >= 1"),
+            (self.step_factor > 0, "step_factor", "> 0"),
         ]
         for ok, field, what in checks:
             if not ok:

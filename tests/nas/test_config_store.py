@@ -53,6 +53,14 @@ def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and
     ("sizes=[1,a]", "expected a list of ints such as"), ("sizes=[1.5]", "expected a list of ints"),
     ("sizes=[1,1]", "each size once"), ("reward.target_ms=fast", "expected a float"),
     ("image_size=4", "image_size: must be an int in 8..1024"), ("image_size=big", "image_size: must be an int"),
+    # accepted until 2026-12-06, then failing inside the search (an LSTM of 0 units) or searching nonsense
+    ("seed=-1", "seed: must be an int in 0..2147483647"), ("policy.hidden=0", "policy.hidden: must be a positive int"),
+    ("policy.learning_rate=-1", r"policy.learning_rate: must be > 0"),
+    ("policy.entropy_weight=-5", r"policy.entropy_weight: must be >= 0"),
+    ("policy.baseline_decay=2", r"policy.baseline_decay: must be in \[0, 1\)"),
+    ("reward.beta=5", "reward.beta: must be <= 0"), ("reward.alpha=0.1", "reward.alpha: must be <= 0"),
+    ("trainer.step_epochs=[0]", "trainer.step_epochs: must be epochs >= 1"),
+    ("trainer.step_factor=0", "trainer.step_factor: must be > 0"),
 ])
 def test_bad_overrides(item, msg):
     with pytest.raises(UserError, match=msg):
