@@ -70,6 +70,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
 
 def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     from nas.export import check_out_folder
+    from nas.search_cli import check_writable
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     if args.export:
@@ -77,6 +78,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     config = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
+    check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)
     assert r is not None

@@ -223,6 +223,15 @@ def test_nas_train_refuses_a_bad_setting_before_loading_any_data(setting, messag
     assert message in err and "no-such-set" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_retrain_spec_refuses_an_unwritable_checkpoint_folder_before_building_the_member(dataset, capsys):
+    """It was a FileNotFoundError traceback once the member was built, at the first checkpoint."""
+    from nas.cli import main
+
+    assert main(["retrain-spec", "mobilenetv2", "--dataset", dataset, "--checkpoint-dir", "/proc/forbidden/ck"]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint-dir /proc/forbidden/ck: cannot write" in err and len(err.strip().splitlines()) == 1
+
+
 def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_member_ensemble():
     from nas.train_cli import _member_for_data
     from search_space import zoo
