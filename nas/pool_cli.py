@@ -41,6 +41,7 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = run.read_search_config()
+    run.check_writable("pool")
     sizes = args.sizes or cfg["sizes"]
     records = run.records()
     if not records:

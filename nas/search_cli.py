@@ -121,7 +121,10 @@ def make_plots(run: RunDir) -> dict[str, Path]:
 
 
 def run_plot_cmd(args: argparse.Namespace) -> int:
-    paths = make_plots(RunDir(args.run))
+    run = RunDir(args.run)
+    run.read_search_config()  # a folder that is no run says so first
+    run.check_writable("plot")
+    paths = make_plots(run)
     for k, v in paths.items():
         print(f"{k}: {v}")
     return 0
@@ -264,6 +267,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_search_config())
+    run.check_writable("retrain")
     if args.sample is not None and (args.size is None or args.pool or args.pareto):
         raise UserError("--sample: give it with --size, for a searched sample (not with --pool or --pareto)")
     if args.top is not None and (args.sample is not None or args.pareto):  # each chooses instead of --top

@@ -22,6 +22,7 @@ def run_seeds_cmd(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     config = from_dict(run.read_search_config())
+    run.check_writable("seeds")
     records = run.records()
     if not records:
         raise UserError(f"{run.path}: no records yet")

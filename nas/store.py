@@ -169,6 +169,17 @@ class RunDir:
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{self.config_path}: unreadable: {e}") from None
 
+    def check_writable(self, command: str) -> None:
+        """One error line before any work where `nas {command}`, which writes its results into the
+        run (fronts, plots, members, checkpoints), could not: a run on a read-only mount or another
+        user's was a traceback at the first write, for `nas seeds` after training a member."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-check-"):
+                pass
+        except OSError as e:
+            raise UserError(f"{self.path}: cannot write there ({e.strerror}); `nas {command}` writes its results "
+                            "into the run: copy the run somewhere writable first") from None
+
     def read_search_config(self) -> dict[str, Any]:
         """``read_config`` for the commands that need a search run: a scaling study's directory
         (`nas study`) is one error line that says what it is."""

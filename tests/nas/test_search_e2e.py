@@ -547,6 +547,29 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_run_alone(argv, msg, resume
     assert not (tmp_path / "a").exists()  # a refused new search leaves no run directory behind
 
 
+@pytest.mark.parametrize("argv", [["pool"], ["seeds", "--members", "2"], ["plot"],
+                                  ["retrain", "--size", "1", "--epochs", "1"]])
+def test_a_run_that_cannot_be_written_is_one_line_before_any_work(argv, resumed_run, monkeypatch, capsys):
+    """A run on a read-only mount (or another user's): these commands write into it, and each was a
+    traceback at its first write (`nas seeds` after training a member; checked by hand on a
+    read-only bind mount). Here the write check's file fails as that mount's did."""
+    import errno
+    import tempfile
+
+    run, _, _ = resumed_run
+    before = _snapshot(run)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    assert main([argv[0], str(run), *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"nas {argv[0]}: error: {run}: cannot write there (Read-only file system); `nas {argv[0]}` "
+                   "writes its results into the run: copy the run somewhere writable first\n")
+    assert _snapshot(run) == before
+
+
 def test_a_corrupt_record_line_is_named_and_nothing_is_written(resumed_run, tmp_path, capsys):
     run, _, _ = resumed_run
     copy = tmp_path / "copy"
