@@ -32,7 +32,7 @@ from nas.config import SearchConfig, load_config_dataset
 from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
-from nas.store import RunDir
+from nas.store import DamagedCheckpoint, RunDir
 from search_space.blockstring import scale_width
 from search_space.layers import count
 from search_space.space import MnasNetSpace
@@ -308,7 +308,13 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, 
     controllers = {}
     for n in config.sizes:
         controllers[n] = make_controller(config, counts, n, decode)
-        state = run.load_controller(n)
+        try:
+            state = run.load_controller(n)
+        except DamagedCheckpoint as e:
+            # A fresh controller replays the recorded rounds below: each round it draws (the same
+            # samples, from the same seed and state) and is updated with the recorded rewards.
+            log(f"size {n}: {e}; replaying its controller from the records")
+            state = None
         if state is not None:
             controllers[n].load_state_dict(state)
     rounds = math.ceil(config.samples_per_size / config.batch)
@@ -361,6 +367,11 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, 
                     acc = f"{rec['accuracy']:.4f}" if rec["accuracy"] is not None else "failed"
                     log(f"  -> size {n} #{index}: accuracy {acc}, max latency {rec['latency_max_ms']:.2f} ms, "
                         f"reward {rec['reward']:.4f}")
+                elif list(vec) != rec["decisions"]:
+                    # A draw that differs from what was recorded at its place (a replay that did not
+                    # repeat itself): the controller learns from what was evaluated, the record.
+                    log(f"  size {n} #{index}: drawn again differently from its record; updating with the record's")
+                    vecs[i] = np.asarray(rec["decisions"], dtype=vecs.dtype)
                 rewards.append(rec["reward"])
             ctrl = controllers[n]
             stats = ctrl.update(vecs, rewards)

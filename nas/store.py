@@ -40,6 +40,10 @@ def is_study(cfg: dict[str, Any]) -> bool:
     return "architectures" in cfg and "sizes" not in cfg
 
 
+class DamagedCheckpoint(Exception):
+    """A controller checkpoint that exists but cannot be read."""
+
+
 def process_umask() -> int:
     """The process's umask, read without changing it where Linux reports it: ``os.umask`` can only
     read by setting, which would race with other threads creating files (XLA's cache writes)."""
@@ -333,8 +337,17 @@ class RunDir:
         _atomic_write(self.path / "controller" / f"size{size}.pkl", pickle.dumps(state))
 
     def load_controller(self, size: int) -> dict[str, Any] | None:
+        """The size's controller checkpoint; None where there is none. A damaged one (written whole,
+        so damaged later: a disk error, a partial copy) raises ``DamagedCheckpoint``: the search
+        then replays the controller from the run's records."""
         path = self.path / "controller" / f"size{size}.pkl"
         if not path.is_file():
             return None
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        try:
+            with open(path, "rb") as f:
+                state = pickle.load(f)
+        except Exception as e:  # noqa: BLE001 - whatever unpickling a damaged file raises
+            raise DamagedCheckpoint(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict):
+            raise DamagedCheckpoint(f"{path}: not a controller checkpoint")
+        return state

@@ -78,6 +78,47 @@ def test_an_interrupted_search_resumes_to_the_same_records(controller, tmp_path)
 
 
 @pytest.mark.parametrize("controller", ["evolution", "random", "reinforce"])
+def test_a_damaged_controller_checkpoint_is_replayed_from_the_records(controller, tmp_path):
+    """A checkpoint damaged after it was written (a disk error, a partial copy) was an unpickling
+    traceback on every resume. The controller now restarts from its seed and is fed the recorded
+    rounds (each drawn again, the same, and updated with the recorded rewards): the resumed run
+    records what the undamaged one would and ends with the same checkpoint, byte for byte."""
+    whole = _search(tmp_path / "whole", controller)
+    assert _search(tmp_path / "cut", controller, stop_after=9) == whole[:9]
+    one = tmp_path / "cut" / "controller" / "size1.pkl"
+    one.write_bytes(one.read_bytes()[: len(one.read_bytes()) // 2])  # cut short
+    (tmp_path / "cut" / "controller" / "size2.pkl").write_bytes(b"")
+    lines = []
+    run_search(RunDir(tmp_path / "cut"), _config(controller), MadeUpEvaluator(), log=lines.append, dataset=_dataset())
+    replays = [l for l in lines if "replaying" in l]
+    assert len(replays) == 2 and replays[1].endswith("size2.pkl: unreadable (EOFError: Ran out of input); "
+                                                     "replaying its controller from the records")
+    assert replays[0].startswith(f"size 1: {one}: unreadable (")
+    assert not any("drawn again differently" in l for l in lines)
+    records = [(r["size"], r["sample"], r["decisions"], r["reward"]) for r in RunDir(tmp_path / "cut").records()]
+    assert records == whole
+    for n in (1, 2):
+        assert (tmp_path / "cut" / "controller" / f"size{n}.pkl").read_bytes() == \
+            (tmp_path / "whole" / "controller" / f"size{n}.pkl").read_bytes()
+
+
+def test_the_controller_learns_from_the_recorded_decisions_where_a_draw_differs(tmp_path):
+    """Where a resumed controller draws other decisions than the record at that place holds (a
+    replay that does not repeat itself), it is updated with the record's, which were evaluated."""
+    whole = _search(tmp_path / "whole", "random")
+    _search(tmp_path / "cut", "random", stop_after=4)
+    (tmp_path / "cut" / "controller" / "size1.pkl").unlink()
+    recs = RunDir(tmp_path / "cut").records()
+    first = next(r for r in recs if (r["size"], r["sample"]) == (1, 0))
+    first["decisions"] = [1 - d if d < 2 else d for d in first["decisions"]]  # as if drawn otherwise
+    (tmp_path / "cut" / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    lines = []
+    run_search(RunDir(tmp_path / "cut"), _config("random"), MadeUpEvaluator(), log=lines.append, dataset=_dataset())
+    assert "  size 1 #0: drawn again differently from its record; updating with the record's" in lines
+    assert [r["decisions"] for r in RunDir(tmp_path / "cut").records()][1:] == [w[2] for w in whole][1:]
+
+
+@pytest.mark.parametrize("controller", ["evolution", "random", "reinforce"])
 def test_a_search_given_more_samples_and_sizes_records_what_a_larger_run_would(controller, tmp_path):
     larger = _search(tmp_path / "larger", controller, config=_config(controller, sizes=(1, 2, 3), samples_per_size=8))
     small = _config(controller, sizes=(1, 2), samples_per_size=4)
