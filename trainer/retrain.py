@@ -139,14 +139,23 @@ def _from_saved(saved: Any, like: Any) -> Any:
         saved, like)
 
 
-def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer) -> list[float]:
+class DamagedCheckpoint(UserError):
+    """A checkpoint of the very run its folder names (RUN_FILE) that cannot be read back."""
+
+
+def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer, named: bool = False) -> list[float]:
     """Load checkpoint ``step`` into ``trainer``'s state; returns the loss curve up to it. A
-    checkpoint of another network (a folder from before RUN_FILE) is one UserError."""
+    checkpoint of another network (a folder from before RUN_FILE) is one UserError; one that fails
+    to load in a folder that names this run (``named``) was damaged: ``DamagedCheckpoint``."""
     template = {"state": _to_saveable(trainer.state), "curve": np.zeros(step, np.float64)}
     try:
         restored = mngr.restore(step, args=ocp.args.StandardRestore(template))
-    except ValueError as e:
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in Orbax's or TensorStore's own ways
         why = str(e).splitlines()[0].rstrip(":")
+        if named:
+            raise DamagedCheckpoint(f"{mngr.directory}: the checkpoint after epoch {step} is unreadable ({why})") from None
+        if not isinstance(e, ValueError):
+            raise
         raise UserError(f"{mngr.directory}: its checkpoint does not fit this member ({why}); "
                         "choose another --checkpoint-dir") from None
     trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
@@ -169,7 +178,7 @@ def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, see
     split = Split(dataset.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names)
     trainer = MemberTrainer(spec, split, config, seed)
     with ocp.CheckpointManager(path) as mngr:
-        _restore(mngr, config.epochs, trainer)
+        _restore(mngr, config.epochs, trainer, named=True)  # _check_run passed: a failure is damage
     return trainer.scoring_model()
 
 
@@ -195,7 +204,16 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
         start_epoch, curve = 0, []
         latest = mngr.latest_step()
         if latest is not None:
-            start_epoch, curve = latest, _restore(mngr, latest, trainer)
+            try:
+                start_epoch, curve = latest, _restore(mngr, latest, trainer, named)
+            except DamagedCheckpoint as e:
+                # Damaged after it was written (Orbax commits a checkpoint whole). Not removed here:
+                # the user decides, and an earlier checkpoint (or the start) trains its epochs again.
+                # (Going on in this process after the failed read floods stderr with TensorStore's
+                # "Event loop is closed" callbacks, jax 0.10.2 / orbax on the CPU, 2026-12-06.)
+                earlier = [t for t in mngr.all_steps() if t < latest]
+                raise UserError(f"{e}; remove {Path(checkpoint_dir) / str(latest)} to resume from "
+                                + (f"the checkpoint after epoch {max(earlier)}" if earlier else "the start")) from None
         if not named:  # a new folder, or one from before RUN_FILE whose checkpoint fitted
             _write_run(Path(checkpoint_dir).absolute(), identity)
         # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
