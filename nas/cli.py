@@ -66,7 +66,7 @@ def _positive_float(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0:
+    if not 0 < v < float("inf"):  # float() reads 'inf' and '1e309' as infinity, 'nan' as nan
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return v
 

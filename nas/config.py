@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ def _coerce(text: str, current: Any, key: str) -> Any:
             raise UserError(f"--set {key}: expected a list of {kind.__name__}s such as [1,2,3], got {text!r}")
         return tuple(value)
     if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # json reads 1e309 as inf ('inf' and 'nan' it does not read)
+            raise UserError(f"--set {key}: expected a finite float, got {text!r}")
         return float(value)
     if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
         return value

@@ -58,6 +58,8 @@ def test_bad_json_file(tmp_path, capsys):
     # a negative seed reached numpy's generator as a traceback (exit 1) before --seed was checked
     (["train", "mobilenetv2", "--seed", "-1"], "argument --seed: expected an integer in 0..2147483647, got '-1'"),
     (["retrain-spec", "mobilenetv2", "--checkpoint-dir", "c", "--seed", "2147483648"], "got '2147483648'"),
+    (["train", "mobilenetv2", "--lr", "inf"], "argument --lr: expected a positive number, got 'inf'"),
+    (["describe", "mobilenetv2", "--width-multiplier", "nan"], "expected a positive number, got 'nan'"),
 ])
 def test_argparse_errors_exit_2(argv, msg, capsys):
     with pytest.raises(SystemExit) as e:

@@ -61,6 +61,7 @@ def test_a_stored_config_from_before_a_trainer_field_keeps_the_old_behaviour_and
     ("reward.beta=5", "reward.beta: must be <= 0"), ("reward.alpha=0.1", "reward.alpha: must be <= 0"),
     ("trainer.step_epochs=[0]", "trainer.step_epochs: must be epochs >= 1"),
     ("trainer.step_factor=0", "trainer.step_factor: must be > 0"),
+    ("trainer.learning_rate=1e309", "trainer.learning_rate: expected a finite float, got '1e309'"),
 ])
 def test_bad_overrides(item, msg):
     with pytest.raises(UserError, match=msg):
