@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from search_space.errors import MAX_SEED, UserError
+from search_space.errors import MAX_SEED, UserError, check_seed
 
 if TYPE_CHECKING:  # nas.evaluators imports JAX, which the CLI loads only for commands that train
     from nas.evaluators import Evaluator
@@ -33,15 +33,14 @@ def _nonnegative_int(text: str) -> int:
     return v
 
 
-
 def _seed(text: str) -> int:
     try:
         v = int(text)
-    except ValueError:
-        v = -1
-    if not 0 <= v <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_SEED}, got {text!r}")
+        check_seed(v)
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_SEED}, got {text!r}") from None
     return v
+
 
 def _sizes(text: str) -> list[int]:
     """Comma-separated positive ensemble sizes, e.g. 1,2,3."""

@@ -32,8 +32,9 @@ from nas.config import SearchConfig, load_config_dataset
 from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
-from nas.store import DamagedCheckpoint, RunDir
+from nas.store import RunDir
 from search_space.blockstring import scale_width
+from search_space.errors import DamagedCheckpoint
 from search_space.layers import count
 from search_space.space import MnasNetSpace
 from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id

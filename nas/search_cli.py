@@ -101,11 +101,11 @@ def check_writable(folder: Path, option: str) -> None:
 def make_plots(run: RunDir) -> dict[str, Path]:
     from nas.plots import curves, diversity_figure, figure3
 
-    cfg = run.read_search_config()  # first: a folder that is no run says so, as every command does
     records = run.records()
     if not records:
         raise UserError(f"{run.path}: no records yet")
     (run.path / "plots").mkdir(exist_ok=True)
+    cfg = run.read_search_config()
     title = f"{cfg.get('dataset')}: {len(records)} samples, sizes {cfg.get('sizes')}"
     write_fronts(records, run.path / "fronts.csv")
     diverse = diversity_frame(records)

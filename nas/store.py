@@ -32,16 +32,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from search_space.errors import UserError
+from search_space.errors import DamagedCheckpoint, UserError
 
 
 def is_study(cfg: dict[str, Any]) -> bool:
     """Whether a run directory's config is a scaling study's (``nas.study.StudyConfig``)."""
     return "architectures" in cfg and "sizes" not in cfg
-
-
-class DamagedCheckpoint(Exception):
-    """A controller checkpoint that exists but cannot be read."""
 
 
 def process_umask() -> int:

@@ -13,6 +13,11 @@ class SpecError(UserError, ValueError):
     """An invalid architecture spec or decision vector; the message starts with the field name."""
 
 
+class DamagedCheckpoint(UserError):
+    """A checkpoint (a search's controller, a retraining's weights) that exists but cannot be read
+    back: damaged after it was written whole (a disk error, a partial copy)."""
+
+
 # Seeds go to numpy's generators (non-negative only) and to jax.random.key (below 2**63); a search's
 # controllers take seed * 1000 + size. 2**31 - 1 leaves room for both and for any seed one types.
 MAX_SEED = 2**31 - 1

@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from search_space.errors import UserError
+from search_space.errors import DamagedCheckpoint, UserError
 from search_space.spec import ArchSpec
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split
@@ -137,10 +137,6 @@ def _from_saved(saved: Any, like: Any) -> Any:
     return jax.tree_util.tree_map(
         lambda s, l: jax.random.wrap_key_data(s) if jax.dtypes.issubdtype(l.dtype, jax.dtypes.prng_key) else s,
         saved, like)
-
-
-class DamagedCheckpoint(UserError):
-    """A checkpoint of the very run its folder names (RUN_FILE) that cannot be read back."""
 
 
 def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer, named: bool = False) -> list[float]:
