@@ -102,9 +102,16 @@ def test_a_damaged_controller_checkpoint_is_replayed_from_the_records(controller
             (tmp_path / "whole" / "controller" / f"size{n}.pkl").read_bytes()
 
 
-def test_the_controller_learns_from_the_recorded_decisions_where_a_draw_differs(tmp_path):
+def test_the_controller_learns_from_the_recorded_decisions_where_a_draw_differs(tmp_path, monkeypatch):
     """Where a resumed controller draws other decisions than the record at that place holds (a
     replay that does not repeat itself), it is updated with the record's, which were evaluated."""
+    from controller.random_search import RandomSearch
+
+    updated = []  # (step, samples) of each update, as the controller was given them
+    plain_update = RandomSearch.update
+    monkeypatch.setattr(RandomSearch, "update",
+                        lambda self, samples, rewards: updated.append((self.step, samples.copy()))
+                        or plain_update(self, samples, rewards))
     whole = _search(tmp_path / "whole", "random")
     _search(tmp_path / "cut", "random", stop_after=4)
     (tmp_path / "cut" / "controller" / "size1.pkl").unlink()
@@ -113,8 +120,11 @@ def test_the_controller_learns_from_the_recorded_decisions_where_a_draw_differs(
     first["decisions"] = [1 - d if d < 2 else d for d in first["decisions"]]  # as if drawn otherwise
     (tmp_path / "cut" / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     lines = []
+    updated.clear()
     run_search(RunDir(tmp_path / "cut"), _config("random"), MadeUpEvaluator(), log=lines.append, dataset=_dataset())
     assert "  size 1 #0: drawn again differently from its record; updating with the record's" in lines
+    step, samples = updated[0]  # size 1's first round, replayed: sample 0 is the record's
+    assert step == 0 and samples[0].tolist() == first["decisions"]
     assert [r["decisions"] for r in RunDir(tmp_path / "cut").records()][1:] == [w[2] for w in whole][1:]
 
 
