@@ -21,7 +21,7 @@ from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_sett
                            setting_slug)
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
 from nas.run_summary import data_label, front_ensembles, in_progress_line, members_line, pace_line, summarize
-from nas.store import RunDir
+from nas.store import RunDir, write_error
 from search_space.errors import UserError
 
 
@@ -88,14 +88,9 @@ def run_search_cmd(args: argparse.Namespace) -> int:
 def check_writable(folder: Path, option: str) -> None:
     """Create ``folder`` if needed and write a file in it: one clear error now rather than a failed
     write after the first member has trained."""
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise UserError(f"{option} {folder}: cannot write: {e.strerror}") from None
+    why = write_error(folder, create=True)
+    if why is not None:
+        raise UserError(f"{option} {folder}: cannot write: {why}")
 
 
 def make_plots(run: RunDir) -> dict[str, Path]:

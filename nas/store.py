@@ -54,6 +54,20 @@ def process_umask() -> int:
     return mask
 
 
+def write_error(folder: Path, create: bool = False) -> str | None:
+    """Why a file cannot be written in ``folder`` (created first where ``create``), or None where
+    one can: a probe file is written and removed, so permissions, read-only mounts and full quotas
+    all answer, as the commands' own writes later would."""
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all (a temporary file beside it, renamed over it), with the
     mode an ordinary new file gets: mkstemp's files are private (0600), which left a run's
@@ -173,12 +187,10 @@ class RunDir:
         """One error line before any work where `nas {command}`, which writes its results into the
         run (fronts, plots, members, checkpoints), could not: a run on a read-only mount or another
         user's was a traceback at the first write, for `nas seeds` after training a member."""
-        try:
-            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-check-"):
-                pass
-        except OSError as e:
-            raise UserError(f"{self.path}: cannot write there ({e.strerror}); `nas {command}` writes its results "
-                            "into the run: copy the run somewhere writable first") from None
+        why = write_error(self.path)
+        if why is not None:
+            raise UserError(f"{self.path}: cannot write there ({why}); `nas {command}` writes its results "
+                            "into the run: copy the run somewhere writable first")
 
     def read_search_config(self) -> dict[str, Any]:
         """``read_config`` for the commands that need a search run: a scaling study's directory
