@@ -354,6 +354,7 @@ def run_variant(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     from experiments.bench_throughput import BLOCKS_HELP, blocks_arg
+    from search_space.errors import seed_arg
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
@@ -368,7 +369,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--head", type=int, default=1280)
     ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K", help=BLOCKS_HELP)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_arg, default=0)
     ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is skipped")
     ap.add_argument("--parallel", type=int, default=1,
                     help="variants run side by side: they compile at once and take turns to time their training "

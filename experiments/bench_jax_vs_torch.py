@@ -317,6 +317,8 @@ def run_torch(spec, split, config, mode: str, dtype: str = "bfloat16", init: str
 
 
 def main() -> None:
+    from search_space.errors import seed_arg
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--epochs", type=int, help="the study's (10) by default; at least 2: the first epoch "
@@ -336,7 +338,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an override of the MobileNetV2 study's config, as `nas study --set` takes it "
                          "(e.g. trainer.learning_rate=0.4); repeatable")
-    ap.add_argument("--seed", type=int, default=0,
+    ap.add_argument("--seed", type=seed_arg, default=0,
                     help="initialization, data order and augmentation (the 45k/5k split stays seed 0's)")
     ap.add_argument("--out")
     args = ap.parse_args()

@@ -382,6 +382,8 @@ def _entries(folder: str) -> int:
 
 
 def main() -> None:
+    from search_space.errors import seed_arg
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=int, default=24)
     ap.add_argument("--epochs", type=int, default=10)
@@ -404,7 +406,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=8, help="processes: members in flight at once")
     ap.add_argument("--compile-workers", type=int, default=8)
     ap.add_argument("--train-workers", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_arg, default=0)
     ap.add_argument("--naive-members", type=int,
                     help="run the naive loop on only the first N members (its rate is per member; the optimized "
                          "path needs many members to fill its pipeline), to fit a device-time budget")

@@ -62,6 +62,7 @@ def _cosines(reference: Any, other: Any, names: tuple[str, ...]) -> dict[str, fl
 
 def main(argv: list[str] | None = None) -> int:
     from experiments.bench_throughput import blocks_arg
+    from search_space.errors import seed_arg
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=100, help="float32 SGD steps before the comparison")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K",
                     help="keep only MobileNetV2's first K of 7 blocks (default 7); fewer compile faster, for a quick "
                          "run of the check itself")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_arg, default=0)
     ap.add_argument("--out", help="write the results as a JSON list here too")
     args = ap.parse_args(argv)
     if args.steps < 0:

@@ -105,11 +105,13 @@ def plot(paths: list[str], out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from search_space.errors import seed_arg
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--unit", choices=["layer", "padded"], default="padded")
     ap.add_argument("--members", type=int, default=40)
     ap.add_argument("--width", type=float, default=0.25)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_arg, default=0)
     ap.add_argument("--precompile", type=int, default=0, metavar="N",
                     help="--unit padded: first compile the space's 12 covering members in N processes into a "
                          "persistent compilation cache of its own (nas/precompile.py), from which the members "

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from search_space import MnasNetSpace, count, from_json, to_json
+from search_space.errors import seed_arg
 from search_space.models import build_model, param_counts
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--native", type=int, default=32, help="native resolution of the data set")
     ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_arg, default=0)
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     space = MnasNetSpace(args.native)

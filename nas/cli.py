@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from search_space.errors import MAX_SEED, UserError, check_seed
+from search_space.errors import UserError, seed_arg
 
 if TYPE_CHECKING:  # nas.evaluators imports JAX, which the CLI loads only for commands that train
     from nas.evaluators import Evaluator
@@ -30,15 +30,6 @@ def _nonnegative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-        check_seed(v)
-    except (ValueError, UserError):
-        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_SEED}, got {text!r}") from None
     return v
 
 
@@ -277,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--lr", type=_positive_float, default=0.2, help="peak learning rate")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--train-examples", type=_positive_int, help="class-balanced subset of the training split")
     p.add_argument("--val-size", type=_positive_int, default=5000, help="validation examples carved from train")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
@@ -300,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(p)
     p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--checkpoint-dir", required=True)
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],

@@ -27,3 +27,15 @@ def check_seed(seed: object, name: str = "seed") -> None:
     """``seed`` is an int in 0..MAX_SEED; else one error line naming ``name``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"{name}: must be an int in 0..{MAX_SEED}, got {seed!r}")
+
+
+def seed_arg(text: str) -> int:
+    """An argparse ``type`` for ``--seed`` options: an int in 0..MAX_SEED, else argparse's usage error."""
+    import argparse
+
+    try:
+        value = int(text)
+        check_seed(value)
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_SEED}, got {text!r}") from None
+    return value

@@ -170,6 +170,19 @@ def test_benchmarks_reject_unknown_variants():
     assert r.returncode != 0 and "unknown kind(s) nope" in r.stderr
 
 
+@pytest.mark.parametrize("script", ["bench_compile_options", "bench_jax_vs_torch", "bench_throughput",
+                                    "check_bf16_gradients", "check_layer_reuse", "check_search_space"])
+def test_the_scripts_take_seeds_in_the_searchs_range_only(script, monkeypatch, capsys):
+    # -1 was a numpy traceback where a script first drew from its seed (check_search_space: at once)
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--seed", "-1"])
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"experiments.{script}").main()
+    assert stopped.value.code == 2
+    assert "argument --seed: expected an integer in 0..2147483647, got '-1'" in capsys.readouterr().err
+
+
 def test_the_throughput_benchmark_stops_on_a_missing_data_set_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
