@@ -61,6 +61,10 @@ def _positive_float(text: str) -> float:
     return v
 
 
+SMALL_INPUT_HELP = ("the small-input rule (stem stride 1, the first stride-2 block at stride 1: total stride 8) "
+                    "that `nas train`, `nas study` and the searches give networks on data of 64 px or less")
+
+
 def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC",
                    help="a JSON spec file, a named architecture (mobilenetv2, mnasnet-a1, mnasnet-b1, mnasnet-small, "
@@ -104,10 +108,36 @@ def _spec_from_args(args: argparse.Namespace):
                         stem=args.stem, head=args.head)
 
 
+def _spec_as_trained(args: argparse.Namespace, what: str):
+    """``_spec_from_args``, with ``--small-input`` applied to every member it fits. Without it, a
+    note on stderr where a member at 64 px or less would be trained otherwise than described: on
+    data that small, `nas train` and `nas study` give ImageNet networks the small-input rule (stride
+    8 instead of 32), which multiplies their multiply-adds (EfficientNet-b0 at 32 px: 9.7M as
+    published, 117.4M as trained)."""
+    from search_space.space import SMALL_INPUT_MAX, adapt_for_small_input
+    from search_space.spec import EnsembleSpec, MobileNetSpec
+
+    spec = _spec_from_args(args)
+    members = spec.members if isinstance(spec, EnsembleSpec) else (spec,)
+    fits = [isinstance(m, MobileNetSpec) and m.stem_stride == 2 for m in members]
+    if args.small_input:
+        if not any(fits):
+            raise UserError("--small-input: no member of SPEC has a stride-2 stem for the rule to change "
+                            "(a WRN, or a network already adapted, as a searched member on small data is)")
+        adapted = tuple(adapt_for_small_input(m) if f else m for m, f in zip(members, fits))
+        return EnsembleSpec(adapted) if isinstance(spec, EnsembleSpec) else adapted[0]
+    small = sorted({m.resolution for m, f in zip(members, fits) if f and m.resolution <= SMALL_INPUT_MAX})
+    if small:
+        print(f"note: on data of {SMALL_INPUT_MAX} px or less (this is at {'/'.join(map(str, small))} px), "
+              "`nas train` and `nas study` train ImageNet networks with the small-input rule (stride 8, not 32); "
+              f"--small-input {what} that", file=sys.stderr)
+    return spec
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from nas.describe import describe, format_description
 
-    d = describe(_spec_from_args(args), args.num_classes, device=args.device)
+    d = describe(_spec_as_trained(args, "describes"), args.num_classes, device=args.device)
     print(json.dumps(d) if args.json else format_description(d))
     return 0
 
@@ -115,7 +145,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_latency(args: argparse.Namespace) -> int:
     from nas.latency_cli import format_latency, latency_dict
 
-    d = latency_dict(_spec_from_args(args), device=args.device, era=args.era, num_classes=args.num_classes)
+    d = latency_dict(_spec_as_trained(args, "estimates"), device=args.device, era=args.era,
+                     num_classes=args.num_classes)
     print(json.dumps(d) if args.json else format_latency(d))
     return 0
 
@@ -238,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=_positive_int, help="classifier outputs (default 1000; 10 for WRN)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level params, multiply_adds)")
     p.add_argument("--device", default="pixel1", help="latency device: pixel1, note10 or a device JSON file")
+    p.add_argument("--small-input", action="store_true", help=SMALL_INPUT_HELP)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("latency", help="estimated on-device latency, total and per layer",
@@ -247,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="pixel1", help="pixel1 (default), note10, or a device JSON file")
     p.add_argument("--era", help="TFLite era of the estimate (pixel1: 2018 default, or 2019)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level latency_ms)")
+    p.add_argument("--small-input", action="store_true", help=SMALL_INPUT_HELP)
     p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("calibrate-latency", help="refit a device's latency model and report its error",

@@ -33,6 +33,39 @@ def test_describe_block_strings_and_json_file(tmp_path, capsys):
     assert len(e["members"]) == 2 and e["params"] == sum(m["params"] for m in e["members"])
 
 
+def test_small_input_describes_a_network_as_train_and_study_train_it_on_small_data(tmp_path, capsys):
+    # EfficientNet-b1 at 34 px was described with ImageNet's strides (32.7M multiply-adds, ending
+    # at 2x2) while the CIFAR-10 study trains it at stride 8 (236M): a note says so, the flag gives
+    # the network trained
+    from experiments.study_efficientnet_cifar import get_config
+    from nas.study import architecture_spec
+    from search_space.layers import count
+    from search_space.spec import spec_id
+
+    trained = architecture_spec("efficientnet-b1", get_config(), 32)
+    argv = ["efficientnet-b1", "--resolution", "34", "--num-classes", "10", "--json"]
+    assert main(["describe", *argv]) == 0
+    out = capsys.readouterr()
+    published = json.loads(out.out)
+    assert out.err.startswith("note: on data of 64 px or less (this is at 34 px)")
+    assert out.err.endswith("--small-input describes that\n") and out.err.count("\n") == 1
+    adapted = _json_out(capsys, "describe", *argv, "--small-input")
+    assert adapted["id"] == spec_id(trained) and adapted["multiply_adds"] == count(trained, 10).multiply_adds
+    assert adapted["multiply_adds"] > 5 * published["multiply_adds"]
+    assert main(["latency", *argv]) == 0 and "--small-input estimates that" in capsys.readouterr().err
+    fast, slow = (_json_out(capsys, "latency", *argv, *flag)["latency_ms"] for flag in ((), ("--small-input",)))
+    assert slow > 3 * fast
+    # no note at ImageNet sizes or for a network already adapted; nothing for the flag to change is one line
+    assert main(["describe", "mnasnet-a1", "--json"]) == 0 and capsys.readouterr().err == ""
+    path = tmp_path / "adapted.json"
+    path.write_text(json.dumps(adapted["spec"]))
+    assert main(["describe", str(path)]) == 0 and capsys.readouterr().err == ""
+    for spec in (str(path), "wrn-16-2"):
+        assert main(["describe", spec, "--small-input"]) == 2
+        err = capsys.readouterr().err
+        assert "--small-input: no member of SPEC has a stride-2 stem" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["describe", "resnet-50"], "not a file, a known architecture"),
     (["describe", "r1_k4_s11_e1_i32_o16"], "block.kernel"),
