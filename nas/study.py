@@ -30,7 +30,7 @@ import pandas as pd
 from nas.config import load_config_dataset
 from nas.ensemble import evaluate_ensemble
 from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator, member_summary, result_line
-from nas.search import member_key
+from nas.search import member_key, progress_prefix
 from nas.store import RunDir
 from search_space import zoo
 from search_space.errors import UserError, check_seed
@@ -146,6 +146,10 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
     provenance = versions()
     out: dict[str, list[TrainedMember]] = {a: [] for a in config.architectures}
     total, available, stopped = len(specs) * config.members, 0, False
+    # members to train in all, for the progress line ("[3/12, 5m10s, about 15m left]")
+    to_train = sum(not run.member_path(member_key(spec, split, config.trainer, config.seed + i)).is_file()
+                   for i in range(config.members) for spec in specs.values()) if train else 0
+    trained, start, first = 0, time.perf_counter(), None
     for i in range(config.members):
         seed = config.seed + i
         keys = {a: member_key(spec, split, config.trainer, seed) for a, spec in specs.items()}
@@ -162,7 +166,11 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
                 summary = {**member_summary(job, r), "architecture": arch_of[job.key]}
                 run.save_member(job.key, summary, r.val_logits)
                 run.append_record({**summary, "versions": provenance})  # where it ran: device, packages
-                log(f"    -> {arch_of[job.key]} seed {seed}: {result_line(r)}")
+                trained += 1
+                elapsed = time.perf_counter() - start
+                first = elapsed if first is None else first
+                log(f"    {progress_prefix(trained, to_train, elapsed, first)}{arch_of[job.key]} seed {seed}: "
+                    f"{result_line(r)}")
         for arch in specs:
             cached = run.load_member(keys[arch])
             if cached is None:

@@ -3,6 +3,7 @@ on real data (two tiny WRNs, one epoch), extended with --resume, as the paper's 
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -131,11 +132,15 @@ def test_miniature_study_end_to_end_then_extended(tmp_path, dataset):
     first = (run / "records.jsonl").read_text().splitlines()
     assert sorted(json.loads(l)["architecture"] for l in first) == ["wrn-10-1", "wrn-10-2"]
     assert json.loads(first[0])["versions"]["device"] == "cpu"  # where each member was trained
+    # progress as a search's: members trained of those to train, time so far, time left
+    assert re.search(r"\n    \[1/2, \d+m\d\ds, about \d+m\d\ds left\] wrn-10-\d seed 0: ", out.stderr)
+    assert re.search(r"\n    \[2/2, \d+m\d\ds\] wrn-10-\d seed 0: ", out.stderr)
 
     # extended through worker processes (the GPU default), which share the run's compilation cache
     out = nas_here("study", "x", "--run-dir", str(run), "--resume", "--set", "members=2", "--json",
                    "--backend", "processes", "--workers", "2")
     assert "seed 1: training wrn-10-1 14px, wrn-10-2 14px (processes)" in out.stderr
+    assert "[1/2, " in out.stderr and "[2/2, " in out.stderr and "[3/" not in out.stderr  # the two to train
     lines = (run / "records.jsonl").read_text().splitlines()
     assert lines[:2] == first and len(lines) == 4  # the first two members were read back, not retrained
     assert [json.loads(l)["seed"] for l in lines[2:]] == [1, 1]
