@@ -475,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable. What it changes is part of the retraining setting: its own "
                         "checkpoints, rows and plots (e.g. fast4+label_smoothing=0.0)")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.add_argument("--max-minutes", type=_positive_float,
+                   help="start no new member after this many minutes, and stop the members in training at "
+                        "the end of their epoch then, with a checkpoint there; the ensembles finished are "
+                        "kept, and the same command resumes")
     p.add_argument("--workers", type=_positive_int, default=1,
                    help="retrain this many members at once, each in a process of its own (default 1: one "
                         "after another in this process); several small members share one GPU")

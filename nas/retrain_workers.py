@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,19 @@ def _start_worker(folder: str, env: dict[str, str], driver_pid: int, scratch: st
 
 
 def _retrain_one(spec: ArchSpec, config: TrainConfig, seed: int, checkpoint_dir: str, every: int,
-                 label: str) -> RetrainResult:
+                 label: str, deadline: float | None, must_start: bool) -> RetrainResult | None:
+    """The member's retraining; None where ``deadline`` (a ``time.time()``) stopped it, or had
+    passed before it started (unless ``must_start``: the command's first members)."""
     from trainer.retrain import retrain
 
     assert _DATA is not None
+    if deadline is not None and not must_start and time.time() > deadline:
+        return None
 
     def progress(epoch: int, epochs: int, loss: float) -> None:
         print(f"  {label} epoch {epoch}/{epochs} loss {loss:.4f}", file=sys.stderr, flush=True)
 
-    result = retrain(spec, _DATA, config, seed, checkpoint_dir, every=every, progress=progress)
-    assert result is not None
-    return result
+    return retrain(spec, _DATA, config, seed, checkpoint_dir, every=every, progress=progress, deadline=deadline)
 
 
 class RetrainWorkers:
@@ -80,8 +83,10 @@ class RetrainWorkers:
                                          initargs=(str(folder), env, os.getpid(), self._tmp.name))
 
     def submit(self, spec: ArchSpec, config: TrainConfig, seed: int, checkpoint_dir: Path, every: int,
-               label: str) -> Future[RetrainResult]:
-        return self._pool.submit(_retrain_one, spec, config, seed, str(checkpoint_dir), every, label)
+               label: str, deadline: float | None = None, must_start: bool = True) -> Future[RetrainResult | None]:
+        """The member's retraining in a worker (``_retrain_one``: ``deadline`` and ``must_start``)."""
+        return self._pool.submit(_retrain_one, spec, config, seed, str(checkpoint_dir), every, label, deadline,
+                                 must_start)
 
     def __enter__(self) -> "RetrainWorkers":
         return self

@@ -251,6 +251,10 @@ def searched_choices(records: list[dict[str, Any]], where: Path, size: int | Non
     return sorted(records, key=lambda r: -r["reward"])[:top]
 
 
+class _OutOfTime(Exception):
+    """`nas retrain --max-minutes` stopped a member, or kept one from starting."""
+
+
 def run_retrain_cmd(args: argparse.Namespace) -> int:
     """Retrain the top-K ensembles (by reward, or the Pareto points) with a full recipe."""
     from nas.ensemble import evaluate_ensemble
@@ -308,23 +312,36 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     # a member shared by several chosen ensembles (evolution's children share their parents') is
     # retrained, or restored and scored, once per command
     start, scored, pending = time.perf_counter(), {}, {}
+    # --max-minutes: a wall-clock time (worker processes read it too); the command's first member
+    # (each worker's first, with --workers) starts whatever the time, so every call moves on
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
+    trained_here = []  # members this call has trained (not read back from a finished run's saved logits)
+    stopped = False
 
     def member_result(pos: int, m: dict[str, Any]) -> RetrainResult:
-        """The member's retraining: from the workers where they have it (``pending``), else here."""
+        """The member's retraining: from the workers where they have it (``pending``), else here.
+        Raises _OutOfTime where --max-minutes stopped it or kept it from starting."""
         seed, ckpt = member_run(pos, m)
         if ckpt in scored:
             return scored[ckpt]
         if ckpt in pending:
             try:
-                res = scored[ckpt] = pending[ckpt].result()
+                res = pending[ckpt].result()
             except BrokenProcessPool as e:
                 raise UserError(f"a retraining worker died ({e}); rerun the command: the ensembles finished are "
                                 "kept, and the other members resume from their checkpoints") from None
         else:
+            if deadline is not None and trained_here and time.time() > deadline:
+                raise _OutOfTime
             print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
-            res = scored[ckpt] = retrain(
-                spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every,
+            res = retrain(
+                spec_from_dict(m["spec"]), ds, recipe, seed, ckpt, every=args.every, deadline=deadline,
                 progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
+        if res is None:
+            raise _OutOfTime
+        scored[ckpt] = res
+        if not res.from_saved_logits:
+            trained_here.append(ckpt)
         # members train one after another (or N at a time), each with its own compile: the mean pace,
         # not the pace after the first (which suits a pipelined search round)
         print(f"  {progress_prefix(len(scored), len(checkpoints), time.perf_counter() - start)}member "
@@ -338,16 +355,24 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         if n_workers > 1:  # every distinct member handed to the workers at once, in the order they are needed
             workers = stack.enter_context(RetrainWorkers(ds, n_workers))
             print(f"retraining in {n_workers} worker processes", file=sys.stderr)
-            for ckpt, (seed, m) in checkpoints.items():
+            for i, (ckpt, (seed, m)) in enumerate(checkpoints.items()):
                 print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
-                pending[ckpt] = workers.submit(spec_from_dict(m["spec"]), recipe, seed, ckpt, args.every, m["id"][:12])
+                pending[ckpt] = workers.submit(spec_from_dict(m["spec"]), recipe, seed, ckpt, args.every, m["id"][:12],
+                                               deadline, must_start=i < n_workers)
         for r in chosen:
             prior = finished.get((r["ensemble_id"], *setting))
             if prior is not None:  # a rerun after completion reports, it does not retrain or duplicate
                 print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test "
                       f"{prior['test_accuracy']:.4f} (retrained earlier)")
                 continue
-            logits = [member_result(pos, m).test_logits for pos, m in enumerate(r["members"])]
+            try:
+                logits = [member_result(pos, m).test_logits for pos, m in enumerate(r["members"])]
+            except _OutOfTime:
+                stopped = True
+                print(f"time limit ({args.max_minutes:g} min): stopping with {len(todo) - appended} of {len(todo)} "
+                      "ensembles left; members stopped mid-way keep a checkpoint of their last epoch, and the same "
+                      "command resumes", file=sys.stderr)
+                break
             metrics = evaluate_ensemble(logits, ds.y_test)
             row = {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": args.recipe,
                    **({"set": changed} if changed else {}),
@@ -361,7 +386,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
             appended += 1
             print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
                   f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
-    print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}" if appended
-          else f"every chosen ensemble was retrained earlier; results in {out_path}")
+    if appended or stopped:
+        print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}")
+    else:
+        print(f"every chosen ensemble was retrained earlier; results in {out_path}")
     print_agreement(run, setting)
     return 0

@@ -218,11 +218,13 @@ def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, see
 
 def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, checkpoint_dir: str | Path,
             every: int = 5, progress: Callable[[int, int, float], None] | None = None,
-            stop_after: int | None = None) -> RetrainResult | None:
+            stop_after: int | None = None, deadline: float | None = None) -> RetrainResult | None:
     """Train ``spec`` on all of ``dataset``'s training split, checkpointing every ``every`` epochs.
 
     If ``checkpoint_dir`` holds a checkpoint, training resumes after its epoch. ``stop_after``
-    ends the run after that many epochs (returning None), as an interruption would. A finished run's
+    ends the run after that many epochs (returning None), as an interruption would. ``deadline``
+    (a ``time.time()``): the first epoch that ends after it is checkpointed, whatever ``every`` says,
+    and the run stops there (returning None); a later call resumes it exactly. A finished run's
     test logits are saved there too, and a later call on the same test set returns them as they are.
     """
     identity = _run_identity(spec, dataset, config, seed)
@@ -260,11 +262,12 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
             if progress is not None:
                 progress(epoch + 1, config.epochs, curve[-1])
             done = epoch + 1
-            if done % every == 0 or done == config.epochs:
+            out_of_time = deadline is not None and time.time() > deadline and done < config.epochs
+            if done % every == 0 or done == config.epochs or out_of_time:
                 mngr.save(done, args=ocp.args.StandardSave({"state": _to_saveable(trainer.state),
                                                             "curve": np.asarray(curve, np.float64)}))
                 mngr.wait_until_finished()
-            if stop_after is not None and done >= stop_after:
+            if out_of_time or (stop_after is not None and done >= stop_after):
                 return None
         train_s = time.perf_counter() - t0
     logits = trainer.logits(dataset.x_test)

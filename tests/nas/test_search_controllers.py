@@ -487,7 +487,7 @@ def test_retrain_workers_results_make_the_rows_and_a_dead_worker_is_one_line(tmp
         def __exit__(self, *exc):
             pass
 
-        def submit(self, spec, config, seed, checkpoint_dir, every, label):
+        def submit(self, spec, config, seed, checkpoint_dir, every, label, deadline, must_start):
             submitted.append((spec.id, seed))
             done = Future()
             if broken_after[0] is not None and len(submitted) > broken_after[0]:
@@ -512,6 +512,74 @@ def test_retrain_workers_results_make_the_rows_and_a_dead_worker_is_one_line(tmp
     assert err[-1].startswith("nas retrain: error: a retraining worker died (A process in the process pool")
     assert "rerun the command" in err[-1] and not any("Traceback" in l for l in err)
     assert len(RunDir(run).retrains()) == 3
+
+
+def test_retrain_max_minutes_stops_between_members_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
+    """`nas retrain --max-minutes M`: each member's retraining gets the deadline (a wall-clock time,
+    which stops it at an epoch's end with a checkpoint: trainer.retrain); one it stopped (None) ends
+    the command with the ensembles finished kept; no member starts after the deadline but the
+    call's first, so every call moves on; with --workers, each worker's first."""
+    import time
+    from concurrent.futures import Future
+
+    import nas.retrain_workers
+    import trainer.data
+    import trainer.retrain
+
+    _search(tmp_path / "run", "random")
+    run = str(tmp_path / "run")
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
+    calls, stop_at = [], [2]
+
+    def result(dataset, epochs):
+        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
+        return trainer.retrain.RetrainResult(1.0, right, (0.5,), epochs, 0, 0.0, 0.0)
+
+    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, deadline=None, **kw):
+        calls.append(deadline)
+        return None if len(calls) == stop_at[0] else result(dataset, config.epochs)
+
+    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    base = ["retrain", run, "--size", "1", "--top", "3", "--epochs", "1"]
+    before = time.time()
+    assert main([*base, "--max-minutes", "5"]) == 0
+    assert len(calls) == 2 and before + 300 <= calls[0] <= time.time() + 300 and calls[1] == calls[0]
+    assert len(RunDir(run).retrains()) == 1
+    err = capsys.readouterr().err
+    assert "time limit (5 min): stopping with 2 of 3 ensembles left;" in err and "the same command resumes" in err
+    # past the deadline already: the call's first member trains, the next does not start
+    calls.clear()
+    stop_at[0] = None
+    assert main([*base, "--max-minutes", "1e-9"]) == 0
+    assert len(calls) == 1 and len(RunDir(run).retrains()) == 2
+    assert "stopping with 1 of 2 ensembles left" in capsys.readouterr().err
+    assert main(base) == 0 and len(calls) == 2 and len(RunDir(run).retrains()) == 3  # no limit: the rest
+
+    submitted = []
+
+    class FakeWorkers:
+        def __init__(self, dataset, workers):
+            self.dataset = dataset
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def submit(self, spec, config, seed, checkpoint_dir, every, label, deadline=None, must_start=True):
+            submitted.append((deadline, must_start))
+            done = Future()
+            done.set_result(None if len(submitted) == 3 else result(self.dataset, config.epochs))
+            return done
+
+    monkeypatch.setattr(nas.retrain_workers, "RetrainWorkers", FakeWorkers)
+    capsys.readouterr()
+    # the top 6: three retrained earlier, three to go, the last stopped
+    assert main([*base[:4], "--top", "6", "--epochs", "1", "--workers", "2", "--max-minutes", "5"]) == 0
+    assert [m for _, m in submitted] == [True, True, False] and submitted[0][0] > time.time() + 290
+    assert len(RunDir(run).retrains()) == 5
+    assert "stopping with 1 of 3 ensembles left" in capsys.readouterr().err
 
 
 def test_the_log_counts_rounds_and_members_with_the_time_left(tmp_path):

@@ -381,6 +381,14 @@ def test_a_retraining_with_a_moving_average_resumes_it_from_its_checkpoint(fashi
     fresh = retrain(tiny_member(), small, config, 0, tmp_path / "fresh", every=1)
     assert resumed.resumed_from_epoch == 1 and resumed.loss_curve == fresh.loss_curve
     np.testing.assert_allclose(resumed.test_logits, fresh.test_logits, atol=1e-6)
+    # stopped by a deadline (`nas retrain --max-minutes`): at the end of the epoch it passed in, with a
+    # checkpoint there though --every would not have written one, and resumed the same
+    late = tmp_path / "late"
+    assert retrain(tiny_member(), small, config, 0, late, every=5, deadline=time.time()) is None
+    assert sorted(p.name for p in late.iterdir() if p.name.isdigit()) == ["1"]
+    resumed = retrain(tiny_member(), small, config, 0, late, every=5, deadline=time.time() + 3600)
+    assert resumed.resumed_from_epoch == 1 and resumed.loss_curve == fresh.loss_curve
+    np.testing.assert_allclose(resumed.test_logits, fresh.test_logits, atol=1e-6)
     last = retrain(tiny_member(), small, config.replace(ema_decay=0.0), 0, tmp_path / "last", every=1)
     assert last.loss_curve == fresh.loss_curve and np.abs(last.test_logits - fresh.test_logits).max() > 1e-3
 
