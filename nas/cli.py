@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--checkpoint-dir", required=True)
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
+    p.add_argument("--max-minutes", type=_positive_float,
+                   help="stop at the end of the epoch in which this many minutes pass, with a checkpoint "
+                        "there; the same command resumes")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any setting of the recipe after --recipe and --epochs, as in nas train, e.g. "
                         "--set ema_decay=0.9999 --set batch_size=64 (a checkpoint folder keeps one run's settings)")

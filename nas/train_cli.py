@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     from nas.search_cli import check_writable
     from trainer.retrain import RECIPES, retrain, with_epochs
 
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
     config = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
@@ -80,8 +82,17 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
                       image_size=args.image_size)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
-    r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress)
-    assert r is not None
+    r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress,
+                deadline=deadline)
+    if r is None:
+        done = max(int(p.name) for p in Path(args.checkpoint_dir).iterdir() if p.name.isdigit())
+        print(f"time limit ({args.max_minutes:g} min): stopped after epoch {done} of {config.epochs}, with a "
+              f"checkpoint in {args.checkpoint_dir}; the same command resumes"
+              + (" (and then exports)" if args.export else ""), file=sys.stderr)
+        if args.json:
+            print(json.dumps({"stopped_after_epoch": done, "epochs": config.epochs,
+                              "checkpoint_dir": str(args.checkpoint_dir)}))
+        return 0
     out = {"test_accuracy": r.test_accuracy, "epochs": r.epochs, "resumed_from_epoch": r.resumed_from_epoch,
            "loss_curve": list(r.loss_curve), "compile_s": r.compile_s, "train_s": r.train_s,
            "from_saved_logits": r.from_saved_logits,

@@ -316,6 +316,14 @@ def test_retrain_spec_takes_recipe_settings_and_its_folder_keeps_them(fashion, t
     out = json.loads(nas_here(*args("--set", "ema_decay=0.9", "--set", "trainer.batch_size=64")).stdout)
     assert out["trainer"]["ema_decay"] == 0.9 and out["trainer"]["batch_size"] == 64 and out["trainer"]["epochs"] == 1
     assert out["set"] == ["ema_decay=0.9", "trainer.batch_size=64"] and out["recipe"] == "fast"
+    # --max-minutes: stopped at the end of the first epoch past it, with a checkpoint there; resumed
+    settings = ("--set", "ema_decay=0.9", "--set", "trainer.batch_size=64", "--epochs", "2",
+                "--checkpoint-dir", str(tmp_path / "slot"))
+    stopped = nas_here(*args(*settings, "--max-minutes", "1e-9"))
+    assert json.loads(stopped.stdout) == {"stopped_after_epoch": 1, "epochs": 2, "checkpoint_dir": str(tmp_path / "slot")}
+    assert f"time limit (1e-09 min): stopped after epoch 1 of 2, with a checkpoint in {tmp_path / 'slot'}" in stopped.stderr
+    resumed = json.loads(nas_here(*args(*settings)).stdout)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs"] == 2
     # the folder's run with other settings: one line, exit 2, nothing trained; a bad setting fails before any data
     capsys.readouterr()
     assert main(args("--set", "ema_decay=0.5", "--set", "batch_size=64")) == 2
