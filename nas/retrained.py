@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -150,6 +151,40 @@ def setting_slug(recipe: str, epochs: int, train_examples: int) -> str:
     ``--set`` items "fast4+label_smoothing=0.0-n10000"."""
     name, items = split_recipe_label(recipe)
     return f"{name}{epochs}" + "".join(f"+{i}" for i in items) + (f"-n{train_examples}" if train_examples else "")
+
+
+# setting_slug's form: recipe, epochs, "+key=value" items, "-n" training images (no '+' or '/' in items)
+_SLUG = re.compile(r"(?P<recipe>[a-z]+)(?P<epochs>\d+)(?P<items>(?:\+[^+/]+?)*)(?:-n(?P<n>\d+))?")
+
+
+def slug_options(slug: str) -> list[str] | None:
+    """The `nas retrain` options that give setting ``slug`` (None if it is not one): "fast4-n10000"
+    -> --recipe fast --epochs 4 --train-examples 10000."""
+    m = _SLUG.fullmatch(slug)
+    if m is None:
+        return None
+    items = [x for x in m["items"].split("+") if x]
+    return (["--recipe", m["recipe"], "--epochs", m["epochs"]] + [a for i in items for a in ("--set", i)]
+            + (["--train-examples", m["n"]] if m["n"] else []))
+
+
+def unfinished_retrainings(run_path: Path) -> list[dict[str, Any]]:
+    """`nas retrain`'s members checkpointed mid-way (stopped by --max-minutes or a kill, or still
+    training): per setting ``slug``, in folder order, its ``epochs``, the ``options`` that give it,
+    and each such member's ``folder`` and the ``epoch`` of its last checkpoint. A member folder
+    without a checkpoint (stopped in its first epochs) holds nothing to resume from and is left out."""
+    root = run_path / "retrain"
+    out: dict[str, dict[str, Any]] = {}
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        parts = folder.name.split("-", 2)  # "{member id}-seed{seed}-{slug}" (retrain_dir)
+        m = _SLUG.fullmatch(parts[-1]) if len(parts) == 3 else None
+        if not steps or m is None or max(steps) >= int(m["epochs"]):
+            continue
+        entry = out.setdefault(parts[2], {"slug": parts[2], "epochs": int(m["epochs"]),
+                                          "options": slug_options(parts[2]), "members": []})
+        entry["members"].append({"folder": folder.name, "epoch": max(steps)})
+    return list(out.values())
 
 
 def retrain_recipe(recipe: str, epochs: int) -> TrainConfig:

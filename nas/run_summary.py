@@ -12,6 +12,7 @@ import pandas as pd
 
 from nas.diversity import diversity_frame, diversity_summary
 from nas.pareto import best_within, fronts, json_rows, records_frame
+from nas.retrained import unfinished_retrainings
 from nas.retrained_cli import retrained_report
 from nas.store import RunDir
 
@@ -52,7 +53,7 @@ def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = Fal
            "retrained": retrained_report(run, records),
            "failures": [{"size": r["size"], "sample": r["sample"], "reason": r.get("reason") or "?"}
                         for r in sorted(records, key=lambda r: (r["size"], r["sample"])) if r.get("status") != "ok"],
-           "in_progress": in_progress(run, records)}
+           "in_progress": in_progress(run, records), "retraining_unfinished": unfinished_retrainings(run.path)}
     if front:
         out["front"] = [front_point(rec, ens) for rec, ens in front_ensembles(records)]
     return out

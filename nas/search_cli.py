@@ -157,6 +157,12 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     if args.front:
         _print_front(s["front"])
     print_retrained(s["retrained"])
+    for u in s["retraining_unfinished"]:
+        n = len(u["members"])
+        print(f"retraining unfinished ({u['slug']}): {n} member{'s' if n != 1 else ''} checkpointed mid-way, after "
+              f"epoch{'s' if n != 1 else ''} {', '.join(str(m['epoch']) for m in u['members'])} of {u['epochs']} "
+              f"(a `nas retrain` stopped, or still running); `nas retrain {run.path} {' '.join(u['options'])}` with "
+              f"the same choice of ensembles resumes {'them' if n != 1 else 'it'}")
     if s["members"]["trained"]:
         print(members_line(s["members"]))
     pace = pace_line(s["pace"])

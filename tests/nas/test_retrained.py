@@ -180,3 +180,32 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     # three panels, the third the ensembles' gain over their best member: 16.5 inches at 130 dpi
     assert int.from_bytes(png.read_bytes()[16:20], "big") == 2145
+    assert "retraining unfinished" not in capsys.readouterr().out
+
+
+def test_show_names_the_members_checkpointed_mid_way_and_the_options_that_resume_them(tmp_path, capsys):
+    # after `nas retrain --max-minutes` (or a kill): member folders with a checkpoint short of the
+    # setting's epochs; a finished one, one with no checkpoint yet and a stray folder are not named
+    from nas.cli import main
+    from nas.retrained import recipe_label, setting_slug, slug_options
+
+    run = tmp_path / "run"
+    (run / "members").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"dataset": "fashion_mnist", "sizes": [1], "samples_per_size": 1}))
+    with_items = setting_slug(recipe_label("fast", ["label_smoothing=0.0", "learning_rate=1e-05"]), 3, 500)
+    for folder, steps in [(f"aaaaaaaaaaaaaaaa-seed0-{with_items}", [1]), (f"bbbbbbbbbbbbbbbb-seed1-{with_items}", [1, 2]),
+                          ("cccccccccccccccc-seed0-wrn200", [195, 200]), ("dddddddddddddddd-seed0-wrn200", []),
+                          ("notes", [3])]:
+        for step in steps or [None]:
+            (run / "retrain" / folder / ("" if step is None else str(step))).mkdir(parents=True, exist_ok=True)
+    assert slug_options(with_items) == ["--recipe", "fast", "--epochs", "3", "--set", "label_smoothing=0.0", "--set",
+                                        "learning_rate=1e-05", "--train-examples", "500"]
+    assert main(["show", str(run)]) == 0
+    line, = [l for l in capsys.readouterr().out.splitlines() if "unfinished" in l]
+    assert line == (f"retraining unfinished ({with_items}): 2 members checkpointed mid-way, after epochs 1, 2 of 3 "
+                    f"(a `nas retrain` stopped, or still running); `nas retrain {run} --recipe fast --epochs 3 --set "
+                    "label_smoothing=0.0 --set learning_rate=1e-05 --train-examples 500` with the same choice of "
+                    "ensembles resumes them")
+    assert main(["show", str(run), "--json"]) == 0
+    unfinished, = json.loads(capsys.readouterr().out)["retraining_unfinished"]
+    assert unfinished["epochs"] == 3 and [m["epoch"] for m in unfinished["members"]] == [1, 2]
