@@ -35,6 +35,7 @@ import pandas as pd
 from nas.pareto import pareto_front
 from search_space.errors import UserError
 from trainer.config import TrainConfig
+from trainer.checkpoints import checkpoint_steps
 
 SETTING = ["recipe", "epochs", "train_examples"]
 COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "ensemble_id", "proxy_val_accuracy",
@@ -161,8 +162,10 @@ def slug_options(slug: str) -> list[str] | None:
     """The `nas retrain` options that give setting ``slug`` (None if it is not one): "fast4-n10000"
     -> --recipe fast --epochs 4 --train-examples 10000."""
     m = _SLUG.fullmatch(slug)
-    if m is None:
-        return None
+    return None if m is None else _options(m)
+
+
+def _options(m: re.Match[str]) -> list[str]:
     items = [x for x in m["items"].split("+") if x]
     return (["--recipe", m["recipe"], "--epochs", m["epochs"]] + [a for i in items for a in ("--set", i)]
             + (["--train-examples", m["n"]] if m["n"] else []))
@@ -176,13 +179,13 @@ def unfinished_retrainings(run_path: Path) -> list[dict[str, Any]]:
     root = run_path / "retrain"
     out: dict[str, dict[str, Any]] = {}
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        steps = checkpoint_steps(folder)
         parts = folder.name.split("-", 2)  # "{member id}-seed{seed}-{slug}" (retrain_dir)
         m = _SLUG.fullmatch(parts[-1]) if len(parts) == 3 else None
         if not steps or m is None or max(steps) >= int(m["epochs"]):
             continue
-        entry = out.setdefault(parts[2], {"slug": parts[2], "epochs": int(m["epochs"]),
-                                          "options": slug_options(parts[2]), "members": []})
+        entry = out.setdefault(parts[2], {"slug": parts[2], "epochs": int(m["epochs"]), "options": _options(m),
+                                          "members": []})
         entry["members"].append({"folder": folder.name, "epoch": max(steps)})
     return list(out.values())
 

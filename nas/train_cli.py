@@ -72,6 +72,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
 def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     from nas.export import check_out_folder
     from nas.search_cli import check_writable
+    from trainer.checkpoints import checkpoint_steps
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
@@ -85,7 +86,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress,
                 deadline=deadline)
     if r is None:
-        done = max(int(p.name) for p in Path(args.checkpoint_dir).iterdir() if p.name.isdigit())
+        done = max(checkpoint_steps(args.checkpoint_dir))
         print(f"time limit ({args.max_minutes:g} min): stopped after epoch {done} of {config.epochs}, with a "
               f"checkpoint in {args.checkpoint_dir}; the same command resumes"
               + (" (and then exports)" if args.export else ""), file=sys.stderr)

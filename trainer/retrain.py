@@ -22,6 +22,7 @@ from flax import nnx
 
 from search_space.errors import DamagedCheckpoint, UserError
 from search_space.spec import ArchSpec
+from trainer.checkpoints import checkpoint_steps
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split
 from trainer.train import MemberTrainer, TrainState
@@ -202,7 +203,7 @@ def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, see
     statistics recomputed over ``dataset``'s training images as for scoring, evaluation mode. The
     arguments are those ``retrain`` was given. Raises UserError when the run is missing or unfinished."""
     path = Path(checkpoint_dir).absolute()
-    steps = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
+    steps = checkpoint_steps(path)
     if not steps:
         raise UserError(f"{path}: no retraining checkpoint there")
     _check_run(path, _run_identity(spec, dataset, config, seed))
