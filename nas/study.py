@@ -146,13 +146,13 @@ def train_study_members(run: RunDir, config: StudyConfig, split: Split, log: Log
     provenance = versions()
     out: dict[str, list[TrainedMember]] = {a: [] for a in config.architectures}
     total, available, stopped = len(specs) * config.members, 0, False
+    seeds = [config.seed + i for i in range(config.members)]
+    keys_of = {seed: {a: member_key(spec, split, config.trainer, seed) for a, spec in specs.items()} for seed in seeds}
     # members to train in all, for the progress line ("[3/12, 5m10s, about 15m left]")
-    to_train = sum(not run.member_path(member_key(spec, split, config.trainer, config.seed + i)).is_file()
-                   for i in range(config.members) for spec in specs.values()) if train else 0
+    to_train = sum(not run.member_path(k).is_file() for keys in keys_of.values() for k in keys.values()) if train else 0
     trained, start, first = 0, time.perf_counter(), None
-    for i in range(config.members):
-        seed = config.seed + i
-        keys = {a: member_key(spec, split, config.trainer, seed) for a, spec in specs.items()}
+    for seed in seeds:
+        keys = keys_of[seed]
         arch_of = {k: a for a, k in keys.items()}
         missing = [MemberJob(keys[a], specs[a], seed, label=f"{a} seed {seed}") for a in specs
                    if not run.member_path(keys[a]).is_file()]
