@@ -147,6 +147,55 @@ def test_depthwise_shift_sum_equals_grouped_conv(k, stride, size):
     np.testing.assert_allclose(depthwise_shift_sum(x, w, stride), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k, stride, size", [(3, 1, 7), (3, 2, 8), (5, 2, 7), (5, 1, 6), (7, 2, 9)])
+def test_depthwise_shift_sums_gradients_are_autodiffs_to_float_rounding(k, stride, size):
+    """The kernel's gradient, taken one tap at a time in a loop, is autodiff's to float32 rounding
+    (the same products summed; XLA may order a sum's terms otherwise, by one unit in the last
+    place), and so is the input's; the grouped convolution's, to the shift sum's own rounding."""
+    from search_space.models import _shift_sum, depthwise_shift_sum, xla_conv
+
+    rng = np.random.default_rng(10 * k + size)
+    x = jnp.asarray(rng.normal(size=(3, size, size, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 1, 4)), jnp.float32)
+
+    def grads(f):
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.tanh(f(x, w, stride)) ** 2), argnums=(0, 1)))(x, w)
+
+    (dx, dw), (dx_ref, dw_ref) = grads(depthwise_shift_sum), grads(_shift_sum)
+    assert dw.shape == w.shape and dx.shape == x.shape
+    for got, ref in ((dw, dw_ref), (dx, dx_ref)):
+        assert float(jnp.max(jnp.abs(got - ref))) <= 1e-6 * float(jnp.max(jnp.abs(ref)))
+    dx_conv, dw_conv = grads(xla_conv)
+    np.testing.assert_allclose(dw, dw_conv, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, dx_conv, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_shift_sums_backward_keeps_no_copy_per_tap_and_sums_bfloat16_in_float32():
+    """Autodiff's kernel gradient on the CPU writes out each tap's shifted input copy (25 for 5x5)
+    before summing it; the tap loop keeps one. And its bfloat16 sums come out within bfloat16's
+    rounding of float32's, where autodiff's were several percent off."""
+    from search_space.models import _shift_sum, depthwise_shift_sum
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(16, 16, 16, 32)), jnp.float32)  # 0.52 MB
+    w = jnp.asarray(rng.normal(size=(5, 5, 1, 32)) * 0.1, jnp.float32)
+
+    def step(f):
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w, 1).astype(jnp.float32) ** 2), argnums=(0, 1)))
+
+    def temporaries(f):
+        return step(f).lower(x, w).compile().memory_analysis().temp_size_in_bytes
+
+    if jax.default_backend() == "cpu":
+        assert temporaries(_shift_sum) > 10 * x.nbytes  # the copies this test is about
+        assert temporaries(depthwise_shift_sum) < 0.4 * temporaries(_shift_sum)
+    g32 = step(_shift_sum)(x, w)[1]
+    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    g_ref = step(_shift_sum)(xb.astype(jnp.float32), wb.astype(jnp.float32))[1]
+    g16 = step(depthwise_shift_sum)(xb, wb)[1].astype(jnp.float32)
+    assert g16.shape == g32.shape
+    assert float(jnp.linalg.norm(g16 - g_ref) / jnp.linalg.norm(g_ref)) < 0.01
+
 def test_depthwise_mode_follows_the_backend_unless_overridden(monkeypatch):
     from flax import nnx
 
