@@ -36,6 +36,7 @@ from nas.compile_cache import use_compilation_cache
 from nas.ensemble import accuracy, geometric_mean_log_probs
 from nas.store import process_umask
 from search_space.errors import UserError
+from search_space.layers import count
 from search_space.models import conv_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec, from_dict as spec_from_dict
 from trainer.augment import scoring_views, to_model_input
@@ -147,7 +148,8 @@ class ExportedEnsemble:
         bs = min(self.batch_size, 1 << max(0, (n - 1).bit_length()))
         padded = np.concatenate([images, np.zeros((-n % bs, *images.shape[1:]), np.uint8)]) if n % bs else images
         out = []
-        for forward, state in self._forward(conv_mode(train_images=n)):
+        biggest = max(count(spec, len(self.class_names)).multiply_adds for spec in self.specs)
+        for forward, state in self._forward(conv_mode(train_images=n, multiply_adds=biggest)):
             parts = [np.asarray(forward(state, jnp.asarray(padded[i:i + bs]))) for i in range(0, len(padded), bs)]
             out.append(np.concatenate(parts)[:n])
         return out

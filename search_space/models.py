@@ -181,25 +181,34 @@ def depthwise_mode() -> str:
     return "shift" if jax.default_backend() == "cpu" else "grouped"
 
 
-# On CPUs the matrix-product lowering paid for its longer compile after 1,400-1,700 training images
-# (5-10 s more compile against 3.5-5.6 ms less per image on three sampled Fashion-MNIST members at
-# width 0.25, batch 32); 4,000 leaves room for compile-heavy members. Shorter runs (the test
-# suite's, the one-epoch demo's 2,000 images) keep XLA convolutions.
-MATMUL_MIN_TRAIN_IMAGES = 4_000
+# On CPUs the matrix-product lowering pays for its longer compile (if longer: 0-10 s) after a
+# training run of some 10^10 multiply-adds (training images x the member's multiply-adds per
+# image): what it saves per image grows faster than the member. Measured on this project's 2-core
+# CPU machines (one epoch, float32, 2026-12-06), XLA convolutions against matrix products, per
+# training image: 2.3-8.1 ms against 0.6-2.6 ms for five of the demo's quarter-width searched
+# members (2.3-7.3M multiply-adds at 14-28 px, batch 32; compile 2-10 s longer), break-even at
+# 3.0 x 10^9 to 1.5 x 10^10; 14 ms against 4 ms for MnasNet-A1 at width 0.25, 28 px (9.9M; compile
+# 2 s shorter); 60 ms against 10 ms for MobileNetV2 at width 0.5, 32 px (28M, batch 128; compile
+# 1 s longer); 432 ms against 43 ms for EfficientNet-b0 at 32 px as the CIFAR-10 study trains it
+# (116M, batch 256; compile 2 s shorter). The threshold sits above the five break-evens, so the
+# demo's members (2,000 images) and the test suite's keep XLA's convolutions.
+MATMUL_MIN_TRAIN_MULTIPLY_ADDS = 2 * 10**10
+# A count for callers that give none: the demo's members, 2-7M multiply-adds (so 4,000 images).
+TYPICAL_MEMBER_MULTIPLY_ADDS = 5 * 10**6
 
 
-def conv_mode(train_images: int | None = None) -> str:
+def conv_mode(train_images: int | None = None, multiply_adds: int | None = None) -> str:
     """How dense (non-depthwise) convolutions run: ``conv`` (one XLA convolution) or ``matmul``
     (one matrix product: 1x1 convolutions directly, kxk ones over their k*k shifted input copies
     stacked on the channel axis, i.e. im2col). ``NAS_CONV=conv|matmul`` decides; otherwise GPUs/TPUs
-    use ``conv`` and CPUs ``matmul`` for a training run of at least ``MATMUL_MIN_TRAIN_IMAGES``
-    images (epochs x examples), else ``conv``.
+    use ``conv`` and CPUs ``matmul`` for a run of ``train_images`` images (epochs x examples) of a
+    member of ``multiply_adds`` per image (``TYPICAL_MEMBER_MULTIPLY_ADDS`` if not given) that
+    reaches ``MATMUL_MIN_TRAIN_MULTIPLY_ADDS``, else ``conv``.
 
-    Measured on this project's 2-core CPU machines (float32, sampled MnasNet-space members, width
-    0.25-0.5, batch 32-64, one epoch): ``matmul`` trains 3-10x faster (354-575 against 123-192 img/s
-    on Fashion-MNIST, 126-133 against 12-32 img/s on CIFAR-10; XLA's kxk convolutions are the slow
-    part) but compiles 25-70% longer (23-36 s against 14-28 s; the test suite took 10.7 instead of
-    6.2 minutes with it everywhere).
+    Measured on this project's 2-core CPU machines, see ``MATMUL_MIN_TRAIN_MULTIPLY_ADDS``; before,
+    on sampled MnasNet-space members (width 0.25-0.5, batch 32-64, one epoch): ``matmul`` trains
+    3-10x faster (354-575 against 123-192 img/s on Fashion-MNIST, 126-133 against 12-32 img/s on
+    CIFAR-10; XLA's kxk convolutions are the slow part).
 
     Why it matters on a GPU: each convolution shape is autotuned over cuDNN's algorithms when a
     member compiles, most of a new member's 45-55 s compile (PERF_NOTES.md); with autotuning off
@@ -214,7 +223,8 @@ def conv_mode(train_images: int | None = None) -> str:
         return mode
     if jax.default_backend() != "cpu" or train_images is None:
         return "conv"
-    return "matmul" if train_images >= MATMUL_MIN_TRAIN_IMAGES else "conv"
+    work = train_images * (TYPICAL_MEMBER_MULTIPLY_ADDS if multiply_adds is None else multiply_adds)
+    return "matmul" if work >= MATMUL_MIN_TRAIN_MULTIPLY_ADDS else "conv"
 
 
 def xla_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from search_space.layers import count
 from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
@@ -133,7 +134,8 @@ def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig
     trainer.steps_per_epoch = max(1, n // trainer.batch_size)
     model = init_model(spec, split.num_classes, seed=seed, dtype=trainer.dtype, scheme=config.init,
                        zero_residual=config.zero_init_residual)
-    trainer.conv_lowering = conv_mode(train_images=config.epochs * n)
+    trainer.conv_lowering = conv_mode(train_images=config.epochs * n,
+                                      multiply_adds=count(spec, split.num_classes).multiply_adds)
     set_conv_lowering(model, trainer.conv_lowering)
     trainer.lowering = f"conv={trainer.conv_lowering},depthwise={depthwise_mode()}"
     return model

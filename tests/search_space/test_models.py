@@ -233,13 +233,19 @@ def test_conv_as_matmul_equals_xla_convolution_with_gradients(k, stride, size):
 
 @pytest.mark.parametrize("name", ["mnasnet-a1", "wrn-16-2"])
 def test_both_convolution_lowerings_compute_the_same_network(monkeypatch, name):
-    from search_space.models import MATMUL_MIN_TRAIN_IMAGES, conv_mode, depthwise_mode, set_conv_lowering
+    from search_space.models import (MATMUL_MIN_TRAIN_MULTIPLY_ADDS, TYPICAL_MEMBER_MULTIPLY_ADDS, conv_mode,
+                                     depthwise_mode, set_conv_lowering)
 
     monkeypatch.delenv("NAS_CONV", raising=False)
     monkeypatch.delenv("NAS_DEPTHWISE", raising=False)
-    # CPU defaults: XLA convolutions for short runs, matrix products from the break-even on
-    assert conv_mode() == conv_mode(MATMUL_MIN_TRAIN_IMAGES - 1) == "conv"
-    assert (conv_mode(MATMUL_MIN_TRAIN_IMAGES), depthwise_mode()) == ("matmul", "shift")
+    # CPU defaults: XLA convolutions for short runs, matrix products from the break-even on, which
+    # bigger members reach with fewer images: 4,000 images of a demo member, 173 of EfficientNet-b0's
+    # 116M multiply-adds
+    images = MATMUL_MIN_TRAIN_MULTIPLY_ADDS // TYPICAL_MEMBER_MULTIPLY_ADDS
+    assert images == 4000
+    assert conv_mode() == conv_mode(images - 1) == conv_mode(172, 116_167_168) == "conv"
+    assert (conv_mode(images), depthwise_mode()) == ("matmul", "shift")
+    assert conv_mode(173, 116_167_168) == "matmul" and conv_mode(7999, 2_500_000) == "conv"
     monkeypatch.setenv("NAS_CONV", "conv")  # the environment overrides
     assert conv_mode(10**6) == "conv"
     monkeypatch.setenv("NAS_CONV", "bogus")  # anything else: the default

@@ -37,16 +37,26 @@ def test_one_epoch_on_2000_real_images_learns_far_above_chance_within_a_minute(f
 
 
 def test_long_cpu_runs_lower_convolutions_to_matrix_products(fashion, monkeypatch):
-    from search_space.models import MATMUL_MIN_TRAIN_IMAGES
+    """From the break-even of training images x the member's multiply-adds on, so a bigger member
+    takes matrix products after fewer epochs."""
+    from search_space import zoo
+    from search_space.layers import count
+    from search_space.models import MATMUL_MIN_TRAIN_MULTIPLY_ADDS
 
     monkeypatch.delenv("NAS_CONV", raising=False)
     split = _small_split(fashion)
-    epochs = -(-MATMUL_MIN_TRAIN_IMAGES // len(split.y_train))
-    t = MemberTrainer(tiny_member(), split, TrainConfig(epochs=epochs), seed=0)
-    assert t.lowering == "conv=matmul,depthwise=shift"
-    assert MemberTrainer(tiny_member(), split, TrainConfig(epochs=epochs - 1), seed=0).conv_lowering == "conv"
-    monkeypatch.setenv("NAS_CONV", "conv")
-    assert MemberTrainer(tiny_member(), split, TrainConfig(epochs=epochs), seed=0).conv_lowering == "conv"
+    break_even = []
+    for spec in (tiny_member(), zoo.get("efficientnet-b0", resolution=28)):  # 0.7M, 8.1M multiply-adds
+        per_epoch = len(split.y_train) * count(spec, 10).multiply_adds
+        epochs = -(-MATMUL_MIN_TRAIN_MULTIPLY_ADDS // per_epoch)
+        t = MemberTrainer(spec, split, TrainConfig(epochs=epochs), seed=0)
+        assert t.lowering == "conv=matmul,depthwise=shift"
+        assert MemberTrainer(spec, split, TrainConfig(epochs=epochs - 1), seed=0).conv_lowering == "conv"
+        monkeypatch.setenv("NAS_CONV", "conv")
+        assert MemberTrainer(spec, split, TrainConfig(epochs=epochs), seed=0).conv_lowering == "conv"
+        monkeypatch.delenv("NAS_CONV")
+        break_even.append(epochs)
+    assert break_even[1] * 10 < break_even[0]
 
 
 def _small_split(fashion, n=256):
