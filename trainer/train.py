@@ -134,8 +134,11 @@ def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig
     trainer.steps_per_epoch = max(1, n // trainer.batch_size)
     model = init_model(spec, split.num_classes, seed=seed, dtype=trainer.dtype, scheme=config.init,
                        zero_residual=config.zero_init_residual)
-    trainer.conv_lowering = conv_mode(train_images=config.epochs * n,
-                                      multiply_adds=count(spec, split.num_classes).multiply_adds)
+    # Per-layer programs (trainer/layerwise.py) serve a run's later members only in the lowering
+    # they were compiled in, so there the run decides it (its images); a member's own program, the
+    # member's work (its multiply-adds too).
+    own = count(spec, split.num_classes).multiply_adds if config.compile_unit == "program" else None
+    trainer.conv_lowering = conv_mode(train_images=config.epochs * n, multiply_adds=own)
     set_conv_lowering(model, trainer.conv_lowering)
     trainer.lowering = f"conv={trainer.conv_lowering},depthwise={depthwise_mode()}"
     return model

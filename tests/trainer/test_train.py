@@ -57,6 +57,12 @@ def test_long_cpu_runs_lower_convolutions_to_matrix_products(fashion, monkeypatc
         monkeypatch.delenv("NAS_CONV")
         break_even.append(epochs)
     assert break_even[1] * 10 < break_even[0]
+    # per-layer programs serve a run's later members in one lowering: there the run's images decide
+    from trainer.layerwise import LayerwiseTrainer
+
+    for unit in ("layer", "padded"):
+        t = LayerwiseTrainer(spec, split, TrainConfig(epochs=break_even[1], compile_unit=unit), seed=0)
+        assert t.conv_lowering == "conv"
 
 
 def _small_split(fashion, n=256):
