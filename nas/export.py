@@ -94,6 +94,9 @@ class ExportedEnsemble:
 
     def __post_init__(self) -> None:
         self._forwards: dict[str, list[tuple[Any, Any]]] = {}
+        # the largest member's multiply-adds an image: how many images make matrix products pay
+        # (search_space.models.conv_mode)
+        self._most_multiply_adds = max(count(spec, len(self.class_names)).multiply_adds for spec in self.specs)
 
     def _forward(self, lowering: str) -> list[tuple[Any, Any]]:
         """Per member, its jitted forward pass (uint8 images -> logits) and its state, with dense
@@ -148,8 +151,7 @@ class ExportedEnsemble:
         bs = min(self.batch_size, 1 << max(0, (n - 1).bit_length()))
         padded = np.concatenate([images, np.zeros((-n % bs, *images.shape[1:]), np.uint8)]) if n % bs else images
         out = []
-        biggest = max(count(spec, len(self.class_names)).multiply_adds for spec in self.specs)
-        for forward, state in self._forward(conv_mode(train_images=n, multiply_adds=biggest)):
+        for forward, state in self._forward(conv_mode(train_images=n, multiply_adds=self._most_multiply_adds)):
             parts = [np.asarray(forward(state, jnp.asarray(padded[i:i + bs]))) for i in range(0, len(padded), bs)]
             out.append(np.concatenate(parts)[:n])
         return out
