@@ -54,7 +54,8 @@ class MemberJob:
         return self.label or f"member {self.key[:10]} seed {self.seed}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """Seconds as a progress line says them: "45 s", "3 min 07 s"."""
     m, s = divmod(int(round(seconds)), 60)
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
@@ -81,9 +82,9 @@ def epoch_progress(name: str, every_s: float | None,
         last = now
         if epoch > first[0]:
             per = (now - first[1]) / (epoch - first[0])
-            pace = f"{per:.1f} s an epoch, about {_duration(per * (epochs - epoch))} left"
+            pace = f"{per:.1f} s an epoch, about {duration_text(per * (epochs - epoch))} left"
         else:
-            pace = f"{_duration(now - start)} in"
+            pace = f"{duration_text(now - start)} in"
         log(f"    .. {name}: epoch {epoch}/{epochs}, loss {loss:.3f} ({pace})")
 
     return progress

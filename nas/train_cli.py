@@ -8,9 +8,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nas.config import with_trainer_settings
+from nas.evaluators import duration_text
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
@@ -39,8 +40,29 @@ def _keeps_resolution(args: argparse.Namespace) -> bool:
     return args.resolution is not None or os.path.isfile(args.spec)
 
 
-def _progress(epoch: int, epochs: int, loss: float) -> None:
-    print(f"  epoch {epoch}/{epochs}  loss {loss:.4f}", file=sys.stderr, flush=True)
+class EpochLines:
+    """The line `nas train` and `nas retrain-spec` print after each epoch: its mean loss and how long
+    the run takes, the first epoch's seconds since training began (compiling, and a resumed run's
+    restore, included), then the seconds an epoch takes since the first one ended and the time left
+    at that pace: a CPU epoch of a larger member can take minutes. Start it just before training."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self._clock = clock
+        self._start = clock()
+        self._first: tuple[int, float] | None = None
+
+    def line(self, epoch: int, epochs: int, loss: float) -> str:
+        now = self._clock()
+        text = f"  epoch {epoch}/{epochs}  loss {loss:.4f}"
+        if self._first is None:
+            self._first = (epoch, now)
+            return f"{text}  ({duration_text(now - self._start)}, compiling included)"
+        per = (now - self._first[1]) / (epoch - self._first[0])
+        left = f", about {duration_text(per * (epochs - epoch))} left" if epoch < epochs else ""
+        return f"{text}  ({per:.1f} s an epoch{left})"
+
+    def __call__(self, epoch: int, epochs: int, loss: float) -> None:
+        print(self.line(epoch, epochs, loss), file=sys.stderr, flush=True)
 
 
 def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
@@ -56,7 +78,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {args.epochs} epochs", file=sys.stderr)
-    r = train_member(member, split, config, seed=args.seed, progress=_progress)
+    r = train_member(member, split, config, seed=args.seed, progress=EpochLines())
     out = {**r.summary(), "val_accuracy": r.val_accuracy, "dataset": ds.name, "spec": member.to_dict(),
            "trainer": config.to_dict(),
            "train_examples": int(len(split.y_train)), "val_examples": int(len(split.y_val))}
@@ -83,7 +105,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
                       image_size=args.image_size)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
-    r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=_progress,
+    r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=EpochLines(),
                 deadline=deadline)
     if r is None:
         done = max(checkpoint_steps(args.checkpoint_dir))
