@@ -54,38 +54,49 @@ class MemberJob:
         return self.label or f"member {self.key[:10]} seed {self.seed}"
 
 
-def duration_text(seconds: float) -> str:
-    """Seconds as a progress line says them: "45 s", "3 min 07 s"."""
+def _duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+class EpochPace:
+    """How a training run is going, said after each of its epochs: the time since ``start`` after
+    the first epoch it reports (which holds compiling and warm-up, and a resumed run's restore),
+    then the seconds an epoch takes since that one ended and the time left at that pace."""
+
+    def __init__(self, start: float):
+        self.start = start
+        self._first: tuple[int, float] | None = None
+
+    def text(self, epoch: int, epochs: int, now: float) -> str:
+        if self._first is None:
+            self._first = (epoch, now)
+        if epoch == self._first[0]:
+            return f"{_duration(now - self.start)} in"
+        per = (now - self._first[1]) / (epoch - self._first[0])
+        left = f", about {_duration(per * (epochs - epoch))} left" if epoch < epochs else ""
+        return f"{per:.1f} s an epoch{left}"
 
 
 def epoch_progress(name: str, every_s: float | None,
                    log: Callable[[str], None] | None = None) -> ProgressFn | None:
     """A training loop's per-epoch callback that logs one line at most every ``every_s`` seconds
-    (none after the last epoch, whose result line follows): the epoch, its mean loss, the seconds
-    an epoch takes since the first one ended (the first holds compilation and warm-up) and the
-    time left at that pace. None where ``every_s`` is None."""
+    (none after the last epoch, whose result line follows): the epoch, its mean loss and its
+    ``EpochPace``. None where ``every_s`` is None."""
     if every_s is None:
         return None
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    start = last = time.perf_counter()
-    first: tuple[int, float] | None = None
+    last = time.perf_counter()
+    pace = EpochPace(last)
 
     def progress(epoch: int, epochs: int, loss: float) -> None:
-        nonlocal last, first
+        nonlocal last
         now = time.perf_counter()
-        if first is None:
-            first = (epoch, now)
+        said = pace.text(epoch, epochs, now)  # every epoch: the pace counts from the first one
         if epoch >= epochs or now - last < every_s:
             return
         last = now
-        if epoch > first[0]:
-            per = (now - first[1]) / (epoch - first[0])
-            pace = f"{per:.1f} s an epoch, about {duration_text(per * (epochs - epoch))} left"
-        else:
-            pace = f"{duration_text(now - start)} in"
-        log(f"    .. {name}: epoch {epoch}/{epochs}, loss {loss:.3f} ({pace})")
+        log(f"    .. {name}: epoch {epoch}/{epochs}, loss {loss:.3f} ({said})")
 
     return progress
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.config import with_trainer_settings
-from nas.evaluators import duration_text
+from nas.evaluators import EpochPace
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
@@ -41,25 +41,15 @@ def _keeps_resolution(args: argparse.Namespace) -> bool:
 
 
 class EpochLines:
-    """The line `nas train` and `nas retrain-spec` print after each epoch: its mean loss and how long
-    the run takes, the first epoch's seconds since training began (compiling, and a resumed run's
-    restore, included), then the seconds an epoch takes since the first one ended and the time left
-    at that pace: a CPU epoch of a larger member can take minutes. Start it just before training."""
+    """The line `nas train` and `nas retrain-spec` print after each epoch: its mean loss and its
+    ``EpochPace`` (a CPU epoch of a larger member can take minutes). Start it just before training."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
         self._clock = clock
-        self._start = clock()
-        self._first: tuple[int, float] | None = None
+        self._pace = EpochPace(clock())
 
     def line(self, epoch: int, epochs: int, loss: float) -> str:
-        now = self._clock()
-        text = f"  epoch {epoch}/{epochs}  loss {loss:.4f}"
-        if self._first is None:
-            self._first = (epoch, now)
-            return f"{text}  ({duration_text(now - self._start)}, compiling included)"
-        per = (now - self._first[1]) / (epoch - self._first[0])
-        left = f", about {duration_text(per * (epochs - epoch))} left" if epoch < epochs else ""
-        return f"{text}  ({per:.1f} s an epoch{left})"
+        return f"  epoch {epoch}/{epochs}  loss {loss:.4f}  ({self._pace.text(epoch, epochs, self._clock())})"
 
     def __call__(self, epoch: int, epochs: int, loss: float) -> None:
         print(self.line(epoch, epochs, loss), file=sys.stderr, flush=True)
