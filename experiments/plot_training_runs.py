@@ -85,25 +85,23 @@ def figure(runs: list[TrainingRun], path: Path) -> Path:
     """Loss per epoch (left) and accuracy as is / with flips (right), one colour per run."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    as_is = [r.val_accuracy if r.as_is is None else r.as_is for r in runs]
+    left = max(0.0, 100 * min(as_is) - 5)
     for i, r in enumerate(runs):
         c = colors[i % len(colors)]
         smoothed = r.label_smoothing is not None and r.label_smoothing > 0
         ls = "--" if smoothed else "-"
         label = r.name + (f" (label smoothing {r.label_smoothing:g})" if smoothed else "")
         ax_loss.plot(range(1, len(r.loss_curve) + 1), r.loss_curve, ls, color=c, marker=".", label=label)
-        as_is = r.val_accuracy if r.as_is is None else r.as_is
-        ax_acc.barh(i, 100 * as_is, color=c, alpha=0.9)
+        ax_acc.barh(i, 100 * as_is[i], color=c, alpha=0.9)
+        # the as-is figure at the bar's visible start: a flips tick is near its end
+        ax_acc.text(left + 0.2, i, f"{100 * as_is[i]:.2f}", va="center", fontsize=8, color="white", fontweight="bold")
         if r.as_is is not None:
             ax_acc.plot([100 * r.val_accuracy], [i], "k|", markersize=14)
             ax_acc.text(100 * r.val_accuracy + 0.2, i, f"flips {100 * r.val_accuracy:.2f}", fontsize=7, va="center")
     ax_loss.set(xlabel="epoch", ylabel="mean training loss (nats)", title="training loss")
     ax_loss.grid(alpha=0.3)
     ax_loss.legend(fontsize=7)
-    lo = min(100 * (r.as_is if r.as_is is not None else r.val_accuracy) for r in runs)
-    left = max(0.0, lo - 5)
-    for i, r in enumerate(runs):  # the as-is figure at the bar's visible start: a flips tick is near its end
-        as_is = r.val_accuracy if r.as_is is None else r.as_is
-        ax_acc.text(left + 0.2, i, f"{100 * as_is:.2f}", va="center", fontsize=8, color="white", fontweight="bold")
     ax_acc.set(xlabel="validation accuracy (%): bar as is, | with test-time flips", yticks=range(len(runs)),
                yticklabels=[r.name for r in runs], xlim=(left, 100 * max(r.val_accuracy for r in runs) + 4))
     ax_acc.invert_yaxis()
