@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
 from search_space.errors import UserError, seed_arg
 
@@ -247,10 +247,19 @@ def cmd_study(args: argparse.Namespace) -> int:
     return run_study_cmd(args)
 
 
-class _CommandParser(argparse.ArgumentParser):
-    """A command's parser: an argument it does not know is its own error, shown with its usage
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (a required argument missing, a bad value, an unknown command) as the
+    CLI's others are: one line on stderr and exit code 2. argparse prints the usage above the
+    message, up to eight lines for `nas search`; the line names ``--help`` instead."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _CommandParser(_OneLineParser):
+    """A command's parser: an argument it does not know is its own error
     (``nas show: error: unrecognized arguments: --size 7``), where argparse would hand it up to
-    `nas` and print the usage of `nas` alone."""
+    `nas` and name the usage of `nas` alone."""
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         namespace, extras = super().parse_known_args(args, namespace)
@@ -260,7 +269,7 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search of diverse ensembles.")
+    parser = _OneLineParser(prog="nas", description="Neural architecture search of diverse ensembles.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
 
     p = sub.add_parser("describe", help="parameters and multiply-adds of an architecture, per layer and in total",
