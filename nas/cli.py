@@ -309,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(p)
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=256)
-    p.add_argument("--lr", type=_positive_float, default=0.2, help="peak learning rate")
+    p.add_argument("--lr", type=_positive_float,
+                   help="peak learning rate (default: the proxy recipe's 0.2 at batch 256, scaled linearly "
+                        "with --batch-size: 0.025 at 32)")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--train-examples", type=_positive_int, help="class-balanced subset of the training split")
     p.add_argument("--val-size", type=_positive_int, default=5000, help="validation examples carved from train")

@@ -18,3 +18,47 @@ def test_a_resumed_run_counts_its_pace_from_the_first_epoch_it_trains():
     assert lines.line(7, 10, 0.5).endswith("(40 s in)")  # restore and compile included
     assert lines.line(8, 10, 0.5).endswith("(30.0 s an epoch, about 1 min 00 s left)")
     assert lines.line(10, 10, 0.4).endswith("(40.0 s an epoch)")  # epochs 8-10: 120 s over 3 epochs
+
+
+def test_the_default_learning_rate_keeps_the_recipes_rate_per_image():
+    from nas.train_cli import default_learning_rate
+
+    assert [default_learning_rate(b) for b in (256, 128, 64, 32)] == [0.2, 0.1, 0.05, 0.025]
+
+
+def test_a_run_of_few_optimizer_steps_is_told_a_batch_that_gives_enough():
+    from nas.train_cli import FEW_STEPS, few_steps_note
+
+    assert few_steps_note(2000, 256, 1) == (
+        "note: 7 optimizer steps in all (2,000 images at batch 256, 1 epoch), where the recipe takes 175 an "
+        "epoch on CIFAR-10: --batch-size 32 gives 62 (the default lr scales with it)")
+    assert "1 optimizer step in all (100 images at batch 100, 1 epoch)" in few_steps_note(100, 256, 1)
+    assert few_steps_note(100, 256, 2).endswith("--batch-size 16 gives 12 (the default lr scales with it)")
+    assert few_steps_note(45000, 256, 10) is None and few_steps_note(2000, 32, 1) is None
+    assert few_steps_note(300, 16, 1) is None  # nothing smaller to offer
+    assert few_steps_note(FEW_STEPS * 64, 64, 1) is None and few_steps_note(FEW_STEPS * 64 - 1, 64, 1)
+
+
+def test_nas_train_scales_the_default_learning_rate_with_the_batch_and_says_so(dataset, monkeypatch, capsys):
+    import trainer.train
+    from nas.cli import main
+    from trainer.train import MemberResult
+
+    seen = []
+
+    def fake_train(member, split, config, seed, progress):  # what the command prints around training
+        seen.append((config, len(split.y_train)))
+        return MemberResult("x", "ok", val_accuracy=0.5)
+
+    monkeypatch.setattr(trainer.train, "train_member", fake_train)
+    args = ["train", "mobilenetv2", "--dataset", dataset, "--epochs", "1", "--train-examples", "2000", "--json"]
+    assert main([*args, "--batch-size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert seen[-1][0].learning_rate == 0.025 and seen[-1][0].batch_size == 32 and seen[-1][1] == 2000
+    assert "28px, 1 epoch, batch 32, lr 0.025\n" in err and "note:" not in err
+    assert main(args) == 0  # batch 256 at the recipe's 0.2: 7 steps, and a note that says what gives more
+    err = capsys.readouterr().err
+    assert seen[-1][0].learning_rate == 0.2 and "batch 256, lr 0.2" in err
+    assert "note: 7 optimizer steps in all" in err and "--batch-size 32 gives 62" in err
+    assert main([*args, "--batch-size", "32", "--lr", "0.3"]) == 0  # a given --lr is kept
+    assert seen[-1][0].learning_rate == 0.3
