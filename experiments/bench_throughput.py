@@ -252,7 +252,10 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "warmup": warmup, "precompile": precompiled,
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-                "jax": jax.__version__}
+                "jax": jax.__version__,
+                # under NVIDIA's Multi-Process Service (gpu_session.sh MPS=1 exports its pipe folder
+                # only once a client ran under it)
+                "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY"))}
 
     finished = threading.Event()
     if args.mode == "optimized" and limit:
@@ -538,7 +541,8 @@ def main() -> None:
     print(f"both modes: {t['epochs']} epoch{'' if t['epochs'] == 1 else 's'} at batch {t['batch_size']}, lr {t['learning_rate']:g}"
           f"{' (' + ', '.join(t['set']) + ')' if t['set'] else ''}")
     print(f"ratio optimized / naive: {ratio:.2f}x ({out['optimized']['variant']} compile options) on "
-          f"{out['naive']['device']} ({out['naive']['backend']}, jax {out['naive']['jax']}); {agreement}")
+          f"{out['naive']['device']} ({out['naive']['backend']}, jax {out['naive']['jax']}"
+          f"{', under MPS' if out['naive'].get('mps') else ''}); {agreement}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

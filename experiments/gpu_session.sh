@@ -29,7 +29,8 @@
 # Needs CIFAR-10 as $NAS_DATA_DIR/cifar10_jpeg.npz (default .data/, git-ignored: copy
 # ../shared/data/cifar10_jpeg.npz there and carry .data). Writes logs and a results archive under
 # $OUT (default ./gpu_out). The studies' accuracies do not depend on what else runs; their timings
-# do, so the two timing benchmarks run alone. SMOKE=1 shrinks everything for a CPU dry run.
+# do, so the two timing benchmarks run alone. SMOKE=1 shrinks everything for a CPU dry run. MPS=1
+# runs the call's processes under NVIDIA's Multi-Process Service (below, where it starts).
 set -u
 PHASES="accuracy|recipes|wrn|firstrun|compile|throughput|search"
 [ $# -ge 1 ] || { echo "usage: gpu_session.sh $PHASES ..." >&2; exit 2; }
@@ -150,6 +151,33 @@ for d in m.distributions() if (d.metadata['Name'] or '').lower().startswith(('nv
     || echo "cuDNN loaded: unknown"
   date -u; } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
+# MPS=1: this call's processes share the GPU through NVIDIA's Multi-Process Service, whose kernels
+# from several processes run at once. Without it the GPU switches between processes' contexts, and
+# seven MobileNetV2 trainings side by side gave only 1.26x the images a second of one alone (H200,
+# 2026-12-04), while a small member's step is mostly fixed cost (about 1% of the GPU's peak,
+# ../shared/PERF_NOTES.md): the worker processes of the throughput and search phases are what it is
+# for (issue #7). A user-space daemon with its pipe and log folders in /tmp, started here and told
+# to quit when the script exits; the device's settings (compute mode, MIG) are left as they are.
+# The phases run without it, with a line in session.log, where the daemon is missing, does not
+# start, or a JAX process under it does not reach the backend one reaches without it.
+if [ "${MPS:-0}" = 1 ]; then
+  if ! command -v nvidia-cuda-mps-control > /dev/null 2>&1; then
+    log "MPS=1: no nvidia-cuda-mps-control here; the phases run without MPS"
+  else
+    backend=$($PY -c "import jax; print(jax.default_backend())" 2>/dev/null)
+    CUDA_MPS_PIPE_DIRECTORY=$(mktemp -d /tmp/nas-mps-pipe.XXXXXX) CUDA_MPS_LOG_DIRECTORY=$(mktemp -d /tmp/nas-mps-log.XXXXXX)
+    export CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    if nvidia-cuda-mps-control -d && [ -n "$backend" ] && [ "$($PY -c "import jax, jax.numpy as jnp
+jnp.ones(8).sum().block_until_ready(); print(jax.default_backend())" 2>/dev/null)" = "$backend" ]; then
+      trap 'echo quit | nvidia-cuda-mps-control > /dev/null 2>&1' EXIT
+      log "MPS on: a $backend client ran under it (servers: $(echo get_server_list | nvidia-cuda-mps-control 2>&1 | tr '\n' ' '))"
+    else
+      echo quit | nvidia-cuda-mps-control > /dev/null 2>&1
+      unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+      log "MPS=1: the daemon did not start, or a JAX process under it did not reach the ${backend:-?} backend; the phases run without MPS"
+    fi
+  fi
+fi
 log "decoding CIFAR-10 once into $NAS_CACHE_DIR"
 $PY -c "from trainer.data import load_dataset; load_dataset('cifar10')" || { log "no CIFAR-10"; exit 2; }
 

@@ -71,6 +71,7 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
     assert d["ratio"] == pytest.approx(d["optimized"]["evals_per_device_hour"] / d["naive"]["evals_per_device_hour"])
     assert d["max_accuracy_difference"] == 0.0  # the same member, the same compile options
     assert "ratio optimized / naive" in r.stdout
+    assert d["naive"]["mps"] is d["optimized"]["mps"] is False and "under MPS" not in r.stdout  # no MPS here
     assert "[optimized] time limit: no member started after 0 s (2 of 3 started); waiting for those in flight" in r.stderr
     # one program per member: no layer counts (per layer they are printed: checked by hand)
     assert d["naive"]["stages_sum"] == d["optimized"]["stages_compiled_sum"] == 0 and "layers" not in r.stderr

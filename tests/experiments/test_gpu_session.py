@@ -54,6 +54,47 @@ def test_the_best_recipe_is_refused_before_anything_runs_where_no_recipes_phase_
     assert not (tmp_path / "out" / "device.txt").exists()
 
 
+def _fake_mps_control(tmp_path, starts: bool):
+    """A stand-in nvidia-cuda-mps-control on PATH that logs each call (its arguments, or the command
+    it reads) and starts, or fails to start, its daemon."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-cuda-mps-control"
+    fake.write_text(f"""#!/usr/bin/env bash
+log={shlex.quote(str(tmp_path / "mps_calls.txt"))}
+if [ "$1" = -d ]; then echo "-d $CUDA_MPS_PIPE_DIRECTORY" >> "$log"; exit {0 if starts else 1}; fi
+read -r cmd; echo "$cmd" >> "$log"
+[ "$cmd" = get_server_list ] && echo 4242
+exit 0
+""")
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "MPS": "1", "NAS_DATA_DIR": str(tmp_path / "no-data")}
+
+
+@pytest.mark.parametrize("starts", [True, False])
+def test_mps_is_started_for_the_call_and_told_to_quit_when_it_ends(tmp_path, starts):
+    # No CIFAR-10 in NAS_DATA_DIR: the call stops at decoding, after MPS started, and still ends it.
+    r = _session(tmp_path, "firstrun", **_fake_mps_control(tmp_path, starts))
+    assert r.returncode == 2, r.stdout + r.stderr
+    calls = (tmp_path / "mps_calls.txt").read_text().splitlines()
+    assert calls[0].startswith("-d /tmp/nas-mps-pipe.")  # its own pipe folder, exported to the call
+    session = (tmp_path / "out" / "session.log").read_text()
+    if starts:
+        assert calls[1:] == ["get_server_list", "quit"]  # quit by the exit trap
+        assert "MPS on: a cpu client ran under it (servers: 4242 )" in session
+    else:
+        assert calls[1:] == ["quit"]
+        assert "MPS=1: the daemon did not start, or a JAX process under it did not reach the cpu backend" in session
+    assert "no CIFAR-10" in session
+
+
+def test_without_the_mps_daemon_the_call_says_so_and_runs_without(tmp_path):
+    r = _session(tmp_path, "firstrun", MPS="1", NAS_DATA_DIR=str(tmp_path / "no-data"))
+    assert r.returncode == 2
+    assert "MPS=1: no nvidia-cuda-mps-control here; the phases run without MPS" in (
+        tmp_path / "out" / "session.log").read_text()
+
+
 @pytest.mark.slow
 def test_the_recipes_call_names_an_accuracy_call_that_reuses_its_member(tmp_path):
     data = shared_file("cifar10_jpeg.npz").parent
