@@ -158,8 +158,10 @@ cat "$OUT/device.txt"
 # ../shared/PERF_NOTES.md): the worker processes of the throughput and search phases are what it is
 # for (issue #7). A user-space daemon with its pipe and log folders in /tmp, started here and told
 # to quit when the script exits; the device's settings (compute mode, MIG) are left as they are.
-# The phases run without it, with a line in session.log, where the daemon is missing, does not
-# start, or a JAX process under it does not reach the backend one reaches without it.
+# The phases run without it, with a line in session.log, where the daemon is missing or does not
+# start, a JAX process under it does not reach the backend one reaches without it, or no MPS server
+# serves that process (the daemon starts one for its first client; inside a container without the
+# host's IPC a client may run on its own instead).
 if [ "${MPS:-0}" = 1 ]; then
   if ! command -v nvidia-cuda-mps-control > /dev/null 2>&1; then
     log "MPS=1: no nvidia-cuda-mps-control here; the phases run without MPS"
@@ -167,14 +169,20 @@ if [ "${MPS:-0}" = 1 ]; then
     backend=$($PY -c "import jax; print(jax.default_backend())" 2>/dev/null)
     CUDA_MPS_PIPE_DIRECTORY=$(mktemp -d /tmp/nas-mps-pipe.XXXXXX) CUDA_MPS_LOG_DIRECTORY=$(mktemp -d /tmp/nas-mps-log.XXXXXX)
     export CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-    if nvidia-cuda-mps-control -d && [ -n "$backend" ] && [ "$($PY -c "import jax, jax.numpy as jnp
-jnp.ones(8).sum().block_until_ready(); print(jax.default_backend())" 2>/dev/null)" = "$backend" ]; then
+    servers="" mps_client=""
+    if nvidia-cuda-mps-control -d; then
+      mps_client=$($PY -c "import jax, jax.numpy as jnp
+jnp.ones(8).sum().block_until_ready(); print(jax.default_backend())" 2>/dev/null)
+      servers=$(echo get_server_list | nvidia-cuda-mps-control 2>/dev/null | tr '\n' ' ')
+    fi
+    if [ -n "$backend" ] && [ "$mps_client" = "$backend" ] && [ -n "${servers// /}" ]; then
       trap 'echo quit | nvidia-cuda-mps-control > /dev/null 2>&1' EXIT
-      log "MPS on: a $backend client ran under it (servers: $(echo get_server_list | nvidia-cuda-mps-control 2>&1 | tr '\n' ' '))"
+      log "MPS on: a $backend client ran under it (servers: ${servers% })"
     else
       echo quit | nvidia-cuda-mps-control > /dev/null 2>&1
       unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-      log "MPS=1: the daemon did not start, or a JAX process under it did not reach the ${backend:-?} backend; the phases run without MPS"
+      log "MPS=1: the daemon did not start, a JAX process under it did not reach the ${backend:-?} backend" \
+          "(it reached ${mps_client:-none}), or no server served it; the phases run without MPS"
     fi
   fi
 fi

@@ -54,37 +54,40 @@ def test_the_best_recipe_is_refused_before_anything_runs_where_no_recipes_phase_
     assert not (tmp_path / "out" / "device.txt").exists()
 
 
-def _fake_mps_control(tmp_path, starts: bool):
+def _fake_mps_control(tmp_path, daemon: str):
     """A stand-in nvidia-cuda-mps-control on PATH that logs each call (its arguments, or the command
-    it reads) and starts, or fails to start, its daemon."""
+    it reads); its daemon starts and serves ("serves"), starts with no server ("no server") or
+    does not start ("fails")."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "nvidia-cuda-mps-control"
     fake.write_text(f"""#!/usr/bin/env bash
 log={shlex.quote(str(tmp_path / "mps_calls.txt"))}
-if [ "$1" = -d ]; then echo "-d $CUDA_MPS_PIPE_DIRECTORY" >> "$log"; exit {0 if starts else 1}; fi
+if [ "$1" = -d ]; then echo "-d $CUDA_MPS_PIPE_DIRECTORY" >> "$log"; exit {1 if daemon == "fails" else 0}; fi
 read -r cmd; echo "$cmd" >> "$log"
-[ "$cmd" = get_server_list ] && echo 4242
+[ "$cmd" = get_server_list ] && {"echo 4242" if daemon == "serves" else "true"}
 exit 0
 """)
     fake.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "MPS": "1", "NAS_DATA_DIR": str(tmp_path / "no-data")}
 
 
-@pytest.mark.parametrize("starts", [True, False])
-def test_mps_is_started_for_the_call_and_told_to_quit_when_it_ends(tmp_path, starts):
+@pytest.mark.parametrize("daemon", ["serves", "no server", "fails"])
+def test_mps_is_started_for_the_call_and_told_to_quit_when_it_ends(tmp_path, daemon):
     # No CIFAR-10 in NAS_DATA_DIR: the call stops at decoding, after MPS started, and still ends it.
-    r = _session(tmp_path, "firstrun", **_fake_mps_control(tmp_path, starts))
+    r = _session(tmp_path, "firstrun", **_fake_mps_control(tmp_path, daemon))
     assert r.returncode == 2, r.stdout + r.stderr
     calls = (tmp_path / "mps_calls.txt").read_text().splitlines()
     assert calls[0].startswith("-d /tmp/nas-mps-pipe.")  # its own pipe folder, exported to the call
     session = (tmp_path / "out" / "session.log").read_text()
-    if starts:
+    if daemon == "serves":
         assert calls[1:] == ["get_server_list", "quit"]  # quit by the exit trap
-        assert "MPS on: a cpu client ran under it (servers: 4242 )" in session
+        assert "MPS on: a cpu client ran under it (servers: 4242)" in session
     else:
-        assert calls[1:] == ["quit"]
-        assert "MPS=1: the daemon did not start, or a JAX process under it did not reach the cpu backend" in session
+        assert calls[1:] == (["get_server_list", "quit"] if daemon == "no server" else ["quit"])
+        assert "MPS=1: the daemon did not start, a JAX process under it did not reach the cpu backend (it reached " \
+               f"{'cpu' if daemon == 'no server' else 'none'}), or no server served it; the phases run without MPS" \
+               in session
     assert "no CIFAR-10" in session
 
 
