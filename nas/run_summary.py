@@ -110,7 +110,9 @@ def devices(records: list[dict[str, Any]]) -> list[str]:
 def device_name(versions: dict[str, Any]) -> str:
     """A record's device kind (older records: the backend), with the host CPU model on a CPU."""
     name = versions.get("device") or versions.get("backend", "?")
-    return f"{name} {versions['host_cpu']}" if versions.get("backend") == "cpu" and versions.get("host_cpu") else name
+    if versions.get("backend") == "cpu" and versions.get("host_cpu"):
+        name = f"{name} {versions['host_cpu']}"
+    return f"{name} under MPS" if versions.get("mps") else name
 
 
 def default_budgets(records: list[dict[str, Any]]) -> list[float]:

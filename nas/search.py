@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import os
 import platform
 import sys
 import time
@@ -87,9 +88,14 @@ def versions() -> dict[str, str]:
     import jax
     import optax
 
-    return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend(),
-            "device": jax.devices()[0].device_kind, "host_cpu": host_cpu()}
+    out = {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
+           "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend(),
+           "device": jax.devices()[0].device_kind, "host_cpu": host_cpu()}
+    if os.environ.get("CUDA_MPS_PIPE_DIRECTORY"):
+        # the workers share the GPU through NVIDIA's Multi-Process Service: a member's seconds
+        # depend on it (experiments/gpu_session.sh MPS=1 sets the folder once a server served a client)
+        out["mps"] = True
+    return out
 
 
 @functools.cache  # read once: versions() goes into every record

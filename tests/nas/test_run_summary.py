@@ -40,3 +40,18 @@ def test_pace_of_older_records_counts_first_appearances_and_needs_launch_times()
                               "last record), 60 an hour")
     assert search_pace(records, []) is None and search_pace([], [{"time": 1.0}]) is None
     assert pace_line(None) == ""
+
+
+def test_records_say_where_they_ran_and_whether_under_mps(monkeypatch):
+    from nas.run_summary import devices
+    from nas.search import versions
+
+    cpu = {"backend": "cpu", "device": "cpu", "host_cpu": "AMD EPYC (avx2)", "jax": "0.10.2"}
+    gpu = {"backend": "gpu", "device": "NVIDIA H100 80GB HBM3", "host_cpu": "Intel Xeon", "jax": "0.11.2"}
+    records = [{"versions": cpu}, {"versions": gpu}, {"versions": {**gpu, "mps": True}}, {}]
+    assert devices(records) == ["NVIDIA H100 80GB HBM3 (jax 0.11.2)", "NVIDIA H100 80GB HBM3 under MPS (jax 0.11.2)",
+                                "cpu AMD EPYC (avx2) (jax 0.10.2)"]
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    assert "mps" not in versions()  # records as before where MPS is not in use
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nas-mps-pipe.x")
+    assert versions()["mps"] is True
