@@ -83,7 +83,7 @@ def make_controller(config: SearchConfig, counts: tuple[int, ...], size: int,
     return ReinforceController(counts * size, seed, config.policy)
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, Any]:
     import flax
     import jax
     import optax
