@@ -136,8 +136,16 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
                       image_size=args.image_size)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
+
+    def started(epoch: int) -> None:  # once the folder is checked: a refused one is the error line alone
+        print(f"retraining {spec_id(member)[:12]} on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, "
+              f"{member.resolution}px, {_count(config.epochs, 'epoch')}, batch {config.batch_size}, "
+              f"lr {config.learning_rate:g} ({args.recipe} recipe{' with --set' if args.set else ''}), "
+              f"checkpoints in {args.checkpoint_dir}{f', resumed after epoch {epoch}' if epoch else ''}",
+              file=sys.stderr)
+
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=EpochLines(),
-                deadline=deadline)
+                deadline=deadline, started=started)
     if r is None:
         done = max(checkpoint_steps(args.checkpoint_dir))
         print(f"time limit ({args.max_minutes:g} min): stopped after epoch {done} of {config.epochs}, with a "

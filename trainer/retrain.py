@@ -219,7 +219,8 @@ def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, see
 
 def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, checkpoint_dir: str | Path,
             every: int = 5, progress: Callable[[int, int, float], None] | None = None,
-            stop_after: int | None = None, deadline: float | None = None) -> RetrainResult | None:
+            stop_after: int | None = None, deadline: float | None = None,
+            started: Callable[[int], None] | None = None) -> RetrainResult | None:
     """Train ``spec`` on all of ``dataset``'s training split, checkpointing every ``every`` epochs.
 
     If ``checkpoint_dir`` holds a checkpoint, training resumes after its epoch. ``stop_after``
@@ -227,6 +228,8 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
     (a ``time.time()``): the first epoch that ends after it is checkpointed, whatever ``every`` says,
     and the run stops there (returning None); a later call resumes it exactly. A finished run's
     test logits are saved there too, and a later call on the same test set returns them as they are.
+    ``started(epoch)`` is told the epoch training starts after (0, or the checkpoint's) once the
+    folder is checked and its checkpoint restored, before compiling.
     """
     identity = _run_identity(spec, dataset, config, seed)
     named = _check_run(Path(checkpoint_dir), identity)
@@ -253,6 +256,8 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
                                 + (f"the checkpoint after epoch {max(earlier)}" if earlier else "the start")) from None
         if not named:  # a new folder, or one from before RUN_FILE whose checkpoint fitted
             _write_run(Path(checkpoint_dir).absolute(), identity)
+        if started is not None:
+            started(start_epoch)
         # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
         # program is not compiled, and the scoring program compiles on first use.
         compile_s = trainer.compile() if start_epoch < config.epochs else 0.0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from search_space import MnasNetSpace, scale_width, to_json
+from search_space.spec import spec_id
 from tests.conftest import ROOT, nas_here, run_module
 from trainer.config import TrainConfig
 from trainer.data import Dataset, validation_split
@@ -329,7 +330,11 @@ def test_retrain_spec_takes_recipe_settings_and_its_folder_keeps_them(fashion, t
         return ["retrain-spec", str(spec), "--dataset", f"npz:{tmp_path / 'fm.npz'}", "--epochs", "1",
                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--json", *sets]
 
-    out = json.loads(nas_here(*args("--set", "ema_decay=0.9", "--set", "trainer.batch_size=64")).stdout)
+    first = nas_here(*args("--set", "ema_decay=0.9", "--set", "trainer.batch_size=64"))
+    out = json.loads(first.stdout)
+    assert first.stderr.startswith(  # the first line says what trains, and how
+        f"retraining {spec_id(tiny_member())[:12]} on npz:{tmp_path / 'fm.npz'}: 128 train / 64 test, 14px, 1 epoch, "
+        f"batch 64, lr {out['trainer']['learning_rate']:g} (fast recipe with --set), checkpoints in {tmp_path / 'ckpt'}\n")
     assert out["trainer"]["ema_decay"] == 0.9 and out["trainer"]["batch_size"] == 64 and out["trainer"]["epochs"] == 1
     assert out["set"] == ["ema_decay=0.9", "trainer.batch_size=64"] and out["recipe"] == "fast"
     # --max-minutes: stopped at the end of the first epoch past it, with a checkpoint there; resumed
@@ -338,8 +343,10 @@ def test_retrain_spec_takes_recipe_settings_and_its_folder_keeps_them(fashion, t
     stopped = nas_here(*args(*settings, "--max-minutes", "1e-9"))
     assert json.loads(stopped.stdout) == {"stopped_after_epoch": 1, "epochs": 2, "checkpoint_dir": str(tmp_path / "slot")}
     assert f"time limit (1e-09 min): stopped after epoch 1 of 2, with a checkpoint in {tmp_path / 'slot'}" in stopped.stderr
-    resumed = json.loads(nas_here(*args(*settings)).stdout)
+    again = nas_here(*args(*settings))
+    resumed = json.loads(again.stdout)
     assert resumed["resumed_from_epoch"] == 1 and resumed["epochs"] == 2
+    assert f"checkpoints in {tmp_path / 'slot'}, resumed after epoch 1\n" in again.stderr.splitlines(keepends=True)[0]
     # the folder's run with other settings: one line, exit 2, nothing trained; a bad setting fails before any data
     capsys.readouterr()
     assert main(args("--set", "ema_decay=0.5", "--set", "batch_size=64")) == 2
