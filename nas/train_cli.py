@@ -15,7 +15,7 @@ from nas.evaluators import EpochPace
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, batch_and_steps
 from trainer.data import Dataset, load_dataset, validation_split
 
 
@@ -70,7 +70,7 @@ def default_learning_rate(batch_size: int) -> float:
 
 
 def _steps(train_examples: int, batch_size: int, epochs: int) -> int:
-    return max(1, train_examples // min(batch_size, train_examples)) * epochs  # trainer.train.member_model's
+    return batch_and_steps(train_examples, batch_size)[1] * epochs
 
 
 def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | None:
@@ -82,7 +82,7 @@ def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | N
         return None
     batch = next((b for b in smaller if _steps(train_examples, b, epochs) >= FEW_STEPS), smaller[-1])
     return (f"note: {_count(steps, 'optimizer step')} in all ({train_examples:,} images at batch "
-            f"{min(batch_size, train_examples)}, {_count(epochs, 'epoch')}), where the recipe takes 175 an epoch on "
+            f"{batch_and_steps(train_examples, batch_size)[0]}, {_count(epochs, 'epoch')}), where the recipe takes 175 an epoch on "
             f"CIFAR-10: --batch-size {batch} gives {_steps(train_examples, batch, epochs)} "
             "(the default lr scales with it)")
 

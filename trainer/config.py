@@ -135,6 +135,13 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+def batch_and_steps(train_examples: int, batch_size: int) -> tuple[int, int]:
+    """(the batch a member trains with, its optimizer steps an epoch) on ``train_examples`` images:
+    the batch at most the training set, the last partial batch of an epoch dropped."""
+    batch = min(batch_size, train_examples)
+    return batch, max(1, train_examples // batch)
+
+
 def compute_dtype(config: TrainConfig) -> Any:
     import jax
 

@@ -23,8 +23,8 @@ from search_space.layers import count
 from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
-from trainer.config import (TrainConfig, averaged_params, compute_dtype, epoch_learning_rates, init_optimizer_state,
-                            make_optimizer, optimizer_with, program_config)
+from trainer.config import (TrainConfig, averaged_params, batch_and_steps, compute_dtype, epoch_learning_rates,
+                            init_optimizer_state, make_optimizer, optimizer_with, program_config)
 from trainer.data import Split
 from trainer.precise_bn import batch_statistics, pooled_statistics, set_statistics
 
@@ -130,8 +130,7 @@ def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig
     trainer.spec, trainer.split, trainer.config, trainer.seed = spec, split, config, seed
     trainer.dtype = compute_dtype(config)
     n = len(split.y_train)
-    trainer.batch_size = min(config.batch_size, n)
-    trainer.steps_per_epoch = max(1, n // trainer.batch_size)
+    trainer.batch_size, trainer.steps_per_epoch = batch_and_steps(n, config.batch_size)
     model = init_model(spec, split.num_classes, seed=seed, dtype=trainer.dtype, scheme=config.init,
                        zero_residual=config.zero_init_residual)
     # Per-layer programs (trainer/layerwise.py) serve a run's later members only in the lowering

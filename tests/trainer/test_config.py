@@ -158,3 +158,11 @@ def test_the_weights_moving_average_copies_the_first_step_then_follows_tensorflo
             TrainConfig(ema_decay=bad)
     with pytest.raises(UserError, match="trainer.ema_decay: needs trainer.precise_bn_images > 0"):
         TrainConfig(ema_decay=0.99, precise_bn_images=0)
+
+
+def test_a_member_trains_whole_batches_of_at_most_its_training_set():
+    from trainer.config import batch_and_steps
+
+    assert batch_and_steps(2000, 32) == (32, 62)  # the last partial batch dropped
+    assert batch_and_steps(45000, 256) == (256, 175)
+    assert batch_and_steps(100, 256) == (100, 1)  # a batch never larger than the training set
