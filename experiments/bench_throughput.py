@@ -196,7 +196,7 @@ def run_mode(args: argparse.Namespace) -> dict:
         from trainer.train import PROGRAMS
 
         PROGRAMS.KEEP = 0  # naive: every member compiles its own programs, even a repeated architecture
-    from nas.evaluators import MemberJob, SequentialEvaluator, default_backend, make_evaluator
+    from nas.evaluators import MemberJob, SequentialEvaluator, default_backend, make_evaluator, under_mps
     from trainer.data import load_dataset, validation_split
 
     ds = load_dataset(args.dataset)
@@ -253,9 +253,7 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
                 "jax": jax.__version__,
-                # under NVIDIA's Multi-Process Service (gpu_session.sh MPS=1 exports its pipe folder
-                # only once a client ran under it)
-                "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY"))}
+                "mps": under_mps()}
 
     finished = threading.Event()
     if args.mode == "optimized" and limit:

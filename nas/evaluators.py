@@ -235,6 +235,15 @@ def compilation_cache_env() -> dict[str, str]:
     return {"JAX_COMPILATION_CACHE_DIR": str(cache)}
 
 
+def under_mps() -> bool:
+    """Whether this process's GPU work goes through NVIDIA's Multi-Process Service, as far as it can
+    tell: its pipe folder is set (experiments/gpu_session.sh MPS=1 exports it only once an MPS
+    server served a client; workers inherit it). A member's seconds depend on it."""
+    import os
+
+    return bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY"))
+
+
 def default_backend() -> str:
     """``processes`` where JAX sees a GPU (XLA serializes GPU autotuning within a process, see
     nas.process_backend), else ``pipelined``."""

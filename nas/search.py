@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import hashlib
 import math
-import os
 import platform
 import sys
 import time
@@ -30,7 +29,7 @@ from controller.reinforce import ReinforceController
 from latency.estimator import ensemble_latency, get_estimator
 from nas.compile_cache import use_compilation_cache
 from nas.config import SearchConfig, load_config_dataset
-from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line
+from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary, result_line, under_mps
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
 from nas.store import RunDir
@@ -91,9 +90,7 @@ def versions() -> dict[str, Any]:
     out = {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
            "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend(),
            "device": jax.devices()[0].device_kind, "host_cpu": host_cpu()}
-    if os.environ.get("CUDA_MPS_PIPE_DIRECTORY"):
-        # the workers share the GPU through NVIDIA's Multi-Process Service: a member's seconds
-        # depend on it (experiments/gpu_session.sh MPS=1 sets the folder once a server served a client)
+    if under_mps():  # only then: records as before elsewhere
         out["mps"] = True
     return out
 

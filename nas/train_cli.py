@@ -61,6 +61,8 @@ class EpochLines:
 # (9 steps; chance is 10%, its loss 4.2, 8.6, 5.4) and 67% at batch 32 with the lr scaled to 0.025
 # (93 steps); WRN-16-2 on 2,000 images for an epoch 44% at batch 256 (7 steps), 59% at 32 (62).
 FEW_STEPS = 50
+# the proxy recipe's steps an epoch on CIFAR-10's 45,000 training images, which the note names
+RECIPE_STEPS = batch_and_steps(45_000, TrainConfig().batch_size)[1]
 
 
 def default_learning_rate(batch_size: int) -> float:
@@ -82,9 +84,9 @@ def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | N
         return None
     batch = next((b for b in smaller if _steps(train_examples, b, epochs) >= FEW_STEPS), smaller[-1])
     return (f"note: {_count(steps, 'optimizer step')} in all ({train_examples:,} images at batch "
-            f"{batch_and_steps(train_examples, batch_size)[0]}, {_count(epochs, 'epoch')}), where the recipe takes 175 an epoch on "
-            f"CIFAR-10: --batch-size {batch} gives {_steps(train_examples, batch, epochs)} "
-            "(the default lr scales with it)")
+            f"{batch_and_steps(train_examples, batch_size)[0]}, {_count(epochs, 'epoch')}), where the recipe "
+            f"takes {RECIPE_STEPS} an epoch on CIFAR-10: --batch-size {batch} gives "
+            f"{_steps(train_examples, batch, epochs)} (the default lr scales with it)")
 
 
 def _count(n: int, what: str) -> str:
