@@ -343,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "there; the same command resumes")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any setting of the recipe after --recipe and --epochs, as in nas train, e.g. "
-                        "--set ema_decay=0.9999 --set batch_size=64 (a checkpoint folder keeps one run's settings)")
+                        "--set ema_decay=0.9999, or --set batch_size=64 --set learning_rate=0.05 (the rate does not follow "
+                        "the batch by itself); a checkpoint folder keeps one run's settings")
     p.add_argument("--export", metavar="DIR",
                    help="then write the member as an exported one-member ensemble in DIR (new or empty; as `nas "
                         "export` writes a search's), which `nas predict DIR IMAGE...` reads")

@@ -199,6 +199,21 @@ def with_trainer_settings(config: TrainConfig, items: list[str] | tuple[str, ...
     return apply_overrides(_TrainerSettings(config), items).trainer
 
 
+def batch_without_lr_note(before: TrainConfig, items: list[str] | tuple[str, ...]) -> str | None:
+    """A line for ``--set`` items that change the batch of ``before`` but not its learning rate,
+    which was set for the old batch (``--set batch_size=64`` on the fast recipe keeps its 0.2 at
+    256: four times the rate per image), naming the rate that keeps it per image; else None. A
+    note, not a change: a recipe label ``fast+batch_size=64`` must rebuild the config it trained
+    with."""
+    keys = {i.split("=", 1)[0].strip().removeprefix("trainer.") for i in items}
+    after = with_trainer_settings(before, items)
+    if after.batch_size == before.batch_size or "learning_rate" in keys:
+        return None
+    scaled = before.learning_rate * after.batch_size / before.batch_size
+    return (f"note: --set batch_size={after.batch_size} keeps the learning rate {before.learning_rate:g} set for "
+            f"batch {before.batch_size}; --set learning_rate={scaled:g} keeps its rate per image")
+
+
 # What `nas search --resume --set KEY=VALUE` may change: a run can take more samples per size, or
 # more ensemble sizes. Any other key would change what its recorded samples mean (their data,
 # training, reward or controller), so it needs a run of its own.

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from nas.config import (apply_overrides, extend_config, from_dict, load_config, load_config_dataset,
-                        with_trainer_settings)
+from nas.config import (apply_overrides, batch_without_lr_note, extend_config, from_dict, load_config,
+                        load_config_dataset, with_trainer_settings)
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_setting, setting_label,
@@ -281,6 +281,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     top = args.top or 1
     # before the data loads: a bad --set item fails at once
     recipe = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)
+    note = batch_without_lr_note(RECIPES[args.recipe], args.set)
+    if note:
+        print(note, file=sys.stderr)
     changed = changed_settings(with_epochs(RECIPES[args.recipe], recipe.epochs), recipe)
     if args.set and not changed:
         print(f"--set: {' '.join(args.set)} changes nothing in the {args.recipe} recipe", file=sys.stderr)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.config import with_trainer_settings
+from nas.config import batch_without_lr_note, with_trainer_settings
 from nas.evaluators import EpochPace
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
@@ -89,6 +89,15 @@ def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | N
             f"{_steps(train_examples, batch, epochs)} (the default lr scales with it)")
 
 
+def _with_settings(config: TrainConfig, items: list[str]) -> TrainConfig:
+    """``config`` with the ``--set`` items, noting on stderr a batch changed without its rate."""
+    changed = with_trainer_settings(config, items)
+    note = batch_without_lr_note(config, items)
+    if note:
+        print(note, file=sys.stderr)
+    return changed
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'s' if n != 1 else ''}"
 
@@ -100,7 +109,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr, dtype=args.dtype,
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
                          tta_flip=args.tta_flip)
-    config = with_trainer_settings(config, args.set)  # before the data loads: a bad setting fails at once
+    config = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
@@ -133,7 +142,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
-    config = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
+    config = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member

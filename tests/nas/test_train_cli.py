@@ -62,3 +62,22 @@ def test_nas_train_scales_the_default_learning_rate_with_the_batch_and_says_so(d
     assert "note: 7 optimizer steps in all" in err and "--batch-size 32 gives 62" in err
     assert main([*args, "--batch-size", "32", "--lr", "0.3"]) == 0  # a given --lr is kept
     assert seen[-1][0].learning_rate == 0.3
+    assert main([*args, "--batch-size", "32", "--set", "batch_size=64"]) == 0  # --set: the rate stays, with a note
+    err = capsys.readouterr().err
+    assert seen[-1][0].batch_size == 64 and seen[-1][0].learning_rate == 0.025
+    assert ("note: --set batch_size=64 keeps the learning rate 0.025 set for batch 32; "
+            "--set learning_rate=0.05 keeps its rate per image") in err
+
+
+def test_a_batch_set_without_its_learning_rate_is_noted_with_the_rate_per_image():
+    from nas.config import batch_without_lr_note
+    from trainer.retrain import RECIPES
+
+    fast = RECIPES["fast"]  # 0.2 at batch 256
+    assert batch_without_lr_note(fast, ["batch_size=64"]) == (
+        "note: --set batch_size=64 keeps the learning rate 0.2 set for batch 256; "
+        "--set learning_rate=0.05 keeps its rate per image")
+    assert batch_without_lr_note(fast, ["trainer.batch_size=64", "trainer.learning_rate=0.2"]) is None  # as asked
+    assert batch_without_lr_note(fast, ["batch_size=64", "learning_rate=0.1"]) is None
+    assert batch_without_lr_note(fast, ["ema_decay=0.999"]) is None
+    assert batch_without_lr_note(fast, ["batch_size=256"]) is None  # the recipe's own batch
