@@ -73,6 +73,11 @@ def load_runs(paths: list[str], keys: tuple[str, ...] = COMPARABLE_KEYS
     ``keys``, what makes their accuracies comparable."""
     if len(paths) < 2:
         raise UserError(f"give at least two run directories to compare (got {len(paths)})")
+    seen: dict[Path, str] = {}
+    for p in paths:
+        twin = seen.setdefault(Path(p).resolve(), p)
+        if twin != p or paths.count(p) > 1:
+            raise UserError(f"{p}: given twice{f' (as {twin})' if twin != p else ''}; compare different runs")
     loaded = []
     for p in paths:
         run = RunDir(p)

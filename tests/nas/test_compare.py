@@ -93,6 +93,8 @@ def test_cli_writes_the_figure_and_json(tmp_path, capsys):
     ("other trainer", "differ in 'trainer.epochs' (2 vs 1)"),  # the key that differs, not the whole section
     ("other data", "differ in 'train_examples'"),
     ("other latency device", "differ in 'reward.device'"),
+    ("the same run twice", "given twice; compare different runs"),
+    ("the same run by another path", "given twice (as "),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     a = _run(tmp_path / "a", [(1, 0.5, 2.0, "ok")])
@@ -101,7 +103,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
              "other trainer": _run(tmp_path / "t", [(1, 0.5, 2.0, "ok")], trainer={"epochs": 2}),
              "other data": _run(tmp_path / "d", [(1, 0.5, 2.0, "ok")], train_examples=1000),
              "other latency device": _run(tmp_path / "l", [(1, 0.5, 2.0, "ok")],
-                                          reward={"device": "note10", "target_ms": 3.0})}[case]
+                                          reward={"device": "note10", "target_ms": 3.0}),
+             "the same run twice": a, "the same run by another path": str(tmp_path / "a" / ".." / "a")}[case]
     assert main(["compare", a, *([other] if other else []), "--out", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "c.png").exists()
