@@ -63,12 +63,15 @@ def _positive_float(text: str) -> float:
 
 SMALL_INPUT_HELP = ("the small-input rule (stem stride 1, the first stride-2 block at stride 1: total stride 8) "
                     "that `nas train`, `nas study` and the searches give networks on data of 64 px or less")
+NUM_CLASSES_HELP = ("classifier outputs (default: an exported ensemble's own classes, else 1000, or 10 for a WRN, "
+                    "as each network's published figures)")
 
 
 def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC",
-                   help="a JSON spec file, a named architecture (mobilenetv2, mnasnet-a1, mnasnet-b1, mnasnet-small, "
-                        "efficientnet-b0..b7, wrn-16-8, ...) or quoted block strings ('r1_k3_s11_e1_i32_o16 ...')")
+                   help="a JSON spec file, an exported ensemble's folder (`nas export`), a named architecture "
+                        "(mobilenetv2, mnasnet-a1, mnasnet-b1, mnasnet-small, efficientnet-b0..b7, wrn-16-8, ...) "
+                        "or quoted block strings ('r1_k3_s11_e1_i32_o16 ...')")
     p.add_argument("--resolution", type=_positive_int, help="input resolution in pixels (default: the spec's)")
     p.add_argument("--width-multiplier", type=_positive_float, default=1.0,
                    help="MnasNet width multiplier: channels x M rounded to multiples of 8, never below 90%%")
@@ -134,10 +137,20 @@ def _spec_as_trained(args: argparse.Namespace, what: str):
     return spec
 
 
+def _num_classes(args: argparse.Namespace) -> int | None:
+    """--num-classes, else an exported ensemble's own (its manifest's class names), else None: each
+    member's published figure's (nas.describe.default_num_classes)."""
+    from nas.manifest import is_exported, read_manifest
+
+    if args.num_classes is None and is_exported(args.spec):
+        return len(read_manifest(args.spec)[0]["class_names"])
+    return args.num_classes
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from nas.describe import describe, format_description
 
-    d = describe(_spec_as_trained(args, "describes"), args.num_classes, device=args.device)
+    d = describe(_spec_as_trained(args, "describes"), _num_classes(args), device=args.device)
     print(json.dumps(d) if args.json else format_description(d))
     return 0
 
@@ -146,7 +159,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     from nas.latency_cli import format_latency, latency_dict
 
     d = latency_dict(_spec_as_trained(args, "estimates"), device=args.device, era=args.era,
-                     num_classes=args.num_classes)
+                     num_classes=_num_classes(args))
     print(json.dumps(d) if args.json else format_latency(d))
     return 0
 
@@ -275,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("describe", help="parameters and multiply-adds of an architecture, per layer and in total",
                        description="Print parameters and multiply-adds per layer and in total.")
     add_spec_arguments(p)
-    p.add_argument("--num-classes", type=_positive_int, help="classifier outputs (default 1000; 10 for WRN)")
+    p.add_argument("--num-classes", type=_positive_int, help=NUM_CLASSES_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level params, multiply_adds)")
     p.add_argument("--device", default="pixel1", help="latency device: pixel1, note10 or a device JSON file")
     p.add_argument("--small-input", action="store_true", help=SMALL_INPUT_HELP)
@@ -284,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("latency", help="estimated on-device latency, total and per layer",
                        description="Estimate latency from measured per-layer tables and a calibrated per-op model.")
     add_spec_arguments(p)
-    p.add_argument("--num-classes", type=_positive_int, default=1000, help="classifier outputs (default 1000)")
+    p.add_argument("--num-classes", type=_positive_int, help=NUM_CLASSES_HELP)
     p.add_argument("--device", default="pixel1", help="pixel1 (default), note10, or a device JSON file")
     p.add_argument("--era", help="TFLite era of the estimate (pixel1: 2018 default, or 2019)")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level latency_ms)")

@@ -33,17 +33,16 @@ import numpy as np
 from flax import nnx
 
 from nas.compile_cache import use_compilation_cache
+from nas.manifest import FORMAT, MANIFEST, read_manifest
 from nas.ensemble import accuracy, geometric_mean_log_probs
 from nas.store import process_umask
 from search_space.errors import UserError
 from search_space.layers import count
 from search_space.models import conv_mode, init_model, set_conv_lowering
-from search_space.spec import ArchSpec, from_dict as spec_from_dict
+from search_space.spec import ArchSpec
 from trainer.augment import scoring_views, to_model_input
 from trainer.data import Dataset
 
-MANIFEST = "ensemble.json"
-FORMAT = "ensemble-nas/exported-ensemble/1"
 # Exported weights scored again give the retrained ensemble's test accuracy up to floating-point
 # summation order (the README demo's pair: 89.94% both ways, logits within 3e-6), or a little more
 # where retraining computed in bfloat16 (a GPU) and the folder is read back in float32. `nas export`
@@ -186,28 +185,15 @@ def read_back_note(out: Path, exported: float, retrained: float) -> str | None:
 def load_ensemble(folder: str | Path) -> ExportedEnsemble:
     """Read a folder `nas export` wrote. Raises UserError (one line) if it is not one."""
     folder = Path(folder)
-    path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{folder}: not an exported ensemble (no {MANIFEST}; `nas export` writes one)") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: unreadable ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"{path}: not an exported ensemble of this format ({FORMAT})")
-    missing = [k for k in ("class_names", "image_size", "channels", "mean", "std", "members") if k not in manifest]
-    if missing or not manifest["members"] or any("spec" not in m or "weights" not in m for m in manifest["members"]):
-        raise UserError(f"{path}: malformed (missing {', '.join(missing) or 'a member spec or weights file'})")
-    specs, models = [], []
-    for m in manifest["members"]:
-        spec = spec_from_dict(m["spec"])
+    manifest, specs = read_manifest(folder)
+    models = []
+    for m, spec in zip(manifest["members"], specs):
         weights = folder / m["weights"]
         try:
             with np.load(weights, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError) as e:
             raise UserError(f"{weights}: unreadable ({e})") from None
-        specs.append(spec)
         models.append(model_from_arrays(spec, len(manifest["class_names"]), arrays, str(weights)))
     return ExportedEnsemble(manifest, specs, models)
 

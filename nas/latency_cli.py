@@ -8,19 +8,22 @@ from typing import Any
 
 from latency.calibrate import CALIBRATION_DIR, calibrate, format_report, plot_report
 from latency.estimator import ensemble_latency, get_estimator
+from nas.describe import default_num_classes
 from search_space.errors import UserError
 from search_space.spec import ArchSpec, EnsembleSpec
 
 
 def latency_dict(spec: ArchSpec | EnsembleSpec, device: str = "pixel1", era: str | None = None,
-                 num_classes: int = 1000) -> dict[str, Any]:
+                 num_classes: int | None = None) -> dict[str, Any]:
+    """The estimate, per member for an ensemble; ``num_classes`` None: each member's published
+    figure's (nas.describe.default_num_classes: 10 for a WRN, else 1000), as `nas describe` takes."""
     est = get_estimator(device, era)
     if isinstance(spec, EnsembleSpec):
-        members = [est.estimate(m, num_classes=num_classes).to_dict() for m in spec.members]
+        members = [est.estimate(m, num_classes=num_classes or default_num_classes(m)).to_dict() for m in spec.members]
         agg = ensemble_latency([m["latency_ms"] for m in members])
         return {"device": est.name, "era": est.era, "latency_ms": agg.max_ms, "latency_sum_ms": agg.sum_ms,
                 "latency_makespan_ms": agg.makespan_ms, "members": members}
-    return est.estimate(spec, num_classes=num_classes).to_dict()
+    return est.estimate(spec, num_classes=num_classes or default_num_classes(spec)).to_dict()
 
 
 def _format_member(d: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from nas.manifest import MANIFEST, is_exported, read_manifest
 from search_space import zoo
 from search_space.blockstring import decode_blocks, scale_width
 from search_space.errors import SpecError, UserError
@@ -12,9 +13,16 @@ from search_space.spec import AnySpec, EnsembleSpec, MobileNetSpec, WideResNetSp
 
 def resolve_spec(text: str, *, resolution: int | None = None, width_multiplier: float = 1.0,
                  stem: int = 32, head: int = 1280) -> AnySpec:
-    """SPEC is a path to a JSON spec, a named architecture, or a quoted list of block strings."""
+    """SPEC is a path to a JSON spec, an exported ensemble's folder (its members' specs, as trained),
+    a named architecture, or a quoted list of block strings."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("SPEC: empty; give a JSON file, a name such as mnasnet-a1, or block strings")
+    if os.path.isdir(text):
+        if not is_exported(text):
+            raise UserError(f"SPEC: {text} is a folder without an exported ensemble's {MANIFEST}; give a JSON "
+                            "spec file, or a folder `nas export` wrote")
+        members = read_manifest(text)[1]
+        return _override(EnsembleSpec(tuple(members)), resolution, width_multiplier)
     if os.path.exists(text):
         try:
             with open(text) as f:

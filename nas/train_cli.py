@@ -21,9 +21,10 @@ from trainer.data import Dataset, load_dataset, validation_split
 
 def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool) -> ArchSpec:
     """The one member to train: a one-member ensemble's member (what `nas show --front --export`
-    writes for a size-1 front point); at the data set's native size unless ``keep_resolution`` (a
-    JSON spec file, whose resolution is part of the architecture, as a searched member's is, or
-    --resolution); named ImageNet nets on small inputs get the small-input rule."""
+    writes for a size-1 front point, or an exported one-member folder holds); at the data set's
+    native size unless ``keep_resolution`` (a JSON spec file or an exported folder, whose resolution
+    is part of the architecture, as a searched member's is, or --resolution); named ImageNet nets on
+    small inputs get the small-input rule."""
     if isinstance(spec, EnsembleSpec):
         if len(spec.members) != 1:
             raise UserError(f"SPEC: an ensemble of {len(spec.members)} members; give one member (`nas retrain RUN` "
@@ -37,7 +38,8 @@ def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool) -> ArchS
 
 
 def _keeps_resolution(args: argparse.Namespace) -> bool:
-    return args.resolution is not None or os.path.isfile(args.spec)
+    """--resolution, or a JSON spec file or an exported folder (SPEC was read from it)."""
+    return args.resolution is not None or os.path.exists(args.spec)
 
 
 class EpochLines:

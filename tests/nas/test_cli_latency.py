@@ -50,3 +50,38 @@ def test_latency_bad_input(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
+
+
+def test_an_exported_folder_is_its_members_on_its_own_classes(tmp_path, capsys):
+    from nas.manifest import FORMAT, MANIFEST
+    from search_space import EnsembleSpec, to_json, zoo
+
+    members = (zoo.get("mobilenetv2", resolution=28, width_multiplier=0.25), zoo.get("mnasnet-small", resolution=24))
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    (folder / MANIFEST).write_text(json.dumps({
+        "format": FORMAT, "class_names": [f"c{i}" for i in range(10)], "image_size": 28, "channels": 1,
+        "mean": [0.3], "std": [0.4],
+        "members": [{"spec": json.loads(to_json(m)), "weights": f"member{i}.npz"} for i, m in enumerate(members)]}))
+    spec_file = tmp_path / "pair.json"
+    spec_file.write_text(to_json(EnsembleSpec(members)))
+    assert main(["latency", str(spec_file), "--num-classes", "10", "--json"]) == 0
+    as_spec = json.loads(capsys.readouterr().out)
+    assert main(["latency", str(folder), "--json"]) == 0  # its 10 classes, not ImageNet's 1000
+    assert json.loads(capsys.readouterr().out) == as_spec
+    assert main(["describe", str(folder), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [m["num_classes"] for m in d["members"]] == [10, 10] and d["latency_ms"] == as_spec["latency_ms"]
+    assert main(["latency", str(tmp_path)]) == 2  # a folder, but not an exported ensemble's
+    assert capsys.readouterr().err.strip() == (f"nas latency: error: SPEC: {tmp_path} is a folder without an exported "
+                                               "ensemble's ensemble.json; give a JSON spec file, or a folder "
+                                               "`nas export` wrote")
+
+
+def test_a_wrn_is_estimated_on_its_published_ten_classes_as_described(capsys):
+    assert main(["latency", "wrn-16-2", "--json"]) == 0
+    latency = json.loads(capsys.readouterr().out)["latency_ms"]
+    assert main(["describe", "wrn-16-2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] == latency
+    assert main(["latency", "wrn-16-2", "--num-classes", "1000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > latency
