@@ -27,7 +27,7 @@ from search_space.errors import UserError
 
 def run_search_cmd(args: argparse.Namespace) -> int:
     from nas.cli import evaluator_from_args
-    from nas.search import run_search
+    from nas.search import run_search, search_split
 
     run = RunDir(args.run_dir)
     dataset = None
@@ -43,8 +43,11 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if not args.config:
             raise UserError("--config: required for a new search (e.g. experiments/demo.py)")
         config = apply_overrides(load_config(args.config), args.set or [])
-        # Loaded before the run directory exists, so a missing data set leaves nothing behind.
+        # Loaded and split before the run directory exists, so a missing data set or a split it
+        # cannot give (val_size=100000 of 60,000 images) leaves nothing behind to block the
+        # corrected command.
         dataset = load_config_dataset(config)
+        search_split(config, dataset)
     if args.precompile and config.trainer.compile_unit != "padded":
         raise UserError(f"--precompile: only with trainer.compile_unit=padded (this run's is "
                         f"{config.trainer.compile_unit!r}): other programs depend on each member's own layers")
@@ -281,9 +284,6 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     top = args.top or 1
     # before the data loads: a bad --set item fails at once
     recipe = with_trainer_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)
-    note = batch_without_lr_note(RECIPES[args.recipe], args.set)
-    if note:
-        print(note, file=sys.stderr)
     changed = changed_settings(with_epochs(RECIPES[args.recipe], recipe.epochs), recipe)
     if args.set and not changed:
         print(f"--set: {' '.join(args.set)} changes nothing in the {args.recipe} recipe", file=sys.stderr)
@@ -318,6 +318,9 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
         print(f"retraining {len(todo)} ensemble{'s' if len(todo) != 1 else ''}: {len(checkpoints)} distinct "
               f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(*setting)})",
               file=sys.stderr)
+        note = batch_without_lr_note(RECIPES[args.recipe], args.set)  # once the choices are checked
+        if note:
+            print(note, file=sys.stderr)
     # a member shared by several chosen ensembles (evolution's children share their parents') is
     # retrained, or restored and scored, once per command
     start, scored, pending = time.perf_counter(), {}, {}

@@ -91,13 +91,11 @@ def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | N
             f"{_steps(train_examples, batch, epochs)} (the default lr scales with it)")
 
 
-def _with_settings(config: TrainConfig, items: list[str]) -> TrainConfig:
-    """``config`` with the ``--set`` items, noting on stderr a batch changed without its rate."""
-    changed = with_trainer_settings(config, items)
+def _with_settings(config: TrainConfig, items: list[str]) -> tuple[TrainConfig, list[str]]:
+    """``config`` with the ``--set`` items, and the notes to print with the command's first line
+    (once the input is checked: a refusal is one line): a batch changed without its rate."""
     note = batch_without_lr_note(config, items)
-    if note:
-        print(note, file=sys.stderr)
-    return changed
+    return with_trainer_settings(config, items), [note] if note else []
 
 
 def _count(n: int, what: str) -> str:
@@ -111,7 +109,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr, dtype=args.dtype,
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
                          tta_flip=args.tta_flip)
-    config = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
+    config, notes = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
@@ -119,8 +117,8 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {_count(config.epochs, 'epoch')}, batch {config.batch_size}, "
           f"lr {config.learning_rate:g}", file=sys.stderr)
-    note = few_steps_note(len(split.y_train), config.batch_size, config.epochs)
-    if note:
+    notes.append(few_steps_note(len(split.y_train), config.batch_size, config.epochs))
+    for note in filter(None, notes):
         print(note, file=sys.stderr)
     r = train_member(member, split, config, seed=args.seed, progress=EpochLines())
     out = {**r.summary(), "val_accuracy": r.val_accuracy, "dataset": ds.name, "spec": member.to_dict(),
@@ -144,7 +142,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
-    config = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
+    config, notes = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
     ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
                       image_size=args.image_size)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
@@ -156,6 +154,8 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
               f"lr {config.learning_rate:g} ({args.recipe} recipe{' with --set' if args.set else ''}), "
               f"checkpoints in {args.checkpoint_dir}{f', resumed after epoch {epoch}' if epoch else ''}",
               file=sys.stderr)
+        for note in notes:
+            print(note, file=sys.stderr)
 
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=EpochLines(),
                 deadline=deadline, started=started)

@@ -493,6 +493,12 @@ def _snapshot(run):
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "image_size=4"], "image_size: must be an int"),
     (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "dataset=folder:{tmp}/photos"],
      "images differ in size ((12, 12, 3) and (12, 20, 3)); set an image size"),
+    # a split the data cannot give: refused before the run directory is made, or the corrected
+    # command would find it holding a run
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "val_size=100000"],
+     "val_size: 100000 gives 100000 of 60000 training examples"),
+    (["search", "--config", "{cfg}", "--run-dir", "{tmp}/a", "--set", "train_examples=70000"],
+     "train_examples: 70000 not in 1..59800"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}"], "already holds a run"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}", "--dry-run"], "already holds a run"),
     (["search", "--config", "{cfg}", "--run-dir", "{run}", "--resume"], "drop --config"),

@@ -334,7 +334,10 @@ def test_retrain_spec_takes_recipe_settings_and_its_folder_keeps_them(fashion, t
     out = json.loads(first.stdout)
     assert first.stderr.startswith(  # the first line says what trains, and how
         f"retraining {spec_id(tiny_member())[:12]} on npz:{tmp_path / 'fm.npz'}: 128 train / 64 test, 14px, 1 epoch, "
-        f"batch 64, lr {out['trainer']['learning_rate']:g} (fast recipe with --set), checkpoints in {tmp_path / 'ckpt'}\n")
+        f"batch 64, lr {out['trainer']['learning_rate']:g} (fast recipe with --set), checkpoints in {tmp_path / 'ckpt'}\n"
+        # then that the batch kept the recipe's rate
+        "note: --set batch_size=64 keeps the learning rate 0.2 set for batch 256; --set learning_rate=0.05 keeps its "
+        "rate per image\n")
     assert out["trainer"]["ema_decay"] == 0.9 and out["trainer"]["batch_size"] == 64 and out["trainer"]["epochs"] == 1
     assert out["set"] == ["ema_decay=0.9", "trainer.batch_size=64"] and out["recipe"] == "fast"
     # --max-minutes: stopped at the end of the first epoch past it, with a checkpoint there; resumed
