@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nas.config import apply_overrides, from_dict, load_config, load_config_dataset
 from nas.store import RunDir
-from nas.study import StudyConfig, run_study
+from nas.study import StudyConfig, run_study, study_split
 from search_space.errors import UserError
 
 NAMED_STUDIES = {"wrn": "experiments.study_wrn", "efficientnet": "experiments.study_efficientnet",
@@ -35,8 +35,11 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         config = apply_overrides(config, args.set or [])  # e.g. members=12 extends a study
     else:
         config = apply_overrides(study_config(args.study), args.set or [])
-    # Loaded before the run directory is written, so a missing data set leaves nothing behind.
+    # Loaded and split before the run directory is written, so a missing data set or a split it
+    # cannot give (train_examples=70000 of 60,000 images) leaves nothing behind, and a resumed
+    # study's config is not rewritten with it.
     dataset = load_config_dataset(config)
+    study_split(config, dataset)
     evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
         if not args.resume:

@@ -188,6 +188,7 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
     out = nas_here("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--max-minutes", "1e-9")
     assert "time limit reached; 0/2 members trained" in out.stderr
     assert not (tmp_path / "s" / "records.jsonl").exists()
+    config_before = (tmp_path / "s" / "config.json").read_bytes()
     for args, message in [
         (("study", "resnet", "--run-dir", str(tmp_path / "a")), "unknown study 'resnet'"),
         (("study", str(cfg), "--run-dir", str(tmp_path / "b"), "--set", "members=0"), "members: must be in 1..64"),
@@ -196,11 +197,17 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
          "does not exist"),
         (("study", "wrn", "--run-dir", str(tmp_path / "none"), "--resume"), "not a run directory"),
         (("study", str(cfg), "--run-dir", str(tmp_path / "s")), "already holds a run"),
+        # a split the data cannot give: refused before a new run is made or a resumed one's config rewritten
+        (("study", str(cfg), "--run-dir", str(tmp_path / "d"), "--set", "train_examples=70000"),
+         "train_examples: 70000 not in 1.."),
+        (("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--resume", "--set", "train_examples=70000"),
+         "train_examples: 70000 not in 1.."),
     ]:
         out = run_module("nas", *args)  # a process of its own: the exit code is what is checked
         assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, \
             (args, out.stderr[-2000:])
-    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+    assert (tmp_path / "s" / "config.json").read_bytes() == config_before
 
 
 def test_a_study_into_a_run_another_study_is_writing_is_refused(tmp_path, monkeypatch, capsys):
