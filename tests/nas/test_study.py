@@ -218,7 +218,10 @@ def test_a_study_into_a_run_another_study_is_writing_is_refused(tmp_path, monkey
 
     run = RunDir(tmp_path / "study")
     run.create(StudyConfig(dataset="fashion_mnist").to_dict())
-    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: None)  # refused before any use
+    from tests.nas.test_search_controllers import _dataset
+
+    made_up = _dataset()  # split (checked before any write) but never trained on: refused before that
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: made_up)
     monkeypatch.setattr(nas.cli, "evaluator_from_args", lambda args: type("Idle", (), {"close": lambda self: None})())
     before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
     with run.exclusive("study"):
