@@ -73,11 +73,11 @@ def load_runs(paths: list[str], keys: tuple[str, ...] = COMPARABLE_KEYS
     ``keys``, what makes their accuracies comparable."""
     if len(paths) < 2:
         raise UserError(f"give at least two run directories to compare (got {len(paths)})")
-    seen: dict[Path, str] = {}
-    for p in paths:
-        twin = seen.setdefault(Path(p).resolve(), p)
-        if twin != p or paths.count(p) > 1:
-            raise UserError(f"{p}: given twice{f' (as {twin})' if twin != p else ''}; compare different runs")
+    resolved = [Path(p).resolve() for p in paths]
+    for i, (p, where) in enumerate(zip(paths, resolved)):
+        if where in resolved[:i]:  # the second time a run is named
+            first = paths[resolved.index(where)]
+            raise UserError(f"{p}: given twice{f' (as {first})' if first != p else ''}; compare different runs")
     loaded = []
     for p in paths:
         run = RunDir(p)

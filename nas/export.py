@@ -33,8 +33,8 @@ import numpy as np
 from flax import nnx
 
 from nas.compile_cache import use_compilation_cache
-from nas.manifest import FORMAT, MANIFEST, read_manifest
 from nas.ensemble import accuracy, geometric_mean_log_probs
+from nas.manifest import FORMAT, MANIFEST, read_manifest
 from nas.store import process_umask
 from search_space.errors import UserError
 from search_space.layers import count
