@@ -84,11 +84,12 @@ def nas_here(*args: str) -> subprocess.CompletedProcess:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Let a worker exit within the 5 s pytest-xdist allows before it sends SIGINT. After the
     suite a worker holds millions of objects (traced programs, arrays), and pytest's last
-    unraisable-exception check runs five full garbage collections over them, then JAX's own exit
-    clears its caches: together more than 5 s on the 2-core machines, so the interrupt landed in
-    JAX's garbage-collection callback and printed a PytestUnraisableExceptionWarning with a
-    KeyboardInterrupt traceback under every passing run. Frozen, those objects are no longer
-    traversed; the tests are over, so nothing they left is lost but that last check of them."""
+    unraisable-exception check runs five full garbage collections over them: more than 5 s on the
+    2-core machines (a faulthandler dump at exit found a worker still in them 2.5 s on), so the
+    interrupt landed in JAX's garbage-collection callback and printed a
+    PytestUnraisableExceptionWarning with a KeyboardInterrupt traceback under every passing run.
+    Frozen, those objects are no longer traversed; the tests are over, so nothing they left is lost
+    but that last check of them."""
     import gc
 
     gc.collect()  # what the tests left unreachable is still checked once
