@@ -14,7 +14,7 @@ from typing import Any
 from controller.evolution import EvolutionConfig
 from controller.reinforce import ReinforceConfig
 from search_space.errors import UserError, check_seed
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, learning_rate_for_batch
 from trainer.data import Dataset, check_image_size
 
 
@@ -209,7 +209,7 @@ def batch_without_lr_note(before: TrainConfig, items: list[str] | tuple[str, ...
     after = with_trainer_settings(before, items)
     if after.batch_size == before.batch_size or "learning_rate" in keys:
         return None
-    scaled = before.learning_rate * after.batch_size / before.batch_size
+    scaled = learning_rate_for_batch(before, after.batch_size)
     return (f"note: --set batch_size={after.batch_size} keeps the learning rate {before.learning_rate:g} set for "
             f"batch {before.batch_size}; --set learning_rate={scaled:g} keeps its rate per image")
 

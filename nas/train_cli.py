@@ -15,7 +15,7 @@ from nas.evaluators import EpochPace
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
-from trainer.config import TrainConfig, batch_and_steps
+from trainer.config import TrainConfig, batch_and_steps, learning_rate_for_batch
 from trainer.data import Dataset, load_dataset, validation_split
 
 
@@ -70,7 +70,7 @@ RECIPE_STEPS = batch_and_steps(45_000, TrainConfig().batch_size)[1]
 def default_learning_rate(batch_size: int) -> float:
     """The proxy recipe's peak learning rate (TrainConfig: 0.2 at batch 256) scaled linearly with
     the batch, as its CIFAR recipes scale (0.1 at 128, 0.05 at 64): the same rate per image."""
-    return TrainConfig().learning_rate * batch_size / TrainConfig().batch_size
+    return learning_rate_for_batch(TrainConfig(), batch_size)
 
 
 def _steps(train_examples: int, batch_size: int, epochs: int) -> int:
