@@ -172,9 +172,10 @@ def cmd_calibrate_latency(args: argparse.Namespace) -> int:
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True,
+    p.add_argument("--dataset",
                    help="fashion_mnist, cifar10, tfds:NAME, idx:DIR, jpeg-npz:PATH, cifar-py:DIR, cifar-bin:DIR, "
-                        "folder:DIR or npz:PATH")
+                        "folder:DIR or npz:PATH; required unless SPEC is an exported ensemble's folder, whose "
+                        "data set (at its image size) is the default")
     p.add_argument("--data-dir", help="TFDS data_dir (for tfds:NAME)")
     p.add_argument("--manual-dir", help="TFDS manual_dir with downloaded archives (e.g. ImageNet)")
     p.add_argument("--image-size", type=_positive_int, metavar="PX",

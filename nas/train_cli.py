@@ -91,6 +91,34 @@ def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | N
             f"{_steps(train_examples, batch, epochs)} (the default lr scales with it)")
 
 
+def load_data(args: argparse.Namespace) -> Dataset:
+    """The data set of --dataset; without it, the one an exported ensemble's folder (SPEC) was
+    trained on, at the image size its manifest records. Raises UserError (one line) when neither
+    names one."""
+    from nas.manifest import is_exported, read_manifest
+
+    def load(name: str, image_size: int | None) -> Dataset:
+        return load_dataset(name, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir, image_size=image_size)
+
+    if args.dataset is not None:
+        return load(args.dataset, args.image_size)
+    if not is_exported(args.spec):
+        raise UserError("--dataset: required (only an exported ensemble's folder as SPEC names its own)")
+    manifest = read_manifest(args.spec)[0]
+    name, size = manifest.get("dataset"), int(manifest["image_size"])
+    if not isinstance(name, str) or not name:
+        raise UserError(f"--dataset: required ({args.spec}'s manifest names no data set)")
+    try:
+        # sets of mixed image sizes load at the exported size; others as they are, resized only if
+        # the export was (--image-size), which its images' size tells
+        ds = load(name, args.image_size or (size if name.startswith(("tfds:", "folder:")) else None))
+        if args.image_size is None and ds.x_train.shape[1] != size:
+            ds = load(name, size)
+    except UserError as e:
+        raise UserError(f"{e} (the data set {args.spec} was exported from; --dataset names another)") from None
+    return ds
+
+
 def _with_settings(config: TrainConfig, items: list[str]) -> tuple[TrainConfig, list[str]]:
     """``config`` with the ``--set`` items, and the notes to print with the command's first line
     (once the input is checked: a refusal is one line): a batch changed without its rate."""
@@ -110,8 +138,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
                          tta_flip=args.tta_flip)
     config, notes = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
-    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
-                      image_size=args.image_size)
+    ds = load_data(args)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
@@ -143,8 +170,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
     config, notes = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
-    ds = load_dataset(args.dataset, tfds_data_dir=args.data_dir, manual_dir=args.manual_dir,
-                      image_size=args.image_size)
+    ds = load_data(args)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
 
@@ -175,9 +201,17 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
            "trainer": config.to_dict()}
     if args.export:
         out["export"] = _export_member(Path(args.export), member, ds, config, args, r.test_accuracy)
-    print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {r.epochs} epochs "
-                                             f"(resumed from epoch {r.resumed_from_epoch})")
+    print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {_count(r.epochs, 'epoch')}"
+                                             + _retrain_origin(r.resumed_from_epoch, r.from_saved_logits))
     return 0
+
+
+def _retrain_origin(resumed_from_epoch: int, from_saved_logits: bool) -> str:
+    """What the result line of `retrain-spec` adds on where its accuracy came from: nothing for a
+    run trained from its start."""
+    if from_saved_logits:
+        return " (a finished run: its saved test logits)"
+    return f" (resumed after epoch {resumed_from_epoch})" if resumed_from_epoch else ""
 
 
 def _export_member(out: Path, member: ArchSpec, ds: Dataset, config: TrainConfig, args: argparse.Namespace,

@@ -1,4 +1,7 @@
-"""nas/train_cli.py's per-epoch line (the commands themselves: tests/trainer/test_train.py)."""
+"""nas/train_cli.py: the per-epoch line, the learning-rate and few-steps notes, the data set of an
+exported folder (the commands themselves: tests/trainer/test_train.py)."""
+
+import pytest
 
 from nas.train_cli import EpochLines
 
@@ -81,3 +84,72 @@ def test_a_batch_set_without_its_learning_rate_is_noted_with_the_rate_per_image(
     assert batch_without_lr_note(fast, ["batch_size=64", "learning_rate=0.1"]) is None
     assert batch_without_lr_note(fast, ["ema_decay=0.999"]) is None
     assert batch_without_lr_note(fast, ["batch_size=256"]) is None  # the recipe's own batch
+
+
+def test_an_exported_folder_brings_its_own_data_set_at_its_image_size(tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+    import types
+
+    import numpy as np
+
+    import nas.train_cli
+    from nas.cli import main
+    from nas.manifest import FORMAT, MANIFEST
+    from nas.train_cli import load_data
+    from search_space import to_json, zoo
+    from search_space.errors import UserError
+    from trainer.data import DataError
+
+    native = {"fashion_mnist": 28, "folder:photos": None}
+    loads = []
+
+    def fake_load(name, tfds_data_dir=None, manual_dir=None, image_size=None):
+        loads.append((name, image_size))
+        if name == "missing":
+            raise DataError("dataset missing: not found")
+        size = image_size or native[name]
+        return types.SimpleNamespace(name=name, x_train=np.zeros((1, size, size, 1), np.uint8))
+
+    monkeypatch.setattr(nas.train_cli, "load_dataset", fake_load)
+
+    def folder(dataset, image_size):
+        out = tmp_path / f"{dataset.replace(':', '_')}_{image_size}"
+        out.mkdir()
+        member = zoo.get("mobilenetv2", resolution=image_size, width_multiplier=0.25)
+        manifest = {"format": FORMAT, "dataset": dataset, "class_names": ["a", "b"], "image_size": image_size,
+                    "channels": 1, "mean": [0.3], "std": [0.4],
+                    "members": [{"spec": json.loads(to_json(member)), "weights": "member0.npz"}]}
+        (out / MANIFEST).write_text(json.dumps(manifest))
+        return str(out)
+
+    def args(spec, dataset=None, image_size=None):
+        return argparse.Namespace(spec=spec, dataset=dataset, image_size=image_size, data_dir=None, manual_dir=None)
+
+    assert load_data(args(folder("fashion_mnist", 28))).name == "fashion_mnist"
+    assert loads == [("fashion_mnist", None)]  # as it is: the export's size
+    loads.clear()
+    assert load_data(args(folder("fashion_mnist", 32))).x_train.shape[1] == 32
+    assert loads == [("fashion_mnist", None), ("fashion_mnist", 32)]  # exported resized (--image-size 32)
+    loads.clear()
+    load_data(args(folder("folder:photos", 64)))
+    assert loads == [("folder:photos", 64)]  # photos of mixed sizes load at the exported size at once
+    loads.clear()
+    load_data(args(str(tmp_path / "fashion_mnist_28"), dataset="cifar10", image_size=48))
+    assert loads == [("cifar10", 48)]  # --dataset and --image-size as given win
+    missing = folder("missing", 28)
+    with pytest.raises(UserError, match=f"^dataset missing: not found \\(the data set {missing} was exported "
+                                        "from; --dataset names another\\)$"):
+        load_data(args(missing))
+
+    assert main(["train", "mobilenetv2", "--epochs", "1"]) == 2  # a named network has no data set of its own
+    assert capsys.readouterr().err.strip() == ("nas train: error: --dataset: required (only an exported "
+                                               "ensemble's folder as SPEC names its own)")
+
+
+def test_retrain_spec_says_whether_its_accuracy_was_resumed_or_read_back():
+    from nas.train_cli import _retrain_origin
+
+    assert _retrain_origin(0, False) == ""  # trained from its start
+    assert _retrain_origin(2, False) == " (resumed after epoch 2)"
+    assert _retrain_origin(3, True) == " (a finished run: its saved test logits)"

@@ -309,6 +309,12 @@ def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
     assert done["export"] == {"folder": str(exp), "test_accuracy_exported": acc}
     assert abs(acc - fresh["test_accuracy"]) <= 1 / 128 + 1e-9  # float32 both ways: at most one image apart
     assert ens.manifest["size"] == 1 and ens.manifest["members"][0]["spec"] == tiny_member().to_dict()  # 14 px
+    # the folder as SPEC, without --dataset: its member on the data set it was exported from (the same
+    # checkpoint folder takes it as the same run, by content)
+    from_folder = json.loads(nas_here("retrain-spec", str(exp), "--epochs", "3", "--every", "1", "--checkpoint-dir",
+                                      str(tmp_path / "fresh"), "--json").stdout)
+    assert from_folder["dataset"] == f"npz:{tmp_path / 'fm.npz'}" and from_folder["from_saved_logits"]
+    assert from_folder["test_accuracy"] == fresh["test_accuracy"]
     # an --export folder with files in it is refused before anything trains, and left as it was
     before = {f.name: f.read_bytes() for f in exp.iterdir()}
     refused = subprocess.run(cmd(tmp_path / "never") + ["--export", str(exp)], env=env, capture_output=True, cwd=ROOT)
