@@ -199,19 +199,25 @@ def with_trainer_settings(config: TrainConfig, items: list[str] | tuple[str, ...
     return apply_overrides(_TrainerSettings(config), items).trainer
 
 
-def batch_without_lr_note(before: TrainConfig, items: list[str] | tuple[str, ...]) -> str | None:
+def batch_without_lr_note(before: TrainConfig, items: list[str] | tuple[str, ...], prefix: str = "") -> str | None:
     """A line for ``--set`` items that change the batch of ``before`` but not its learning rate,
     which was set for the old batch (``--set batch_size=64`` on the fast recipe keeps its 0.2 at
     256: four times the rate per image), naming the rate that keeps it per image; else None. A
     note, not a change: a recipe label ``fast+batch_size=64`` must rebuild the config it trained
-    with."""
+    with. ``prefix``: how the note names the keys (``trainer.`` for a search's or study's)."""
     keys = {i.split("=", 1)[0].strip().removeprefix("trainer.") for i in items}
     after = with_trainer_settings(before, items)
     if after.batch_size == before.batch_size or "learning_rate" in keys:
         return None
     scaled = learning_rate_for_batch(before, after.batch_size)
-    return (f"note: --set batch_size={after.batch_size} keeps the learning rate {before.learning_rate:g} set for "
-            f"batch {before.batch_size}; --set learning_rate={scaled:g} keeps its rate per image")
+    return (f"note: --set {prefix}batch_size={after.batch_size} keeps the learning rate {before.learning_rate:g} set "
+            f"for batch {before.batch_size}; --set {prefix}learning_rate={scaled:g} keeps its rate per image")
+
+
+def config_batch_note(before: Any, items: list[str] | tuple[str, ...]) -> str | None:
+    """``batch_without_lr_note`` for a search's or study's ``--set`` items (its ``trainer.KEY``
+    ones) on ``before``, the config they apply to."""
+    return batch_without_lr_note(before.trainer, [i for i in items if i.strip().startswith("trainer.")], "trainer.")
 
 
 # What `nas search --resume --set KEY=VALUE` may change: a run can take more samples per size, or

@@ -322,7 +322,8 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, 
         if state is not None:
             controllers[n].load_state_dict(state)
     rounds = math.ceil(config.samples_per_size / config.batch)
-    log(f"search: sizes {list(config.sizes)}, {config.samples_per_size} samples each, {len(split.y_train)} train / "
+    each = f"{config.samples_per_size} sample{'s' if config.samples_per_size != 1 else ''} each"
+    log(f"search: sizes {list(config.sizes)}, {each}, {len(split.y_train)} train / "
         f"{len(split.y_val)} val images of {dataset_name}; {len(done)} samples already recorded")
     new = rounds_run = 0
     for rnd in range(rounds):

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from nas.config import (apply_overrides, batch_without_lr_note, extend_config, from_dict, load_config,
-                        load_config_dataset, with_trainer_settings)
+from nas.config import (apply_overrides, batch_without_lr_note, config_batch_note, extend_config, from_dict,
+                        load_config, load_config_dataset, with_trainer_settings)
 from nas.diversity import diversity_frame, diversity_summary, summary_lines
 from nas.pareto import fronts, write_fronts
 from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_setting, setting_label,
@@ -32,6 +32,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     dataset = None
     extended = False
+    note = None
     if args.resume:
         if args.config:
             raise UserError("--resume: continues the run with its own config; drop --config (--set may give it "
@@ -42,7 +43,9 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise UserError("--config: required for a new search (e.g. experiments/demo.py)")
-        config = apply_overrides(load_config(args.config), args.set or [])
+        base = load_config(args.config)
+        config = apply_overrides(base, args.set or [])
+        note = config_batch_note(base, args.set or [])  # printed once the input is checked
         # Loaded and split before the run directory exists, so a missing data set or a split it
         # cannot give (val_size=100000 of 60,000 images) leaves nothing behind to block the
         # corrected command.
@@ -57,6 +60,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         if not args.resume:
             run.check_new()
         lines = plan_lines(config, dataset or load_config_dataset(config), run.records() if args.resume else None)
+        if note:
+            print(note, file=sys.stderr)
         print(f"nas search --dry-run: {'resuming' if args.resume else 'a new run in'} {run.path}")
         print("\n".join(lines))
         return 0
@@ -71,6 +76,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
             if extended:
                 run.write_config(config.to_dict())  # atomically: the run keeps one config, the extended one
             run.append_launch(getattr(args, "argv", []), args.resume)
+            if note:
+                print(note, file=sys.stderr)
             run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache,
                        max_minutes=args.max_minutes, precompile_workers=args.precompile or 0)
     finally:

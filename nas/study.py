@@ -299,9 +299,9 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
     enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_config_dataset(config)
     split = study_split(config, ds)
+    epochs = f"{config.trainer.epochs} epoch{'s' if config.trainer.epochs != 1 else ''}"
     log(f"study: {', '.join(config.architectures)} x {config.members} members on {ds.name} "
-        f"({len(split.y_train)} train / {len(split.y_val)} {config.eval_split} images), "
-        f"{config.trainer.epochs} epochs each")
+        f"({len(split.y_train)} train / {len(split.y_val)} {config.eval_split} images), {epochs} each")
     deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     members = train_study_members(run, config, split, log, deadline, train, evaluator)
     points = study_points(config, members, split.y_val, split.native_resolution, split.num_classes)
@@ -313,7 +313,7 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
     trained = {a: len(m) for a, m in members.items()}
     figure = None
     if not points.empty:
-        title = (f"{ds.name}, {config.trainer.epochs} epochs, {len(split.y_val)} {config.eval_split} images; "
+        title = (f"{ds.name}, {epochs}, {len(split.y_val)} {config.eval_split} images; "
                  f"members trained: " + ", ".join(f"{a} {k}" for a, k in trained.items()))
         figure = scaling_figure(points, run.path / "plots" / "scaling.png", title, config.eval_split)
     log(format_findings(found))

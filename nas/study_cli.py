@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 from pathlib import Path
 
-from nas.config import apply_overrides, from_dict, load_config, load_config_dataset
+from nas.config import apply_overrides, config_batch_note, from_dict, load_config, load_config_dataset
 from nas.store import RunDir
 from nas.study import StudyConfig, run_study, study_split
 from search_space.errors import UserError
@@ -30,11 +31,8 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     from nas.cli import evaluator_from_args
 
     run = RunDir(args.run_dir)
-    if args.resume:
-        config = from_dict(run.read_config(), StudyConfig)
-        config = apply_overrides(config, args.set or [])  # e.g. members=12 extends a study
-    else:
-        config = apply_overrides(study_config(args.study), args.set or [])
+    base = from_dict(run.read_config(), StudyConfig) if args.resume else study_config(args.study)
+    config = apply_overrides(base, args.set or [])  # resumed, e.g. members=12 extends a study
     # Loaded and split before the run directory is written, so a missing data set or a split it
     # cannot give (train_examples=70000 of 60,000 images) leaves nothing behind, and a resumed
     # study's config is not rewritten with it.
@@ -48,6 +46,9 @@ def run_study_cmd(args: argparse.Namespace) -> int:
             if args.resume:
                 run.write_config(config.to_dict())  # an extended study (e.g. members=12) keeps its new size
             run.append_launch(getattr(args, "argv", []), args.resume)
+            note = config_batch_note(base, args.set or [])
+            if note:
+                print(note, file=sys.stderr)
             out = run_study(run, config, dataset=dataset, max_minutes=args.max_minutes, train=not args.no_train,
                             evaluator=evaluator)
     finally:

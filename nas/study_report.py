@@ -79,7 +79,8 @@ def study_markdown(run: RunDir, cfg: dict[str, Any], out_dir: Path) -> str:
              + (f", on {'; '.join(where)}" if where else "") + "."
              + (f" Members recorded over {duration(max(times) - min(times))}, the last at {utc(max(times))}."
                 if len(times) > 1 else ""), "",
-             f"Each member trains for {t.get('epochs', '?')} epochs at batch {t.get('batch_size', '?')}, learning rate "
+             f"Each member trains for {t.get('epochs', '?')} epoch{'' if t.get('epochs') == 1 else 's'} at batch "
+             f"{t.get('batch_size', '?')}, learning rate "
              f"{t.get('learning_rate', '?')} ({t.get('schedule', '?')}, {t.get('optimizer', '?')}), on "
              f"{count(cfg.get('train_examples')) or 'all the'} training images"
              + ("; each member scores an image and its mirror image (test-time flips)" if t.get("tta_flip") else "")

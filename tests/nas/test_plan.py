@@ -55,3 +55,8 @@ def test_a_dry_run_of_a_new_search_names_its_members_and_target_and_creates_no_r
     assert "controller: random, 2 samples per size in rounds of 2; trainer: 1 epoch, batch 32" in out
     assert "size 3: 2 of 2 samples to go, at most 6 members to train" in out and "within the 3 ms target" in out
     assert "in all: at most 12 members to train" in out and not (tmp_path / "new").exists()
+    # the demo's lr 0.1 at batch 32 with another batch: noted as a run would note it
+    assert main(["search", "--config", "experiments/demo.py", "--run-dir", str(tmp_path / "new"), "--set",
+                 "val_size=100", "--set", "train_examples=200", "--set", "trainer.batch_size=64", "--dry-run"]) == 0
+    assert capsys.readouterr().err == ("note: --set trainer.batch_size=64 keeps the learning rate 0.1 set for batch "
+                                       "32; --set trainer.learning_rate=0.2 keeps its rate per image\n")

@@ -185,8 +185,12 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
     cfg = tmp_path / "mini.py"
     cfg.write_text(MINI.format(dataset=dataset))
     # a limit past before the first seed (0.6 ms, as this test had, once let a seed start in a full run)
-    out = nas_here("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--max-minutes", "1e-9")
+    out = nas_here("study", str(cfg), "--run-dir", str(tmp_path / "s"), "--max-minutes", "1e-9",
+                   "--set", "trainer.batch_size=32")
     assert "time limit reached; 0/2 members trained" in out.stderr
+    # the batch changed without its rate: noted first, in the config's own keys (the study's 0.05 at 16)
+    assert out.stderr.startswith("note: --set trainer.batch_size=32 keeps the learning rate 0.05 set for batch 16; "
+                                 "--set trainer.learning_rate=0.1 keeps its rate per image\nstudy: wrn-10-1, ")
     assert not (tmp_path / "s" / "records.jsonl").exists()
     config_before = (tmp_path / "s" / "config.json").read_bytes()
     for args, message in [
