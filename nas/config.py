@@ -217,7 +217,8 @@ def batch_without_lr_note(before: TrainConfig, items: list[str] | tuple[str, ...
 def config_batch_note(before: Any, items: list[str] | tuple[str, ...]) -> str | None:
     """``batch_without_lr_note`` for a search's or study's ``--set`` items (its ``trainer.KEY``
     ones) on ``before``, the config they apply to."""
-    return batch_without_lr_note(before.trainer, [i for i in items if i.strip().startswith("trainer.")], "trainer.")
+    trainer_items = [i.strip() for i in items if i.strip().startswith("trainer.")]
+    return batch_without_lr_note(before.trainer, trainer_items, "trainer.")
 
 
 # What `nas search --resume --set KEY=VALUE` may change: a run can take more samples per size, or

@@ -88,7 +88,7 @@ def test_a_batch_set_without_its_learning_rate_is_noted_with_the_rate_per_image(
     from nas.config import SearchConfig, config_batch_note
 
     search = SearchConfig(trainer=fast)  # a search's or study's --set names the trainer's keys with their prefix
-    assert config_batch_note(search, ["samples_per_size=4", "trainer.batch_size=64"]) == (
+    assert config_batch_note(search, ["samples_per_size=4", " trainer.batch_size=64"]) == (
         "note: --set trainer.batch_size=64 keeps the learning rate 0.2 set for batch 256; "
         "--set trainer.learning_rate=0.05 keeps its rate per image")
     assert config_batch_note(search, ["trainer.batch_size=64", "trainer.learning_rate=0.1"]) is None
