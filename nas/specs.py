@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from nas.manifest import MANIFEST, is_exported, read_manifest
 from search_space import zoo
 from search_space.blockstring import decode_blocks, scale_width
 from search_space.errors import SpecError, UserError
 from search_space.spec import AnySpec, EnsembleSpec, MobileNetSpec, WideResNetSpec, from_json
+
+
+def _is_search_run(folder: str) -> bool:
+    """Whether ``folder`` holds a search's run (its config.json, not a scaling study's)."""
+    from nas.store import is_study
+
+    try:
+        cfg = json.loads(Path(folder, "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and not is_study(cfg)
 
 
 def resolve_spec(text: str, *, resolution: int | None = None, width_multiplier: float = 1.0,
@@ -19,6 +32,9 @@ def resolve_spec(text: str, *, resolution: int | None = None, width_multiplier: 
         raise UserError("SPEC: empty; give a JSON file, a name such as mnasnet-a1, or block strings")
     if os.path.isdir(text):
         if not is_exported(text):
+            if _is_search_run(text):
+                raise UserError(f"SPEC: {text} is a search's run directory, not an architecture; `nas show {text} "
+                                "--front --export DIR` writes each front point as a spec file")
             raise UserError(f"SPEC: {text} is a folder without an exported ensemble's {MANIFEST}; give a JSON "
                             "spec file, or a folder `nas export` wrote")
         members = read_manifest(text)[1]

@@ -201,6 +201,15 @@ class RunDir:
                             f"`nas report {self.path}` summarizes it")
         return cfg
 
+    def read_study_config(self) -> dict[str, Any]:
+        """``read_config`` for `nas study --resume`: a search's run directory is one error line
+        that says what it is (its config's keys are not a study's)."""
+        cfg = self.read_config()
+        if not is_study(cfg):
+            raise UserError(f"{self.path}: a search's run (nas search), not a scaling study; "
+                            f"`nas search --run-dir {self.path} --resume` continues it")
+        return cfg
+
     # -- records ----------------------------------------------------------------------------
 
     def _read_jsonl(self, name: str) -> list[dict[str, Any]]:

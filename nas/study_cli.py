@@ -31,7 +31,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     from nas.cli import evaluator_from_args
 
     run = RunDir(args.run_dir)
-    base = from_dict(run.read_config(), StudyConfig) if args.resume else study_config(args.study)
+    base = from_dict(run.read_study_config(), StudyConfig) if args.resume else study_config(args.study)
     config = apply_overrides(base, args.set or [])  # resumed, e.g. members=12 extends a study
     # Loaded and split before the run directory is written, so a missing data set or a split it
     # cannot give (train_examples=70000 of 60,000 images) leaves nothing behind, and a resumed

@@ -76,6 +76,14 @@ def test_an_exported_folder_is_its_members_on_its_own_classes(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"nas latency: error: SPEC: {tmp_path} is a folder without an exported "
                                                "ensemble's ensemble.json; give a JSON spec file, or a folder "
                                                "`nas export` wrote")
+    from nas.config import SearchConfig
+    from nas.store import RunDir
+
+    RunDir(tmp_path / "run").create(SearchConfig().to_dict())  # a search's run: where its specs come from
+    assert main(["describe", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (f"nas describe: error: SPEC: {tmp_path / 'run'} is a search's run "
+                                               f"directory, not an architecture; `nas show {tmp_path / 'run'} --front "
+                                               "--export DIR` writes each front point as a spec file")
 
 
 def test_a_wrn_is_estimated_on_its_published_ten_classes_as_described(capsys):

@@ -214,6 +214,20 @@ def test_study_time_limit_and_bad_input(tmp_path, dataset):
     assert (tmp_path / "s" / "config.json").read_bytes() == config_before
 
 
+def test_a_resumed_study_of_a_search_run_says_what_the_run_is(tmp_path, capsys):
+    from nas.cli import main
+    from nas.config import SearchConfig
+    from nas.store import RunDir
+
+    run = RunDir(tmp_path / "search")
+    run.create(SearchConfig().to_dict())
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    assert main(["study", "wrn", "--run-dir", str(run.path), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (f"nas study: error: {run.path}: a search's run (nas search), not a "
+                                               f"scaling study; `nas search --run-dir {run.path} --resume` continues it")
+    assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
+
+
 def test_a_study_into_a_run_another_study_is_writing_is_refused(tmp_path, monkeypatch, capsys):
     import nas.cli
     import trainer.data
