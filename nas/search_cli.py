@@ -208,17 +208,22 @@ def _print_front(points: list[dict[str, Any]]) -> None:
 
 def _export_front(points: list[tuple[dict[str, Any], Any]], out: Path) -> list[Path]:
     """One ensemble spec JSON per front point, DIR/sizeN_sampleI.json (for `nas describe`, `nas
-    latency`); one clear error where DIR cannot be written."""
+    latency`); one clear error where DIR cannot be written, or where a file of that name holds
+    another spec (another run's front exported there), which is left as it was: nothing is written."""
     from search_space.spec import to_json
 
-    paths = [out / f"size{rec['size']}_sample{rec['sample']}.json" for rec, _ in points]
+    files = {out / f"size{rec['size']}_sample{rec['sample']}.json": to_json(ens) + "\n" for rec, ens in points}
     try:
+        other = next((p for p, text in files.items() if p.is_file() and p.read_text() != text), None)
+        if other is not None:
+            raise UserError(f"--export {out}: {other.name} there holds another spec (another run's front?); "
+                            "choose another folder")
         out.mkdir(parents=True, exist_ok=True)
-        for path, (_, ens) in zip(paths, points):
-            path.write_text(to_json(ens) + "\n")
+        for path, text in files.items():
+            path.write_text(text)
     except OSError as e:
         raise UserError(f"--export {out}: cannot write: {e.strerror}") from None
-    return paths
+    return list(files)
 
 
 def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ children are mutations of earlier samples and that an interrupted search resumes
 
 import hashlib
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -311,6 +312,15 @@ def test_show_lists_and_exports_the_front_ensembles(tmp_path, capsys):
     assert main(["show", run, "--export", str(tmp_path / "file" / "sub")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nas show: error: --export") and "cannot write: Not a directory" in err and "\n" not in err
+    # exported again: the same files, rewritten as they were; a file of another run's spec stops it
+    assert main(["show", run, "--export", str(out)]) == 0
+    first = pathlib.Path(shown["exported"][0])
+    first.write_text(first.read_text().replace('"resolution": ', '"resolution": 1'))
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["show", run, "--export", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"nas show: error: --export {out}: {first.name} there holds another "
+                                               "spec (another run's front?); choose another folder")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == kept
 
 
 def test_a_shared_member_cache_trains_each_member_once_across_runs(tmp_path):
