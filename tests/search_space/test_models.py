@@ -30,7 +30,9 @@ def _forward_backward(spec, classes=10, batch=2, dtype=jnp.float32):
     assert logits.shape == (batch, classes) and logits.dtype == jnp.float32
     assert np.isfinite(float(loss))
     leaves = jax.tree_util.tree_leaves(nnx.state(grads, nnx.Param))
-    assert sum(float(jnp.abs(g.astype(jnp.float32)).sum()) > 0 for g in leaves) > 0.9 * len(leaves)
+    # read on the host: jnp here compiled two small programs per gradient shape (125 for MnasNet-A1,
+    # 3.3 of its 12.5 s of XLA compiling from an empty cache, 2-core CPU)
+    assert sum(np.any(np.asarray(g, np.float32) != 0) for g in leaves) > 0.9 * len(leaves)
     return model
 
 
