@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,6 +59,18 @@ def _fresh_programs():
     (trainer.train.PROGRAMS), so what it traces does not depend on the tests run before it."""
     if "trainer.train" in sys.modules:
         sys.modules["trainer.train"].PROGRAMS.clear()
+
+
+def logits_of(model, x) -> np.ndarray:
+    """``model(x)`` as one compiled program, as a NumPy array. Called as it is, an NNX model runs
+    each operation as a program of its own, compiled per shape: 250-350 small programs for a small
+    MobileNetV2 or MnasNet-A1, which made up most of such a test's time from an empty compilation
+    cache (tests/nas/test_export.py's took 44.6 s, 31.1 s compiled; 2-core CPU)."""
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+    return np.asarray(jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, x))
 
 
 def run_module(*args: str, check: bool = False) -> subprocess.CompletedProcess:

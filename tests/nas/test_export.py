@@ -19,6 +19,7 @@ from search_space.errors import UserError
 from search_space.models import init_model
 from search_space.spec import to_json
 from trainer.augment import to_model_input
+from tests.conftest import logits_of
 from trainer.data import center_square
 
 CLASSES = [f"c{i}" for i in range(10)]
@@ -30,8 +31,9 @@ def _member(resolution: int, seed: int) -> tuple:
     model = init_model(spec, 10, seed=seed)
     rng = np.random.default_rng(seed)
     state = nnx.state(model, (nnx.Param, nnx.BatchStat))
-    nnx.update(model, nnx.map_state(
-        lambda path, v: v.replace(v.get_value() + jnp.asarray(rng.uniform(0.1, 0.5, v.get_value().shape), jnp.float32)),
+    nnx.update(model, nnx.map_state(  # moved on the host: a jnp sum compiles a program per shape
+        lambda path, v: v.replace(jnp.asarray(np.asarray(v.get_value()) + rng.uniform(0.1, 0.5, v.get_value().shape),
+                                              jnp.float32)),
         state))
     model.eval()
     return spec, model
@@ -55,7 +57,7 @@ def test_member_arrays_rebuild_a_model_with_the_same_logits():
     assert any(k.endswith("mean") for k in arrays) and any(k.endswith("kernel") for k in arrays)
     rebuilt = model_from_arrays(spec, 10, arrays, "here")
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
-    np.testing.assert_array_equal(np.asarray(rebuilt(x)), np.asarray(model(x)))
+    np.testing.assert_array_equal(logits_of(rebuilt, x), logits_of(model, x))
 
 
 def test_weights_that_do_not_fit_the_spec_are_one_error_line():
@@ -85,7 +87,7 @@ def test_a_written_ensemble_reads_back_as_the_geometric_mean_of_its_members(tmp_
 
     ens = load_ensemble(out)
     mean, std = jnp.asarray([0.3]), jnp.asarray([0.4])
-    direct = [np.asarray(m(to_model_input(jnp.asarray(images), mean, std, s.resolution))) for s, m in ((s0, m0), (s1, m1))]
+    direct = [logits_of(m, to_model_input(jnp.asarray(images), mean, std, s.resolution)) for s, m in ((s0, m0), (s1, m1))]
     for got, want in zip(ens.member_logits(images), direct):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     want = np.exp(geometric_mean_log_probs(direct))
@@ -102,14 +104,15 @@ def test_a_folder_scored_with_mirror_images_averages_each_members_two_views(tmp_
     model = init_model(spec, 10, seed=0)
     rng = np.random.default_rng(0)  # weights moved both ways, so that its logits vary with the image
     nnx.update(model, nnx.map_state(
-        lambda path, v: v.replace(v.get_value() + jnp.asarray(rng.normal(0, 0.1, v.get_value().shape), jnp.float32)),
+        lambda path, v: v.replace(jnp.asarray(np.asarray(v.get_value()) + rng.normal(0, 0.1, v.get_value().shape),
+                                              jnp.float32)),
         nnx.state(model, nnx.Param)))
     model.eval()
     images = _images()
     written = write_ensemble(tmp_path / "exp", {**_manifest([spec]), "tta_flip": True}, [member_arrays(model)])
     assert written["tta_flip"] is True
     x = to_model_input(jnp.asarray(images), jnp.asarray([0.3]), jnp.asarray([0.4]), 28)
-    as_is, mirrored = np.asarray(model(x)), np.asarray(model(x[:, :, ::-1, :]))
+    as_is, mirrored = logits_of(model, x), logits_of(model, x[:, :, ::-1, :])
     assert np.abs(as_is - mirrored).max() > 1e-3  # the views differ by 100x the tolerance below
     [got] = load_ensemble(tmp_path / "exp").member_logits(images)
     np.testing.assert_allclose(got, (as_is + mirrored) / 2, rtol=1e-5, atol=1e-5)

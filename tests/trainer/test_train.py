@@ -12,7 +12,7 @@ import pytest
 
 from search_space import MnasNetSpace, scale_width, to_json
 from search_space.spec import spec_id
-from tests.conftest import ROOT, nas_here, run_module
+from tests.conftest import ROOT, logits_of, nas_here, run_module
 from trainer.config import TrainConfig
 from trainer.data import Dataset, validation_split
 from trainer.train import MemberTrainer, train_member
@@ -515,8 +515,9 @@ def test_a_restored_retrained_member_scores_as_retraining_did(fashion, tmp_path)
     done = retrain(spec, small, config, 0, tmp_path / "m", every=1)
     model = restore_retrained(spec, small, config, 0, tmp_path / "m")
     mean, std = normalization(small.x_train)
-    logits = model(to_model_input(jnp.asarray(small.x_test), jnp.asarray(mean), jnp.asarray(std), spec.resolution))
-    np.testing.assert_allclose(np.asarray(logits), done.test_logits, atol=1e-4)
+    logits = logits_of(model, to_model_input(jnp.asarray(small.x_test), jnp.asarray(mean), jnp.asarray(std),
+                                            spec.resolution))
+    np.testing.assert_allclose(logits, done.test_logits, atol=1e-4)
 
 
 def test_the_configs_init_scheme_draws_the_members_weights(fashion):
