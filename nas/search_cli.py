@@ -214,7 +214,7 @@ def _export_front(points: list[tuple[dict[str, Any], Any]], out: Path) -> list[P
 
     files = {out / f"size{rec['size']}_sample{rec['sample']}.json": to_json(ens) + "\n" for rec, ens in points}
     try:
-        other = next((p for p, text in files.items() if p.is_file() and p.read_text() != text), None)
+        other = next((p for p, text in files.items() if p.is_file() and p.read_bytes() != text.encode()), None)
         if other is not None:
             raise UserError(f"--export {out}: {other.name} there holds another spec (another run's front?); "
                             "choose another folder")
