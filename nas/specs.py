@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from nas.manifest import MANIFEST, is_exported, read_manifest
 from search_space import zoo
@@ -14,14 +12,14 @@ from search_space.spec import AnySpec, EnsembleSpec, MobileNetSpec, WideResNetSp
 
 
 def _is_search_run(folder: str) -> bool:
-    """Whether ``folder`` holds a search's run (its config.json, not a scaling study's)."""
-    from nas.store import is_study
+    """Whether ``folder`` holds a search's run (a readable config, not a scaling study's)."""
+    from nas.store import RunDir, is_study
 
+    run = RunDir(folder)
     try:
-        cfg = json.loads(Path(folder, "config.json").read_text())
-    except (OSError, ValueError):
+        return run.exists() and not is_study(run.read_config())
+    except UserError:  # an unreadable config: said as for any other folder
         return False
-    return isinstance(cfg, dict) and not is_study(cfg)
 
 
 def resolve_spec(text: str, *, resolution: int | None = None, width_multiplier: float = 1.0,
