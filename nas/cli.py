@@ -536,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ensemble's channels and image size, and print each one's most probable classes "
                                    "under the geometric mean of the members' softmax outputs.")
     p.add_argument("ensemble", metavar="DIR", help="a folder `nas export` wrote")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("images", metavar="IMAGE", nargs="+",
+                   help="an image file, or a folder: its .jpg, .jpeg and .png files, in it and below")
     p.add_argument("--top", type=_positive_int, default=3, help="classes shown per image (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.set_defaults(func=cmd_predict)

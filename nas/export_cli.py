@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,16 +151,34 @@ def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:
     return np.stack(out)
 
 
+def image_paths(args: list[str]) -> list[str]:
+    """The image files `nas predict` was given: each file as it is, and for each folder its .jpg,
+    .jpeg and .png files, in it and below, in sorted order. A folder without any is one error."""
+    from trainer.data import IMAGE_SUFFIXES
+
+    paths = []
+    for a in args:
+        if not os.path.isdir(a):
+            paths.append(a)
+            continue
+        found = sorted(str(p) for p in Path(a).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not found:
+            raise UserError(f"{a}: a folder without image files ({', '.join(IMAGE_SUFFIXES)}) in it or below")
+        paths += found
+    return paths
+
+
 def run_predict_cmd(args: argparse.Namespace) -> int:
     from nas.export import enable_prediction_cache, load_ensemble
 
     ens = load_ensemble(args.ensemble)
-    images = read_images(args.images, ens.image_size, ens.channels)
+    paths = image_paths(args.images)
+    images = read_images(paths, ens.image_size, ens.channels)
     enable_prediction_cache()  # once the input is known good (a test's bad input changes no jax config)
     probs = ens.probabilities(images)
     names = ens.class_names
     k = min(args.top, len(names))
-    for path, p in zip(args.images, probs):
+    for path, p in zip(paths, probs):
         top = np.argsort(-p)[:k]
         if args.json:
             print(json.dumps({"image": path, "top": [{"class": names[i], "index": int(i),

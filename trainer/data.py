@@ -229,6 +229,10 @@ def load_cifar_binary(d: Path) -> Dataset:
                    CIFAR10_CLASSES)
 
 
+# The image files an image folder holds (`folder:DIR`, and a folder given to `nas predict`)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def load_image_folder(d: Path, image_size: int | None = None) -> Dataset:
     """``d/{train,test}/CLASS/*.{jpg,jpeg,png}``; images of different sizes need ``image_size``
     (each one's central square, resized: ``center_square``)."""
@@ -240,7 +244,7 @@ def load_image_folder(d: Path, image_size: int | None = None) -> Dataset:
         raise DataError(f"{d}: expected {d}/train/CLASS/*.jpg (and {d}/test/...)")
     for split in ("train", "test"):
         files = [(label, p) for label, c in enumerate(classes) for p in sorted((d / split / c).glob("*"))
-                 if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+                 if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise DataError(f"{d}/{split}: no images")
         xs, ys, progress = [], [], DecodeProgress(f"{d}/{split}", len(files))

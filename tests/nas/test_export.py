@@ -218,6 +218,22 @@ def test_read_images_converts_to_the_data_sets_channels_and_size(tmp_path):
         read_images([str(tmp_path / "d.png")], 28, 1)
 
 
+def test_a_folder_given_to_predict_is_its_image_files_in_it_and_below(tmp_path):
+    from nas.export_cli import image_paths
+
+    (tmp_path / "photos" / "more").mkdir(parents=True)
+    for name in ("photos/b.PNG", "photos/a.jpg", "photos/more/c.jpeg", "photos/notes.txt", "one.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "photos" / "dir.png").mkdir()  # a folder named like an image is not one
+    assert image_paths([str(tmp_path / "one.png"), str(tmp_path / "photos")]) == [
+        str(tmp_path / p) for p in ("one.png", "photos/a.jpg", "photos/b.PNG", "photos/more/c.jpeg")]
+    assert image_paths(["x.txt"]) == ["x.txt"]  # a file as given: read_images says what is wrong with it
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=f"^{tmp_path / 'empty'}: a folder without image files "
+                                        r"\(\.jpg, \.jpeg, \.png\) in it or below$"):
+        image_paths([str(tmp_path / "empty")])
+
+
 def test_predictions_compile_into_a_user_cache_unless_one_is_named(tmp_path, monkeypatch):
     from nas.export import enable_prediction_cache
 
