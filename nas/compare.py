@@ -38,6 +38,7 @@ from nas.config import SpaceConfig, from_dict  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
 from nas.retrained import row_setting, row_source, setting_label, setting_slug  # noqa: E402
 from nas.store import RunDir  # noqa: E402
+from nas.words import counted  # noqa: E402
 from search_space.errors import UserError  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
@@ -246,7 +247,7 @@ def comparison_figure(runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]
             xs, xlabel = _cost_axis(d, t)
             xlabels.add(xlabel)
             bottom.plot(xs, 100 * best, "-o", ms=3, drawstyle="steps-post", color=c, lw=1.6, label=label)
-        top.set_title(f"{n} member{'s' if n > 1 else ''}: samples and Pareto fronts", fontsize=9)
+        top.set_title(f"{counted(n, 'member')}: samples and Pareto fronts", fontsize=9)
         top.set_xlabel("max member latency on Pixel 1 (ms)")
         bottom.set_xlabel("members retrained" if retrained else " / ".join(sorted(xlabels)) or "samples drawn")
         for ax in (top, bottom):

@@ -14,6 +14,7 @@ import numpy as np
 from nas.config import from_dict, load_config_dataset
 from nas.retrained import retrain_dir, retrain_recipe, row_setting, setting_label, setting_slug
 from nas.store import RunDir
+from nas.words import counted
 from search_space.errors import UserError
 
 
@@ -122,7 +123,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     }
     manifest = write_ensemble(out, manifest, arrays, ds.x_test, ds.y_test)
     got, want = manifest["test_accuracy_exported"], row["test_accuracy"]
-    print(f"wrote {out}: {len(members)} member{'s' if len(members) != 1 else ''}; its weights read back give test "
+    print(f"wrote {out}: {counted(len(members), 'member')}; its weights read back give test "
           f"accuracy {got:.4f} (retraining measured {want:.4f})")
     note = read_back_note(out, got, want)
     if note:

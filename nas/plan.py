@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nas.config import SearchConfig
+from nas.words import counted
 from trainer.data import Dataset
 
 LATENCY_SAMPLES = 200  # random ensembles per size, seed 0: the same draws every time
@@ -64,7 +65,7 @@ def plan_lines(config: SearchConfig, dataset: Dataset, records: list[dict[str, A
              + (f", widths x{config.space.width_multiplier:g}, head {config.space.head_filters}"
                 if (config.space.width_multiplier, config.space.head_filters) != (1.0, 1280) else ""),
              f"controller: {config.controller}, {config.samples_per_size} samples per size in rounds of "
-             f"{config.batch}; trainer: {trainer.epochs:g} epoch{'' if trainer.epochs == 1 else 's'}, batch "
+             f"{config.batch}; trainer: {counted(trainer.epochs, 'epoch')}, batch "
              f"{trainer.batch_size}, lr {trainer.learning_rate:g}, {trainer.compile_unit} compile unit"]
     total = 0
     target = config.reward.target_ms
@@ -75,18 +76,16 @@ def plan_lines(config: SearchConfig, dataset: Dataset, records: list[dict[str, A
         total += members
         lat = random_max_latencies(config, native, n)
         p10, p50, p90 = np.percentile(lat, [10, 50, 90])
-        lines.append(f"size {n}: {left} of {config.samples_per_size} samples to go, at most {_members(members)} to "
-                     f"train; space 10^{space.log10_size(n):.0f}; random ensembles' max member latency "
+        lines.append(f"size {n}: {left} of {config.samples_per_size} samples to go, at most "
+                     f"{counted(members, 'member')} to train; space 10^{space.log10_size(n):.0f}; random "
+                     f"ensembles' max member latency "
                      f"{p10:.1f} / {p50:.1f} / {p90:.1f} ms (10th / 50th / 90th percentile of {len(lat)}), "
                      f"{np.mean(lat <= target):.0%} within the {target:g} ms target")
     if records:  # measured on this run so far: what the members left will cost, at the same rate
         from nas.run_summary import member_costs, members_line
 
         lines.append(f"so far, {members_line(member_costs(records))}")
-    lines.append(f"in all: at most {_members(total)} to train ({config.reward.device} latency model; members a run "
-                 "or --member-cache already has are reused); nothing was trained or written")
+    lines.append(f"in all: at most {counted(total, 'member')} to train ({config.reward.device} latency model; "
+                 "members a run or --member-cache already has are reused); nothing was trained or written")
     return lines
 
-
-def _members(n: int) -> str:
-    return f"{n} member{'' if n == 1 else 's'}"

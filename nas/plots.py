@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from nas.diversity import rho_text  # noqa: E402
 from nas.pareto import pareto_front, records_frame  # noqa: E402
 from nas.retrained import agreement_scope, retrained_fronts  # noqa: E402
+from nas.words import counted  # noqa: E402
 
 COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green", 4: "tab:red", 5: "tab:purple"}
 
@@ -30,7 +31,7 @@ def figure3(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
         if d.empty:
             continue
         c = COLORS.get(int(n), None)
-        ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=14, alpha=0.45, color=c, label=f"{int(n)} member{'s' if n > 1 else ''}")
+        ax.scatter(d["latency_max_ms"], 100 * d["accuracy"], s=14, alpha=0.45, color=c, label=counted(int(n), "member"))
         f = pareto_front(d)
         ax.step(f["latency_max_ms"], 100 * f["accuracy"], where="post", color=c, lw=1.5)
         for lat, acc, sample in zip(f["latency_max_ms"], f["accuracy"], f["sample"]):
@@ -223,7 +224,7 @@ def retrain_figure(ensembles: Any, members: Any, agreement: list[dict[str, Any]]
             s = d[d["source"] == source]
             if s.empty:
                 continue
-            label = f"{int(n)} member{'s' if n > 1 else ''}" + (" (pool)" if source == "pool" else "")
+            label = counted(int(n), "member") + (" (pool)" if source == "pool" else "")
             for ax, x in ((left, 100 * s["proxy_val_accuracy"]), (right, s["latency_max_ms"])):
                 ax.scatter(x, 100 * s["test_accuracy"], s=26, facecolors=face, edgecolors=c, label=label, zorder=3)
                 for xi, yi, sample in zip(x, 100 * s["test_accuracy"], s["sample"] if source == "searched" else ()):

@@ -20,6 +20,7 @@ from nas.diversity import gain_line, rho_text
 from nas.retrained_cli import agreement_line, picks_line, versus_line
 from nas.run_summary import data_label, members_line, pace_line, summarize
 from nas.store import RunDir
+from nas.words import counted
 from search_space.errors import UserError
 
 
@@ -88,7 +89,7 @@ def _header(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
                       f"({duration(span)} between the first record and the last).")
     t, r = cfg.get("trainer", {}), cfg.get("reward", {})
     epochs = t.get("epochs", "?")
-    lines += ["", f"Each member trains for {epochs} proxy epoch{'s' if epochs != 1 else ''} at batch "
+    lines += ["", f"Each member trains for {counted(epochs, 'proxy epoch')} at batch "
                   f"{t.get('batch_size', '?')}, learning rate {t.get('learning_rate', '?')} ({t.get('schedule', '?')}, "
                   f"{t.get('optimizer', '?')}), on {count(cfg.get('train_examples')) or 'all the'} training images, "
                   f"and is scored on {count(cfg.get('val_size')) or '?'} held-out ones. Reward: accuracy x (max "
@@ -131,7 +132,7 @@ def _within(s: dict[str, Any]) -> list[str]:
         rows.append(row)
     return (["## Best accuracy within a max member latency", "",
              f"Figure 3 read across (sample numbers as on the figure; reward target {s['target_ms']:g} ms):", ""]
-            + table(["budget ms"] + [f"{n} member{'s' if n > 1 else ''}" for n in sizes], rows,
+            + table(["budget ms"] + [counted(n, "member") for n in sizes], rows,
                     [True] * (len(sizes) + 1)) + [""])
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from nas.pareto import pareto_front
+from nas.words import counted
 from search_space.errors import UserError
 from trainer.config import TrainConfig
 from trainer.checkpoints import checkpoint_steps
@@ -139,7 +140,7 @@ def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
     where = f"{train_examples:,} training images" if train_examples else "the whole training split"
     name, items = split_recipe_label(recipe)
     changed = f" ({' '.join(items)})" if items else ""
-    return f"{name}{changed}, {epochs} epoch{'s' if epochs != 1 else ''} on {where}"
+    return f"{name}{changed}, {counted(epochs, 'epoch')} on {where}"
 
 
 def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:

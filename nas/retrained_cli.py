@@ -13,6 +13,7 @@ from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_s
                            proxy_picks, rank_agreement, retrain_frame, setting_label, setting_slug,
                            split_recipe_label)
 from nas.store import RunDir
+from nas.words import counted
 
 
 def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -85,7 +86,7 @@ def print_retrained(report: list[dict[str, Any]]) -> None:
     """`nas show`'s retraining section: per setting, agreement, the comparison with singles and a table."""
     for s in report:
         n = len(s["ensembles"])
-        print(f"retrained ({s['label']}; {n} ensemble{'s' if n != 1 else ''}, test accuracy):")
+        print(f"retrained ({s['label']}; {counted(n, 'ensemble')}, test accuracy):")
         print(f"  proxy -> test rank agreement (Spearman, Kendall tau-b): {agreement_line(s)}")
         print(f"  {picks_line(s)}")
         line = versus_line(s)

@@ -15,6 +15,7 @@ from nas.pareto import best_within, fronts, json_rows, records_frame
 from nas.retrained import unfinished_retrainings
 from nas.retrained_cli import retrained_report
 from nas.store import RunDir
+from nas.words import counted
 
 
 def summarize(run: RunDir, budgets: list[float] | None = None, front: bool = False,
@@ -235,8 +236,8 @@ def pace_line(pace: dict[str, Any] | None) -> str:
     rates = [f"{p['members'] / p['seconds'] * 3600:.0f}" if p["seconds"] > 0 else "-"
              for p in pace.get("per_launch", [])]
     m = pace["members"]
-    return (f"pace: {m} member{'' if m == 1 else 's'} trained in {pace['seconds'] / 60:.1f} min of searching "
-            f"({n} launch{'' if n == 1 else 'es'}, {'' if n == 1 else 'each '}from its start to its last record), "
+    return (f"pace: {counted(m, 'member')} trained in {pace['seconds'] / 60:.1f} min of searching "
+            f"({counted(n, 'launch', 'launches')}, {'' if n == 1 else 'each '}from its start to its last record), "
             f"{pace['per_hour']:.0f} an hour" + (f" (one launch after another: {', '.join(rates)})" if n > 1 else ""))
 
 

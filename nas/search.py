@@ -33,6 +33,7 @@ from nas.evaluators import Evaluator, MemberJob, make_evaluator, member_summary,
 from nas.ensemble import evaluate_ensemble
 from nas.reward import mnas_reward
 from nas.store import RunDir
+from nas.words import counted
 from search_space.blockstring import scale_width
 from search_space.errors import DamagedCheckpoint
 from search_space.layers import count
@@ -198,9 +199,9 @@ def train_missing(ctx: SearchContext, ensembles: list[EnsembleSpec]) -> None:
             else:
                 jobs[job.key] = job
     if imported:
-        ctx.log(f"    {imported} member{'s' if imported > 1 else ''} from the shared member cache {ctx.shared}")
+        ctx.log(f"    {counted(imported, 'member')} from the shared member cache {ctx.shared}")
     if jobs:
-        ctx.log(f"    training {len(jobs)} member{'s' if len(jobs) > 1 else ''} ({ctx.evaluator.name})")
+        ctx.log(f"    training {counted(len(jobs), 'member')} ({ctx.evaluator.name})")
     start, first = time.perf_counter(), None
     for done, (job, r) in enumerate(ctx.evaluator.evaluate_many(list(jobs.values()), ctx.split, ctx.config.trainer), 1):
         elapsed = time.perf_counter() - start
@@ -322,9 +323,9 @@ def _search_loop(ctx: SearchContext, dataset_name: str, stop_after: int | None, 
         if state is not None:
             controllers[n].load_state_dict(state)
     rounds = math.ceil(config.samples_per_size / config.batch)
-    each = f"{config.samples_per_size} sample{'s' if config.samples_per_size != 1 else ''} each"
-    log(f"search: sizes {list(config.sizes)}, {each}, {len(split.y_train)} train / "
-        f"{len(split.y_val)} val images of {dataset_name}; {len(done)} samples already recorded")
+    log(f"search: sizes {list(config.sizes)}, {counted(config.samples_per_size, 'sample')} each, "
+        f"{len(split.y_train)} train / {len(split.y_val)} val images of {dataset_name}; {len(done)} samples already "
+        "recorded")
     new = rounds_run = 0
     for rnd in range(rounds):
         # Every size's samples of this round are drawn before any is trained, and their missing

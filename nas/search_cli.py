@@ -22,6 +22,7 @@ from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_sett
 from nas.retrained_cli import print_agreement, print_retrained, retrain_plots
 from nas.run_summary import data_label, front_ensembles, in_progress_line, members_line, pace_line, summarize
 from nas.store import RunDir, write_error
+from nas.words import counted
 from search_space.errors import UserError
 
 
@@ -169,7 +170,7 @@ def run_show_cmd(args: argparse.Namespace) -> int:
     print_retrained(s["retrained"])
     for u in s["retraining_unfinished"]:
         n = len(u["members"])
-        print(f"retraining unfinished ({u['slug']}): {n} member{'s' if n != 1 else ''} checkpointed mid-way, after "
+        print(f"retraining unfinished ({u['slug']}): {counted(n, 'member')} checkpointed mid-way, after "
               f"epoch{'s' if n != 1 else ''} {', '.join(str(m['epoch']) for m in u['members'])} of {u['epochs']} "
               f"(a `nas retrain` stopped, or still running); `nas retrain {run.path} {' '.join(u['options'])}` with "
               f"the same choice of ensembles resumes {'them' if n != 1 else 'it'}")
@@ -187,7 +188,7 @@ def _print_within(within: pd.DataFrame, target: float) -> None:
         return
     sizes = sorted(set(within["size"]))
     print(f"best accuracy within a max member latency (reward target {target:g} ms; sample in brackets):")
-    print(f"{'budget ms':>10}" + "".join(f"{f'{n} member' + ('s' if n > 1 else ''):>18}" for n in sizes))
+    print(f"{'budget ms':>10}" + "".join(f"{counted(n, 'member'):>18}" for n in sizes))
     for budget, d in within.groupby("budget_ms", sort=False):
         cells = []
         for n in sizes:
@@ -327,8 +328,8 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
             seed, ckpt = member_run(pos, m)
             checkpoints.setdefault(ckpt, (seed, m))
     if todo:
-        print(f"retraining {len(todo)} ensemble{'s' if len(todo) != 1 else ''}: {len(checkpoints)} distinct "
-              f"member{'s' if len(checkpoints) != 1 else ''} ({setting_label(*setting)})",
+        print(f"retraining {counted(len(todo), 'ensemble')}: {counted(len(checkpoints), 'distinct member')} "
+              f"({setting_label(*setting)})",
               file=sys.stderr)
         note = batch_without_lr_note(RECIPES[args.recipe], args.set)  # once the choices are checked
         if note:
@@ -411,7 +412,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
             print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
                   f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")
     if appended or stopped:
-        print(f"{appended} result{'s' if appended != 1 else ''} appended to {out_path}")
+        print(f"{counted(appended, 'result')} appended to {out_path}")
     else:
         print(f"every chosen ensemble was retrained earlier; results in {out_path}")
     print_agreement(run, setting)

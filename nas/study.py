@@ -32,6 +32,7 @@ from nas.ensemble import evaluate_ensemble
 from nas.evaluators import Evaluator, MemberJob, SequentialEvaluator, member_summary, result_line
 from nas.search import member_key, progress_prefix
 from nas.store import RunDir
+from nas.words import counted
 from search_space import zoo
 from search_space.errors import UserError, check_seed
 from search_space.layers import count
@@ -299,7 +300,7 @@ def run_study(run: RunDir, config: StudyConfig, *, dataset: Dataset | None = Non
     enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_config_dataset(config)
     split = study_split(config, ds)
-    epochs = f"{config.trainer.epochs} epoch{'s' if config.trainer.epochs != 1 else ''}"
+    epochs = counted(config.trainer.epochs, "epoch")
     log(f"study: {', '.join(config.architectures)} x {config.members} members on {ds.name} "
         f"({len(split.y_train)} train / {len(split.y_val)} {config.eval_split} images), {epochs} each")
     deadline = time.monotonic() + 60 * max_minutes if max_minutes else None

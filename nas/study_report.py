@@ -14,6 +14,7 @@ from nas.report import config_lines, count, duration, image_lines, launch_lines,
 from nas.run_summary import devices
 from nas.study import findings as study_findings
 from nas.store import RunDir
+from nas.words import counted
 from search_space.errors import UserError
 
 
@@ -79,7 +80,7 @@ def study_markdown(run: RunDir, cfg: dict[str, Any], out_dir: Path) -> str:
              + (f", on {'; '.join(where)}" if where else "") + "."
              + (f" Members recorded over {duration(max(times) - min(times))}, the last at {utc(max(times))}."
                 if len(times) > 1 else ""), "",
-             f"Each member trains for {t.get('epochs', '?')} epoch{'' if t.get('epochs') == 1 else 's'} at batch "
+             f"Each member trains for {counted(t.get('epochs', '?'), 'epoch')} at batch "
              f"{t.get('batch_size', '?')}, learning rate "
              f"{t.get('learning_rate', '?')} ({t.get('schedule', '?')}, {t.get('optimizer', '?')}), on "
              f"{count(cfg.get('train_examples')) or 'all the'} training images"

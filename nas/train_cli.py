@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from nas.config import batch_without_lr_note, with_trainer_settings
 from nas.evaluators import EpochPace
+from nas.words import counted
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
@@ -85,8 +86,8 @@ def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | N
     if steps >= FEW_STEPS or not smaller:
         return None
     batch = next((b for b in smaller if _steps(train_examples, b, epochs) >= FEW_STEPS), smaller[-1])
-    return (f"note: {_count(steps, 'optimizer step')} in all ({train_examples:,} images at batch "
-            f"{batch_and_steps(train_examples, batch_size)[0]}, {_count(epochs, 'epoch')}), where the recipe "
+    return (f"note: {counted(steps, 'optimizer step')} in all ({train_examples:,} images at batch "
+            f"{batch_and_steps(train_examples, batch_size)[0]}, {counted(epochs, 'epoch')}), where the recipe "
             f"takes {RECIPE_STEPS} an epoch on CIFAR-10: --batch-size {batch} gives "
             f"{_steps(train_examples, batch, epochs)} (the default lr scales with it)")
 
@@ -126,10 +127,6 @@ def _with_settings(config: TrainConfig, items: list[str]) -> tuple[TrainConfig, 
     return with_trainer_settings(config, items), [note] if note else []
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'s' if n != 1 else ''}"
-
-
 def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     from trainer.train import train_member
 
@@ -142,7 +139,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
-          f"{member.resolution}px, {_count(config.epochs, 'epoch')}, batch {config.batch_size}, "
+          f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "
           f"lr {config.learning_rate:g}", file=sys.stderr)
     notes.append(few_steps_note(len(split.y_train), config.batch_size, config.epochs))
     for note in filter(None, notes):
@@ -176,7 +173,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
 
     def started(epoch: int) -> None:  # once the folder is checked: a refused one is the error line alone
         print(f"retraining {spec_id(member)[:12]} on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, "
-              f"{member.resolution}px, {_count(config.epochs, 'epoch')}, batch {config.batch_size}, "
+              f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "
               f"lr {config.learning_rate:g} ({args.recipe} recipe{' with --set' if args.set else ''}), "
               f"checkpoints in {args.checkpoint_dir}{f', resumed after epoch {epoch}' if epoch else ''}",
               file=sys.stderr)
@@ -201,7 +198,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
            "trainer": config.to_dict()}
     if args.export:
         out["export"] = _export_member(Path(args.export), member, ds, config, args, r.test_accuracy)
-    print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {_count(r.epochs, 'epoch')}"
+    print(json.dumps(out) if args.json else f"test accuracy {r.test_accuracy:.4f} after {counted(r.epochs, 'epoch')}"
                                              + _retrain_origin(r.resumed_from_epoch, r.from_saved_logits))
     return 0
 
