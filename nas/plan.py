@@ -64,7 +64,7 @@ def plan_lines(config: SearchConfig, dataset: Dataset, records: list[dict[str, A
              + (" with the small-input rule (stride 8)" if space.small_input else "")
              + (f", widths x{config.space.width_multiplier:g}, head {config.space.head_filters}"
                 if (config.space.width_multiplier, config.space.head_filters) != (1.0, 1280) else ""),
-             f"controller: {config.controller}, {config.samples_per_size} samples per size in rounds of "
+             f"controller: {config.controller}, {counted(config.samples_per_size, 'sample')} per size in rounds of "
              f"{config.batch}; trainer: {counted(trainer.epochs, 'epoch')}, batch "
              f"{trainer.batch_size}, lr {trainer.learning_rate:g}, {trainer.compile_unit} compile unit"]
     total = 0
