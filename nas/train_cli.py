@@ -17,7 +17,7 @@ from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig, batch_and_steps, learning_rate_for_batch
-from trainer.data import Dataset, load_dataset, validation_split
+from trainer.data import Dataset, load_dataset, resizes_as_it_loads, validation_split
 
 
 def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool) -> ArchSpec:
@@ -112,7 +112,7 @@ def load_data(args: argparse.Namespace) -> Dataset:
     try:
         # sets of mixed image sizes load at the exported size; others as they are, resized only if
         # the export was (--image-size), which its images' size tells
-        ds = load(name, args.image_size or (size if name.startswith(("tfds:", "folder:")) else None))
+        ds = load(name, args.image_size or (size if resizes_as_it_loads(name) else None))
         if args.image_size is None and ds.x_train.shape[1] != size:
             ds = load(name, size)
     except UserError as e:

@@ -413,6 +413,13 @@ def check_image_size(image_size: object) -> None:
         raise DataError(f"image_size: must be an int in 8..1024 px, got {image_size!r}")
 
 
+def resizes_as_it_loads(name: str) -> bool:
+    """Whether the source ``name`` takes ``image_size`` image by image as it decodes (TFDS sets and
+    image folders, whose images may differ in size); any other is decoded at its one size, then
+    resized."""
+    return name.startswith(("tfds:", "folder:"))
+
+
 def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str | None = None,
                  use_cache: bool = True, image_size: int | None = None) -> Dataset:
     """Load a data set by name (see the module docstring), decoding it at most once.
@@ -432,7 +439,7 @@ def load_dataset(name: str, *, tfds_data_dir: str | None = None, manual_dir: str
             return dataclasses.replace(ds, name=name)
         except Exception:
             cpath.unlink(missing_ok=True)  # a broken cache is re-decoded, never trusted
-    if image_size is not None and not name.startswith(("tfds:", "folder:")):
+    if image_size is not None and not resizes_as_it_loads(name):
         # a set of one image size: decoded (or read from the cache) as it is, then resized
         ds = resized(load_dataset(name, tfds_data_dir=tfds_data_dir, manual_dir=manual_dir, use_cache=use_cache),
                      image_size)
