@@ -13,6 +13,16 @@ if TYPE_CHECKING:  # nas.evaluators imports JAX, which the CLI loads only for co
     from nas.evaluators import Evaluator
 
 
+# trainer.retrain.RECIPES in words (that module loads JAX, which --help does not need);
+# tests/nas/test_train_cli.py checks these against trainer.retrain.describe_recipe.
+RECIPE_NAMES = ["fast", "wrn"]
+RECIPE_HELP = ("the training recipe; fast (default): 40 epochs at batch 256, SGD with Nesterov momentum 0.9, "
+               "lr 0.2 after 2 warm-up epochs, cosine to 0, weight decay 0.0005, label smoothing 0.1; wrn "
+               "(Zagoruyko & Komodakis's for WRNs): 200 epochs at batch 128, SGD with Nesterov momentum 0.9, "
+               "lr 0.1 x0.2 at epochs 60, 120, 160, weight decay 0.0005, label smoothing 0; both with random "
+               "crops and flips")
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -347,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "same command to resume after an interruption.")
     add_spec_arguments(p)
     add_data_arguments(p)
-    p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default="fast", help=RECIPE_HELP)
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--checkpoint-dir", required=True)
@@ -497,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --size: retrain this sample (a point numbered on Figure 3 and in nas show --front)")
     p.add_argument("--train-examples", type=_positive_int,
                    help="train on a class-balanced subset of this many training images (quick checks)")
-    p.add_argument("--recipe", choices=["wrn", "fast"], default="fast")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default="fast", help=RECIPE_HELP)
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change a setting of the recipe, as `nas train --set` (e.g. label_smoothing=0.0); "

@@ -37,6 +37,22 @@ FAST_RECIPE = TrainConfig(epochs=40, batch_size=256, optimizer="sgd", learning_r
 RECIPES = {"wrn": WRN_RECIPE, "fast": FAST_RECIPE}
 
 
+def describe_recipe(recipe: TrainConfig) -> str:
+    """A recipe's schedule in words, as `nas retrain --help` lists it, e.g. "40 epochs at batch 256,
+    SGD with Nesterov momentum 0.9, lr 0.2 after 2 warm-up epochs, cosine to 0, ..."."""
+    momentum = f"{'Nesterov ' if recipe.nesterov else ''}momentum {recipe.momentum:g}"
+    parts = [f"{recipe.epochs} epochs at batch {recipe.batch_size}", f"{recipe.optimizer.upper()} with {momentum}"]
+    rate = f"lr {recipe.learning_rate:g}"
+    if recipe.warmup_epochs:
+        rate += f" after {recipe.warmup_epochs:g} warm-up epochs"
+    if recipe.schedule == "step":
+        rate += f" x{recipe.step_factor:g} at epochs {', '.join(str(e) for e in recipe.step_epochs)}"
+    else:
+        rate += ", cosine to 0" if recipe.schedule == "cosine" else f", {recipe.schedule}"
+    parts += [rate, f"weight decay {recipe.weight_decay:g}", f"label smoothing {recipe.label_smoothing:g}"]
+    return ", ".join(parts)
+
+
 def with_epochs(recipe: TrainConfig, epochs: int | None) -> TrainConfig:
     """A recipe shortened (or lengthened) to ``epochs``: warm-up and step boundaries kept inside it."""
     if not epochs:

@@ -162,3 +162,22 @@ def test_retrain_spec_says_whether_its_accuracy_was_resumed_or_read_back():
     assert _retrain_origin(0, False) == ""  # trained from its start
     assert _retrain_origin(2, False) == " (resumed after epoch 2)"
     assert _retrain_origin(3, True) == " (a finished run: its saved test logits)"
+
+
+def test_the_recipe_help_says_what_each_recipe_is():
+    """`nas retrain --help` and `nas retrain-spec --help` describe the recipes without loading JAX, so
+    their words are written out in nas.cli: they must say what trainer.retrain.RECIPES hold."""
+    from nas.cli import RECIPE_HELP, RECIPE_NAMES, build_parser
+    from trainer.retrain import RECIPES, describe_recipe
+
+    assert sorted(RECIPE_NAMES) == sorted(RECIPES)
+    for name, recipe in RECIPES.items():
+        assert f"{name} " in RECIPE_HELP and describe_recipe(recipe) in RECIPE_HELP, name
+        assert recipe.augment and recipe.flip and recipe.crop_pad > 0  # "both with random crops and flips"
+    assert describe_recipe(RECIPES["fast"].replace(schedule="onecycle", nesterov=False)).startswith(
+        "40 epochs at batch 256, SGD with momentum 0.9, lr 0.2 after 2 warm-up epochs, onecycle")
+    parser = build_parser()
+    for command in ("retrain", "retrain-spec"):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        recipe = next(a for a in sub._actions if "--recipe" in a.option_strings)
+        assert recipe.help == RECIPE_HELP and recipe.default == "fast"
