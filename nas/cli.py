@@ -248,7 +248,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from nas.search_cli import run_retrain_cmd
+    from nas.retrain_cli import run_retrain_cmd
 
     return run_retrain_cmd(args)
 
