@@ -136,13 +136,20 @@ class SizeSearch:
 def search_sizes(log_probs: np.ndarray, labels: np.ndarray, latency_ms: np.ndarray, sizes: Iterable[int],
                  limit: int = DEFAULT_LIMIT, beam: int = DEFAULT_BEAM,
                  progress: Callable[[str], None] | None = None) -> dict[int, SizeSearch]:
-    """Score the candidates of every size up to ``max(sizes)`` (a beam needs the size below it)."""
+    """Score the candidates of each size in ``sizes``, and of the sizes below a beam's (a beam extends
+    the size below it); a size scored exhaustively needs none below it."""
     n = len(log_probs)
     wanted = sorted(set(sizes))
+    needed = set(wanted)
+    for k in range(max(wanted), 1, -1):
+        if k in needed and math.comb(n, k) > limit:
+            needed.add(k - 1)
     found: dict[int, SizeSearch] = {}
     for k in range(1, max(wanted) + 1):
         if k > n:
             break
+        if k not in needed:
+            continue
         if math.comb(n, k) <= limit:
             subsets = np.array(list(itertools.combinations(range(n), k)), np.int64).reshape(-1, k)
             method = "exhaustive"

@@ -61,6 +61,19 @@ def test_exhaustive_sizes_score_every_subset_and_beam_extends_the_size_below():
     assert sum(best_pair <= set(r) for r in rows) == 5  # the best pair with each of the 5 others
 
 
+def test_only_the_sizes_asked_for_and_those_a_beam_extends_are_scored():
+    logits, labels = _pool_logits(7)
+    lp, latency = log_softmax(logits), np.linspace(1.0, 7.0, 7)
+    said = []
+    assert list(search_sizes(lp, labels, latency, [3], limit=1_000, progress=said.append)) == [3]
+    assert said == ["size 3: scoring 35 candidates (exhaustive)"]  # the triples alone: no size below needed
+    said.clear()
+    beam = search_sizes(lp, labels, latency, [1, 4], limit=30, beam=2, progress=said.append)
+    assert list(beam) == [1, 4] and [line.split(":")[0] for line in said] == ["size 1", "size 2", "size 3", "size 4"]
+    # sizes 3 and 4 by a beam (C(7, 3) = C(7, 4) = 35 > 30), which extends the pairs (21, all scored)
+    assert beam[4].method == "beam" and said[1].endswith("(exhaustive)") and said[2].endswith("(beam)")
+
+
 def _fake_run(tmp_path, n_members=6):
     """A run whose records use members 0-1 (size 1) and 2-5 (size 2), with cached logits."""
     logits, labels = _pool_logits(n_members, seed=3)
