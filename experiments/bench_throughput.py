@@ -90,6 +90,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
+from nas.words import counted
+
 if TYPE_CHECKING:
     from nas.evaluators import Evaluator, MemberJob
     from trainer.config import TrainConfig
@@ -350,7 +352,7 @@ def _warmed(r: dict) -> str:
     w = r.get("warmup")
     if not w:
         return ""
-    return (f", after {w['members']} warm-up member{'' if w['members'] == 1 else 's'} ({w['wall_s']:.0f} s"
+    return (f", after {counted(w['members'], 'warm-up member')} ({w['wall_s']:.0f} s"
             f"{_layers(w['stages_compiled_sum'], w['stages_sum'], w.get('stages_loaded_sum', 0))}, not counted)")
 
 
@@ -517,14 +519,14 @@ def main() -> None:
     diffs = [abs(out["naive"]["accuracies"][k] - out["optimized"]["accuracies"][k]) for k in common]
     out["max_accuracy_difference"] = max(diffs) if diffs else None
     for mode, r in [("naive", out["naive"])] + [("optimized", r) for r in runs.values()]:
-        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {r['members']} "
-              f"member{'' if r['members'] == 1 else 's'} in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
+        print(f"{mode:>9} ({r['evaluator']}, {r['variant']} compile options): {counted(r['members'], 'member')} "
+              f"in {r['wall_s']:.1f} s = {r['evals_per_device_hour']:.0f} evaluations per device-hour "
               f"(setup {r['setup_s_sum']:.0f} s, compile {r['compile_s_sum']:.0f} s of which tracing "
               f"{r['trace_s_sum']:.0f} s{_layers(r['stages_compiled_sum'], r['stages_sum'], r.get('stages_loaded_sum', 0))}, "
               f"train {r['train_s_sum']:.0f} s summed{_first_epoch(r.get('first_epoch_extra_s_mean'), ' a member')}"
               f"{_autotuned(r)}{_precompiled(r)}{_warmed(r)}; "
               f"mean val accuracy {r['mean_val_accuracy']:.4f})")
-    agreement = (f"the {len(common)} member{'' if len(common) == 1 else 's'} both trained differ in validation "
+    agreement = (f"the {counted(len(common), 'member')} both trained differ in validation "
                  f"accuracy by at most {out['max_accuracy_difference']:.4f}" if common
                  else "no member was trained by both")
     if len(variants) > 1:
@@ -536,7 +538,7 @@ def main() -> None:
             print(f"{r['variant']}: with its precompile charged to a {SEARCH_MEMBERS}-member search at this rate, "
                   f"{rate:.0f} evaluations per device-hour = {rate / naive_rate:.2f}x naive")
     t = out["trainer"]
-    print(f"both modes: {t['epochs']} epoch{'' if t['epochs'] == 1 else 's'} at batch {t['batch_size']}, lr {t['learning_rate']:g}"
+    print(f"both modes: {counted(t['epochs'], 'epoch')} at batch {t['batch_size']}, lr {t['learning_rate']:g}"
           f"{' (' + ', '.join(t['set']) + ')' if t['set'] else ''}")
     print(f"ratio optimized / naive: {ratio:.2f}x ({out['optimized']['variant']} compile options) on "
           f"{out['naive']['device']} ({out['naive']['backend']}, jax {out['naive']['jax']}"

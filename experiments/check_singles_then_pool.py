@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas.words import counted
+
 STRATEGIES = {("joint", "searched"): "sizes searched", ("joint", "pool"): "its pool",
               ("singles", "searched"): "singles searched", ("singles", "pool"): "singles + pool"}
 
@@ -122,7 +124,7 @@ def figure(ensembles: pd.DataFrame, out: Path, label: str) -> None:
             ax.scatter(d["latency_max_ms"], 100 * d["test_accuracy"], s=22, c=c, alpha=0.8, label=strategy)
             f = retrained_fronts(d.drop(columns=["strategy"])).sort_values("latency_max_ms")
             ax.step(f["latency_max_ms"], 100 * f["test_accuracy"], where="post", c=c, lw=1.2)
-        ax.set_title(f"{size} member{'s' if size > 1 else ''}")
+        ax.set_title(counted(size, "member"))
         ax.set_xlabel("max member latency, ms (Pixel-1 model)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
