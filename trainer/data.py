@@ -499,12 +499,15 @@ def validation_split(ds: Dataset, val_size: int | float = 0.1, seed: int = 0, tr
     n = len(ds.y_train)
     n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 < n_val < n:
-        raise DataError(f"val_size: {val_size} gives {n_val} of {n} training examples; need 1..{n - 1}")
+        also = (f"; train_examples: {train_examples} is more than the {n} training examples too"
+                if train_examples is not None and train_examples >= n else "")  # both in one line
+        raise DataError(f"val_size: {val_size} gives {n_val} of {n} training examples; need 1..{n - 1}{also}")
     rng = np.random.default_rng(seed)
     val_idx, train_idx = _stratified(ds.y_train, n_val, rng)
     if train_examples is not None:
         if not 0 < train_examples <= len(train_idx):
-            raise DataError(f"train_examples: {train_examples} not in 1..{len(train_idx)}")
+            raise DataError(f"train_examples: {train_examples} not in 1..{len(train_idx)} (the {n} training "
+                            f"examples less the {n_val} held out for validation, val_size)")
         keep, _ = _stratified(ds.y_train[train_idx], train_examples, rng)
         train_idx = train_idx[keep]
     return Split(ds.name, ds.x_train[train_idx], ds.y_train[train_idx], ds.x_train[val_idx], ds.y_train[val_idx],

@@ -167,8 +167,16 @@ def test_validation_split_is_seeded_stratified_and_disjoint(idx_dir):
     assert not np.array_equal(a.x_val, c.x_val)
     sub = validation_split(ds, 10, seed=3, train_examples=20)
     assert np.bincount(sub.y_train).tolist() == [2] * 10
-    with pytest.raises(DataError, match="val_size"):
+    with pytest.raises(DataError, match="val_size") as e:
         validation_split(ds, 60)
+    assert "train_examples" not in str(e.value)
+    # both too many: one line names both, so the corrected command does not fail on the second
+    with pytest.raises(DataError, match=r"val_size: 60 gives 60 of 60 training examples; need 1..59; "
+                                        r"train_examples: 80 is more than the 60 training examples too$"):
+        validation_split(ds, 60, train_examples=80)
+    with pytest.raises(DataError, match=r"^train_examples: 51 not in 1..50 \(the 60 training examples less the 10 "
+                                        r"held out for validation, val_size\)$"):
+        validation_split(ds, 10, train_examples=51)
 
 
 def test_tfds_prepared_fashion_mnist_matches_the_idx_files():
