@@ -204,6 +204,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     with a full recipe; one retrain.jsonl row each."""
     from nas.ensemble import evaluate_ensemble
     from nas.retrain_workers import RetrainWorkers
+    from nas.train_cli import few_steps_note
     from trainer.data import with_training_subset
     from trainer.retrain import RECIPES
 
@@ -231,9 +232,10 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     if todo:
         print(f"retraining {counted(len(todo), 'ensemble')}: {counted(len(members.members), 'distinct member')} "
               f"({setting_label(*setting)})", file=sys.stderr)
-        note = batch_without_lr_note(RECIPES[args.recipe], args.set)  # once the choices are checked
-        if note:
-            print(note, file=sys.stderr)
+        for note in (batch_without_lr_note(RECIPES[args.recipe], args.set),  # once the choices are checked
+                     few_steps_note(len(ds.y_train), recipe.batch_size, recipe.epochs, recipe)):
+            if note:
+                print(note, file=sys.stderr)
     appended, stopped = 0, False
     with contextlib.ExitStack() as stack:
         n_workers = min(args.workers, len(members.members))

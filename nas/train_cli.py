@@ -78,18 +78,26 @@ def _steps(train_examples: int, batch_size: int, epochs: int) -> int:
     return batch_and_steps(train_examples, batch_size)[1] * epochs
 
 
-def few_steps_note(train_examples: int, batch_size: int, epochs: int) -> str | None:
+def few_steps_note(train_examples: int, batch_size: int, epochs: int, recipe: TrainConfig | None = None,
+                   ) -> str | None:
     """A line for a run of fewer than FEW_STEPS optimizer steps in all, naming a batch that gives
-    enough (the largest of 128, 64, 32, 16 that does, else 16), else None."""
+    enough (the largest of 128, 64, 32, 16 that does, else 16), else None: as `nas train
+    --batch-size B` (whose default rate scales with it), or, for a retraining ``recipe``, as --set
+    items with the recipe's rate per image."""
     steps = _steps(train_examples, batch_size, epochs)
     smaller = [b for b in (128, 64, 32, 16) if b < batch_size]
     if steps >= FEW_STEPS or not smaller:
         return None
     batch = next((b for b in smaller if _steps(train_examples, b, epochs) >= FEW_STEPS), smaller[-1])
+    if recipe is None:
+        where = f"the recipe takes {RECIPE_STEPS} an epoch on CIFAR-10"
+        fix = f"--batch-size {batch} gives {_steps(train_examples, batch, epochs)} (the default lr scales with it)"
+    else:  # a retraining recipe trains on the whole training split: CIFAR-10's 50,000 images
+        where = f"the recipe takes {batch_and_steps(50_000, recipe.batch_size)[1]} an epoch on CIFAR-10"
+        fix = (f"--set batch_size={batch} --set learning_rate={learning_rate_for_batch(recipe, batch):g} gives "
+               f"{_steps(train_examples, batch, epochs)} (the recipe's rate per image)")
     return (f"note: {counted(steps, 'optimizer step')} in all ({train_examples:,} images at batch "
-            f"{batch_and_steps(train_examples, batch_size)[0]}, {counted(epochs, 'epoch')}), where the recipe "
-            f"takes {RECIPE_STEPS} an epoch on CIFAR-10: --batch-size {batch} gives "
-            f"{_steps(train_examples, batch, epochs)} (the default lr scales with it)")
+            f"{batch_and_steps(train_examples, batch_size)[0]}, {counted(epochs, 'epoch')}), where {where}: {fix}")
 
 
 def load_data(args: argparse.Namespace) -> Dataset:
@@ -177,8 +185,9 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
               f"lr {config.learning_rate:g} ({args.recipe} recipe{' with --set' if args.set else ''}), "
               f"checkpoints in {args.checkpoint_dir}{f', resumed after epoch {epoch}' if epoch else ''}",
               file=sys.stderr)
-        for note in notes:
-            print(note, file=sys.stderr)
+        for note in [*notes, few_steps_note(len(ds.y_train), config.batch_size, config.epochs, config)]:
+            if note:
+                print(note, file=sys.stderr)
 
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=EpochLines(),
                 deadline=deadline, started=started)

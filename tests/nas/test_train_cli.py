@@ -40,6 +40,14 @@ def test_a_run_of_few_optimizer_steps_is_told_a_batch_that_gives_enough():
     assert few_steps_note(45000, 256, 10) is None and few_steps_note(2000, 32, 1) is None
     assert few_steps_note(300, 16, 1) is None  # nothing smaller to offer
     assert few_steps_note(FEW_STEPS * 64, 64, 1) is None and few_steps_note(FEW_STEPS * 64 - 1, 64, 1)
+    # a retraining recipe (nas retrain, retrain-spec) is told --set items that keep its rate per image
+    from trainer.retrain import RECIPES, with_epochs
+
+    assert few_steps_note(450, 256, 2, with_epochs(RECIPES["fast"], 2)) == (
+        "note: 2 optimizer steps in all (450 images at batch 256, 2 epochs), where the recipe takes 195 an epoch on "
+        "CIFAR-10: --set batch_size=16 --set learning_rate=0.0125 gives 56 (the recipe's rate per image)")
+    assert few_steps_note(2000, 128, 1, RECIPES["wrn"]).endswith(
+        "--set batch_size=32 --set learning_rate=0.025 gives 62 (the recipe's rate per image)")
 
 
 def test_nas_train_scales_the_default_learning_rate_with_the_batch_and_says_so(dataset, monkeypatch, capsys):
