@@ -89,6 +89,12 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=1280, help="head filters for block strings (default 1280; 0 = none)")
 
 
+def add_member_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--member", type=_nonnegative_int, metavar="I",
+                   help="with an ensemble as SPEC (a front point's spec file, an exported folder): its member I, "
+                        "counted from 0 as `nas show --front` numbers them from 1")
+
+
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "processes", "pipelined", "sequential", "ray"], default="auto",
                    help="where members train: processes (worker processes share the GPU: each compiles, "
@@ -330,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one member on a seeded train/validation split of the training data and "
                                    "print its validation accuracy. The test split is not used.")
     add_spec_arguments(p)
+    add_member_argument(p)
     add_data_arguments(p)
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=256)
@@ -356,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Full training on the whole training split with Orbax checkpoints; rerun the "
                                    "same command to resume after an interruption.")
     add_spec_arguments(p)
+    add_member_argument(p)
     add_data_arguments(p)
     p.add_argument("--recipe", choices=RECIPE_NAMES, default="fast", help=RECIPE_HELP)
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")

@@ -20,17 +20,22 @@ from trainer.config import TrainConfig, batch_and_steps, learning_rate_for_batch
 from trainer.data import Dataset, load_dataset, resizes_as_it_loads, validation_split
 
 
-def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool) -> ArchSpec:
+def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool, member: int | None = None) -> ArchSpec:
     """The one member to train: a one-member ensemble's member (what `nas show --front --export`
-    writes for a size-1 front point, or an exported one-member folder holds); at the data set's
-    native size unless ``keep_resolution`` (a JSON spec file or an exported folder, whose resolution
-    is part of the architecture, as a searched member's is, or --resolution); named ImageNet nets on
-    small inputs get the small-input rule."""
+    writes for a size-1 front point, or an exported one-member folder holds), or an ensemble's
+    ``member`` (--member, from 0); at the data set's native size unless ``keep_resolution`` (a JSON
+    spec file or an exported folder, whose resolution is part of the architecture, as a searched
+    member's is, or --resolution); named ImageNet nets on small inputs get the small-input rule."""
     if isinstance(spec, EnsembleSpec):
-        if len(spec.members) != 1:
-            raise UserError(f"SPEC: an ensemble of {len(spec.members)} members; give one member (`nas retrain RUN` "
-                            "retrains a search's ensembles)")
-        spec = spec.members[0]
+        n = len(spec.members)
+        if member is None and n != 1:
+            raise UserError(f"SPEC: an ensemble of {n} members; give --member 0..{n - 1} for one of them (`nas "
+                            "retrain RUN` retrains a search's ensembles)")
+        if member is not None and member >= n:
+            raise UserError(f"--member {member}: SPEC is an ensemble of {n} members (--member 0..{n - 1})")
+        spec = spec.members[member or 0]
+    elif member is not None:
+        raise UserError(f"--member {member}: SPEC is one architecture, not an ensemble")
     if not keep_resolution:
         spec = spec.replace(resolution=native)
     if isinstance(spec, MobileNetSpec) and native <= SMALL_INPUT_MAX and spec.stem_stride == 2:
@@ -145,7 +150,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     config, notes = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
     ds = load_data(args)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
-    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
+    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args), args.member)
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "
           f"lr {config.learning_rate:g}", file=sys.stderr)
@@ -177,7 +182,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     config, notes = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
     ds = load_data(args)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
-    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args))
+    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args), args.member)
 
     def started(epoch: int) -> None:  # once the folder is checked: a refused one is the error line alone
         print(f"retraining {spec_id(member)[:12]} on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, "

@@ -250,7 +250,7 @@ def test_retrain_spec_refuses_an_unwritable_checkpoint_folder_before_building_th
     assert "--checkpoint-dir /proc/forbidden/ck: cannot write" in err and len(err.strip().splitlines()) == 1
 
 
-def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_member_ensemble():
+def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_member_ensemble_or_picks_one():
     from nas.train_cli import _member_for_data
     from search_space import zoo
     from search_space.errors import UserError
@@ -259,8 +259,16 @@ def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_mem
     member = tiny_member()  # a searched member at 14 px: half of Fashion-MNIST's 28
     assert _member_for_data(member, 28, keep_resolution=True) == member  # a JSON file's, or --resolution
     assert _member_for_data(EnsembleSpec((member,)), 28, keep_resolution=True) == member  # nas show --front --export
-    with pytest.raises(UserError, match="an ensemble of 2 members; give one member"):
+    with pytest.raises(UserError, match=r"an ensemble of 2 members; give --member 0..1 for one of them"):
         _member_for_data(EnsembleSpec((member, member)), 28, keep_resolution=True)
+    # --member: one member of an ensemble (a front point's pair, an exported pair), counted from 0
+    other = member.replace(resolution=21)
+    assert _member_for_data(EnsembleSpec((member, other)), 28, keep_resolution=True, member=1) == other
+    assert _member_for_data(EnsembleSpec((member, other)), 28, keep_resolution=True, member=0) == member
+    with pytest.raises(UserError, match=r"^--member 2: SPEC is an ensemble of 2 members \(--member 0..1\)$"):
+        _member_for_data(EnsembleSpec((member, other)), 28, keep_resolution=True, member=2)
+    with pytest.raises(UserError, match=r"^--member 0: SPEC is one architecture, not an ensemble$"):
+        _member_for_data(member, 28, keep_resolution=True, member=0)
     named = _member_for_data(zoo.get("mnasnet-a1"), 32, keep_resolution=False)  # at 224 by name: the data's size
     assert named.resolution == 32 and named.stem_stride == 1  # and the small-input rule
 
