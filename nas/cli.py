@@ -511,8 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "samples (the top K by reward as well, or --pareto), of the sizes `nas pool` last "
                         "wrote fronts for (else the run's)")
     p.add_argument("--size", type=_positive_int, help="only ensembles of this many members")
-    p.add_argument("--sample", type=_nonnegative_int,
-                   help="with --size: retrain this sample (a point numbered on Figure 3 and in nas show --front)")
+    p.add_argument("--sample", type=_nonnegative_int, action="append",
+                   help="with --size: retrain this sample (a point numbered on Figure 3 and in nas show --front); "
+                        "repeat for several")
     p.add_argument("--train-examples", type=_positive_int,
                    help="train on a class-balanced subset of this many training images (quick checks)")
     p.add_argument("--recipe", choices=RECIPE_NAMES, default="fast", help=RECIPE_HELP)

@@ -64,19 +64,21 @@ def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int)
              "latency_max_ms": r["latency_max_ms"], "members": r["members"]} for r in rows]
 
 
-def searched_choices(records: list[dict[str, Any]], where: Path, size: int | None, sample: int | None, pareto: bool,
-                     top: int) -> list[dict[str, Any]]:
-    """The searched samples `nas retrain` retrains (of ``size`` members, or any): ``sample``, every
-    Pareto point, or the ``top`` by reward. Raises UserError when there is none to retrain."""
+def searched_choices(records: list[dict[str, Any]], where: Path, size: int | None, samples: list[int] | None,
+                     pareto: bool, top: int) -> list[dict[str, Any]]:
+    """The searched samples `nas retrain` retrains (of ``size`` members, or any): ``samples`` (in
+    their order, each once), every Pareto point, or the ``top`` by reward. Raises UserError when there
+    is none to retrain."""
     records = [r for r in records if r["status"] == "ok" and (size is None or r["size"] == size)]
     if not records:
         raise UserError(f"{where}: no successful samples{f' of size {size}' if size else ''} to retrain")
-    if sample is not None:  # a chosen point, e.g. one numbered on Figure 3 / in `nas show --front`
-        chosen = [r for r in records if r["sample"] == sample]
-        if not chosen:
-            raise UserError(f"--sample {sample}: no successful sample of that number of size {size} "
-                            f"(samples {', '.join(str(r['sample']) for r in records)})")
-        return chosen
+    if samples:  # chosen points, e.g. numbered on Figure 3 / in `nas show --front`
+        by_number = {r["sample"]: r for r in records}
+        missing = [s for s in samples if s not in by_number]
+        if missing:
+            raise UserError(f"--sample {', '.join(map(str, missing))}: no successful sample of that number of size "
+                            f"{size} (samples {', '.join(str(r['sample']) for r in records)})")
+        return [by_number[s] for s in dict.fromkeys(samples)]
     if pareto:
         ids = set(fronts(records)["ensemble_id"])
         return [r for r in records if r["ensemble_id"] in ids]

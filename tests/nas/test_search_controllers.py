@@ -387,6 +387,15 @@ def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
     assert main(["retrain", run, "--sample", "1"]) == 2
     assert "--sample: give it with --size" in capsys.readouterr().err
     assert len(RunDir(run).retrains()) == 1 and row["test_accuracy"] == 1.0
+    # several: in the order given, each once (5 was retrained above: reported, not retrained again)
+    calls.clear()
+    assert main(["retrain", run, "--size", "2", "--sample", "3", "--sample", "5", "--sample", "3", "--sample", "1",
+                 "--epochs", "1"]) == 0
+    assert [r["sample"] for r in RunDir(run).retrains()] == [5, 3, 1]
+    assert "size 2 #5: proxy val" in capsys.readouterr().out and len(calls) <= 4  # two pairs' members, once each
+    assert main(["retrain", run, "--size", "2", "--sample", "2", "--sample", "8", "--sample", "9"]) == 2
+    assert "--sample 8, 9: no successful sample of that number of size 2" in capsys.readouterr().err
+    assert len(RunDir(run).retrains()) == 3
 
 
 def test_retrain_trains_a_member_shared_by_chosen_ensembles_once(tmp_path, monkeypatch, capsys):
