@@ -1,0 +1,17 @@
+# The CPU search's pairs retrained 3x longer: do they still trail their strong member?
+# (2-core CPU dev machine). The run directory is rebuilt from the committed search's files; `nas
+# retrain` needs only its config and records for searched samples.
+cd "$(git rev-parse --show-toplevel)"
+R=${R:-runs/search_cpu_again}
+OUT=experiments/results/cpu_retrain_longer_2026-12-06
+mkdir -p "$R" && cp experiments/results/cpu_search_2026-12-02/{config.json,records.jsonl,updates.jsonl} "$R"/
+for E in 4 12; do
+  # the four searched pairs on the front (six distinct members), two members at a time
+  nas retrain "$R" --size 2 --pareto --epochs "$E" --train-examples 10000 --workers 2 > "$OUT/pairs_$E.log" 2>&1
+  # every one-member sample at or under the pairs' max latency (2.06 ms)
+  for s in 9 12 16 13 3 15; do
+    nas retrain "$R" --size 1 --sample "$s" --epochs "$E" --train-examples 10000 >> "$OUT/singles_$E.log" 2>&1
+  done
+done
+cp "$R/retrain.jsonl" "$OUT/"
+nas show "$R" > "$OUT/retrained.txt"
