@@ -149,7 +149,8 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
                          tta_flip=args.tta_flip)
     config, notes = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
     ds = load_data(args)
-    split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples)
+    split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples,
+                             names=("--val-size", "--train-examples"))
     member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args), args.member)
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "

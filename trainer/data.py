@@ -493,21 +493,24 @@ def _write_cache(path: Path, ds: Dataset) -> None:
 
 
 def validation_split(ds: Dataset, val_size: int | float = 0.1, seed: int = 0, train_examples: int | None = None,
-                     ) -> Split:
+                     names: tuple[str, str] = ("val_size", "train_examples")) -> Split:
     """Carve a seeded, class-stratified validation split from train; optionally subsample train
-    to ``train_examples`` (class-balanced). The test split is not part of the result."""
+    to ``train_examples`` (class-balanced). The test split is not part of the result. A split the
+    data cannot give raises DataError naming the two as ``names`` (a config's keys, or a command's
+    options: ("--val-size", "--train-examples"))."""
+    val_name, train_name = names
     n = len(ds.y_train)
     n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 < n_val < n:
-        also = (f"; train_examples: {train_examples} is more than the {n} training examples too"
+        also = (f"; {train_name}: {train_examples} is more than the {n} training examples too"
                 if train_examples is not None and train_examples >= n else "")  # both in one line
-        raise DataError(f"val_size: {val_size} gives {n_val} of {n} training examples; need 1..{n - 1}{also}")
+        raise DataError(f"{val_name}: {val_size} gives {n_val} of {n} training examples; need 1..{n - 1}{also}")
     rng = np.random.default_rng(seed)
     val_idx, train_idx = _stratified(ds.y_train, n_val, rng)
     if train_examples is not None:
         if not 0 < train_examples <= len(train_idx):
-            raise DataError(f"train_examples: {train_examples} not in 1..{len(train_idx)} (the {n} training "
-                            f"examples less the {n_val} held out for validation, val_size)")
+            raise DataError(f"{train_name}: {train_examples} not in 1..{len(train_idx)} (the {n} training "
+                            f"examples less the {n_val} held out for validation, {val_name})")
         keep, _ = _stratified(ds.y_train[train_idx], train_examples, rng)
         train_idx = train_idx[keep]
     return Split(ds.name, ds.x_train[train_idx], ds.y_train[train_idx], ds.x_train[val_idx], ds.y_train[val_idx],

@@ -177,6 +177,9 @@ def test_validation_split_is_seeded_stratified_and_disjoint(idx_dir):
     with pytest.raises(DataError, match=r"^train_examples: 51 not in 1..50 \(the 60 training examples less the 10 "
                                         r"held out for validation, val_size\)$"):
         validation_split(ds, 10, train_examples=51)
+    with pytest.raises(DataError, match=r"^--val-size: 60 gives 60 of 60 training examples; need 1..59; "
+                                        r"--train-examples: 80 is more"):  # as nas train's options name them
+        validation_split(ds, 60, train_examples=80, names=("--val-size", "--train-examples"))
 
 
 def test_tfds_prepared_fashion_mnist_matches_the_idx_files():
