@@ -20,12 +20,10 @@ from trainer.config import TrainConfig, batch_and_steps, learning_rate_for_batch
 from trainer.data import Dataset, load_dataset, resizes_as_it_loads, validation_split
 
 
-def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool, member: int | None = None) -> ArchSpec:
-    """The one member to train: a one-member ensemble's member (what `nas show --front --export`
-    writes for a size-1 front point, or an exported one-member folder holds), or an ensemble's
-    ``member`` (--member, from 0); at the data set's native size unless ``keep_resolution`` (a JSON
-    spec file or an exported folder, whose resolution is part of the architecture, as a searched
-    member's is, or --resolution); named ImageNet nets on small inputs get the small-input rule."""
+def _one_member(spec: AnySpec, member: int | None = None) -> ArchSpec:
+    """The one architecture to train: a one-member ensemble's member (what `nas show --front
+    --export` writes for a size-1 front point, or an exported one-member folder holds), an
+    ensemble's ``member`` (--member, from 0), or ``spec`` itself. Checked before any data loads."""
     if isinstance(spec, EnsembleSpec):
         n = len(spec.members)
         if member is None and n != 1:
@@ -33,9 +31,17 @@ def _member_for_data(spec: AnySpec, native: int, keep_resolution: bool, member: 
                             "retrain RUN` retrains a search's ensembles)")
         if member is not None and member >= n:
             raise UserError(f"--member {member}: SPEC is an ensemble of {n} members (--member 0..{n - 1})")
-        spec = spec.members[member or 0]
-    elif member is not None:
+        return spec.members[member or 0]
+    if member is not None:
         raise UserError(f"--member {member}: SPEC is one architecture, not an ensemble")
+    return spec
+
+
+def _member_for_data(spec: ArchSpec, native: int, keep_resolution: bool) -> ArchSpec:
+    """``spec`` (one architecture, ``_one_member``'s) at the data set's native size unless
+    ``keep_resolution`` (a JSON spec file or an exported folder, whose resolution is part of the
+    architecture, as a searched member's is, or --resolution); named ImageNet nets on small inputs
+    get the small-input rule."""
     if not keep_resolution:
         spec = spec.replace(resolution=native)
     if isinstance(spec, MobileNetSpec) and native <= SMALL_INPUT_MAX and spec.stem_stride == 2:
@@ -148,10 +154,11 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
                          warmup_epochs=min(1.0, 0.1 * args.epochs), init=args.init,
                          tta_flip=args.tta_flip)
     config, notes = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
+    one = _one_member(spec, args.member)  # and a bad --member
     ds = load_data(args)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples,
                              names=("--val-size", "--train-examples"))
-    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args), args.member)
+    member = _member_for_data(one, ds.native_resolution, _keeps_resolution(args))
     print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
           f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "
           f"lr {config.learning_rate:g}", file=sys.stderr)
@@ -181,9 +188,10 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     if args.export:
         check_out_folder(Path(args.export), "--export")  # before hours of training, not after
     config, notes = _with_settings(with_epochs(RECIPES[args.recipe], args.epochs), args.set)  # before the data loads
+    one = _one_member(spec, args.member)
     ds = load_data(args)
     check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after building and compiling the member
-    member = _member_for_data(spec, ds.native_resolution, _keeps_resolution(args), args.member)
+    member = _member_for_data(one, ds.native_resolution, _keeps_resolution(args))
 
     def started(epoch: int) -> None:  # once the folder is checked: a refused one is the error line alone
         print(f"retraining {spec_id(member)[:12]} on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, "

@@ -251,26 +251,40 @@ def test_retrain_spec_refuses_an_unwritable_checkpoint_folder_before_building_th
 
 
 def test_the_member_to_train_keeps_a_spec_files_resolution_and_unwraps_a_one_member_ensemble_or_picks_one():
-    from nas.train_cli import _member_for_data
+    from nas.train_cli import _member_for_data, _one_member
     from search_space import zoo
     from search_space.errors import UserError
     from search_space.spec import EnsembleSpec
 
     member = tiny_member()  # a searched member at 14 px: half of Fashion-MNIST's 28
     assert _member_for_data(member, 28, keep_resolution=True) == member  # a JSON file's, or --resolution
-    assert _member_for_data(EnsembleSpec((member,)), 28, keep_resolution=True) == member  # nas show --front --export
+    assert _one_member(member) == member and _one_member(EnsembleSpec((member,))) == member  # nas show --front --export
     with pytest.raises(UserError, match=r"an ensemble of 2 members; give --member 0..1 for one of them"):
-        _member_for_data(EnsembleSpec((member, member)), 28, keep_resolution=True)
+        _one_member(EnsembleSpec((member, member)))
     # --member: one member of an ensemble (a front point's pair, an exported pair), counted from 0
     other = member.replace(resolution=21)
-    assert _member_for_data(EnsembleSpec((member, other)), 28, keep_resolution=True, member=1) == other
-    assert _member_for_data(EnsembleSpec((member, other)), 28, keep_resolution=True, member=0) == member
+    assert _one_member(EnsembleSpec((member, other)), 1) == other and _one_member(EnsembleSpec((member, other)), 0) == member
     with pytest.raises(UserError, match=r"^--member 2: SPEC is an ensemble of 2 members \(--member 0..1\)$"):
-        _member_for_data(EnsembleSpec((member, other)), 28, keep_resolution=True, member=2)
+        _one_member(EnsembleSpec((member, other)), 2)
     with pytest.raises(UserError, match=r"^--member 0: SPEC is one architecture, not an ensemble$"):
-        _member_for_data(member, 28, keep_resolution=True, member=0)
+        _one_member(member, 0)
     named = _member_for_data(zoo.get("mnasnet-a1"), 32, keep_resolution=False)  # at 224 by name: the data's size
     assert named.resolution == 32 and named.stem_stride == 1  # and the small-input rule
+
+
+def test_a_bad_member_is_refused_before_the_data_loads(monkeypatch, capsys):
+    import nas.train_cli
+    from nas.cli import main
+
+    def no_data(args):
+        raise AssertionError("the data set was loaded")
+
+    monkeypatch.setattr(nas.train_cli, "load_data", no_data)
+    pair = "r1_k3_s11_e1_i16_o16 r1_k3_s22_e6_i16_o24"  # block strings: one architecture
+    assert main(["train", pair, "--dataset", "fashion_mnist", "--member", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "nas train: error: --member 1: SPEC is one architecture, not an ensemble"
+    assert main(["retrain-spec", pair, "--dataset", "fashion_mnist", "--member", "0", "--checkpoint-dir", "x"]) == 2
+    assert "--member 0: SPEC is one architecture" in capsys.readouterr().err
 
 
 def test_retraining_killed_mid_run_resumes_exactly(fashion, tmp_path):
