@@ -15,3 +15,8 @@ for E in 4 12; do
 done
 cp "$R/retrain.jsonl" "$OUT/"
 nas show "$R" > "$OUT/retrained.txt"
+# then the pairs alone at 24 epochs (their strong members led every one-member sample at their
+# latency by almost 3 points at 12)
+nas retrain "$R" --size 2 --pareto --epochs 24 --train-examples 10000 --workers 2 > "$OUT/pairs_24.log" 2>&1
+cp "$R/retrain.jsonl" "$OUT/"
+nas show "$R" > "$OUT/retrained.txt"
