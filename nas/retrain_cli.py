@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from nas.config import batch_without_lr_note, from_dict, load_config_dataset, with_trainer_settings
+from nas.config import batch_without_lr_note, few_steps_note, from_dict, load_config_dataset, with_trainer_settings
 from nas.pareto import fronts
 from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_setting, setting_label,
                            setting_slug)
@@ -206,7 +206,6 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     with a full recipe; one retrain.jsonl row each."""
     from nas.ensemble import evaluate_ensemble
     from nas.retrain_workers import RetrainWorkers
-    from nas.train_cli import few_steps_note
     from trainer.data import with_training_subset
     from trainer.retrain import RECIPES
 

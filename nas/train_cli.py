@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.config import batch_without_lr_note, with_trainer_settings
+from nas.config import batch_without_lr_note, few_steps_note, with_trainer_settings
 from nas.evaluators import EpochPace
 from nas.words import counted
 from search_space.errors import UserError
 from search_space.space import adapt_for_small_input, SMALL_INPUT_MAX
 from search_space.spec import AnySpec, ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
-from trainer.config import TrainConfig, batch_and_steps, learning_rate_for_batch
+from trainer.config import TrainConfig, learning_rate_for_batch
 from trainer.data import Dataset, load_dataset, resizes_as_it_loads, validation_split
 
 
@@ -69,46 +69,10 @@ class EpochLines:
         print(self.line(epoch, epochs, loss), file=sys.stderr, flush=True)
 
 
-# Fewer optimizer steps in all than this and `nas train` suggests a smaller batch: the proxy
-# recipe takes 175 an epoch on CIFAR-10's 45,000 training images. Measured (2-core CPU, 2026-12-06):
-# a quarter-width MobileNetV2 on 1,000 Fashion-MNIST images for 3 epochs scored 14% at batch 256
-# (9 steps; chance is 10%, its loss 4.2, 8.6, 5.4) and 67% at batch 32 with the lr scaled to 0.025
-# (93 steps); WRN-16-2 on 2,000 images for an epoch 44% at batch 256 (7 steps), 59% at 32 (62).
-FEW_STEPS = 50
-# the proxy recipe's steps an epoch on CIFAR-10's 45,000 training images, which the note names
-RECIPE_STEPS = batch_and_steps(45_000, TrainConfig().batch_size)[1]
-
-
 def default_learning_rate(batch_size: int) -> float:
     """The proxy recipe's peak learning rate (TrainConfig: 0.2 at batch 256) scaled linearly with
     the batch, as its CIFAR recipes scale (0.1 at 128, 0.05 at 64): the same rate per image."""
     return learning_rate_for_batch(TrainConfig(), batch_size)
-
-
-def _steps(train_examples: int, batch_size: int, epochs: int) -> int:
-    return batch_and_steps(train_examples, batch_size)[1] * epochs
-
-
-def few_steps_note(train_examples: int, batch_size: int, epochs: int, recipe: TrainConfig | None = None,
-                   ) -> str | None:
-    """A line for a run of fewer than FEW_STEPS optimizer steps in all, naming a batch that gives
-    enough (the largest of 128, 64, 32, 16 that does, else 16), else None: as `nas train
-    --batch-size B` (whose default rate scales with it), or, for a retraining ``recipe``, as --set
-    items with the recipe's rate per image."""
-    steps = _steps(train_examples, batch_size, epochs)
-    smaller = [b for b in (128, 64, 32, 16) if b < batch_size]
-    if steps >= FEW_STEPS or not smaller:
-        return None
-    batch = next((b for b in smaller if _steps(train_examples, b, epochs) >= FEW_STEPS), smaller[-1])
-    if recipe is None:
-        where = f"the recipe takes {RECIPE_STEPS} an epoch on CIFAR-10"
-        fix = f"--batch-size {batch} gives {_steps(train_examples, batch, epochs)} (the default lr scales with it)"
-    else:  # a retraining recipe trains on the whole training split: CIFAR-10's 50,000 images
-        where = f"the recipe takes {batch_and_steps(50_000, recipe.batch_size)[1]} an epoch on CIFAR-10"
-        fix = (f"--set batch_size={batch} --set learning_rate={learning_rate_for_batch(recipe, batch):g} gives "
-               f"{_steps(train_examples, batch, epochs)} (the recipe's rate per image)")
-    return (f"note: {counted(steps, 'optimizer step')} in all ({train_examples:,} images at batch "
-            f"{batch_and_steps(train_examples, batch_size)[0]}, {counted(epochs, 'epoch')}), where {where}: {fix}")
 
 
 def load_data(args: argparse.Namespace) -> Dataset:

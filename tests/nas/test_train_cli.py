@@ -30,7 +30,7 @@ def test_the_default_learning_rate_keeps_the_recipes_rate_per_image():
 
 
 def test_a_run_of_few_optimizer_steps_is_told_a_batch_that_gives_enough():
-    from nas.train_cli import FEW_STEPS, few_steps_note
+    from nas.config import FEW_STEPS, few_steps_note
 
     assert few_steps_note(2000, 256, 1) == (
         "note: 7 optimizer steps in all (2,000 images at batch 256, 1 epoch), where the recipe takes 175 an "
