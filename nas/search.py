@@ -270,7 +270,7 @@ def enable_compilation_cache(run: RunDir) -> None:
 def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = None, log: Log | None = None,
                stop_after: int | None = None, dataset: Dataset | None = None,
                member_cache: str | Path | None = None, max_minutes: float | None = None,
-               precompile_workers: int = 0) -> int:
+               precompile_workers: int = 0, split: Split | None = None) -> int:
     """Run (or continue) the search in ``run``; returns how many new samples were evaluated.
 
     ``stop_after`` ends the run after that many new samples (an interruption, for tests).
@@ -282,12 +282,14 @@ def run_search(run: RunDir, config: SearchConfig, evaluator: Evaluator | None = 
     member this run trains successfully is copied to it.
     ``precompile_workers`` > 0 (``trainer.compile_unit=padded``): first compile every padded layer
     kind of the space in that many processes into the run's compilation cache (nas/precompile.py).
+    ``split``: ``search_split(config, dataset)`` where the caller has it already (`nas search`
+    checks the split before the run directory exists), so the images are not copied twice.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     enable_compilation_cache(run)
     ds = dataset if dataset is not None else load_config_dataset(config)
-    split = search_split(config, ds)
+    split = split if split is not None else search_split(config, ds)
     run.write_validation_labels(split.y_val)
     decode = make_space(config, split.native_resolution)
     if precompile_workers:

@@ -26,7 +26,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     from nas.search import run_search, search_split
 
     run = RunDir(args.run_dir)
-    dataset = None
+    dataset = split = None
     extended = False
     note = None
     if args.resume:
@@ -46,7 +46,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         # cannot give (val_size=100000 of 60,000 images) leaves nothing behind to block the
         # corrected command.
         dataset = load_config_dataset(config)
-        search_split(config, dataset)
+        split = search_split(config, dataset)
     if args.precompile and config.trainer.compile_unit != "padded":
         raise UserError(f"--precompile: only with trainer.compile_unit=padded (this run's is "
                         f"{config.trainer.compile_unit!r}): other programs depend on each member's own layers")
@@ -75,7 +75,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
             if note:
                 print(note, file=sys.stderr)
             run_search(run, config, dataset=dataset, evaluator=evaluator, member_cache=args.member_cache,
-                       max_minutes=args.max_minutes, precompile_workers=args.precompile or 0)
+                       max_minutes=args.max_minutes, precompile_workers=args.precompile or 0, split=split)
     finally:
         evaluator.close()
     from nas.report import write_report

@@ -729,3 +729,19 @@ def test_a_report_that_fails_after_a_search_is_one_warning_line_and_the_run_stay
     assert (run / "records.jsonl").read_bytes() == records_before and (run / "plots" / "figure3.png").exists()
     monkeypatch.undo()
     assert main(["report", str(run), "--no-plots"]) == 0 and (run / "report.md").exists()  # the retry it names
+
+
+def test_a_search_given_its_split_does_not_split_the_data_again(tmp_path, monkeypatch):
+    """`nas search` splits the data before the run directory exists (to refuse a split the data
+    cannot give) and hands that split on; the search copies the images once, not twice."""
+    import nas.search
+    from nas.search import search_split
+
+    config = _config("random", sizes=(1,), samples_per_size=2)
+    split = search_split(config, _dataset())
+    monkeypatch.setattr(nas.search, "validation_split", lambda *a, **k: pytest.fail("split again"))
+    run = RunDir(tmp_path / "run")
+    run.create(config.to_dict())
+    run_search(run, config, MadeUpEvaluator(), log=lambda s: None, dataset=_dataset(), split=split)
+    assert len(run.records()) == 2
+    assert np.array_equal(run.validation_labels(), split.y_val)
