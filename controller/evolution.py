@@ -6,7 +6,8 @@ are uniform random (the same draws as ``RandomSearch`` would make for that step)
 child copies the best of ``tournament`` population members picked uniformly at random and changes
 ``mutations`` of its decisions (positions picked uniformly among those with more than one choice,
 each set to a different choice). Some decisions are inert in some contexts (the expansion ratio of
-a block whose op has none; -1 layer of a one-layer block, which keeps one), so with an
+a block whose op has none; -1 layer of a one-layer block, which keeps one; a skip op that builds
+the same shortcuts as another, ``search_space.space.canonical_skips``), so with an
 ``identity`` function (decision vector -> architecture id, the search's decoder) a child that
 builds the same ensemble as a population member or an earlier sibling is drawn again (up to
 ``MAX_REDRAWS`` times): in a CPU search without it, 2 of 6 children repeated their parent.

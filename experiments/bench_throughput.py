@@ -107,7 +107,8 @@ def _sample_members(native: int, count: int, width: float, head: int, seed: int,
 
     space = MnasNetSpace(native)
     rng = np.random.default_rng(seed)
-    return [_shaped(space.decode(space.sample(rng, 1)).members[0], width, head, blocks) for _ in range(count)]
+    return [_shaped(space.decode(space.sample(rng, 1), canonical=False).members[0], width, head, blocks)
+            for _ in range(count)]
 
 
 def _shaped(m, width: float, head: int, blocks: int):
@@ -125,7 +126,7 @@ def _covering_members(native: int, width: float, head: int, blocks: int):
     from trainer.padded import covering_vectors
 
     space = MnasNetSpace(native)
-    return [_shaped(space.decode_member(v), width, head, blocks) for v in covering_vectors(space)]
+    return [_shaped(space.decode_member(v, canonical=False), width, head, blocks) for v in covering_vectors(space)]
 
 
 # Shallow members compile several times faster (on the 2-core CPU machine, cold, at width 0.25:

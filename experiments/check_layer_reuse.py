@@ -54,7 +54,7 @@ def measure(unit: str, members: int, width: float, seed: int, precompile_workers
         from nas.precompile import precompile
 
         space = MnasNetSpace(32)
-        covers = [scale_width(space.decode_member(v), width, "never") for v in covering_vectors(space)]
+        covers = [scale_width(space.decode_member(v, canonical=False), width, "never") for v in covering_vectors(space)]
         precompiled = precompile(covers, split, config, precompile_workers,
                                  log=lambda line: print(f"[{unit}] {line}", file=sys.stderr, flush=True))
     rows = []

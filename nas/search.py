@@ -37,7 +37,7 @@ from nas.words import counted
 from search_space.blockstring import scale_width
 from search_space.errors import DamagedCheckpoint
 from search_space.layers import count
-from search_space.space import MnasNetSpace
+from search_space.space import MnasNetSpace, canonical_skips
 from search_space.spec import ArchSpec, EnsembleSpec, MobileNetSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.train import MemberResult
@@ -56,16 +56,17 @@ def make_space(config: SearchConfig, native: int) -> Callable[[np.ndarray], Ense
     space = MnasNetSpace(native)
 
     def decode(vec: np.ndarray) -> EnsembleSpec:
-        ens = space.decode([int(x) for x in vec])
-        if config.space.width_multiplier == 1.0 and config.space.head_filters == 1280:
-            return ens
-        return EnsembleSpec(tuple(_shrink(m, config) for m in ens.members))  # type: ignore[arg-type]
+        ens = space.decode([int(x) for x in vec], canonical=False)
+        # skips written canonically once the widths are final (canonical_skips)
+        return EnsembleSpec(tuple(canonical_skips(_shrink(m, config)) for m in ens.members))  # type: ignore[arg-type]
 
     decode.choice_counts = space.choice_counts  # type: ignore[attr-defined]
     return decode
 
 
 def _shrink(m: MobileNetSpec, config: SearchConfig) -> MobileNetSpec:
+    if config.space.width_multiplier == 1.0 and config.space.head_filters == 1280:
+        return m
     m = scale_width(m, config.space.width_multiplier, "never")
     return m.replace(head_filters=config.space.head_filters)
 

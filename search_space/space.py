@@ -45,9 +45,14 @@ stride-2 block run at stride 1, so the total stride is 8 instead of 32 and a 32 
 ends at a 4x4 feature map (2x2 at the 0.5 resolution) instead of collapsing to 1x1
 (:func:`adapt_for_small_input`; the same rule airbench and the CIFAR ports of MobileNetV2 use).
 
-Every vector of valid choice indices decodes to a valid spec (no rejection loop); ``encode``
-returns the canonical vector of a spec (expand index 0 where it is ignored; the smallest layers
-index that gives the clamped layer count), and ``decode(encode(spec)) == spec``.
+Every vector of valid choice indices decodes to a valid spec (no rejection loop). Some choices are
+inert in places, and decoding writes them canonically, so that two vectors that build the same
+network decode to the same spec (and id, and member-cache key): the expansion of a block whose op
+has none is written 1, and a block's skip op is written as the first choice that builds the same
+layers (:func:`canonical_skips`: pool is identity where the first layer's shapes match; identity is
+none on a one-layer block whose shapes do not). ``encode`` returns the canonical vector of a spec
+(expand index 0 where it is ignored; the smallest layers index that gives the clamped layer count;
+the skip as written canonically), and ``decode(encode(spec)) == canonical_skips(spec)``.
 """
 
 from __future__ import annotations
@@ -105,6 +110,31 @@ def adapt_for_small_input(spec: MobileNetSpec) -> MobileNetSpec:
             blocks[i] = dataclasses.replace(b, strides=1)
             break
     return spec.replace(stem_stride=1, blocks=tuple(blocks))
+
+
+def canonical_skips(spec: MobileNetSpec) -> MobileNetSpec:
+    """``spec`` with each block's skip op written as the first of (none, identity, pool) that builds
+    the same layers (``search_space.layers`` decides each layer's shortcut; a test checks this rule
+    against it on random members). Where a block's first layer keeps its shape (stride 1, in ==
+    out), pool adds the identity on every layer, as identity does; on a one-layer block whose shape
+    changes, identity adds nothing, as none does. Without this, such pairs of specs were different
+    ids for one network: trained twice, and an evolution child differing from its parent only there
+    was not redrawn (2, 1 and 8 members of the CPU searches' 119-120, in
+    experiments/results/cpu_search*; two one-member samples of cpu_search_2026-12-02, #9 and #12,
+    retrained to the same loss curve). Apply it to the final spec: a width multiplier can make a
+    first layer's shapes match (8 -> 8 channels at a quarter width where 32 -> 16 at full)."""
+    blocks, changed, channels = [], False, spec.stem_filters
+    for b in spec.blocks:
+        keeps_shape = b.strides == 1 and channels == b.out_filters and b.in_filters == b.out_filters
+        skip = b.skip
+        if skip == SkipOp.POOL and keeps_shape:
+            skip = SkipOp.IDENTITY
+        elif skip == SkipOp.IDENTITY and not keeps_shape and b.repeats == 1:
+            skip = SkipOp.NONE
+        changed |= skip != b.skip
+        blocks.append(dataclasses.replace(b, skip=skip) if skip != b.skip else b)
+        channels = b.out_filters
+    return spec.replace(blocks=tuple(blocks)) if changed else spec
 
 
 def member_resolution(fraction: float, native_resolution: int) -> int:
@@ -165,7 +195,9 @@ class MnasNetSpace:
                 raise SpecError(f"decisions[{j}] ({names[j % len(names)]}): index {x} out of range 0..{c - 1}")
         return v
 
-    def decode_member(self, vec: Sequence[int]) -> MobileNetSpec:
+    def decode_member(self, vec: Sequence[int], canonical: bool = True) -> MobileNetSpec:
+        """One member's m decisions -> its spec; ``canonical=False`` keeps the skip ops as drawn, for
+        a caller that changes the widths first and then applies :func:`canonical_skips` itself."""
         v = self._check_vector(vec, self.choice_counts)
         blocks = []
         in_filters = STEM_FILTERS
@@ -183,23 +215,22 @@ class MnasNetSpace:
         spec = MobileNetSpec(blocks=tuple(blocks), stem_filters=STEM_FILTERS, head_filters=HEAD_FILTERS,
                              resolution=member_resolution(RESOLUTION_FRACTIONS[v[-1]], self.native_resolution),
                              activation=self.activation)
-        return adapt_for_small_input(spec) if self.small_input else spec
+        spec = adapt_for_small_input(spec) if self.small_input else spec
+        return canonical_skips(spec) if canonical else spec
 
-    def decode(self, vec: Sequence[int]) -> EnsembleSpec:
+    def decode(self, vec: Sequence[int], canonical: bool = True) -> EnsembleSpec:
         """n x m decisions (member after member) -> an ensemble of n."""
         m = self.num_decisions
         if len(vec) == 0 or len(vec) % m:
             raise SpecError(f"decisions: expected a multiple of {m} values (n x m), got {len(vec)}")
-        return EnsembleSpec(tuple(self.decode_member(vec[i:i + m]) for i in range(0, len(vec), m)))
+        return EnsembleSpec(tuple(self.decode_member(vec[i:i + m], canonical) for i in range(0, len(vec), m)))
 
     # -- encoding -----------------------------------------------------------------------------
 
     def encode_member(self, spec: MobileNetSpec) -> tuple[int, ...]:
         """The canonical decision vector of a spec from this space; SpecError if it is not in it."""
-        if self.small_input:
-            expected = adapt_for_small_input(self.decode_member([0] * self.num_decisions))
-        else:
-            expected = self.decode_member([0] * self.num_decisions)
+        expected = self.decode_member([0] * self.num_decisions)  # adapted for small inputs already
+        spec = canonical_skips(spec)
         if len(spec.blocks) != len(MOBILENETV2_BLOCKS) or spec.stem_stride != expected.stem_stride:
             raise SpecError("spec: not in the MnasNet search space (block count or stem stride differ)")
         out: list[int] = []

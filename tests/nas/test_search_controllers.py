@@ -745,3 +745,23 @@ def test_a_search_given_its_split_does_not_split_the_data_again(tmp_path, monkey
     run_search(run, config, MadeUpEvaluator(), log=lambda s: None, dataset=_dataset(), split=split)
     assert len(run.records()) == 2
     assert np.array_equal(run.validation_labels(), split.y_val)
+
+
+def test_two_samples_of_one_network_in_the_cpu_search_now_decode_to_one_spec():
+    """The CPU search's one-member samples #9 and #12 differ only in block 2's skip (pool against
+    identity on a layer whose 8 channels in and out match, where both add the input): one network,
+    recorded under two ids, trained twice and retrained to the same loss curve. The search's
+    decoder now writes that skip canonically, so the two are one spec, one member-cache key, and an
+    evolution child that changed only it is drawn again."""
+    from nas.config import from_dict
+    from nas.search import make_controller, make_space
+
+    run = pathlib.Path(__file__).parents[2] / "experiments" / "results" / "cpu_search_2026-12-02"
+    config = from_dict(json.loads((run / "config.json").read_text()))
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    nine, twelve = (next(r for r in records if (r["size"], r["sample"]) == (1, s)) for s in (9, 12))
+    assert nine["members"][0]["id"] != twelve["members"][0]["id"]  # as recorded
+    decode = make_space(config, 28)
+    assert decode(np.array(nine["decisions"])) == decode(np.array(twelve["decisions"]))
+    evolution = make_controller(config, decode.choice_counts, 1, decode)
+    assert evolution.identity(np.array(nine["decisions"])) == evolution.identity(np.array(twelve["decisions"]))

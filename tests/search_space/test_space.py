@@ -68,3 +68,59 @@ def test_encode_rejects_specs_outside_the_space():
 
     with pytest.raises(SpecError, match="not"):
         MnasNetSpace(224).encode_member(zoo.get("mnasnet-a1"))
+
+
+@pytest.mark.parametrize("native, width", [(224, 1.0), (32, 1.0), (32, 0.25), (28, 0.5)])
+def test_canonical_skips_keep_each_network_and_merge_exactly_the_equal_ones(native, width):
+    """For random members with each block's skip set to each choice in turn: writing the skips
+    canonically never changes the layers built (layer_plan decides each layer's shortcut), and two
+    such members have one canonical spec exactly when they build the same layers."""
+    from search_space import canonical_skips, scale_width
+
+    space = MnasNetSpace(native)
+    rng = np.random.default_rng(native + int(width * 100))
+    merged = {"pool=identity": 0, "identity=none": 0}
+    for _ in range(30):
+        vec = list(space.sample(rng, 1))
+        for b in range(7):
+            specs = []
+            for skip in range(3):
+                vec[b * 7 + 4] = skip
+                m = space.decode_member(vec, canonical=False)
+                specs.append(scale_width(m, width, "never") if width != 1.0 else m)
+            plans = [layer_plan(m, 10) for m in specs]
+            canon = [canonical_skips(m) for m in specs]
+            for m, c, plan in zip(specs, canon, plans):
+                assert layer_plan(c, 10) == plan
+                assert canonical_skips(c) == c
+            for i in range(3):
+                for j in range(i + 1, 3):
+                    assert (canon[i] == canon[j]) == (plans[i] == plans[j]), (b, i, j, specs[i].blocks[b])
+            merged["pool=identity"] += canon[1] == canon[2]
+            merged["identity=none"] += canon[0] == canon[1]
+    assert merged["identity=none"] > 0, merged  # one-layer blocks that change shape: at every width
+    if width < 1.0:  # at full width no stride-1 block's choices give in == out; narrower, rounding can
+        assert merged["pool=identity"] > 0, merged
+
+
+def test_decoding_writes_inert_skips_canonically_and_encode_round_trips_to_that():
+    from search_space import SkipOp, canonical_skips
+
+    space = MnasNetSpace(224)
+    vec = [0] * 50
+    vec[0:7] = [1, 0, 0, 0, 2, 1, 1]  # block 1: sepconv, pool skip, 16 filters, 1 layer (32 -> 16)
+    vec[7:14] = [0, 0, 0, 0, 2, 1, 1]  # block 2: mbconv, pool skip, 2 layers
+    vec[28:35] = [0, 0, 0, 0, 1, 1, 1]  # block 5 (64 -> 96, stride 1, 3 layers): identity skip
+    raw = space.decode_member(vec, canonical=False)
+    spec = space.decode_member(vec)
+    assert spec == canonical_skips(raw)
+    assert [b.skip for b in spec.blocks][:5] == [SkipOp.POOL, SkipOp.POOL, SkipOp.NONE, SkipOp.NONE, SkipOp.IDENTITY]
+    one_layer = list(vec)
+    one_layer[4] = 1  # identity on block 1, whose one layer changes shape: no shortcut, as none
+    assert space.decode_member(one_layer) == space.decode_member(vec[:4] + [0] + vec[5:])
+    assert space.decode_member(one_layer) != space.decode_member(one_layer, canonical=False)
+    same_shape = MnasNetSpace(32).decode_member([0] * 4 + [2] + [0] * 45)  # block 1 as above, pool skip
+    assert same_shape.blocks[0].skip == SkipOp.POOL  # 32 -> 16 channels: pool projects, not identity
+    # a spec written by hand with an inert skip encodes to the canonical vector of its network
+    assert space.decode_member(space.encode_member(raw)) == spec
+    assert space.encode_member(raw) == space.encode_member(spec)
