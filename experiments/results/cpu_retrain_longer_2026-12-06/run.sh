@@ -20,3 +20,9 @@ nas show "$R" > "$OUT/retrained.txt"
 nas retrain "$R" --size 2 --pareto --epochs 24 --train-examples 10000 --workers 2 > "$OUT/pairs_24.log" 2>&1
 cp "$R/retrain.jsonl" "$OUT/"
 nas show "$R" > "$OUT/retrained.txt"
+# 2026-12-07: the six one-member samples at 24 epochs too (at 12 the pairs' strong members led them
+# by almost 3 points), in the same run directory
+nas retrain "$R" --size 1 --sample 9 --sample 12 --sample 16 --sample 13 --sample 3 --sample 15 --epochs 24 \
+  --train-examples 10000 --workers 2 > "$OUT/singles_24.log" 2>&1
+cp "$R/retrain.jsonl" "$OUT/"
+nas show "$R" > "$OUT/retrained.txt"
