@@ -26,6 +26,6 @@ from search_space.spec import (
 __all__ = [
     "Activation", "ArchSpec", "BlockSpec", "ConvOp", "Counts", "EnsembleSpec", "Layer", "MnasNetSpace",
     "MobileNetSpec", "NasError", "SkipOp", "SpecError", "UserError", "WideResNetSpec", "adapt_for_small_input",
-    "canonical_json", "canonical_skips", "count", "decode_block", "decode_blocks", "encode_block", "encode_blocks", "from_dict",
-    "from_json", "layer_plan", "round_filters", "scale_width", "spec_id", "to_json",
+    "canonical_json", "canonical_skips", "count", "decode_block", "decode_blocks", "encode_block", "encode_blocks",
+    "from_dict", "from_json", "layer_plan", "round_filters", "scale_width", "spec_id", "to_json",
 ]

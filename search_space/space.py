@@ -119,7 +119,7 @@ def canonical_skips(spec: MobileNetSpec) -> MobileNetSpec:
     out), pool adds the identity on every layer, as identity does; on a one-layer block whose shape
     changes, identity adds nothing, as none does. Without this, such pairs of specs were different
     ids for one network: trained twice, and an evolution child differing from its parent only there
-    was not redrawn (2, 1 and 8 members of the CPU searches' 119-120, in
+    was not redrawn (1 to 8 of each of the CPU searches' 119-120 members, in
     experiments/results/cpu_search*; two one-member samples of cpu_search_2026-12-02, #9 and #12,
     retrained to the same loss curve). Apply it to the final spec: a width multiplier can make a
     first layer's shapes match (8 -> 8 channels at a quarter width where 32 -> 16 at full)."""
