@@ -26,3 +26,12 @@ nas retrain "$R" --size 1 --sample 9 --sample 12 --sample 16 --sample 13 --sampl
   --train-examples 10000 --workers 2 > "$OUT/singles_24.log" 2>&1
 cp "$R/retrain.jsonl" "$OUT/"
 nas show "$R" > "$OUT/retrained.txt"
+# 2026-12-07: the five triples on the search's front (13 distinct members) at 12 epochs, the
+# one-member samples between 2.05 and 3.39 ms (the triples' latencies) at 12, then the triples at
+# 4 with today's code
+nas retrain "$R" --size 3 --pareto --epochs 12 --train-examples 10000 --workers 2 > "$OUT/triples_12.log" 2>&1
+nas retrain "$R" --size 1 --sample 11 --sample 1 --sample 23 --sample 7 --sample 17 --sample 0 --epochs 12 \
+  --train-examples 10000 --workers 2 > "$OUT/singles_12_2.05-3.39ms.log" 2>&1
+nas retrain "$R" --size 3 --pareto --epochs 4 --train-examples 10000 --workers 2 --max-minutes 18 > "$OUT/triples_4.log" 2>&1
+cp "$R/retrain.jsonl" "$OUT/"
+nas show "$R" > "$OUT/retrained.txt"
