@@ -119,8 +119,8 @@ def test_decoding_writes_inert_skips_canonically_and_encode_round_trips_to_that(
     one_layer[4] = 1  # identity on block 1, whose one layer changes shape: no shortcut, as none
     assert space.decode_member(one_layer) == space.decode_member(vec[:4] + [0] + vec[5:])
     assert space.decode_member(one_layer) != space.decode_member(one_layer, canonical=False)
-    same_shape = MnasNetSpace(32).decode_member([0] * 4 + [2] + [0] * 45)  # block 1 as above, pool skip
-    assert same_shape.blocks[0].skip == SkipOp.POOL  # 32 -> 16 channels: pool projects, not identity
+    reshaping = MnasNetSpace(32).decode_member([0] * 4 + [2] + [0] * 45)  # block 1 as above, pool skip
+    assert reshaping.blocks[0].skip == SkipOp.POOL  # 32 -> 16 channels: pool projects, not identity
     # a spec written by hand with an inert skip encodes to the canonical vector of its network
     assert space.decode_member(space.encode_member(raw)) == spec
     assert space.encode_member(raw) == space.encode_member(spec)
