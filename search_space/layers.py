@@ -66,6 +66,13 @@ def se_channels(in_filters: int, ratio: float) -> int:
     return max(1, int(in_filters * ratio)) if ratio > 0 else 0
 
 
+def keeps_shape(stride: int, cin: int, cout: int, declared_in: int) -> bool:
+    """Whether a mobile layer's output has its input's shape (stride 1, in == out channels, and the
+    block string's declared input as well): where an identity shortcut applies, and where the pool
+    skip is the identity (``search_space.space.canonical_skips``)."""
+    return stride == 1 and cin == cout and declared_in == cout
+
+
 def _mobile_layer(name: str, op: ConvOp, h: int, w: int, cin: int, cout: int, kernel: int, stride: int,
                   expand: int, se_ratio: float, skip: SkipOp, declared_in: int) -> Layer:
     """``declared_in`` is the block string's i: it sets SE width and the residual test (TF code)."""
@@ -95,7 +102,7 @@ def _mobile_layer(name: str, op: ConvOp, h: int, w: int, cin: int, cout: int, ke
         p, m = _se_counts(se_on, se)
         params += p
         madds += m
-    same_shape = stride == 1 and cin == cout and declared_in == cout
+    same_shape = keeps_shape(stride, cin, cout, declared_in)
     if skip == SkipOp.NONE:
         shortcut = "none"
     elif same_shape:

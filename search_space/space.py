@@ -65,6 +65,7 @@ import numpy as np
 
 from search_space.blockstring import round_filters
 from search_space.errors import SpecError
+from search_space.layers import keeps_shape
 from search_space.spec import Activation, BlockSpec, ConvOp, EnsembleSpec, MobileNetSpec, SkipOp
 
 # MobileNetV2 backbone, Sandler et al. 2018 Table 2: (expansion t, filters c, layers n, stride s).
@@ -114,8 +115,8 @@ def adapt_for_small_input(spec: MobileNetSpec) -> MobileNetSpec:
 
 def canonical_skips(spec: MobileNetSpec) -> MobileNetSpec:
     """``spec`` with each block's skip op written as the first of (none, identity, pool) that builds
-    the same layers (``search_space.layers`` decides each layer's shortcut; a test checks this rule
-    against it on random members). Where a block's first layer keeps its shape (stride 1, in ==
+    the same layers (by ``search_space.layers``' own shape test, ``keeps_shape``, which decides each
+    layer's shortcut there; a test checks the merges against layer plans of random members). Where a block's first layer keeps its shape (stride 1, in ==
     out), pool adds the identity on every layer, as identity does; on a one-layer block whose shape
     changes, identity adds nothing, as none does. Without this, such pairs of specs were different
     ids for one network: trained twice, and an evolution child differing from its parent only there
@@ -123,18 +124,17 @@ def canonical_skips(spec: MobileNetSpec) -> MobileNetSpec:
     experiments/results/cpu_search*; two one-member samples of cpu_search_2026-12-02, #9 and #12,
     retrained to the same loss curve). Apply it to the final spec: a width multiplier can make a
     first layer's shapes match (8 -> 8 channels at a quarter width where 32 -> 16 at full)."""
-    blocks, changed, channels = [], False, spec.stem_filters
+    blocks, channels = [], spec.stem_filters
     for b in spec.blocks:
-        keeps_shape = b.strides == 1 and channels == b.out_filters and b.in_filters == b.out_filters
+        first_keeps = keeps_shape(b.strides, channels, b.out_filters, b.in_filters)  # the block's first layer
         skip = b.skip
-        if skip == SkipOp.POOL and keeps_shape:
+        if skip == SkipOp.POOL and first_keeps:
             skip = SkipOp.IDENTITY
-        elif skip == SkipOp.IDENTITY and not keeps_shape and b.repeats == 1:
+        elif skip == SkipOp.IDENTITY and not first_keeps and b.repeats == 1:
             skip = SkipOp.NONE
-        changed |= skip != b.skip
         blocks.append(dataclasses.replace(b, skip=skip) if skip != b.skip else b)
         channels = b.out_filters
-    return spec.replace(blocks=tuple(blocks)) if changed else spec
+    return spec if tuple(blocks) == spec.blocks else spec.replace(blocks=tuple(blocks))
 
 
 def member_resolution(fraction: float, native_resolution: int) -> int:
