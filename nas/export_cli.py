@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
-from nas.retrained import retrain_dir, retrain_recipe, row_setting, setting_label, setting_slug
+from nas.retrained import member_retraining, retrain_recipe, row_setting, setting_label, setting_slug
 from nas.store import RunDir
 from nas.words import counted
 from search_space.errors import UserError
@@ -102,14 +102,13 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     members, arrays = [], []
     for pos, m in enumerate(chosen_members):
         seed = int(m["seed"]) if m.get("seed") is not None else cfg.seed + pos
-        ckpt = retrain_dir(run.path, m["id"], seed, slug)
         if m["id"] not in specs:
             raise UserError(f"member {m['id'][:12]}: not in {run.path}/records.jsonl")
-        spec = spec_from_dict(specs[m["id"]])
+        spec, ckpt = member_retraining(run.path, spec_from_dict(specs[m["id"]]), m["id"], seed, slug)
         model = restore_retrained(spec, train, recipe, seed, ckpt)
         arrays.append(member_arrays(model))
         test_acc = row["test_member_accuracies"][pos] if pos < len(row.get("test_member_accuracies", [])) else None
-        members.append({"id": m["id"], "seed": seed, "resolution": spec.resolution, "spec": specs[m["id"]],
+        members.append({"id": spec.id, "seed": seed, "resolution": spec.resolution, "spec": spec.to_dict(),
                         "latency_ms": m.get("latency_ms"), "test_accuracy": test_acc})
         print(f"  member {pos + 1}/{len(chosen_members)} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
               f"from {ckpt}", file=sys.stderr, flush=True)

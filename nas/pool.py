@@ -39,6 +39,8 @@ from nas.pareto import pareto_front
 from nas.reward import mnas_reward
 from nas.store import RunDir
 from search_space.errors import UserError
+from search_space.space import network_id
+from search_space.spec import from_dict as spec_from_dict
 
 DEFAULT_LIMIT = 20_000  # candidates scored exhaustively per size: C(50, 3) = 19,600
 DEFAULT_BEAM = 64
@@ -61,12 +63,17 @@ class PoolMember:
 def member_pool(run: RunDir, records: list[dict[str, Any]] | None = None) -> tuple[list[PoolMember], np.ndarray]:
     """The distinct successful members of the run's ``records`` (read when not given), in order of
     first use, and their validation log-probabilities, float32 (members, images, classes). Members
-    whose cache entry is missing or damaged are left out."""
-    members: dict[str, PoolMember] = {}
+    whose cache entry is missing or damaged are left out. One network trained with one seed is one
+    member even where older records hold it under two ids (``network_id``), so no pool ensemble
+    pairs a network with itself."""
+    members: dict[tuple[str, int], PoolMember] = {}
     for r in run.records() if records is None else records:
         for m in r.get("members", []):
-            if m.get("status") == "ok" and m.get("key") and m["key"] not in members:
-                members[m["key"]] = PoolMember(m["key"], m["id"], int(m["seed"]), m["spec"], float(m["latency_ms"]),
+            if m.get("status") != "ok" or not m.get("key"):
+                continue
+            trained = (network_id(spec_from_dict(m["spec"])), int(m["seed"]))  # the run's split and recipe are fixed
+            if trained not in members:
+                members[trained] = PoolMember(m["key"], m["id"], int(m["seed"]), m["spec"], float(m["latency_ms"]),
                                                int(m["multiply_adds"]), int(m["params"]), float(m["val_accuracy"]))
     # Filled in place, not stacked from a list: a list and its stack would hold every member twice
     # (at ImageNet's 50,000 held-out images and 1,000 classes, 200 MB a member).

@@ -25,7 +25,7 @@ import pandas as pd
 
 from nas.config import batch_without_lr_note, few_steps_note, from_dict, load_config_dataset, with_trainer_settings
 from nas.pareto import fronts
-from nas.retrained import (changed_settings, recipe_label, retrain_dir, row_setting, setting_label,
+from nas.retrained import (changed_settings, member_retraining, recipe_label, row_setting, setting_label,
                            setting_slug)
 from nas.retrained_cli import print_agreement
 from nas.store import RunDir
@@ -33,6 +33,7 @@ from nas.words import counted
 from search_space.errors import UserError
 
 if TYPE_CHECKING:  # JAX, loaded only once the command's input is checked
+    from search_space.spec import ArchSpec
     from trainer.config import TrainConfig
     from trainer.retrain import RetrainResult
 
@@ -100,44 +101,43 @@ class _MemberRetrains:
                  deadline: float | None):
         self.run_path, self.search_seed, self.slug = run_path, search_seed, slug
         self.ds, self.recipe, self.every, self.deadline = ds, recipe, every, deadline
-        self.members: dict[Path, tuple[int, dict[str, Any]]] = {}  # checkpoint folder: (seed, member record)
+        self.members: dict[Path, tuple[int, ArchSpec, dict[str, Any]]] = {}  # checkpoint folder: (seed, spec, record)
         self.scored: dict[Path, RetrainResult] = {}
         self.pending: dict[Path, Future[RetrainResult | None]] = {}
         self.trained_here: list[Path] = []  # trained by this call (not read back from saved test logits)
         self.start = time.perf_counter()
 
-    def folder(self, pos: int, member: dict[str, Any]) -> tuple[int, Path]:
-        """(the seed the member was searched with, its checkpoint folder for this setting)."""
+    def folder(self, pos: int, member: dict[str, Any]) -> tuple[int, ArchSpec, Path]:
+        """(the seed the member was searched with, the spec to retrain, its checkpoint folder for
+        this setting: nas.retrained.member_retraining)."""
         from nas.search import member_seed
+        from search_space.spec import from_dict as spec_from_dict
 
         seed = member_seed(member, self.search_seed, pos)
-        return seed, retrain_dir(self.run_path, member["id"], seed, self.slug)
+        return seed, *member_retraining(self.run_path, spec_from_dict(member["spec"]), member["id"], seed, self.slug)
 
     def add(self, ensembles: list[dict[str, Any]]) -> None:
         """Each distinct member of ``ensembles``, in the order they need them."""
         for r in ensembles:
             for pos, m in enumerate(r["members"]):
-                seed, ckpt = self.folder(pos, m)
-                self.members.setdefault(ckpt, (seed, m))
+                seed, spec, ckpt = self.folder(pos, m)
+                self.members.setdefault(ckpt, (seed, spec, m))
 
     def submit_to(self, workers: Any, n_workers: int) -> None:
         """Every member handed to ``workers`` (nas.retrain_workers.RetrainWorkers) at once, in order;
         the first ``n_workers`` start whatever the deadline."""
-        from search_space.spec import from_dict as spec_from_dict
-
-        for i, (ckpt, (seed, m)) in enumerate(self.members.items()):
+        for i, (ckpt, (seed, spec, m)) in enumerate(self.members.items()):
             print(f"retraining {m['id'][:12]} -> {ckpt}", file=sys.stderr)
-            self.pending[ckpt] = workers.submit(spec_from_dict(m["spec"]), self.recipe, seed, ckpt, self.every,
-                                                m["id"][:12], self.deadline, must_start=i < n_workers)
+            self.pending[ckpt] = workers.submit(spec, self.recipe, seed, ckpt, self.every, m["id"][:12], self.deadline,
+                                                must_start=i < n_workers)
 
     def result(self, pos: int, member: dict[str, Any]) -> RetrainResult:
         """The member's retraining: from the workers where they have it, else here. Raises _OutOfTime
         where --max-minutes stopped it or kept it from starting."""
         from nas.search import progress_prefix
-        from search_space.spec import from_dict as spec_from_dict
         from trainer.retrain import retrain
 
-        seed, ckpt = self.folder(pos, member)
+        seed, spec, ckpt = self.folder(pos, member)
         if ckpt in self.scored:
             return self.scored[ckpt]
         if ckpt in self.pending:
@@ -151,7 +151,7 @@ class _MemberRetrains:
                 raise _OutOfTime
             print(f"retraining {member['id'][:12]} -> {ckpt}", file=sys.stderr)
             res = retrain(
-                spec_from_dict(member["spec"]), self.ds, self.recipe, seed, ckpt, every=self.every,
+                spec, self.ds, self.recipe, seed, ckpt, every=self.every,
                 deadline=self.deadline,
                 progress=lambda e, n, l: print(f"  epoch {e}/{n} loss {l:.4f}", file=sys.stderr, flush=True))
         if res is None:

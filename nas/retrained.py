@@ -35,6 +35,8 @@ import pandas as pd
 from nas.pareto import pareto_front
 from nas.words import counted
 from search_space.errors import UserError
+from search_space.space import canonical_network
+from search_space.spec import AnySpec, spec_id
 from trainer.config import TrainConfig
 from trainer.checkpoints import checkpoint_steps
 
@@ -144,8 +146,21 @@ def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
 
 
 def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:
-    """Where `nas retrain` keeps a member's checkpoints and saved test logits for one setting."""
+    """A folder of `nas retrain`'s checkpoints and saved test logits, for one setting."""
     return run_path / "retrain" / f"{member_id[:16]}-seed{seed}-{slug}"
+
+
+def member_retraining(run_path: Path, spec: AnySpec, member_id: str, seed: int, slug: str) -> tuple[AnySpec, Path]:
+    """(the spec to retrain or restore, the folder of its checkpoints) for a member (``spec``,
+    recorded as ``member_id``) in one setting: its network's canonical spec (``canonical_network``) in
+    a folder named by that spec, so that members recorded under two ids for one network (records
+    from before skips were decoded canonically, 2026-12-07) are retrained once; the spec as
+    recorded in the folder of ``member_id`` where only that one exists (retrained before then; a
+    folder holds the spec it was trained with, trainer/retrain.py)."""
+    canonical = canonical_network(spec)
+    folder = retrain_dir(run_path, spec_id(canonical), seed, slug)
+    earlier = retrain_dir(run_path, member_id, seed, slug)
+    return (spec, earlier) if not folder.exists() and earlier.exists() else (canonical, folder)
 
 
 def setting_slug(recipe: str, epochs: int, train_examples: int) -> str:

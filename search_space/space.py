@@ -66,7 +66,7 @@ import numpy as np
 from search_space.blockstring import round_filters
 from search_space.errors import SpecError
 from search_space.layers import keeps_shape
-from search_space.spec import Activation, BlockSpec, ConvOp, EnsembleSpec, MobileNetSpec, SkipOp
+from search_space.spec import Activation, AnySpec, BlockSpec, ConvOp, EnsembleSpec, MobileNetSpec, SkipOp, spec_id
 
 # MobileNetV2 backbone, Sandler et al. 2018 Table 2: (expansion t, filters c, layers n, stride s).
 MOBILENETV2_BLOCKS: tuple[tuple[int, int, int, int], ...] = (
@@ -135,6 +135,19 @@ def canonical_skips(spec: MobileNetSpec) -> MobileNetSpec:
         blocks.append(dataclasses.replace(b, skip=skip) if skip != b.skip else b)
         channels = b.out_filters
     return spec if tuple(blocks) == spec.blocks else spec.replace(blocks=tuple(blocks))
+
+
+def canonical_network(spec: AnySpec) -> AnySpec:
+    """``canonical_skips(spec)`` for a MobileNet-style spec, any other spec as it is: the one spec
+    of the network ``spec`` builds."""
+    return canonical_skips(spec) if isinstance(spec, MobileNetSpec) else spec
+
+
+def network_id(spec: AnySpec) -> str:
+    """``spec_id`` of the network ``spec`` builds (``canonical_network``): two specs that differ only
+    in an inert skip choice share it (records written before decoding made skips canonical,
+    2026-12-07, hold such pairs under two ids)."""
+    return spec_id(canonical_network(spec))
 
 
 def member_resolution(fraction: float, native_resolution: int) -> int:

@@ -94,6 +94,19 @@ def nas_here(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["nas", *args], code, out.getvalue(), err.getvalue())
 
 
+def one_network_recorded_twice() -> tuple[dict, dict]:
+    """The committed CPU search's one-member samples #9 and #12 (records.jsonl rows): one network
+    and seed recorded under two ids, their specs differing only in block 2's skip (pool against
+    identity on a layer whose 8 channels in and out match, where both add the input), written
+    before decoding made such skips canonical."""
+    import json
+
+    run = ROOT / "experiments" / "results" / "cpu_search_2026-12-02"
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    nine, twelve = (next(r for r in records if (r["size"], r["sample"]) == (1, s)) for s in (9, 12))
+    return nine, twelve
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Let a worker exit within the 5 s pytest-xdist allows before it sends SIGINT. After the
     suite a worker holds millions of objects (traced programs, arrays), and pytest's last

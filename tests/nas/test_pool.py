@@ -10,6 +10,8 @@ from nas.ensemble import evaluate_ensemble, log_softmax
 from nas.pool import member_pool, pool_fronts, search_sizes, subset_accuracies
 from nas.store import RunDir
 from search_space.errors import UserError
+from search_space.space import MnasNetSpace
+from tests.conftest import one_network_recorded_twice
 
 N_IMAGES, CLASSES = 400, 5
 
@@ -79,7 +81,9 @@ def _fake_run(tmp_path, n_members=6):
     logits, labels = _pool_logits(n_members, seed=3)
     run = RunDir(tmp_path / "run")
     run.create({"dataset": "synthetic", "sizes": [1, 2]})
-    members = [{"key": f"k{i}", "id": f"id{i}", "seed": i % 2, "spec": {"i": i}, "latency_ms": 1.0 + i,
+    space, rng = MnasNetSpace(28), np.random.default_rng(4)
+    specs = [space.decode_member(space.sample(rng)).to_dict() for _ in range(n_members)]
+    members = [{"key": f"k{i}", "id": f"id{i}", "seed": i % 2, "spec": specs[i], "latency_ms": 1.0 + i,
                 "multiply_adds": 1000 * (i + 1), "params": 10 * (i + 1), "status": "ok",
                 "val_accuracy": float((logits[i].argmax(-1) == labels).mean())} for i in range(n_members)]
     for i in range(n_members):
@@ -132,6 +136,21 @@ def test_members_without_logits_are_left_out_and_an_empty_pool_is_one_error(tmp_
         run.member_path(f"k{i}").unlink()
     with pytest.raises(UserError, match="no trained member with cached validation logits"):
         member_pool(run)
+
+
+def test_one_network_and_seed_recorded_under_two_ids_is_one_pool_member(tmp_path):
+    """Records from before skips were decoded canonically can hold one network twice (the CPU
+    search's #9 and #12): the pool keeps it once, so no pool pair is a network with itself; the
+    same network with another seed is another member."""
+    run, logits, labels = _fake_run(tmp_path)
+    nine, twelve = (r["members"][0]["spec"] for r in one_network_recorded_twice())
+    base = run.records()[0]["members"][0]
+    for sample, (key, spec, seed) in enumerate((("k6", nine, 0), ("k7", twelve, 0), ("k8", twelve, 1)), start=2):
+        run.save_member(key, {"status": "ok"}, logits[0])
+        run.append_record({"size": 1, "sample": sample, "status": "ok", "accuracy": 0.5, "latency_max_ms": 1.0,
+                           "members": [{**base, "key": key, "id": f"id-{key}", "spec": spec, "seed": seed}]})
+    members, lp = member_pool(run)
+    assert [m.key for m in members] == ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k8"] and len(lp) == 8
 
 
 def test_holdout_check_scores_each_pick_on_the_half_it_was_not_chosen_on(tmp_path):

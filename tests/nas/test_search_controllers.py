@@ -16,6 +16,7 @@ from nas.search import run_search
 from nas.search_cli import make_plots
 from nas.store import RunDir
 from search_space.errors import UserError
+from tests.conftest import one_network_recorded_twice
 from trainer.config import TrainConfig
 from trainer.data import Dataset
 from trainer.train import MemberResult
@@ -421,6 +422,49 @@ def test_retrain_trains_a_member_shared_by_chosen_ensembles_once(tmp_path, monke
     assert f"[{len(set(members))}/{len(set(members))}," in capsys.readouterr().err  # progress counts distinct members
 
 
+def test_retrain_trains_one_network_recorded_under_two_ids_once(tmp_path, monkeypatch):
+    """A run recorded before skips were decoded canonically can hold one network and seed under two
+    ids (the CPU search's #9 and #12, given here to two one-member samples): retrained once, in a
+    folder named by the network; a member retrained before then keeps its own folder."""
+    import json
+
+    import trainer.data
+    import trainer.retrain
+    from nas.retrained import retrain_dir
+    from search_space import from_dict as spec_from_dict, network_id
+
+    _search(tmp_path / "run", "random")
+    run = RunDir(tmp_path / "run")
+    nine, twelve = (r["members"][0] for r in one_network_recorded_twice())
+    records = run.records()
+    for r in records:
+        if r["size"] == 1 and r["sample"] in (0, 1):
+            m = nine if r["sample"] == 0 else twelve
+            r["members"] = [{**r["members"][0], "id": m["id"], "spec": m["spec"], "seed": 0}]
+    (run.path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
+    calls = []
+
+    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
+        calls.append((spec.id, checkpoint_dir))
+        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
+        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
+
+    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    args = ["retrain", str(run.path), "--size", "1", "--sample", "0", "--sample", "1", "--epochs", "1"]
+    assert main(args) == 0
+    network = network_id(spec_from_dict(nine["spec"]))
+    assert calls == [(network, retrain_dir(run.path, network, 0, "fast1"))]  # the network's canonical spec
+    assert len(run.retrains()) == 2
+    # a run retrained before: the folder of the member's own id, where the network's is absent
+    recorded = twelve["id"] if network == nine["id"] else nine["id"]  # the one not written canonically
+    old = retrain_dir(run.path, recorded, 0, "fast2")
+    old.mkdir(parents=True)
+    calls.clear()
+    assert main(args[:-1] + ["2"]) == 0
+    assert sorted(calls) == sorted([(network, retrain_dir(run.path, network, 0, "fast2")), (recorded, old)])
+
+
 def test_retrain_set_is_a_setting_of_its_own(tmp_path, monkeypatch, capsys):
     """`nas retrain --set` trains with the changed recipe into checkpoint folders and rows of their
     own; the same change however spelt is the same setting (a rerun reports it), the plain recipe
@@ -758,8 +802,7 @@ def test_two_samples_of_one_network_in_the_cpu_search_now_decode_to_one_spec():
 
     run = pathlib.Path(__file__).parents[2] / "experiments" / "results" / "cpu_search_2026-12-02"
     config = from_dict(json.loads((run / "config.json").read_text()))
-    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
-    nine, twelve = (next(r for r in records if (r["size"], r["sample"]) == (1, s)) for s in (9, 12))
+    nine, twelve = one_network_recorded_twice()
     assert nine["members"][0]["id"] != twelve["members"][0]["id"]  # as recorded
     decode = make_space(config, 28)
     assert decode(np.array(nine["decisions"])) == decode(np.array(twelve["decisions"]))

@@ -124,3 +124,22 @@ def test_decoding_writes_inert_skips_canonically_and_encode_round_trips_to_that(
     # a spec written by hand with an inert skip encodes to the canonical vector of its network
     assert space.decode_member(space.encode_member(raw)) == spec
     assert space.encode_member(raw) == space.encode_member(spec)
+
+
+def test_network_id_is_one_for_specs_that_differ_only_in_an_inert_skip():
+    import dataclasses
+
+    from search_space import SkipOp, WideResNetSpec, from_dict, network_id, spec_id
+    from tests.conftest import one_network_recorded_twice
+
+    nine, twelve = (from_dict(r["members"][0]["spec"]) for r in one_network_recorded_twice())
+    assert spec_id(nine) != spec_id(twelve)  # as recorded before decoding wrote skips canonically
+    assert network_id(nine) == network_id(twelve)
+    assert {network_id(nine)} & {spec_id(nine), spec_id(twelve)}  # one of the two was written canonically
+    assert layer_plan(nine) == layer_plan(twelve)
+    # a spec whose skip changes the network keeps an id of its own; other kinds of spec: their spec_id
+    other = nine.replace(blocks=tuple(dataclasses.replace(b, skip=SkipOp.NONE) if i == 1 else b
+                                      for i, b in enumerate(nine.blocks)))
+    assert layer_plan(other) != layer_plan(nine) and network_id(other) != network_id(nine)
+    wrn = WideResNetSpec(depth=10, width=1)
+    assert network_id(wrn) == spec_id(wrn)
