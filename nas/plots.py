@@ -181,6 +181,40 @@ def pool_figure(records: list[dict[str, Any]], pool_front: Any, path: Path, titl
     return _save_latency_figure(fig, ax, path, title or "Searched fronts and the member pool's")
 
 
+def budget_figure(summary: Any, cost: str, path: Path, title: str = "") -> Path:
+    """`nas pool --retrained` (nas/pool_budget.py): left, under each cost budget, the held-out test
+    accuracy of the best pick of each size (a step: a budget holds until the next); right, each
+    ensemble size's lead over the single model picked under the same budget, with its sd over the
+    halvings as error bars."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    scale, unit = (1.0, "max member latency on Pixel 1 (ms)") if cost == "latency" else (1e-6, "summed MFLOPs")
+    for k, d in summary.groupby("size", sort=True):
+        d = d.sort_values("budget")
+        c, label = COLORS.get(int(k)), "single model" if k == 1 else f"{int(k)} members"
+        a.step(d["budget"] * scale, 100 * d["score_accuracy"], where="post", color=c, label=label)
+        a.scatter(d["budget"] * scale, 100 * d["score_accuracy"], color=c, s=12)
+        if k != 1 and "lead" in d and d["lead"].notna().any():
+            e = d[d["lead"].notna()]
+            b.errorbar(e["budget"] * scale, 100 * e["lead"], yerr=100 * e["lead_std"].fillna(0.0), color=c, fmt="o-",
+                       ms=3, lw=1, capsize=2, label=label)
+    b.axhline(0.0, color="gray", lw=0.8)
+    beyond = summary[summary["beyond_singles"]]["budget"] * scale
+    for ax in (a, b):
+        if len(beyond):  # no pooled model costs this much alone: ensembles face the best single, not one of that cost
+            ax.axvspan(beyond.min(), beyond.max(), color="gray", alpha=0.12, lw=0,
+                       label="above every pooled model's own cost")
+        ax.set_xlabel(f"budget: {unit}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    a.set_ylabel("held-out test accuracy (%), best pick within the budget")
+    b.set_ylabel("lead over the single model (points)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: str = "") -> Path:
     """Figure 3's samples (faint) and searched fronts, with n copies of searched members (nas/seeds.py)
     over them: diamonds in the n-member color, straight above their member (same max latency)."""

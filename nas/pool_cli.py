@@ -14,6 +14,7 @@ import pandas as pd
 from nas.config import from_dict, load_config_dataset
 from nas.pareto import json_rows
 from nas.store import RunDir
+from nas.words import counted
 from search_space.errors import UserError
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
 
 
 def run_pool_cmd(args: argparse.Namespace) -> int:
+    if args.retrained:
+        return run_retrained_pool_cmd(args)
     from nas.plots import pool_figure
     from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, pool_fronts
 
@@ -82,6 +85,101 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     if holdout is not None:
         print_holdout(holdout)
     return 0
+
+
+def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
+    """`nas pool RUN --retrained`: under each cost budget, the best single model against the best
+    ensembles of the members retrained in one setting, chosen and scored on halves of the test images
+    (nas/pool_budget.py)."""
+    from nas.plots import budget_figure
+    from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT
+    from nas.pool_budget import COSTS, budget_check, budget_summary, retrained_pool, retrained_settings
+
+    run = RunDir(args.run)
+    cfg = run.read_search_config()
+    run.check_writable("pool")
+    settings = retrained_settings(run)
+    if not settings:
+        raise UserError(f"{run.path}: no member retrained to the end yet (`nas retrain {run.path}` first)")
+    slug = args.retrain_setting
+    if slug is None:
+        if len(settings) > 1:
+            raise UserError(f"{run.path}: members were retrained in several settings; choose one with "
+                            f"--retrain-setting ({', '.join(settings)})")
+        slug = settings[0]
+    elif slug not in settings:
+        raise UserError(f"--retrain-setting {slug}: no member retrained to the end in it (settings: {', '.join(settings)})")
+    sizes = sorted({1, *(args.sizes or cfg["sizes"])})  # the single model is what every size is measured against
+    ds = load_config_dataset(from_dict(cfg))
+    members, log_probs, _ = retrained_pool(run, slug, ds)
+    checks = budget_check(members, log_probs, ds.y_test, sizes, cost=args.cost, splits=args.holdout_splits,
+                          limit=args.limit or DEFAULT_LIMIT, beam=args.beam or DEFAULT_BEAM,
+                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+    summary = budget_summary(checks)
+    name = f"pool_retrained_{slug}_{args.cost}"
+    csv_path = run.path / f"{name}.csv"
+    checks.to_csv(csv_path, index=False)  # one row per halving, size and budget
+    (run.path / "plots").mkdir(exist_ok=True)
+    fig = budget_figure(summary, args.cost, run.path / "plots" / f"{name}.png",
+                        f"{cfg['dataset']}: {len(members)} members retrained ({slug}), pooled; held out over "
+                        f"{args.holdout_splits} halvings of the test images")
+    if args.json:
+        print(json.dumps({"run": str(run.path), "setting": slug, "cost": args.cost, "members": len(members),
+                          "checks_csv": str(csv_path), "figure": str(fig), "budgets": json_rows(summary)},
+                         default=_json_default))
+        return 0
+    print(f"run {run.path}: {len(members)} distinct members retrained in setting {slug}, pooled (geometric-mean "
+          f"test accuracy); cost: {COSTS[args.cost]}")
+    print(f"held out: {args.holdout_splits} random halvings of the {len(ds.y_test):,} test images; under each budget "
+          "the most accurate ensemble of each size on one half, scored on the other (mean); lead over the single "
+          "model picked under the same budget, in points, with its sd over halvings and the halvings it was positive in")
+    print_budgets(summary, args.cost)
+    print(f"picks per halving {csv_path}; figure {fig}")
+    return 0
+
+
+def print_budgets(summary: pd.DataFrame, cost: str) -> None:
+    """`nas pool --retrained`'s table: a row per budget, a column group per size."""
+    sizes = sorted(int(k) for k in summary["size"].unique())
+    unit = "ms" if cost == "latency" else "MFLOPs"
+    head = f"{'budget ' + unit:>14}{'single':>9}" + "".join(f"{f'size {k}':>9}{'lead':>8}{'sd':>6}{'>0':>7}"
+                                                           for k in sizes if k != 1)
+    print(head)
+    for budget, d in summary.groupby("budget", sort=True):
+        by = {int(r["size"]): r for r in d.to_dict("records")}
+        shown = f"{budget if cost == 'latency' else budget / 1e6:.2f}" + ("*" if d["beyond_singles"].iloc[0] else " ")
+        line = f"{shown:>15}{_acc(by.get(1, {}).get('score_accuracy')):>8}"
+        for k in sizes:
+            if k == 1:
+                continue
+            r = by.get(k, {})
+            lead, sd = r.get("lead"), r.get("lead_std")
+            positive = "-" if lead is None or pd.isna(lead) else f"{int(r['lead_positive'])}/{int(r['lead_splits'])}"
+            line += (f"{_acc(r.get('score_accuracy')):>9}{_pts(lead):>8}"
+                     f"{'-' if sd is None or pd.isna(sd) else f'{100 * sd:.2f}':>6}{positive:>7}")
+        print(line)
+    if summary["beyond_singles"].any():
+        print("* above every pooled model's own cost: the ensembles there are compared with the pool's best single "
+              "model, not with one of that cost")
+    for k in sizes:
+        if k == 1:
+            continue
+        d = summary[(summary["size"] == k) & summary["lead"].notna()] if "lead" in summary else summary.iloc[0:0]
+        d = d[~d["beyond_singles"]]
+        if len(d):
+            every = int((d["lead_positive"] == d["lead_splits"]).sum())
+            none = int((d["lead_positive"] == 0).sum())
+            print(f"size {k}, at {counted(len(d), 'budget')} within the pooled models' own costs: ahead of the single "
+                  f"model in every halving at {every}, behind in every halving at {none}; median lead "
+                  f"{100 * d['lead'].median():+.2f} points")
+
+
+def _acc(x: object) -> str:
+    return "-" if x is None or pd.isna(x) else f"{x:.4f}"
+
+
+def _pts(x: object) -> str:
+    return "-" if x is None or pd.isna(x) else f"{100 * x:+.2f}"
 
 
 def print_holdout(holdout: pd.DataFrame) -> None:

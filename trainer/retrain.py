@@ -94,6 +94,14 @@ def _read_saved(path: Path, epochs: int, fingerprint: str, labels: np.ndarray) -
                          from_saved_logits=True)
 
 
+def saved_test_logits(checkpoint_dir: str | Path, epochs: int, dataset: Dataset) -> np.ndarray | None:
+    """The test logits a finished retraining of ``epochs`` epochs saved in ``checkpoint_dir`` for
+    ``dataset``'s test set; None where there are none (unfinished, another length or test set,
+    damaged). The folder's own run is not checked: its caller names the folder by it (`nas retrain`)."""
+    saved = _read_saved(Path(checkpoint_dir) / SAVED_LOGITS, epochs, dataset.test_fingerprint, dataset.y_test)
+    return None if saved is None else saved.test_logits
+
+
 # What the folder's one run retrains: the member, the training data (by content, not by the name or
 # path it was loaded by), the seed and the recipe but its length (a later call may lengthen the
 # schedule: epochs, and with them the warm-up and step boundaries, with_epochs). Written before the
