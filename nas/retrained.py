@@ -35,8 +35,9 @@ import pandas as pd
 from nas.pareto import pareto_front
 from nas.words import counted
 from search_space.errors import UserError
-from search_space.space import canonical_network
+from search_space.space import canonical_network, network_id
 from search_space.spec import AnySpec, spec_id
+from search_space.spec import from_dict as spec_from_dict
 from trainer.config import TrainConfig
 from trainer.checkpoints import checkpoint_steps
 
@@ -114,8 +115,12 @@ def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any
     and Pixel-1 latency (from the search's records, or from the retrain row where `nas retrain`
     stored them), its test accuracy, and the ``size`` and ``sample`` of an ensemble it was retrained
     in (a one-member one where there is one). Each is a single model trained as the recipe says, so
-    a member of a retrained pair is also a retrained single of its own latency."""
+    a member of a retrained pair is also a retrained single of its own latency. One network and seed
+    recorded under two ids (records from before skips were decoded canonically) is one member."""
+    records = list(records)
     by_ensemble = {r["ensemble_id"]: r["members"] for r in records if r.get("members")}
+    network = {m["id"]: network_id(spec_from_dict(m["spec"])) for r in records for m in r.get("members", [])
+               if m.get("spec")}
     out: dict[tuple, dict[str, Any]] = {}
     for r in rows:
         members = r.get("members") or by_ensemble.get(r["ensemble_id"], [])
@@ -125,7 +130,7 @@ def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any
         for m, test in zip(members, tests):
             if m.get("val_accuracy") is None:
                 continue
-            key = (*row_setting(r), m["id"], m.get("seed"))
+            key = (*row_setting(r), network.get(m["id"], m["id"]), m.get("seed"))
             if key in out and out[key]["size"] <= int(r["size"]):
                 continue
             latency = m.get("latency_ms")

@@ -209,3 +209,19 @@ def test_show_names_the_members_checkpointed_mid_way_and_the_options_that_resume
     assert main(["show", str(run), "--json"]) == 0
     unfinished, = json.loads(capsys.readouterr().out)["retraining_unfinished"]
     assert unfinished["epochs"] == 3 and [m["epoch"] for m in unfinished["members"]] == [1, 2]
+
+
+def test_one_network_recorded_under_two_ids_is_one_retrained_member():
+    """The CPU search's #9 and #12 (one network and seed, two ids in records from before skips were
+    decoded canonically), retrained as two one-member samples: one member of the rank agreement."""
+    from tests.conftest import one_network_recorded_twice
+
+    records = list(one_network_recorded_twice())
+    rows = [{**_row(1, r["sample"], r["accuracy"], 0.85, r["latency_max_ms"], eid=r["ensemble_id"]),
+             "members": [{"id": r["members"][0]["id"], "seed": 0, "val_accuracy": r["accuracy"]}]} for r in records]
+    assert len(retrain_frame(rows)) == 2
+    members = member_frame(rows, records)
+    assert len(members) == 1 and members.iloc[0]["sample"] == 9
+    other = [{**records[1], "members": [{**records[1]["members"][0], "spec": records[0]["members"][0]["spec"]
+                                         | {"resolution": 21}}]}]  # another network under #12's id
+    assert len(member_frame(rows, records[:1] + other)) == 2
