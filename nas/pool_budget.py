@@ -54,6 +54,7 @@ def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMembe
     setting ``slug`` finished, with their test log-probabilities, float32 (members, test images,
     classes), and the checkpoint folders they came from. ``dataset``: the run's, whose test set the
     logits were saved for. Raises UserError when fewer than two are there."""
+    from nas.search import member_seed
     from trainer.retrain import saved_test_logits
 
     epochs = setting_epochs(slug)
@@ -69,7 +70,7 @@ def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMembe
             if m.get("status") != "ok":
                 continue
             spec = spec_from_dict(m["spec"])
-            seed = int(m.get("seed", search_seed + pos))
+            seed = member_seed(m, search_seed, pos)
             if (network_id(spec), seed) in seen:
                 continue
             seen.add((network_id(spec), seed))
