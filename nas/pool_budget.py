@@ -169,3 +169,16 @@ def budget_summary(checks: pd.DataFrame) -> pd.DataFrame:
                             "lead_positive": int((lead > 0).sum()), "lead_splits": int(len(lead))})
         out.append(row)
     return pd.DataFrame(out)
+
+
+def budget_verdicts(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per ensemble size, over the budgets within the pooled models' own costs (``budget_summary``'s
+    rows not ``beyond_singles``): how many there are, at how many the size led the single model in
+    every halving and trailed it in every halving, and its median lead (accuracy, not points)."""
+    out = []
+    if "lead" not in summary:
+        return out
+    for k, d in summary[summary["lead"].notna() & ~summary["beyond_singles"]].groupby("size", sort=True):
+        out.append({"size": int(k), "budgets": int(len(d)), "ahead": int((d["lead_positive"] == d["lead_splits"]).sum()),
+                    "behind": int((d["lead_positive"] == 0).sum()), "median_lead": float(d["lead"].median())})
+    return out

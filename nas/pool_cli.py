@@ -140,6 +140,8 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
 
 def print_budgets(summary: pd.DataFrame, cost: str) -> None:
     """`nas pool --retrained`'s table: a row per budget, a column group per size."""
+    from nas.pool_budget import budget_verdicts
+
     sizes = sorted(int(k) for k in summary["size"].unique())
     unit = "ms" if cost == "latency" else "MFLOPs"
     head = f"{'budget ' + unit:>14}{'single':>9}" + "".join(f"{f'size {k}':>9}{'lead':>8}{'sd':>6}{'>0':>7}"
@@ -161,17 +163,10 @@ def print_budgets(summary: pd.DataFrame, cost: str) -> None:
     if summary["beyond_singles"].any():
         print("* above every pooled model's own cost: the ensembles there are compared with the pool's best single "
               "model, not with one of that cost")
-    for k in sizes:
-        if k == 1:
-            continue
-        d = summary[(summary["size"] == k) & summary["lead"].notna()] if "lead" in summary else summary.iloc[0:0]
-        d = d[~d["beyond_singles"]]
-        if len(d):
-            every = int((d["lead_positive"] == d["lead_splits"]).sum())
-            none = int((d["lead_positive"] == 0).sum())
-            print(f"size {k}, at {counted(len(d), 'budget')} within the pooled models' own costs: ahead of the single "
-                  f"model in every halving at {every}, behind in every halving at {none}; median lead "
-                  f"{100 * d['lead'].median():+.2f} points")
+    for v in budget_verdicts(summary):
+        print(f"size {v['size']}, at {counted(v['budgets'], 'budget')} within the pooled models' own costs: ahead of "
+              f"the single model in every halving at {v['ahead']}, behind in every halving at {v['behind']}; median "
+              f"lead {100 * v['median_lead']:+.2f} points")
 
 
 def _acc(x: object) -> str:

@@ -205,6 +205,34 @@ def _holdout(run: RunDir) -> list[str]:
                      "optimism: pool", "searched"], rows, [True] * 8) + [""])
 
 
+def _retrained_pools(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
+    """`nas pool --retrained`'s verdicts per setting and cost (RUN/pool_retrained_SETTING_COST.csv),
+    where it has run."""
+    from nas.pool_budget import COSTS, budget_summary, budget_verdicts
+
+    rows, images = [], []
+    for path in sorted(run.path.glob("pool_retrained_*_*.csv")):
+        slug, cost = path.stem[len("pool_retrained_"):].rsplit("_", 1)
+        if cost not in COSTS:
+            continue
+        summary = budget_summary(pd.read_csv(path))
+        singles = summary[summary["size"] == 1]["score_accuracy"]
+        for v in budget_verdicts(summary):
+            best = summary[summary["size"] == v["size"]]["score_accuracy"].max()
+            rows.append([slug, cost, v["size"], v["budgets"], v["ahead"], v["behind"], f"{100 * v['median_lead']:+.2f}",
+                         pct(best, 2), pct(singles.max(), 2)])
+        images += image_lines(plots / f"{path.stem}.png", out_dir, f"retrained pool, {slug}, {cost} budget")
+    if not rows:
+        return []
+    return section("Retrained members recombined, per budget", [
+        "Every member `nas retrain` finished in a setting, pooled (`nas pool --retrained`): under each cost budget "
+        "the most accurate single model and ensemble of each size, chosen on one half of the test images and scored "
+        "on the other, over random halvings. Counts of budgets within the pooled models' own costs; leads in points.",
+        ""] + table(["setting", "cost", "size", "budgets", "ahead in every halving", "behind in every halving",
+                     "median lead", "best held out", "best single held out"], rows,
+                    [False, False] + [True] * 7) + [""] + images)
+
+
 def _seeds(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
     """`nas seeds`' copies of searched members (RUN/seeds.csv), where it has run."""
     path = run.path / "seeds.csv"
@@ -277,7 +305,8 @@ def markdown(run: RunDir, s: dict[str, Any], cfg: dict[str, Any], out_dir: Path)
     lines = (_header(s, cfg) + image_lines(plots / "figure3.png", out_dir, "Figure 3: accuracy against max member latency")
              + _sizes(s) + _within(s) + _fronts(s) + _pool(run, plots, out_dir) + _seeds(run, plots, out_dir)
              + section("Search progress", image_lines(plots / "curves.png", out_dir, "reward and entropy per update"))
-             + _diversity(s, plots, out_dir) + _members(s) + _retrained(s, plots, out_dir))
+             + _diversity(s, plots, out_dir) + _members(s) + _retrained(s, plots, out_dir)
+             + _retrained_pools(run, plots, out_dir))
     linked = {line[line.index("](") + 2:-1] for line in lines if line.startswith("![")}
     others = [image_lines(path, out_dir, path.stem) for path in sorted(plots.glob("*.png"))
               if Path(os.path.relpath(path, out_dir)).as_posix() not in linked]  # `nas pool`'s, `nas seeds`' ...

@@ -165,6 +165,14 @@ def test_nas_pool_retrained_writes_picks_and_figure_and_prints_leads(tmp_path, m
     costliest = 2 * 4000  # member k3's FLOPs: pairs cost more than any single model in the pool
     assert {b["budget"] > costliest for b in got["budgets"]} == {True, False}
     assert all(b["beyond_singles"] == (b["budget"] > costliest) for b in got["budgets"])
+    # the run's report carries both costs' verdicts and figures
+    from nas.report import _retrained_pools
+
+    page = "\n".join(_retrained_pools(run, run.path / "plots", run.path))
+    assert "## Retrained members recombined, per budget" in page
+    assert "| fast3-n100 | flops | 2 |" in page and "| fast3-n100 | latency | 2 |" in page
+    assert "(plots/pool_retrained_fast3-n100_latency.png)" in page
+    assert _retrained_pools(RunDir(tmp_path / "elsewhere"), run.path / "plots", run.path) == []
     # bad input: one line, exit 2
     assert main(["pool", str(run.path), "--retrained", "--retrain-setting", "fast4-n100"]) == 2
     assert "--retrain-setting fast4-n100: no member retrained to the end in it (settings: fast3-n100)" in \
