@@ -16,3 +16,4 @@ for S in fast4-n10000 fast12-n10000 fast24-n10000; do
 done
 cp "$R"/pool_retrained_fast12-n10000_*.csv "$R/retrain.jsonl" "$OUT/"
 cp "$R"/plots/pool_retrained_fast12-n10000_*.png "$OUT/"
+python experiments/results/cpu_retrained_pool_2026-12-07/picks_spread.py "$R" > "$OUT/picks_spread.txt"
