@@ -558,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=_nonnegative_int, help="with --size: this searched sample")
     p.add_argument("--setting", metavar="SETTING",
                    help="the retraining setting, e.g. fast4-n10000 (needed where an ensemble was retrained in several)")
+    p.add_argument("--members", metavar="ID[@SEED],...",
+                   help="instead, an ensemble of these retrained members (ids' first characters, each with its seed "
+                        "where it was searched with several), e.g. a pick of `nas pool --retrained`, whose CSV names "
+                        "them so")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="classify image files with an exported ensemble",

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
-from nas.retrained import member_retraining, retrain_recipe, row_setting, setting_label, setting_slug
+from nas.retrained import (member_retraining, retrain_recipe, row_setting, setting_label, setting_slug, slug_setting,
+                           split_recipe_label)
 from nas.store import RunDir
 from nas.words import counted
 from search_space.errors import UserError
@@ -76,46 +77,99 @@ def member_specs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {m["id"]: m["spec"] for r in records for m in r.get("members", []) if "spec" in m}
 
 
+def chosen_members(records: list[dict[str, Any]], wanted: list[str], search_seed: int) -> list[dict[str, Any]]:
+    """The members `nas export --members` names, each "ID" or "ID@SEED" (an id's first characters,
+    as `nas pool --retrained` writes them), as the run's records hold them, with their seed. Raises
+    UserError for one that matches no member, or several."""
+    from nas.search import member_seed
+
+    known: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in records:
+        for pos, m in enumerate(r.get("members", [])):
+            if m.get("status", "ok") == "ok" and "spec" in m:
+                seed = member_seed(m, search_seed, pos)
+                known.setdefault((m["id"], seed), {**m, "seed": seed})
+    out = []
+    for w in wanted:
+        prefix, _, seed = w.partition("@")
+        if not prefix or (seed and not seed.isdigit()):
+            raise UserError(f"--members {w}: not ID or ID@SEED")
+        found = [m for (i, s), m in known.items() if i.startswith(prefix) and (not seed or s == int(seed))]
+        if not found:
+            raise UserError(f"--members {w}: no member of the run's records matches")
+        if len(found) > 1:
+            raise UserError(f"--members {w}: matches {len(found)} members ("
+                            + ", ".join(f"{m['id'][:12]}@{m['seed']}" for m in found[:6]) + "); give more of it")
+        out.append(found[0])
+    return out
+
+
 def run_export_cmd(args: argparse.Namespace) -> int:
+    from nas.ensemble import evaluate_ensemble
     from nas.export import check_out_folder, data_manifest, member_arrays, read_back_note, write_ensemble
+    from nas.pool import ensemble_key
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import with_training_subset
-    from trainer.retrain import restore_retrained
+    from trainer.retrain import restore_retrained, saved_test_logits
 
     run = RunDir(args.run)
     cfg = from_dict(run.read_search_config())
-    row = choose_retrained(retrained_rows(run), args.ensemble, args.size, args.sample, args.setting)
-    setting = row_setting(row)
-    recipe_name, epochs, subset = row["recipe"], int(row["epochs"]), row.get("train_examples")
-    recipe = retrain_recipe(setting[0], epochs)  # with what `nas retrain --set` changed in it
-    slug = setting_slug(*setting)
     records = run.records()
-    specs, chosen_members = member_specs(records), row_members(row, records)
+    if args.members:
+        if args.ensemble or args.size or args.sample is not None:
+            raise UserError("--members: names the ensemble by itself; drop --ensemble, --size and --sample")
+        slug = members_setting(run, args.setting)
+        setting = slug_setting(slug)
+        chosen = chosen_members(records, [w for w in args.members.split(",") if w], cfg.seed)
+        if len({(m["id"], m["seed"]) for m in chosen}) < len(chosen):
+            raise UserError(f"--members {args.members}: names a member twice")
+        row: dict[str, Any] = {"size": len(chosen), "sample": "members",
+                               "ensemble_id": ensemble_key(f"{m['id']}@{m['seed']}" for m in chosen),
+                               "latency_max_ms": max(float(m["latency_ms"]) for m in chosen)}
+    else:
+        row = choose_retrained(retrained_rows(run), args.ensemble, args.size, args.sample, args.setting)
+        setting = row_setting(row)
+        slug = setting_slug(*setting)
+        chosen = row_members(row, records)
+    recipe_name, items = split_recipe_label(setting[0])
+    epochs, subset = setting[1], setting[2] or None
+    recipe = retrain_recipe(setting[0], epochs)  # with what `nas retrain --set` changed in it
+    specs = member_specs(records)
     out = Path(args.out)
     check_out_folder(out)  # before any loading or compiling (write_ensemble checks again when it writes)
     ds = load_config_dataset(cfg)
     # the images the members were retrained on, over which their batch-norm statistics are recomputed
     train = with_training_subset(ds, cfg.seed, int(subset) if subset else None)
-    print(f"exporting size {row['size']} #{row['sample']} ({row['ensemble_id'][:12]}, "
-          f"{setting_label(*setting)}): test accuracy {row['test_accuracy']:.4f}",
-          file=sys.stderr)
-    members, arrays = [], []
-    for pos, m in enumerate(chosen_members):
+    restorations = []
+    for pos, m in enumerate(chosen):
         seed = int(m["seed"]) if m.get("seed") is not None else cfg.seed + pos
         if m["id"] not in specs:
             raise UserError(f"member {m['id'][:12]}: not in {run.path}/records.jsonl")
-        spec, ckpt = member_retraining(run.path, spec_from_dict(specs[m["id"]]), m["id"], seed, slug)
+        restorations.append((m, seed, *member_retraining(run.path, spec_from_dict(specs[m["id"]]), m["id"], seed, slug)))
+    if "test_accuracy" not in row:  # members chosen by hand: the ensemble of their saved test logits
+        logits = [saved_test_logits(ckpt, epochs, ds) for _, _, _, ckpt in restorations]
+        missing = [f"{m['id'][:12]}@{seed}" for (m, seed, _, _), x in zip(restorations, logits) if x is None]
+        if missing:
+            raise UserError(f"--members: {', '.join(missing)} not retrained to the end in setting {slug} "
+                            f"(`nas retrain {run.path}` first)")
+        row["test_member_accuracies"] = [float((x.argmax(-1) == ds.y_test).mean()) for x in logits]
+        row["test_accuracy"] = evaluate_ensemble(logits, ds.y_test).accuracy
+    print(f"exporting size {row['size']} " + (f"#{row['sample']} " if row["sample"] != "members" else "")
+          + f"({row['ensemble_id'][:12]}, {setting_label(*setting)}): test accuracy {row['test_accuracy']:.4f}",
+          file=sys.stderr)
+    members, arrays = [], []
+    for pos, (m, seed, spec, ckpt) in enumerate(restorations):
         model = restore_retrained(spec, train, recipe, seed, ckpt)
         arrays.append(member_arrays(model))
         test_acc = row["test_member_accuracies"][pos] if pos < len(row.get("test_member_accuracies", [])) else None
         members.append({"id": spec.id, "seed": seed, "resolution": spec.resolution, "spec": spec.to_dict(),
                         "latency_ms": m.get("latency_ms"), "test_accuracy": test_acc})
-        print(f"  member {pos + 1}/{len(chosen_members)} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
+        print(f"  member {pos + 1}/{len(chosen)} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
               f"from {ckpt}", file=sys.stderr, flush=True)
     manifest = {
         **data_manifest(ds, train.x_train, recipe.tta_flip), "members": members, "size": int(row["size"]),
         "sample": row["sample"], "ensemble_id": row["ensemble_id"],
-        "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "set": row.get("set") or [],
+        "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "set": items,
                                                                   "epochs": epochs, "train_examples": subset,
                                                                   "setting": slug},
         "source_run": str(run.path.resolve()), "test_accuracy": row["test_accuracy"],
@@ -128,6 +182,22 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     return 0
+
+
+def members_setting(run: RunDir, setting: str | None) -> str:
+    """The retraining setting `nas export --members` restores from: ``setting``, or the only one in
+    which any member's retraining finished."""
+    from nas.pool_budget import retrained_settings
+
+    settings = retrained_settings(run)
+    if setting is None:
+        if len(settings) != 1:
+            raise UserError(f"--members: give --setting ({', '.join(settings) or 'no member retrained to the end yet'})")
+        return settings[0]
+    if setting not in settings:
+        raise UserError(f"--setting {setting}: no member retrained to the end in it (settings: "
+                        f"{', '.join(settings) or 'none'})")
+    return setting
 
 
 def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:

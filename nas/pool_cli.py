@@ -115,6 +115,8 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
     checks = budget_check(members, log_probs, ds.y_test, sizes, cost=args.cost, splits=args.holdout_splits,
                           limit=args.limit or DEFAULT_LIMIT, beam=args.beam or DEFAULT_BEAM,
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+    checks["member_ids"] = [",".join(f"{members[int(i)].id[:12]}@{members[int(i)].seed}" for i in picked.split())
+                            for picked in checks["members"]]  # as `nas export --members` takes them
     summary = budget_summary(checks)
     name = f"pool_retrained_{slug}_{args.cost}"
     csv_path = run.path / f"{name}.csv"
@@ -134,7 +136,15 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
           "the most accurate ensemble of each size on one half, scored on the other (mean); lead over the single "
           "model picked under the same budget, in points, with its sd over halvings and the halvings it was positive in")
     print_budgets(summary, args.cost)
-    print(f"picks per halving {csv_path}; figure {fig}")
+    for k, d in summary.groupby("size", sort=True):
+        best = d.sort_values(["score_accuracy", "budget"], ascending=[False, True]).iloc[0]
+        picks = checks[(checks["size"] == k) & (checks["budget"] == best["budget"])]["member_ids"]
+        shown = best["budget"] if args.cost == "latency" else best["budget"] / 1e6
+        print(f"size {k}: best held out {100 * best['score_accuracy']:.2f}% within {shown:.2f} "
+              f"{'ms' if args.cost == 'latency' else 'MFLOPs'}, most often picked ({picks.value_counts().iloc[0]} of "
+              f"{len(picks)} halvings): {picks.value_counts().index[0]}")
+    print(f"picks per halving {csv_path}; figure {fig}; a pick as a folder of its own: "
+          f"nas export {run.path} --setting {slug} --members IDS --out DIR")
     return 0
 
 

@@ -186,6 +186,15 @@ def slug_options(slug: str) -> list[str] | None:
     return None if m is None else _options(m)
 
 
+def slug_setting(slug: str) -> tuple[str, int, int]:
+    """``setting_slug`` undone: "fast4+label_smoothing=0.0-n10000" -> ("fast+label_smoothing=0.0", 4,
+    10000), 0 images for the whole training split. Raises UserError for what is not a setting."""
+    m = _SLUG.fullmatch(slug)
+    if m is None:
+        raise UserError(f"{slug}: not a retraining setting (e.g. fast4-n10000)")
+    return recipe_label(m["recipe"], [x for x in m["items"].split("+") if x]), int(m["epochs"]), int(m["n"] or 0)
+
+
 def setting_epochs(slug: str) -> int | None:
     """The epochs of setting ``slug`` ("fast12-n10000" -> 12); None if it is not one."""
     m = _SLUG.fullmatch(slug)

@@ -228,8 +228,24 @@ def test_export_writes_the_retrained_ensemble_that_predicts_as_it_was_scored(ret
     assert top[0]["class"] == ds.class_names[int(saved[0].argmax())] and len(top) == 2
     assert top[0]["probability"] >= top[1]["probability"]
 
+    # the same member named by hand (`nas export --members`, as `nas pool --retrained` names its picks)
+    by_hand = tmp_path / "by_hand"
+    nas_here("export", str(copy), "--members", f"{record['members'][0]['id'][:8]}@{member['seed']}", "--out",
+             str(by_hand))
+    again = json.loads((by_hand / "ensemble.json").read_text())
+    assert again["sample"] == "members" and again["members"][0]["spec"] == member["spec"]
+    assert again["test_accuracy"] == pytest.approx(row["test_accuracy"])  # from the saved test logits
+    assert again["test_accuracy_exported"] == pytest.approx(manifest["test_accuracy_exported"])
+    assert again["retrain"] == manifest["retrain"]
+
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     for args, message in [
+        (("export", str(copy), "--members", "0", "--size", "1", "--out", str(tmp_path / "x")),
+         "--members: names the ensemble by itself"),
+        (("export", str(copy), "--members", "zz", "--out", str(tmp_path / "x")), "--members zz: no member"),
+        (("export", str(copy), "--members", "ab@x", "--out", str(tmp_path / "x")), "not ID or ID@SEED"),
+        (("export", str(copy), "--members", record["members"][0]["id"][:8] + ",", "--setting", "fast2-n256", "--out",
+          str(tmp_path / "x")), "--setting fast2-n256: no member retrained to the end in it (settings: fast1-n256)"),
         (("export", str(copy), "--out", str(out)), "exists and is not an empty folder"),
         (("export", str(copy), "--size", "2", "--out", str(tmp_path / "x")), "no retrained ensemble of size 2"),
         (("export", str(copy), "--setting", "wrn9", "--out", str(tmp_path / "x")), "--setting wrn9"),
@@ -257,6 +273,8 @@ def test_a_retraining_with_set_items_exports_with_them(retrained_copy, tmp_path,
     member = changed["members"][0]
     folder = copy / "retrain" / f"{member['id'][:16]}-seed{member['seed']}-fast1+label_smoothing=0.0-n256"
     assert (folder / SAVED_LOGITS).exists()
+    assert main(["export", str(copy), "--members", member["id"][:8], "--out", str(tmp_path / "x")]) == 2
+    assert "--members: give --setting (fast1+label_smoothing=0.0-n256, fast1-n256)" in capsys.readouterr().err
     assert main(["export", str(copy), "--size", "1", "--out", str(tmp_path / "x")]) == 2
     assert "several settings; choose one with --setting (fast1+label_smoothing=0.0-n256, fast1-n256)" in \
         capsys.readouterr().err
