@@ -31,7 +31,7 @@ import pandas as pd
 from nas.ensemble import log_softmax
 from nas.pareto import pareto_front
 from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, PoolMember, search_sizes, subset_accuracies
-from nas.retrained import member_retraining, setting_epochs
+from nas.retrained import member_retraining, setting_epochs, slug_setting
 from nas.store import RunDir
 from search_space.errors import UserError
 from search_space.space import network_id
@@ -57,9 +57,7 @@ def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMembe
     from nas.search import member_seed
     from trainer.retrain import saved_test_logits
 
-    epochs = setting_epochs(slug)
-    if epochs is None:
-        raise UserError(f"--setting {slug}: not a retraining setting (e.g. fast12-n10000)")
+    epochs = slug_setting(slug)[1]
     search_seed = int(run.read_search_config().get("seed", 0))
     seen: set[tuple[str, int]] = set()
     members: list[PoolMember] = []
@@ -70,10 +68,11 @@ def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMembe
             if m.get("status") != "ok":
                 continue
             spec = spec_from_dict(m["spec"])
-            seed = member_seed(m, search_seed, pos)
-            if (network_id(spec), seed) in seen:
+            trained = (network_id(spec), member_seed(m, search_seed, pos))
+            if trained in seen:
                 continue
-            seen.add((network_id(spec), seed))
+            seen.add(trained)
+            seed = trained[1]
             _, folder = member_retraining(run.path, spec, m["id"], seed, slug)
             logits = saved_test_logits(folder, epochs, dataset)
             if logits is None:

@@ -126,7 +126,7 @@ def test_the_pool_holds_each_finished_retraining_once(tmp_path):
     other = _dataset(labels[::-1].copy())
     with pytest.raises(UserError, match="the pool needs two or more"):
         retrained_pool(run, "fast3-n100", other)  # logits saved for another test set are not used
-    with pytest.raises(UserError, match="--setting fast: not a retraining setting"):
+    with pytest.raises(UserError, match="fast: not a retraining setting"):
         retrained_pool(run, "fast", ds)
 
 
