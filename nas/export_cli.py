@@ -108,6 +108,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     from nas.ensemble import evaluate_ensemble
     from nas.export import check_out_folder, data_manifest, member_arrays, read_back_note, write_ensemble
     from nas.pool import ensemble_key
+    from nas.pool_budget import choose_setting
     from search_space.spec import from_dict as spec_from_dict
     from trainer.data import with_training_subset
     from trainer.retrain import restore_retrained, saved_test_logits
@@ -118,7 +119,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     if args.members:
         if args.ensemble or args.size or args.sample is not None:
             raise UserError("--members: names the ensemble by itself; drop --ensemble, --size and --sample")
-        slug = members_setting(run, args.setting)
+        slug = choose_setting(run, args.setting, "--setting")
         setting = slug_setting(slug)
         chosen = chosen_members(records, [w for w in args.members.split(",") if w], cfg.seed)
         if len({(m["id"], m["seed"]) for m in chosen}) < len(chosen):
@@ -182,22 +183,6 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     return 0
-
-
-def members_setting(run: RunDir, setting: str | None) -> str:
-    """The retraining setting `nas export --members` restores from: ``setting``, or the only one in
-    which any member's retraining finished."""
-    from nas.pool_budget import retrained_settings
-
-    settings = retrained_settings(run)
-    if setting is None:
-        if len(settings) != 1:
-            raise UserError(f"--members: give --setting ({', '.join(settings) or 'no member retrained to the end yet'})")
-        return settings[0]
-    if setting not in settings:
-        raise UserError(f"--setting {setting}: no member retrained to the end in it (settings: "
-                        f"{', '.join(settings) or 'none'})")
-    return setting
 
 
 def read_images(paths: list[str], size: int, channels: int) -> np.ndarray:

@@ -49,6 +49,22 @@ def retrained_settings(run: RunDir) -> list[str]:
     return sorted(s for s in slugs if setting_epochs(s) is not None)
 
 
+def choose_setting(run: RunDir, setting: str | None, option: str) -> str:
+    """``setting`` where members' retraining finished in it, else, not given, the one setting where
+    any did; ``option`` names the command's flag in the one-line errors."""
+    settings = retrained_settings(run)
+    if not settings:
+        raise UserError(f"{run.path}: no member retrained to the end yet (`nas retrain {run.path}` first)")
+    if setting is None:
+        if len(settings) > 1:
+            raise UserError(f"{run.path}: members were retrained in several settings; choose one with {option} "
+                            f"({', '.join(settings)})")
+        return settings[0]
+    if setting not in settings:
+        raise UserError(f"{option} {setting}: no member retrained to the end in it (settings: {', '.join(settings)})")
+    return setting
+
+
 def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMember], np.ndarray, list[str]]:
     """The distinct members (one per network and seed) of the run's records whose retraining in
     setting ``slug`` finished, with their test log-probabilities, float32 (members, test images,

@@ -93,22 +93,12 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
     (nas/pool_budget.py)."""
     from nas.plots import budget_figure
     from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT
-    from nas.pool_budget import COSTS, budget_check, budget_summary, retrained_pool, retrained_settings
+    from nas.pool_budget import COSTS, budget_check, budget_summary, choose_setting, retrained_pool
 
     run = RunDir(args.run)
     cfg = run.read_search_config()
     run.check_writable("pool")
-    settings = retrained_settings(run)
-    if not settings:
-        raise UserError(f"{run.path}: no member retrained to the end yet (`nas retrain {run.path}` first)")
-    slug = args.retrain_setting
-    if slug is None:
-        if len(settings) > 1:
-            raise UserError(f"{run.path}: members were retrained in several settings; choose one with "
-                            f"--retrain-setting ({', '.join(settings)})")
-        slug = settings[0]
-    elif slug not in settings:
-        raise UserError(f"--retrain-setting {slug}: no member retrained to the end in it (settings: {', '.join(settings)})")
+    slug = choose_setting(run, args.retrain_setting, "--retrain-setting")
     sizes = sorted({1, *(args.sizes or cfg["sizes"])})  # the single model is what every size is measured against
     ds = load_config_dataset(from_dict(cfg))
     members, log_probs, _ = retrained_pool(run, slug, ds)

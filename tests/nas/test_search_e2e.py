@@ -274,7 +274,8 @@ def test_a_retraining_with_set_items_exports_with_them(retrained_copy, tmp_path,
     folder = copy / "retrain" / f"{member['id'][:16]}-seed{member['seed']}-fast1+label_smoothing=0.0-n256"
     assert (folder / SAVED_LOGITS).exists()
     assert main(["export", str(copy), "--members", member["id"][:8], "--out", str(tmp_path / "x")]) == 2
-    assert "--members: give --setting (fast1+label_smoothing=0.0-n256, fast1-n256)" in capsys.readouterr().err
+    assert "several settings; choose one with --setting (fast1+label_smoothing=0.0-n256, fast1-n256)" in \
+        capsys.readouterr().err
     assert main(["export", str(copy), "--size", "1", "--out", str(tmp_path / "x")]) == 2
     assert "several settings; choose one with --setting (fast1+label_smoothing=0.0-n256, fast1-n256)" in \
         capsys.readouterr().err
