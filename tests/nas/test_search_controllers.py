@@ -362,21 +362,28 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path, monkeypatch):
     out.close()
 
 
-def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
+def _perfect_retraining(monkeypatch, note) -> list:
+    """`nas retrain` on ``_dataset()`` with retraining replaced by one that scores every test image
+    right at once; each call appends ``note(spec, config, seed, checkpoint_dir)`` to the list returned."""
     import trainer.data
     import trainer.retrain
 
-    _search(tmp_path / "run", "random")
-    run = str(tmp_path / "run")
-    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
     calls = []
 
     def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
-        calls.append((spec.id, seed))
+        calls.append(note(spec, config, seed, checkpoint_dir))
         right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
         return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
 
+    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
     monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    return calls
+
+
+def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
+    _search(tmp_path / "run", "random")
+    run = str(tmp_path / "run")
+    calls = _perfect_retraining(monkeypatch, lambda spec, config, seed, ckpt: (spec.id, seed))
     assert main(["retrain", run, "--size", "2", "--sample", "5", "--epochs", "1"]) == 0
     chosen = next(r for r in RunDir(run).records() if (r["size"], r["sample"]) == (2, 5))
     assert calls == [(m["id"], m["seed"]) for m in chosen["members"]]
@@ -400,20 +407,9 @@ def test_retrain_takes_a_chosen_sample(tmp_path, monkeypatch, capsys):
 
 
 def test_retrain_trains_a_member_shared_by_chosen_ensembles_once(tmp_path, monkeypatch, capsys):
-    import trainer.data
-    import trainer.retrain
-
     _search(tmp_path / "run", "evolution")  # evolution's pairs share members with their parents
     run = str(tmp_path / "run")
-    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
-    calls = []
-
-    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
-        calls.append(checkpoint_dir)
-        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
-        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
-
-    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    calls = _perfect_retraining(monkeypatch, lambda spec, config, seed, ckpt: ckpt)
     assert main(["retrain", run, "--size", "2", "--top", "8", "--epochs", "1"]) == 0
     members = [(m["id"], m["seed"]) for r in RunDir(run).records() if r["size"] == 2 for m in r["members"]]
     assert len(set(members)) < len(members)  # the case this test is about: shared members
@@ -428,8 +424,6 @@ def test_retrain_trains_one_network_recorded_under_two_ids_once(tmp_path, monkey
     folder named by the network; a member retrained before then keeps its own folder."""
     import json
 
-    import trainer.data
-    import trainer.retrain
     from nas.retrained import retrain_dir
     from search_space import from_dict as spec_from_dict, network_id
 
@@ -442,15 +436,7 @@ def test_retrain_trains_one_network_recorded_under_two_ids_once(tmp_path, monkey
             m = nine if r["sample"] == 0 else twelve
             r["members"] = [{**r["members"][0], "id": m["id"], "spec": m["spec"], "seed": 0}]
     (run.path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    monkeypatch.setattr(trainer.data, "load_dataset", lambda *a, **k: _dataset())
-    calls = []
-
-    def fake_retrain(spec, dataset, config, seed, checkpoint_dir, **kw):
-        calls.append((spec.id, checkpoint_dir))
-        right = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_test]
-        return trainer.retrain.RetrainResult(1.0, right, (0.5,), config.epochs, 0, 0.0, 0.0)
-
-    monkeypatch.setattr(trainer.retrain, "retrain", fake_retrain)
+    calls = _perfect_retraining(monkeypatch, lambda spec, config, seed, ckpt: (spec.id, ckpt))
     args = ["retrain", str(run.path), "--size", "1", "--sample", "0", "--sample", "1", "--epochs", "1"]
     assert main(args) == 0
     network = network_id(spec_from_dict(nine["spec"]))
