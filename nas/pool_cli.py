@@ -170,20 +170,19 @@ def print_budgets(summary: pd.DataFrame, cost: str) -> None:
 
 
 def _acc(x: object) -> str:
+    """An accuracy as a fraction, four places."""
     return "-" if x is None or pd.isna(x) else f"{x:.4f}"
 
 
-def _pts(x: object) -> str:
-    return "-" if x is None or pd.isna(x) else f"{100 * x:+.2f}"
+def _pts(x: object, digits: int = 2) -> str:
+    """An accuracy difference in points, signed."""
+    return "-" if x is None or pd.isna(x) else f"{100 * x:+.{digits}f}"
 
 
 def print_holdout(holdout: pd.DataFrame) -> None:
     """`nas pool --holdout`'s table: per size, the picks' accuracy on the half they were not chosen on."""
-    def acc(x: object) -> str:
-        return "-" if x is None or pd.isna(x) else f"{x:.4f}"
-
-    def pts(x: object) -> str:
-        return "-" if x is None or pd.isna(x) else f"{100 * x:+.1f}"
+    acc = _acc
+    pts = lambda x: _pts(x, 1)  # noqa: E731
 
     print(f"held out ({int(holdout['splits'].iloc[0])} random halvings of the validation images; each pick chosen "
           "on one half, scored on the other; means over the halvings, leads in accuracy points):")
