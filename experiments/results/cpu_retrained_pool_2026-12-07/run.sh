@@ -17,3 +17,4 @@ done
 cp "$R"/pool_retrained_fast12-n10000_*.csv "$R/retrain.jsonl" "$OUT/"
 cp "$R"/plots/pool_retrained_fast12-n10000_*.png "$OUT/"
 python experiments/results/cpu_retrained_pool_2026-12-07/picks_spread.py "$R" > "$OUT/picks_spread.txt"
+python experiments/results/cpu_retrained_pool_2026-12-07/same_members.py "$R" > "$OUT/same_members.txt"
