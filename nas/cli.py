@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "halvings: how much of the pool's lead over the search survives images it was not "
                         "chosen on (pool_holdout.csv)")
     p.add_argument("--holdout-splits", type=_positive_int, default=10, metavar="N",
-                   help="random halvings for --holdout (default 10)")
+                   help="random halvings for --holdout and --retrained (default 10)")
     p.add_argument("--retrained", action="store_true",
                    help="pool the members `nas retrain` retrained instead, by their test logits: under each cost "
                         "budget, the best single model against the best ensemble of each size, each chosen on one "
@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(pool_retrained_SETTING_COST.csv, plots/pool_retrained_SETTING_COST.png)")
     p.add_argument("--retrain-setting", metavar="SETTING",
                    help="with --retrained: which retraining setting, e.g. fast12-n10000 (default: the only one)")
-    p.add_argument("--cost", choices=["latency", "flops"], default="latency",
+    p.add_argument("--cost", choices=["latency", "flops"],
                    help="with --retrained: the budget's cost, the max member latency (the search's) or the summed "
                         "FLOPs (the paper's); default latency")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level sizes and front)")

@@ -38,7 +38,12 @@ def validation_labels(run: RunDir, ds: Dataset | None = None) -> np.ndarray:
 
 def run_pool_cmd(args: argparse.Namespace) -> int:
     if args.retrained:
+        if args.holdout:
+            raise UserError("--holdout: --retrained is held out already (--holdout-splits sets its halvings)")
         return run_retrained_pool_cmd(args)
+    given = [flag for flag, value in (("--retrain-setting", args.retrain_setting), ("--cost", args.cost)) if value]
+    if given:
+        raise UserError(f"{' and '.join(given)}: only with --retrained")
     from nas.plots import pool_figure
     from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, pool_fronts
 
@@ -95,6 +100,7 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
     from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT
     from nas.pool_budget import COSTS, budget_check, budget_summary, choose_setting, retrained_pool
 
+    cost = args.cost or "latency"
     run = RunDir(args.run)
     cfg = run.read_search_config()
     run.check_writable("pool")
@@ -102,36 +108,36 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
     sizes = sorted({1, *(args.sizes or cfg["sizes"])})  # the single model is what every size is measured against
     ds = load_config_dataset(from_dict(cfg))
     members, log_probs, _ = retrained_pool(run, slug, ds)
-    checks = budget_check(members, log_probs, ds.y_test, sizes, cost=args.cost, splits=args.holdout_splits,
+    checks = budget_check(members, log_probs, ds.y_test, sizes, cost=cost, splits=args.holdout_splits,
                           limit=args.limit or DEFAULT_LIMIT, beam=args.beam or DEFAULT_BEAM,
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
     checks["member_ids"] = [",".join(f"{members[int(i)].id[:12]}@{members[int(i)].seed}" for i in picked.split())
                             for picked in checks["members"]]  # as `nas export --members` takes them
     summary = budget_summary(checks)
-    name = f"pool_retrained_{slug}_{args.cost}"
+    name = f"pool_retrained_{slug}_{cost}"
     csv_path = run.path / f"{name}.csv"
     checks.to_csv(csv_path, index=False)  # one row per halving, size and budget
     (run.path / "plots").mkdir(exist_ok=True)
-    fig = budget_figure(summary, args.cost, run.path / "plots" / f"{name}.png",
+    fig = budget_figure(summary, cost, run.path / "plots" / f"{name}.png",
                         f"{cfg['dataset']}: {len(members)} members retrained ({slug}), pooled; held out over "
                         f"{args.holdout_splits} halvings of the test images")
     if args.json:
-        print(json.dumps({"run": str(run.path), "setting": slug, "cost": args.cost, "members": len(members),
+        print(json.dumps({"run": str(run.path), "setting": slug, "cost": cost, "members": len(members),
                           "checks_csv": str(csv_path), "figure": str(fig), "budgets": json_rows(summary)},
                          default=_json_default))
         return 0
     print(f"run {run.path}: {len(members)} distinct members retrained in setting {slug}, pooled (geometric-mean "
-          f"test accuracy); cost: {COSTS[args.cost]}")
+          f"test accuracy); cost: {COSTS[cost]}")
     print(f"held out: {args.holdout_splits} random halvings of the {len(ds.y_test):,} test images; under each budget "
           "the most accurate ensemble of each size on one half, scored on the other (mean); lead over the single "
           "model picked under the same budget, in points, with its sd over halvings and the halvings it was positive in")
-    print_budgets(summary, args.cost)
+    print_budgets(summary, cost)
     for k, d in summary.groupby("size", sort=True):
         best = d.sort_values(["score_accuracy", "budget"], ascending=[False, True]).iloc[0]
         picks = checks[(checks["size"] == k) & (checks["budget"] == best["budget"])]["member_ids"]
-        shown = best["budget"] if args.cost == "latency" else best["budget"] / 1e6
+        shown = best["budget"] if cost == "latency" else best["budget"] / 1e6
         print(f"size {k}: best held out {100 * best['score_accuracy']:.2f}% within {shown:.2f} "
-              f"{'ms' if args.cost == 'latency' else 'MFLOPs'}, most often picked ({picks.value_counts().iloc[0]} of "
+              f"{'ms' if cost == 'latency' else 'MFLOPs'}, most often picked ({picks.value_counts().iloc[0]} of "
               f"{len(picks)} halvings): {picks.value_counts().index[0]}")
     print(f"picks per halving {csv_path}; figure {fig}; a pick as a folder of its own: "
           f"nas export {run.path} --setting {slug} --members IDS --out DIR")

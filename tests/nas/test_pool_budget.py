@@ -177,6 +177,12 @@ def test_nas_pool_retrained_writes_picks_and_figure_and_prints_leads(tmp_path, m
     assert main(["pool", str(run.path), "--retrained", "--retrain-setting", "fast4-n100"]) == 2
     assert "--retrain-setting fast4-n100: no member retrained to the end in it (settings: fast3-n100)" in \
         capsys.readouterr().err
+    for args, message in [(["--cost", "flops"], "--cost: only with --retrained"),
+                          (["--retrain-setting", "fast3-n100", "--cost", "latency"],
+                           "--retrain-setting and --cost: only with --retrained"),
+                          (["--retrained", "--holdout"], "--holdout: --retrained is held out already")]:
+        assert main(["pool", str(run.path), *args]) == 2
+        assert message in capsys.readouterr().err
     _retrained_run(tmp_path / "second", logits, labels, slug="fast5-n100", epochs=5)
     for f in (tmp_path / "second" / "run" / "retrain").iterdir():
         f.rename(run.path / "retrain" / f.name)
