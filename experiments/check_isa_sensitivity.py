@@ -26,7 +26,8 @@ ISAS = ("NATIVE", "AVX512", "AVX2", "AVX", "SSE4_2")  # NATIVE: no cap, the host
 def _train_one(run: str, size: int, sample: int, position: int) -> None:
     """In the child process: train the member and print one JSON line."""
     from nas.config import from_dict, load_config_dataset
-    from nas.search import member_seed, search_split
+    from nas.search import search_split
+    from nas.store import member_seed
     from nas.store import RunDir
     from search_space.spec import from_dict as spec_from_dict
     from trainer.train import prepare_member, run_member

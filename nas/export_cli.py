@@ -14,7 +14,7 @@ import numpy as np
 from nas.config import from_dict, load_config_dataset
 from nas.retrained import (member_retraining, retrain_recipe, row_setting, setting_label, setting_slug, slug_setting,
                            split_recipe_label)
-from nas.store import RunDir
+from nas.store import RunDir, member_seed
 from nas.words import counted
 from search_space.errors import UserError
 
@@ -81,8 +81,6 @@ def chosen_members(records: list[dict[str, Any]], wanted: list[str], search_seed
     """The members `nas export --members` names, each "ID" or "ID@SEED" (an id's first characters,
     as `nas pool --retrained` writes them), as the run's records hold them, with their seed. Raises
     UserError for one that matches no member, or several."""
-    from nas.search import member_seed
-
     known: dict[tuple[str, int], dict[str, Any]] = {}
     for r in records:
         for pos, m in enumerate(r.get("members", [])):

@@ -37,7 +37,7 @@ from nas.config import RewardConfig
 from nas.ensemble import evaluate_ensemble, log_softmax
 from nas.pareto import pareto_front
 from nas.reward import mnas_reward
-from nas.store import RunDir
+from nas.store import RunDir, member_seed
 from search_space.errors import UserError
 from search_space.space import network_id
 from search_space.spec import from_dict as spec_from_dict
@@ -60,26 +60,35 @@ class PoolMember:
     val_accuracy: float
 
 
-def member_pool(run: RunDir, records: list[dict[str, Any]] | None = None) -> tuple[list[PoolMember], np.ndarray]:
-    """The distinct successful members of the run's ``records`` (read when not given), in order of
-    first use, and their validation log-probabilities, float32 (members, images, classes). Members
-    whose cache entry is missing or damaged are left out. One network trained with one seed is one
-    member even where older records hold it under two ids (``network_id``), so no pool ensemble
-    pairs a network with itself."""
+def distinct_members(records: Iterable[dict[str, Any]], search_seed: int) -> list[PoolMember]:
+    """The successful members of ``records``, one per network and seed in order of first use: one
+    network trained with one seed is one member even where older records hold it under two ids
+    (``network_id``), so no pool ensemble pairs a network with itself. ``search_seed``: the run's,
+    for records from before members carried their seed (``member_seed``)."""
     members: dict[tuple[str, int], PoolMember] = {}
-    for r in run.records() if records is None else records:
-        for m in r.get("members", []):
+    for r in records:
+        for pos, m in enumerate(r.get("members", [])):
             if m.get("status") != "ok" or not m.get("key"):
                 continue
-            trained = (network_id(spec_from_dict(m["spec"])), int(m["seed"]))  # the run's split and recipe are fixed
+            seed = member_seed(m, search_seed, pos)
+            trained = (network_id(spec_from_dict(m["spec"])), seed)  # the run's split and recipe are fixed
             if trained not in members:
-                members[trained] = PoolMember(m["key"], m["id"], int(m["seed"]), m["spec"], float(m["latency_ms"]),
-                                               int(m["multiply_adds"]), int(m["params"]), float(m["val_accuracy"]))
+                members[trained] = PoolMember(m["key"], m["id"], seed, m["spec"], float(m["latency_ms"]),
+                                              int(m["multiply_adds"]), int(m["params"]), float(m["val_accuracy"]))
+    return list(members.values())
+
+
+def member_pool(run: RunDir, records: list[dict[str, Any]] | None = None) -> tuple[list[PoolMember], np.ndarray]:
+    """The distinct successful members of the run's ``records`` (read when not given;
+    ``distinct_members``) and their validation log-probabilities, float32 (members, images,
+    classes). Members whose cache entry is missing or damaged are left out."""
+    members = distinct_members(run.records() if records is None else records,
+                               int(run.read_search_config().get("seed", 0)))
     # Filled in place, not stacked from a list: a list and its stack would hold every member twice
     # (at ImageNet's 50,000 held-out images and 1,000 classes, 200 MB a member).
     kept: list[PoolMember] = []
     log_probs: np.ndarray | None = None
-    for m in members.values():
+    for m in members:
         cached = run.load_member(m.key)
         if cached is not None and cached[1] is not None:
             lp = log_softmax(np.asarray(cached[1], np.float32))

@@ -30,11 +30,10 @@ import pandas as pd
 
 from nas.ensemble import log_softmax
 from nas.pareto import pareto_front
-from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, PoolMember, search_sizes, subset_accuracies
-from nas.retrained import member_retraining, setting_epochs, slug_setting
+from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, PoolMember, distinct_members, search_sizes, subset_accuracies
+from nas.retrained import member_retraining, slug_options, slug_setting
 from nas.store import RunDir
 from search_space.errors import UserError
-from search_space.space import network_id
 from search_space.spec import from_dict as spec_from_dict
 
 COSTS = {"latency": "max member latency (ms, Pixel-1 model)", "flops": "summed FLOPs (2 x multiply-adds)"}
@@ -46,7 +45,7 @@ def retrained_settings(run: RunDir) -> list[str]:
     from trainer.retrain import SAVED_LOGITS
 
     slugs = {f.parent.name.split("-", 2)[-1] for f in (run.path / "retrain").glob(f"*-seed*-*/{SAVED_LOGITS}")}
-    return sorted(s for s in slugs if setting_epochs(s) is not None)
+    return sorted(s for s in slugs if slug_options(s) is not None)
 
 
 def choose_setting(run: RunDir, setting: str | None, option: str) -> str:
@@ -70,31 +69,17 @@ def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMembe
     setting ``slug`` finished, with their test log-probabilities, float32 (members, test images,
     classes), and the checkpoint folders they came from. ``dataset``: the run's, whose test set the
     logits were saved for. Raises UserError when fewer than two are there."""
-    from nas.search import member_seed
     from trainer.retrain import saved_test_logits
 
     epochs = slug_setting(slug)[1]
-    search_seed = int(run.read_search_config().get("seed", 0))
-    seen: set[tuple[str, int]] = set()
     members: list[PoolMember] = []
     log_probs: list[np.ndarray] = []
     folders: list[str] = []
-    for r in run.records():
-        for pos, m in enumerate(r.get("members", [])):
-            if m.get("status") != "ok":
-                continue
-            spec = spec_from_dict(m["spec"])
-            trained = (network_id(spec), member_seed(m, search_seed, pos))
-            if trained in seen:
-                continue
-            seen.add(trained)
-            seed = trained[1]
-            _, folder = member_retraining(run.path, spec, m["id"], seed, slug)
-            logits = saved_test_logits(folder, epochs, dataset)
-            if logits is None:
-                continue
-            members.append(PoolMember(m.get("key", ""), m["id"], seed, m["spec"], float(m["latency_ms"]),
-                                      int(m["multiply_adds"]), int(m["params"]), float(m["val_accuracy"])))
+    for m in distinct_members(run.records(), int(run.read_search_config().get("seed", 0))):
+        _, folder = member_retraining(run.path, spec_from_dict(m.spec), m.id, m.seed, slug)
+        logits = saved_test_logits(folder, epochs, dataset)
+        if logits is not None:
+            members.append(m)
             log_probs.append(log_softmax(np.asarray(logits, np.float32)))
             folders.append(folder.name)
     if len(members) < 2:

@@ -28,7 +28,7 @@ from nas.pareto import fronts
 from nas.retrained import (changed_settings, member_retraining, recipe_label, row_setting, setting_label,
                            setting_slug)
 from nas.retrained_cli import print_agreement
-from nas.store import RunDir
+from nas.store import RunDir, member_seed
 from nas.words import counted
 from search_space.errors import UserError
 
@@ -110,7 +110,6 @@ class _MemberRetrains:
     def folder(self, pos: int, member: dict[str, Any]) -> tuple[int, ArchSpec, Path]:
         """(the seed the member was searched with, the spec to retrain, its checkpoint folder for
         this setting: nas.retrained.member_retraining)."""
-        from nas.search import member_seed
         from search_space.spec import from_dict as spec_from_dict
 
         seed = member_seed(member, self.search_seed, pos)

@@ -195,12 +195,6 @@ def slug_setting(slug: str) -> tuple[str, int, int]:
     return recipe_label(m["recipe"], [x for x in m["items"].split("+") if x]), int(m["epochs"]), int(m["n"] or 0)
 
 
-def setting_epochs(slug: str) -> int | None:
-    """The epochs of setting ``slug`` ("fast12-n10000" -> 12); None if it is not one."""
-    m = _SLUG.fullmatch(slug)
-    return None if m is None else int(m["epochs"])
-
-
 def _options(m: re.Match[str]) -> list[str]:
     items = [x for x in m["items"].split("+") if x]
     return (["--recipe", m["recipe"], "--epochs", m["epochs"]] + [a for i in items for a in ("--set", i)]

@@ -140,12 +140,6 @@ def search_split(config: SearchConfig, dataset: Dataset) -> Split:
     return validation_split(dataset, config.val_size, seed=config.seed, train_examples=config.train_examples)
 
 
-def member_seed(member: dict[str, Any], search_seed: int, position: int) -> int:
-    """The seed a recorded member was trained with: its own, or, for records from before members
-    carried one, what ``member_jobs`` gives (search seed + position)."""
-    return int(member.get("seed", search_seed + position))
-
-
 def member_jobs(ctx: SearchContext, ens: EnsembleSpec) -> list[MemberJob]:
     """Each member trains with seed = search seed + its position (so equal specs still differ)."""
     jobs = []

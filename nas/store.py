@@ -35,6 +35,12 @@ import numpy as np
 from search_space.errors import DamagedCheckpoint, UserError
 
 
+def member_seed(member: dict[str, Any], search_seed: int, position: int) -> int:
+    """The seed a recorded member was trained with: its own, or, for records from before members
+    carried one, what ``nas.search.member_jobs`` gives (search seed + position)."""
+    return int(member.get("seed", search_seed + position))
+
+
 def is_study(cfg: dict[str, Any]) -> bool:
     """Whether a run directory's config is a scaling study's (``nas.study.StudyConfig``)."""
     return "architectures" in cfg and "sizes" not in cfg
