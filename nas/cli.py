@@ -532,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change a setting of the recipe, as `nas train --set` (e.g. label_smoothing=0.0); "
                         "repeatable. What it changes is part of the retraining setting: its own "
                         "checkpoints, rows and plots (e.g. fast4+label_smoothing=0.0)")
+    p.add_argument("--reseed", type=_nonnegative_int, default=0, metavar="K",
+                   help="retrain each member with its searched seed + K * 1000 instead (default 0: the "
+                        "searched seed), a setting of its own (e.g. fast4+reseed=1-n10000): the training "
+                        "seed's share of a retrained accuracy, or of a pooled ensemble's lead")
     p.add_argument("--every", type=_positive_int, default=5, help="checkpoint every N epochs")
     p.add_argument("--max-minutes", type=_positive_float,
                    help="start no new member after this many minutes, and stop the members in training at "

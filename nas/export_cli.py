@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
-from nas.retrained import (member_retraining, retrain_recipe, row_setting, setting_label, setting_slug, slug_setting,
-                           split_recipe_label)
+from nas.retrained import (member_retraining, retrain_recipe, retrain_seed, row_setting, setting_label, setting_slug,
+                           slug_setting, split_recipe_label)
 from nas.store import RunDir, member_seed
 from nas.words import counted
 from search_space.errors import UserError
@@ -141,7 +141,8 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     train = with_training_subset(ds, cfg.seed, int(subset) if subset else None)
     restorations = []
     for pos, m in enumerate(chosen):
-        seed = int(m["seed"]) if m.get("seed") is not None else cfg.seed + pos
+        searched = int(m["seed"]) if m.get("seed") is not None else cfg.seed + pos
+        seed = retrain_seed(searched, setting[0])  # moved by `nas retrain --reseed`
         if m["id"] not in specs:
             raise UserError(f"member {m['id'][:12]}: not in {run.path}/records.jsonl")
         restorations.append((m, seed, *member_retraining(run.path, spec_from_dict(specs[m["id"]]), m["id"], seed, slug)))

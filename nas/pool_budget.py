@@ -31,7 +31,7 @@ import pandas as pd
 from nas.ensemble import log_softmax
 from nas.pareto import pareto_front
 from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, PoolMember, distinct_members, search_sizes, subset_accuracies
-from nas.retrained import member_retraining, slug_options, slug_setting
+from nas.retrained import member_retraining, retrain_seed, slug_options, slug_setting
 from nas.store import RunDir
 from search_space.errors import UserError
 from search_space.spec import from_dict as spec_from_dict
@@ -71,12 +71,13 @@ def retrained_pool(run: RunDir, slug: str, dataset: Any) -> tuple[list[PoolMembe
     logits were saved for. Raises UserError when fewer than two are there."""
     from trainer.retrain import saved_test_logits
 
-    epochs = slug_setting(slug)[1]
+    recipe, epochs, _ = slug_setting(slug)
     members: list[PoolMember] = []
     log_probs: list[np.ndarray] = []
     folders: list[str] = []
     for m in distinct_members(run.records(), int(run.read_search_config().get("seed", 0))):
-        _, folder = member_retraining(run.path, spec_from_dict(m.spec), m.id, m.seed, slug)
+        seed = retrain_seed(m.seed, recipe)  # moved by `nas retrain --reseed` (m.seed: the searched one)
+        _, folder = member_retraining(run.path, spec_from_dict(m.spec), m.id, seed, slug)
         logits = saved_test_logits(folder, epochs, dataset)
         if logits is not None:
             members.append(m)

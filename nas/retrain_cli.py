@@ -1,12 +1,12 @@
 """`nas retrain`: a run's best ensembles (the top by reward, every Pareto point, a chosen sample, or
 the member pool's recombinations) retrained with a full recipe and scored on the test split.
 
-Each distinct member is retrained once per command, with the seed it was searched with, in a
-checkpoint folder of its own per retraining setting (recipe, epochs, training subset:
-nas/retrained.py), here or in worker processes (nas/retrain_workers.py); a finished member keeps
-its test logits, so ensembles sharing it, and later commands, score it without retraining. One row
-per ensemble is appended to RUN/retrain.jsonl, which `nas show` and `nas plot` read
-(nas/retrained_cli.py). `--max-minutes` stops between epochs with a checkpoint; the same command
+Each distinct member is retrained once per command, with the seed it was searched with (or, with
+``--reseed K``, that seed + K * 1000, a setting of its own), in a checkpoint folder of its own per
+retraining setting (recipe, epochs, training subset: nas/retrained.py), here or in worker
+processes (nas/retrain_workers.py); a finished member keeps its test logits, so ensembles sharing
+it, and later commands, score it without retraining. One row per ensemble is appended to
+RUN/retrain.jsonl, which `nas show` and `nas plot` read (nas/retrained_cli.py). `--max-minutes` stops between epochs with a checkpoint; the same command
 resumes.
 """
 
@@ -25,8 +25,8 @@ import pandas as pd
 
 from nas.config import batch_without_lr_note, few_steps_note, from_dict, load_config_dataset, with_trainer_settings
 from nas.pareto import fronts
-from nas.retrained import (changed_settings, member_retraining, recipe_label, row_setting, setting_label,
-                           setting_slug)
+from nas.retrained import (changed_settings, member_retraining, recipe_label, reseed_items, retrain_seed, row_setting,
+                           setting_label, setting_slug)
 from nas.retrained_cli import print_agreement
 from nas.store import RunDir, member_seed
 from nas.words import counted
@@ -97,9 +97,10 @@ class _MemberRetrains:
     --max-minutes; the command's first member (each worker's first) starts whatever the time, so
     every call moves on."""
 
-    def __init__(self, run_path: Path, search_seed: int, slug: str, ds: Any, recipe: TrainConfig, every: int,
-                 deadline: float | None):
-        self.run_path, self.search_seed, self.slug = run_path, search_seed, slug
+    def __init__(self, run_path: Path, search_seed: int, setting: tuple[str, int, int], ds: Any, recipe: TrainConfig,
+                 every: int, deadline: float | None):
+        self.run_path, self.search_seed, self.setting = run_path, search_seed, setting
+        self.slug = setting_slug(*setting)
         self.ds, self.recipe, self.every, self.deadline = ds, recipe, every, deadline
         self.members: dict[Path, tuple[int, ArchSpec, dict[str, Any]]] = {}  # checkpoint folder: (seed, spec, record)
         self.scored: dict[Path, RetrainResult] = {}
@@ -108,11 +109,11 @@ class _MemberRetrains:
         self.start = time.perf_counter()
 
     def folder(self, pos: int, member: dict[str, Any]) -> tuple[int, ArchSpec, Path]:
-        """(the seed the member was searched with, the spec to retrain, its checkpoint folder for
-        this setting: nas.retrained.member_retraining)."""
+        """(the seed the member is retrained with: the one it was searched with, moved by --reseed; the
+        spec to retrain; its checkpoint folder for this setting: nas.retrained.member_retraining)."""
         from search_space.spec import from_dict as spec_from_dict
 
-        seed = member_seed(member, self.search_seed, pos)
+        seed = retrain_seed(member_seed(member, self.search_seed, pos), self.setting[0])
         return seed, *member_retraining(self.run_path, spec_from_dict(member["spec"]), member["id"], seed, self.slug)
 
     def add(self, ensembles: list[dict[str, Any]]) -> None:
@@ -187,11 +188,11 @@ def _recipe(args: argparse.Namespace) -> tuple[TrainConfig, list[str]]:
     return recipe, changed
 
 
-def _result_row(r: dict[str, Any], metrics: Any, recipe_name: str, changed: list[str], epochs: int,
+def _result_row(r: dict[str, Any], metrics: Any, recipe_name: str, changed: list[str], reseed: int, epochs: int,
                 subset: int | None) -> dict[str, Any]:
     """retrain.jsonl's row of ensemble ``r`` scored as ``metrics`` (nas.ensemble.EnsembleMetrics)."""
     return {"ensemble_id": r["ensemble_id"], "size": r["size"], "sample": r["sample"], "recipe": recipe_name,
-            **({"set": changed} if changed else {}),
+            **({"set": changed} if changed else {}), **({"reseed": reseed} if reseed else {}),
             "epochs": epochs, "train_examples": subset, "proxy_val_accuracy": r["accuracy"],
             "test_accuracy": metrics.accuracy, "test_member_accuracies": list(metrics.member_accuracies),
             "latency_max_ms": r["latency_max_ms"],
@@ -223,11 +224,12 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
     subset = args.train_examples
     ds = with_training_subset(ds, cfg.seed, subset)  # a class-balanced subset, for quick checks
     out_path = run.path / "retrain.jsonl"
-    setting = (recipe_label(args.recipe, changed), recipe.epochs, subset or 0)  # as nas/retrained.py groups retrains
+    # as nas/retrained.py groups retrains (row_setting)
+    setting = (recipe_label(args.recipe, changed + reseed_items(args.reseed)), recipe.epochs, subset or 0)
     finished = {(x["ensemble_id"], *row_setting(x)): x for x in run.retrains()}
     todo = [r for r in chosen if (r["ensemble_id"], *setting) not in finished]
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
-    members = _MemberRetrains(run.path, cfg.seed, setting_slug(*setting), ds, recipe, args.every, deadline)
+    members = _MemberRetrains(run.path, cfg.seed, setting, ds, recipe, args.every, deadline)
     members.add(todo)
     if todo:
         print(f"retraining {counted(len(todo), 'ensemble')}: {counted(len(members.members), 'distinct member')} "
@@ -258,7 +260,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> int:
                       "command resumes", file=sys.stderr)
                 break
             metrics = evaluate_ensemble(logits, ds.y_test)
-            run.append_retrain(_result_row(r, metrics, args.recipe, changed, recipe.epochs, subset))
+            run.append_retrain(_result_row(r, metrics, args.recipe, changed, args.reseed, recipe.epochs, subset))
             appended += 1
             print(f"size {r['size']} #{r['sample']}: proxy val {r['accuracy']:.4f} -> test {metrics.accuracy:.4f} "
                   f"(members {', '.join(f'{a:.4f}' for a in metrics.member_accuracies)})")

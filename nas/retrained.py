@@ -42,6 +42,11 @@ from trainer.config import TrainConfig
 from trainer.checkpoints import checkpoint_steps
 
 SETTING = ["recipe", "epochs", "train_examples"]
+# `nas retrain --reseed K` (K >= 1) retrains each member with its searched seed + K * RESEED_STEP, in
+# a setting of its own ("reseed=K" after the recipe's --set items): how much of a retrained accuracy,
+# or of an ensemble's lead, is the training seed's. The step keeps a reseeded member's seed clear of
+# the searched seeds (search seed + member position, nas.search.member_jobs).
+RESEED_STEP = 1000
 COLUMNS = ["recipe", "epochs", "train_examples", "size", "sample", "source", "ensemble_id", "proxy_val_accuracy",
            "test_accuracy", "latency_max_ms", "best_member_test_accuracy", "weakest_member_test_accuracy"]
 
@@ -50,7 +55,27 @@ def row_setting(row: dict[str, Any]) -> tuple[str, int, int]:
     """A ``retrain.jsonl`` row's setting: (recipe, epochs, train_examples), 0 images for the whole
     training split; the recipe with the row's ``set`` items (``nas retrain --set``) as
     ``recipe_label`` writes it."""
-    return recipe_label(row["recipe"], row.get("set") or ()), int(row["epochs"]), int(row.get("train_examples") or 0)
+    items = [*(row.get("set") or ()), *reseed_items(int(row.get("reseed") or 0))]
+    return recipe_label(row["recipe"], items), int(row["epochs"]), int(row.get("train_examples") or 0)
+
+
+def reseed_items(reseed: int) -> list[str]:
+    """The recipe-label item of `nas retrain --reseed K`: ["reseed=K"], none for K = 0."""
+    return [f"reseed={reseed}"] if reseed else []
+
+
+def setting_reseed(recipe: str) -> int:
+    """K of a setting retrained with `--reseed K` (its ``recipe_label``), else 0."""
+    found = [i.partition("=")[2] for i in split_recipe_label(recipe)[1] if i.startswith("reseed=")]
+    if found and not (found[0].isdigit() and int(found[0]) > 0):
+        raise UserError(f"{recipe}: reseed={found[0]} is not a positive whole number")
+    return int(found[0]) if found else 0
+
+
+def retrain_seed(searched_seed: int, recipe: str) -> int:
+    """The seed a member searched with ``searched_seed`` is retrained with in a setting (its
+    ``recipe_label``): that seed, or + K * RESEED_STEP under `--reseed K`."""
+    return searched_seed + RESEED_STEP * setting_reseed(recipe)
 
 
 def recipe_label(recipe: str, items: Iterable[str]) -> str:
@@ -197,7 +222,8 @@ def slug_setting(slug: str) -> tuple[str, int, int]:
 
 def _options(m: re.Match[str]) -> list[str]:
     items = [x for x in m["items"].split("+") if x]
-    return (["--recipe", m["recipe"], "--epochs", m["epochs"]] + [a for i in items for a in ("--set", i)]
+    flags = [("--reseed", i.partition("=")[2]) if i.startswith("reseed=") else ("--set", i) for i in items]
+    return (["--recipe", m["recipe"], "--epochs", m["epochs"]] + [a for flag in flags for a in flag]
             + (["--train-examples", m["n"]] if m["n"] else []))
 
 
@@ -229,7 +255,8 @@ def retrain_recipe(recipe: str, epochs: int) -> TrainConfig:
     name, items = split_recipe_label(recipe)
     if name not in RECIPES:
         raise UserError(f"retraining recipe {name!r}: not one of {', '.join(sorted(RECIPES))}")
-    return with_trainer_settings(with_epochs(RECIPES[name], epochs), items)
+    trainer_items = [i for i in items if not i.startswith("reseed=")]  # the seed is not a trainer setting
+    return with_trainer_settings(with_epochs(RECIPES[name], epochs), trainer_items)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

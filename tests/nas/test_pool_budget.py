@@ -85,9 +85,10 @@ def _dataset(labels: np.ndarray) -> Dataset:
                    tuple(str(i) for i in range(CLASSES)))
 
 
-def _retrained_run(tmp_path, logits, labels, slug="fast3-n100", epochs=3):
+def _retrained_run(tmp_path, logits, labels, slug="fast3-n100", epochs=3, seed_moved_by=0):
     """A run of four one-member samples and one pair with real specs, each member's retraining in
-    ``slug`` finished (test logits saved as trainer/retrain.py saves them), but the last sample's."""
+    ``slug`` finished (test logits saved as trainer/retrain.py saves them), but the last sample's;
+    retrained with the searched seed + ``seed_moved_by`` (`nas retrain --reseed`)."""
     space, rng = MnasNetSpace(28), np.random.default_rng(1)
     ds = _dataset(labels)
     run = RunDir(tmp_path / "run")
@@ -104,7 +105,7 @@ def _retrained_run(tmp_path, logits, labels, slug="fast3-n100", epochs=3):
                            "members": [{**members[i], "seed": pos} for pos, i in enumerate(idx)]})
     for i, m in enumerate(members[:-1]):  # the last one's retraining is unfinished
         for pos in {pos for idx in groups for pos, j in enumerate(idx) if j == i}:
-            folder = retrain_dir(run.path, m["id"], pos, slug)
+            folder = retrain_dir(run.path, m["id"], pos + seed_moved_by, slug)
             folder.mkdir(parents=True)
             np.savez(folder / SAVED_LOGITS, logits=logits[i], curve=np.zeros(epochs), epochs=epochs,
                      fingerprint=ds.test_fingerprint)
@@ -128,6 +129,20 @@ def test_the_pool_holds_each_finished_retraining_once(tmp_path):
         retrained_pool(run, "fast3-n100", other)  # logits saved for another test set are not used
     with pytest.raises(UserError, match="fast: not a retraining setting"):
         retrained_pool(run, "fast", ds)
+
+
+def test_a_reseeded_setting_pools_the_members_retrained_with_the_moved_seeds(tmp_path):
+    logits, labels = _logits(5)
+    run, ds, _ = _retrained_run(tmp_path, logits, labels, slug="fast3+reseed=2-n100", seed_moved_by=2000)
+    assert retrained_settings(run) == ["fast3+reseed=2-n100"]
+    pool, _, folders = retrained_pool(run, "fast3+reseed=2-n100", ds)
+    # the members as searched (their searched seeds, as `nas export --members` names them), from the
+    # folders of the moved seeds
+    assert [(m.key, m.seed) for m in pool] == [("k0", 0), ("k1", 0), ("k2", 0), ("k3", 1)]
+    assert [f.split("-")[1] for f in folders] == ["seed2000", "seed2000", "seed2000", "seed2001"]
+    elsewhere, ds, _ = _retrained_run(tmp_path / "b", logits, labels, slug="fast3+reseed=2-n100")
+    with pytest.raises(UserError, match="0 members retrained in setting fast3[+]reseed=2-n100"):
+        retrained_pool(elsewhere, "fast3+reseed=2-n100", ds)  # folders at the searched seeds are not that setting's
 
 
 def test_one_network_recorded_under_two_ids_is_pooled_once(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from nas.retrained import (against_singles, kendall_tau_b, member_frame, proxy_picks, rank_agreement, retrain_frame,
                            retrained_fronts, spearman)
+from search_space.errors import UserError
 
 
 def _row(size, sample, proxy, test, ms, members=None, recipe="fast", epochs=4, train_examples=10000, eid=None):
@@ -181,6 +182,29 @@ def test_show_and_plot_report_the_retrains(tmp_path, capsys):
     # three panels, the third the ensembles' gain over their best member: 16.5 inches at 130 dpi
     assert int.from_bytes(png.read_bytes()[16:20], "big") == 2145
     assert "retraining unfinished" not in capsys.readouterr().out
+
+
+def test_a_reseeded_setting_moves_the_seed_and_no_trainer_setting():
+    from nas.retrained import (retrain_recipe, retrain_seed, row_setting, setting_label, setting_reseed, setting_slug,
+                               slug_options, slug_setting)
+    from trainer.retrain import RECIPES, with_epochs
+
+    row = ROWS[0] | {"set": ["label_smoothing=0.0"], "reseed": 2}
+    setting = row_setting(row)  # the reseed after the --set items, so one change has one name
+    assert setting == ("fast+label_smoothing=0.0+reseed=2", 4, 10000)
+    slug = setting_slug(*setting)
+    assert slug == "fast4+label_smoothing=0.0+reseed=2-n10000" and slug_setting(slug) == setting
+    assert slug_options(slug) == ["--recipe", "fast", "--epochs", "4", "--set", "label_smoothing=0.0", "--reseed", "2",
+                                  "--train-examples", "10000"]
+    assert setting_label(*setting) == "fast (label_smoothing=0.0 reseed=2), 4 epochs on 10,000 training images"
+    assert setting_reseed(setting[0]) == 2 and setting_reseed("fast+label_smoothing=0.0") == 0
+    assert retrain_seed(1, setting[0]) == 2001 and retrain_seed(1, "fast") == 1
+    # the seed is no trainer setting: the recipe restored is the --set items' alone
+    assert retrain_recipe(setting[0], 4) == retrain_recipe("fast+label_smoothing=0.0", 4)
+    assert retrain_recipe("fast+reseed=1", 4) == with_epochs(RECIPES["fast"], 4)
+    assert row_setting(ROWS[0] | {"reseed": 0}) == row_setting(ROWS[0])  # 0: the searched seed, the plain setting
+    with pytest.raises(UserError, match="reseed=x is not a positive whole number"):
+        retrain_seed(0, "fast+reseed=x")
 
 
 def test_show_names_the_members_checkpointed_mid_way_and_the_options_that_resume_them(tmp_path, capsys):

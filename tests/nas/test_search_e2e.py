@@ -287,6 +287,39 @@ def test_a_retraining_with_set_items_exports_with_them(retrained_copy, tmp_path,
     assert manifest["test_accuracy_exported"] == pytest.approx(changed["test_accuracy"], abs=1e-3)
 
 
+def test_a_reseeded_retraining_is_a_setting_of_its_own(retrained_copy, tmp_path, capsys):
+    """`nas retrain --reseed 1`: the member trains again with its searched seed + 1000, into a folder
+    and a setting of their own (its row keeps the searched seed and says reseed 1), and `nas export`
+    restores it with that seed; the plain setting is left as it was."""
+    from trainer.retrain import SAVED_LOGITS
+
+    copy = tmp_path / "copy"
+    shutil.copytree(retrained_copy[0], copy)
+    printed = nas_here("retrain", str(copy), *RETRAIN_ARGS, "--reseed", "1").stdout
+    assert "1 result appended to" in printed
+    plain, reseeded = [json.loads(l) for l in (copy / "retrain.jsonl").read_text().splitlines()]
+    assert reseeded["ensemble_id"] == plain["ensemble_id"] and reseeded["reseed"] == 1 and "set" not in reseeded
+    member = reseeded["members"][0]
+    assert member["seed"] == plain["members"][0]["seed"]  # the searched seed, as the records have it
+    folders = {f.name.split("-", 1)[1]: f for f in (copy / "retrain").iterdir()}
+    seed = member["seed"]
+    assert set(folders) == {f"seed{seed}-fast1-n256", f"seed{seed + 1000}-fast1+reseed=1-n256"}
+    logits = {k: np.load(f / SAVED_LOGITS) for k, f in folders.items()}
+    first, second = logits.values()
+    assert not np.array_equal(first, second)  # another seed, another training
+    # rerunning reports the row; it neither retrains nor duplicates it
+    assert "retrained earlier" in nas_here("retrain", str(copy), *RETRAIN_ARGS, "--reseed", "1").stdout
+    assert len((copy / "retrain.jsonl").read_text().splitlines()) == 2
+    out = tmp_path / "exported"
+    nas_here("export", str(copy), "--size", "1", "--setting", "fast1+reseed=1-n256", "--out", str(out))
+    manifest = json.loads((out / "ensemble.json").read_text())
+    assert manifest["members"][0]["seed"] == seed + 1000 and manifest["retrain"]["setting"] == "fast1+reseed=1-n256"
+    assert manifest["test_accuracy"] == reseeded["test_accuracy"]
+    assert manifest["test_accuracy_exported"] == pytest.approx(reseeded["test_accuracy"], abs=1e-3)
+    assert main(["retrain", str(copy), *RETRAIN_ARGS, "--set", "reseed=2"]) == 2  # not a trainer setting
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_retraining_in_worker_processes_gives_what_retraining_here_gives(resumed_run, tmp_path):
     """`nas retrain --workers 2`: the pair's two members retrain side by side in two processes, and
