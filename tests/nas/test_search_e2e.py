@@ -304,7 +304,7 @@ def test_a_reseeded_retraining_is_a_setting_of_its_own(retrained_copy, tmp_path,
     folders = {f.name.split("-", 1)[1]: f for f in (copy / "retrain").iterdir()}
     seed = member["seed"]
     assert set(folders) == {f"seed{seed}-fast1-n256", f"seed{seed + 1000}-fast1+reseed=1-n256"}
-    logits = {k: np.load(f / SAVED_LOGITS) for k, f in folders.items()}
+    logits = {k: np.load(f / SAVED_LOGITS)["logits"] for k, f in folders.items()}
     first, second = logits.values()
     assert not np.array_equal(first, second)  # another seed, another training
     # rerunning reports the row; it neither retrains nor duplicates it
