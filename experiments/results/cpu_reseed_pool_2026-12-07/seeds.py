@@ -3,7 +3,7 @@
 the training seed's, whether the architectures picked on one seed's training keep their lead
 retrained with another, and whether ensembles of different networks beat ensembles of one network
 trained with different seeds (the paper's ensembles) at the same max latency.
-python seeds.py RUN"""
+python seeds.py RUN [SETTING SETTING SETTING] (other settings' pools in the seeds' place, as a check)"""
 import itertools
 import sys
 
@@ -14,7 +14,7 @@ from nas.pool_budget import budget_check, budget_summary, budget_verdicts, retra
 from nas.retrained import spearman
 from nas.store import RunDir
 
-SETTINGS = ("fast4-n10000", "fast4+reseed=1-n10000", "fast4+reseed=2-n10000")
+SETTINGS = tuple(sys.argv[2:]) or ("fast4-n10000", "fast4+reseed=1-n10000", "fast4+reseed=2-n10000")
 SPLITS = 10
 
 run = RunDir(sys.argv[1])
