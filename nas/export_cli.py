@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
-from nas.retrained import (member_retraining, retrain_recipe, retrain_seed, row_setting, setting_label, setting_slug,
-                           slug_setting, split_recipe_label)
+from nas.retrained import (member_retraining, retrain_recipe, retrain_seed, row_setting, setting_label, setting_reseed,
+                           setting_slug, slug_setting, split_recipe_label)
 from nas.store import RunDir, member_seed
 from nas.words import counted
 from search_space.errors import UserError
@@ -131,6 +131,8 @@ def run_export_cmd(args: argparse.Namespace) -> int:
         slug = setting_slug(*setting)
         chosen = row_members(row, records)
     recipe_name, items = split_recipe_label(setting[0])
+    reseed = setting_reseed(setting[0])  # `nas retrain --reseed`: not a trainer setting
+    items = [i for i in items if not i.startswith("reseed=")]
     epochs, subset = setting[1], setting[2] or None
     recipe = retrain_recipe(setting[0], epochs)  # with what `nas retrain --set` changed in it
     specs = member_specs(records)
@@ -166,12 +168,12 @@ def run_export_cmd(args: argparse.Namespace) -> int:
                         "latency_ms": m.get("latency_ms"), "test_accuracy": test_acc})
         print(f"  member {pos + 1}/{len(chosen)} {m['id'][:12]} seed {seed} {spec.resolution}px: restored "
               f"from {ckpt}", file=sys.stderr, flush=True)
+    retrain = {"recipe": recipe_name, "set": items, "epochs": epochs, "train_examples": subset, "setting": slug,
+               **({"reseed": reseed} if reseed else {})}
     manifest = {
         **data_manifest(ds, train.x_train, recipe.tta_flip), "members": members, "size": int(row["size"]),
         "sample": row["sample"], "ensemble_id": row["ensemble_id"],
-        "latency_max_ms": row.get("latency_max_ms"), "retrain": {"recipe": recipe_name, "set": items,
-                                                                  "epochs": epochs, "train_examples": subset,
-                                                                  "setting": slug},
+        "latency_max_ms": row.get("latency_max_ms"), "retrain": retrain,
         "source_run": str(run.path.resolve()), "test_accuracy": row["test_accuracy"],
     }
     manifest = write_ensemble(out, manifest, arrays, ds.x_test, ds.y_test)

@@ -168,11 +168,15 @@ def member_frame(rows: Iterable[dict[str, Any]], records: Iterable[dict[str, Any
 
 def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
     """E.g. "fast, 4 epochs on 10,000 training images" (0 images: the whole training split), or with
-    ``--set`` items "fast (label_smoothing=0.0), 4 epochs on the whole training split"."""
+    ``--set`` items "fast (label_smoothing=0.0), 4 epochs on the whole training split", or with
+    ``--reseed 1`` "fast, 4 epochs on 10,000 training images, seeds + 1000"."""
     where = f"{train_examples:,} training images" if train_examples else "the whole training split"
     name, items = split_recipe_label(recipe)
+    items = [i for i in items if not i.startswith("reseed=")]
     changed = f" ({' '.join(items)})" if items else ""
-    return f"{name}{changed}, {counted(epochs, 'epoch')} on {where}"
+    reseed = setting_reseed(recipe)
+    seeds = f", seeds + {RESEED_STEP * reseed}" if reseed else ""  # `nas retrain --reseed`
+    return f"{name}{changed}, {counted(epochs, 'epoch')} on {where}{seeds}"
 
 
 def retrain_dir(run_path: Path, member_id: str, seed: int, slug: str) -> Path:

@@ -10,7 +10,7 @@ import pandas as pd
 from nas.diversity import gain_line, gain_summary, retrained_gains
 from nas.pareto import json_rows
 from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_scope, in_setting, member_frame,
-                           proxy_picks, rank_agreement, retrain_frame, setting_label, setting_slug,
+                           proxy_picks, rank_agreement, retrain_frame, setting_label, setting_reseed, setting_slug,
                            split_recipe_label)
 from nas.store import RunDir
 from nas.words import counted
@@ -37,7 +37,8 @@ def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -
         same = lambda f: in_setting(f, setting).drop(columns=SETTING)  # noqa: E731
         gains = retrained_gains(d)
         name, items = split_recipe_label(recipe)  # the recipe and what `nas retrain --set` changed in it
-        out.append({"recipe": name, "set": items, "epochs": int(epochs), "train_examples": int(train_examples),
+        out.append({"recipe": name, "set": [i for i in items if not i.startswith("reseed=")],
+                    "reseed": setting_reseed(recipe), "epochs": int(epochs), "train_examples": int(train_examples),
                     "label": setting_label(recipe, int(epochs), int(train_examples)),
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
                     "agreement": json_rows(same(agreement)),

@@ -196,7 +196,7 @@ def test_a_reseeded_setting_moves_the_seed_and_no_trainer_setting():
     assert slug == "fast4+label_smoothing=0.0+reseed=2-n10000" and slug_setting(slug) == setting
     assert slug_options(slug) == ["--recipe", "fast", "--epochs", "4", "--set", "label_smoothing=0.0", "--reseed", "2",
                                   "--train-examples", "10000"]
-    assert setting_label(*setting) == "fast (label_smoothing=0.0 reseed=2), 4 epochs on 10,000 training images"
+    assert setting_label(*setting) == "fast (label_smoothing=0.0), 4 epochs on 10,000 training images, seeds + 2000"
     assert setting_reseed(setting[0]) == 2 and setting_reseed("fast+label_smoothing=0.0") == 0
     assert retrain_seed(1, setting[0]) == 2001 and retrain_seed(1, "fast") == 1
     # the seed is no trainer setting: the recipe restored is the --set items' alone

@@ -307,13 +307,20 @@ def test_a_reseeded_retraining_is_a_setting_of_its_own(retrained_copy, tmp_path,
     logits = {k: np.load(f / SAVED_LOGITS)["logits"] for k, f in folders.items()}
     first, second = logits.values()
     assert not np.array_equal(first, second)  # another seed, another training
+    assert main(["show", str(copy), "--json"]) == 0
+    shown = {x["slug"]: x for x in json.loads(capsys.readouterr().out)["retrained"]}
+    assert shown["fast1+reseed=1-n256"]["set"] == [] and shown["fast1+reseed=1-n256"]["reseed"] == 1
+    assert shown["fast1+reseed=1-n256"]["label"] == "fast, 1 epoch on 256 training images, seeds + 1000"
+    assert shown["fast1-n256"]["reseed"] == 0
     # rerunning reports the row; it neither retrains nor duplicates it
     assert "retrained earlier" in nas_here("retrain", str(copy), *RETRAIN_ARGS, "--reseed", "1").stdout
     assert len((copy / "retrain.jsonl").read_text().splitlines()) == 2
     out = tmp_path / "exported"
     nas_here("export", str(copy), "--size", "1", "--setting", "fast1+reseed=1-n256", "--out", str(out))
     manifest = json.loads((out / "ensemble.json").read_text())
-    assert manifest["members"][0]["seed"] == seed + 1000 and manifest["retrain"]["setting"] == "fast1+reseed=1-n256"
+    assert manifest["members"][0]["seed"] == seed + 1000
+    assert manifest["retrain"] == {"recipe": "fast", "set": [], "epochs": 1, "train_examples": 256, "reseed": 1,
+                                   "setting": "fast1+reseed=1-n256"}
     assert manifest["test_accuracy"] == reseeded["test_accuracy"]
     assert manifest["test_accuracy_exported"] == pytest.approx(reseeded["test_accuracy"], abs=1e-3)
     assert main(["retrain", str(copy), *RETRAIN_ARGS, "--set", "reseed=2"]) == 2  # not a trainer setting
