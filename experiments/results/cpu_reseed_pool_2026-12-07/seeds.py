@@ -6,7 +6,9 @@ trained with different seeds (the paper's ensembles) at the same max latency.
 python seeds.py RUN [SETTING SETTING SETTING] (other settings' pools in the seeds' place, as a check)"""
 import itertools
 import sys
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
@@ -50,8 +52,10 @@ for k, slug in enumerate(SETTINGS):
     summary = budget_summary(budget_check(members, lp[k], y, [1, 2, 3], cost="latency", splits=SPLITS))
     leads_by_seed[k] = summary
     best = summary.groupby("size")["score_accuracy"].max()
+    halving_sd = {k: 100 * d["lead_std"].median() for k, d in summary[summary["size"] > 1].groupby("size")}
     parts = [f"size {v['size']}: ahead in every halving at {v['ahead']} of {v['budgets']} budgets, behind at "
-             f"{v['behind']}, median lead {100 * v['median_lead']:+.2f}" for v in budget_verdicts(summary)]
+             f"{v['behind']}, median lead {100 * v['median_lead']:+.2f} (its sd over halvings, median "
+             f"{halving_sd[v['size']]:.2f})" for v in budget_verdicts(summary)]
     print(f"  {slug}: best held out {', '.join(f'{100 * a:.2f}%' for a in best)} (sizes 1-3); " + "; ".join(parts))
 
 
@@ -109,6 +113,11 @@ for k in (2, 3):
         print(f"  size {k}, seed {s}: seed 0's picks lead at {int((r > 0).sum())} of {len(r)} budgets, median "
               f"{np.median(r):+.2f} points (mean {r.mean():+.2f}); seed {s}'s own picks: {int((o > 0).sum())} of "
               f"{len(o)}, median {np.median(o):+.2f}")
+    by_budget = 100 * np.array([own[s] for s in range(n_seeds)])  # (seeds, budgets): each seed's own picks' lead
+    print(f"  size {k}: the lead of each seed's own picks, per budget: sd over the seeds median "
+          f"{np.median(by_budget.std(0, ddof=1)):.2f} points (max {by_budget.std(0, ddof=1).max():.2f}); positive "
+          f"with every seed at {int((by_budget > 0).all(0).sum())} of {by_budget.shape[1]} budgets, negative with "
+          f"every seed at {int((by_budget < 0).all(0).sum())}")
 
 # (d) one network with several seeds against different networks, at the same max latency
 print("\n(d) under a max-latency budget, from all members at all seeds: the best single model, the best ensemble "
@@ -118,7 +127,8 @@ models = [(i, s) for s in range(n_seeds) for i in range(n)]  # member i trained 
 all_lp = lp.reshape(n_seeds * n, *lp.shape[2:])
 model_latency = latency[[i for i, _ in models]]
 single = correct(all_lp, np.arange(len(models))[:, None])
-for k in (2, 3):
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+for ax, k in zip(axes, (2, 3)):
     combos = np.array(list(itertools.combinations(range(len(models)), k)))
     nets = np.array([[models[j][0] for j in c] for c in combos])
     same = (nets == nets[:, :1]).all(1)
@@ -149,6 +159,19 @@ for k in (2, 3):
         diffs.append(d.mean())
         print(f"    {budget:9.2f} | {s1.mean():6.2f} | {one.mean():6.2f} ({(one - s1).mean():+.2f}) | "
               f"{diff.mean():6.2f} ({(diff - s1).mean():+.2f}) | {d.mean():+.2f} ({int((d > 0).sum())}/{len(d)})")
+    at = np.array([t[0] for t in table])
+    for j, (name, style) in enumerate((("single model", "k-"), (f"{k} seeds of one network", "C0o-"),
+                                        (f"{k} different networks", "C3s-")), start=1):
+        ax.plot(at, [t[j].mean() for t in table], style, label=name, ms=4)
+    ax.set(title=f"ensembles of {k}", xlabel="max member latency budget (ms, Pixel-1 model)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     diffs = np.array(diffs)
     print(f"    different networks ahead of one network's seeds at {int((diffs > 0).sum())} of {len(diffs)} budgets, "
           f"median {np.median(diffs):+.2f} points")
+axes[0].set_ylabel("test accuracy, held-out half (%, mean of 10)")
+fig.suptitle(f"{n} CPU-search members x {n_seeds} seeds, 4 epochs: best under each budget, chosen on one half")
+fig.tight_layout()
+out = Path(__file__).with_name("seeds_vs_networks.png")
+fig.savefig(out, dpi=120)
+print(f"\nfigure {out.name}")
