@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from nas.config import from_dict, load_config_dataset
-from nas.retrained import (member_retraining, retrain_recipe, retrain_seed, row_setting, setting_label, setting_reseed,
-                           setting_slug, slug_setting, split_recipe_label)
+from nas.retrained import (member_retraining, recipe_parts, retrain_recipe, retrain_seed, row_setting, setting_label,
+                           setting_slug, slug_setting)
 from nas.store import RunDir, member_seed
 from nas.words import counted
 from search_space.errors import UserError
@@ -130,9 +130,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
         setting = row_setting(row)
         slug = setting_slug(*setting)
         chosen = row_members(row, records)
-    recipe_name, items = split_recipe_label(setting[0])
-    reseed = setting_reseed(setting[0])  # `nas retrain --reseed`: not a trainer setting
-    items = [i for i in items if not i.startswith("reseed=")]
+    recipe_name, items, reseed = recipe_parts(setting[0])  # the recipe, its --set items, its --reseed
     epochs, subset = setting[1], setting[2] or None
     recipe = retrain_recipe(setting[0], epochs)  # with what `nas retrain --set` changed in it
     specs = member_specs(records)

@@ -64,12 +64,20 @@ def reseed_items(reseed: int) -> list[str]:
     return [f"reseed={reseed}"] if reseed else []
 
 
-def setting_reseed(recipe: str) -> int:
-    """K of a setting retrained with `--reseed K` (its ``recipe_label``), else 0."""
-    found = [i.partition("=")[2] for i in split_recipe_label(recipe)[1] if i.startswith("reseed=")]
+def recipe_parts(recipe: str) -> tuple[str, list[str], int]:
+    """A setting's ``recipe_label`` taken apart: the recipe's name, the trainer settings `nas retrain
+    --set` changed in it, and K of `--reseed K` (0 where not reseeded; the seed is no trainer
+    setting). Raises UserError for a reseed that is not a positive whole number."""
+    name, items = split_recipe_label(recipe)
+    found = [i.partition("=")[2] for i in items if i.startswith("reseed=")]
     if found and not (found[0].isdigit() and int(found[0]) > 0):
         raise UserError(f"{recipe}: reseed={found[0]} is not a positive whole number")
-    return int(found[0]) if found else 0
+    return name, [i for i in items if not i.startswith("reseed=")], int(found[0]) if found else 0
+
+
+def setting_reseed(recipe: str) -> int:
+    """K of a setting retrained with `--reseed K` (its ``recipe_label``), else 0."""
+    return recipe_parts(recipe)[2]
 
 
 def retrain_seed(searched_seed: int, recipe: str) -> int:
@@ -171,10 +179,8 @@ def setting_label(recipe: str, epochs: int, train_examples: int) -> str:
     ``--set`` items "fast (label_smoothing=0.0), 4 epochs on the whole training split", or with
     ``--reseed 1`` "fast, 4 epochs on 10,000 training images, seeds + 1000"."""
     where = f"{train_examples:,} training images" if train_examples else "the whole training split"
-    name, items = split_recipe_label(recipe)
-    items = [i for i in items if not i.startswith("reseed=")]
+    name, items, reseed = recipe_parts(recipe)
     changed = f" ({' '.join(items)})" if items else ""
-    reseed = setting_reseed(recipe)
     seeds = f", seeds + {RESEED_STEP * reseed}" if reseed else ""  # `nas retrain --reseed`
     return f"{name}{changed}, {counted(epochs, 'epoch')} on {where}{seeds}"
 
@@ -256,11 +262,10 @@ def retrain_recipe(recipe: str, epochs: int) -> TrainConfig:
     from nas.config import with_trainer_settings
     from trainer.retrain import RECIPES, with_epochs
 
-    name, items = split_recipe_label(recipe)
+    name, items, _ = recipe_parts(recipe)  # the seed is no trainer setting
     if name not in RECIPES:
         raise UserError(f"retraining recipe {name!r}: not one of {', '.join(sorted(RECIPES))}")
-    trainer_items = [i for i in items if not i.startswith("reseed=")]  # the seed is not a trainer setting
-    return with_trainer_settings(with_epochs(RECIPES[name], epochs), trainer_items)
+    return with_trainer_settings(with_epochs(RECIPES[name], epochs), items)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

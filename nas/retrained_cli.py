@@ -10,8 +10,7 @@ import pandas as pd
 from nas.diversity import gain_line, gain_summary, retrained_gains
 from nas.pareto import json_rows
 from nas.retrained import (MEMBER_COLUMNS, SETTING, against_singles, agreement_scope, in_setting, member_frame,
-                           proxy_picks, rank_agreement, retrain_frame, setting_label, setting_reseed, setting_slug,
-                           split_recipe_label)
+                           proxy_picks, rank_agreement, recipe_parts, retrain_frame, setting_label, setting_slug)
 from nas.store import RunDir
 from nas.words import counted
 
@@ -36,9 +35,9 @@ def retrained_report(run: RunDir, records: list[dict[str, Any]] | None = None) -
         recipe, epochs, train_examples = setting
         same = lambda f: in_setting(f, setting).drop(columns=SETTING)  # noqa: E731
         gains = retrained_gains(d)
-        name, items = split_recipe_label(recipe)  # the recipe and what `nas retrain --set` changed in it
-        out.append({"recipe": name, "set": [i for i in items if not i.startswith("reseed=")],
-                    "reseed": setting_reseed(recipe), "epochs": int(epochs), "train_examples": int(train_examples),
+        name, items, reseed = recipe_parts(recipe)  # the recipe, what `nas retrain --set` changed in it, --reseed
+        out.append({"recipe": name, "set": items, "reseed": reseed, "epochs": int(epochs),
+                    "train_examples": int(train_examples),
                     "label": setting_label(recipe, int(epochs), int(train_examples)),
                     "slug": setting_slug(recipe, int(epochs), int(train_examples)),
                     "agreement": json_rows(same(agreement)),
