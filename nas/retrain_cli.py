@@ -6,8 +6,8 @@ Each distinct member is retrained once per command, with the seed it was searche
 retraining setting (recipe, epochs, training subset: nas/retrained.py), here or in worker
 processes (nas/retrain_workers.py); a finished member keeps its test logits, so ensembles sharing
 it, and later commands, score it without retraining. One row per ensemble is appended to
-RUN/retrain.jsonl, which `nas show` and `nas plot` read (nas/retrained_cli.py). `--max-minutes` stops between epochs with a checkpoint; the same command
-resumes.
+RUN/retrain.jsonl, which `nas show` and `nas plot` read (nas/retrained_cli.py). `--max-minutes`
+stops between epochs with a checkpoint; the same command resumes.
 """
 
 from __future__ import annotations
