@@ -61,6 +61,43 @@ def _fresh_programs():
         sys.modules["trainer.train"].PROGRAMS.clear()
 
 
+@pytest.fixture(autouse=True)
+def _compile_profile(request):
+    """With ``NAS_TEST_COMPILE_LOG=FOLDER``, each test's JAX compile events as a JSON line of
+    FOLDER/<worker>.jsonl: seconds per event (tracing, lowering, XLA compiling or loading from the
+    persistent cache) and each backend compile's function name and seconds. What the suite's time
+    goes to (docs/development.md); off, nothing is registered."""
+    folder = os.environ.get("NAS_TEST_COMPILE_LOG")
+    if not folder:
+        yield
+        return
+    import json
+    import time
+
+    from jax import monitoring
+
+    totals: dict[str, float] = {}
+    compiles: list[tuple[str, float]] = []
+
+    def listen(event: str, seconds: float, **kw) -> None:
+        totals[event] = totals.get(event, 0.0) + seconds
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append((str(kw.get("fun_name")), round(seconds, 3)))
+
+    monitoring.register_event_duration_secs_listener(listen)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+        row = {"test": request.node.nodeid, "seconds": round(time.perf_counter() - start, 3),
+               "events": {k: round(v, 3) for k, v in totals.items()}, "compiles": compiles}
+        path = pathlib.Path(folder) / f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def logits_of(model, x) -> np.ndarray:
     """``model(x)`` as one compiled program, as a NumPy array. Called as it is, an NNX model runs
     each operation as a program of its own, compiled per shape: 250-350 small programs for a small
