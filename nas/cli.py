@@ -483,8 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "budget, the best single model against the best ensemble of each size, each chosen on one "
                         "half of the test images and scored on the other over --holdout-splits random halvings "
                         "(pool_retrained_SETTING_COST.csv, plots/pool_retrained_SETTING_COST.png)")
-    p.add_argument("--retrain-setting", metavar="SETTING",
-                   help="with --retrained: which retraining setting, e.g. fast12-n10000 (default: the only one)")
+    p.add_argument("--retrain-setting", metavar="SETTING", action="append",
+                   help="with --retrained: which retraining setting, e.g. fast12-n10000 (default: the only one); "
+                        "given two or more that differ only in `nas retrain --reseed` (fast4-n10000, "
+                        "fast4+reseed=1-n10000, ...), one network's seeds against different networks per budget "
+                        "instead (pool_seeds_SETTING_xN_COST.csv, plots/pool_seeds_SETTING_xN_COST.png)")
     p.add_argument("--cost", choices=["latency", "flops"],
                    help="with --retrained: the budget's cost, the max member latency (the search's) or the summed "
                         "FLOPs (the paper's); default latency")

@@ -215,6 +215,33 @@ def budget_figure(summary: Any, cost: str, path: Path, title: str = "") -> Path:
     return path
 
 
+def seeds_pool_figure(summary: Any, cost: str, path: Path, title: str = "") -> Path:
+    """`nas pool --retrained` with several reseeded settings (nas/pool_seeds.py): a panel per
+    ensemble size, under each cost budget the held-out test accuracy of the best single model, the
+    best ensemble of one network's seeds and the best of different networks (a step: a budget holds
+    until the next)."""
+    sizes = sorted(int(k) for k in summary["size"].unique() if k != 1)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(max(7.0, 5.5 * len(sizes)), 4.4), sharey=True, squeeze=False)
+    scale, unit = (1.0, "max member latency on Pixel 1 (ms)") if cost == "latency" else (1e-6, "summed MFLOPs")
+    styles = {"single": ("black", "single model"), "one network": ("C0", "{k} seeds of one network"),
+              "different networks": ("C3", "{k} different networks")}
+    for ax, k in zip(axes[0], sizes):
+        for kind, (color, label) in styles.items():
+            d = summary[(summary["kind"] == kind) & (summary["size"] == (1 if kind == "single" else k))]
+            d = d.sort_values("budget")
+            ax.step(d["budget"] * scale, 100 * d["score_accuracy"], where="post", color=color, label=label.format(k=k))
+            ax.scatter(d["budget"] * scale, 100 * d["score_accuracy"], color=color, s=12)
+        ax.set(title=f"ensembles of {k}", xlabel=f"budget: {unit}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_ylabel("held-out test accuracy (%),\nbest pick within the budget")
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def seeds_figure(records: list[dict[str, Any]], rows: Any, path: Path, title: str = "") -> Path:
     """Figure 3's samples (faint) and searched fronts, with n copies of searched members (nas/seeds.py)
     over them: diamonds in the n-member color, straight above their member (same max latency)."""

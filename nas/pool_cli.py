@@ -40,6 +40,8 @@ def run_pool_cmd(args: argparse.Namespace) -> int:
     if args.retrained:
         if args.holdout:
             raise UserError("--holdout: --retrained is held out already (--holdout-splits sets its halvings)")
+        if args.retrain_setting and len(args.retrain_setting) > 1:
+            return run_seeds_pool_cmd(args)
         return run_retrained_pool_cmd(args)
     given = [flag for flag, value in (("--retrain-setting", args.retrain_setting), ("--cost", args.cost)) if value]
     if given:
@@ -104,7 +106,7 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
     cfg = run.read_search_config()
     run.check_writable("pool")
-    slug = choose_setting(run, args.retrain_setting, "--retrain-setting")
+    slug = choose_setting(run, args.retrain_setting[0] if args.retrain_setting else None, "--retrain-setting")
     sizes = sorted({1, *(args.sizes or cfg["sizes"])})  # the single model is what every size is measured against
     ds = load_config_dataset(from_dict(cfg))
     members, log_probs, _ = retrained_pool(run, slug, ds)
@@ -142,6 +144,88 @@ def run_retrained_pool_cmd(args: argparse.Namespace) -> int:
     print(f"picks per halving {csv_path}; figure {fig}; a pick as a folder of its own: "
           f"nas export {run.path} --setting {slug} --members IDS --out DIR")
     return 0
+
+
+def run_seeds_pool_cmd(args: argparse.Namespace) -> int:
+    """`nas pool RUN --retrained --retrain-setting A --retrain-setting B ...` (settings that differ
+    only in `nas retrain --reseed`): under each cost budget, the best single model, the best ensemble
+    of one network's seeds and the best of different networks, chosen and scored on halves of the
+    test images (nas/pool_seeds.py)."""
+    from nas.plots import seeds_pool_figure
+    from nas.pool_budget import COSTS, choose_setting
+    from nas.pool_seeds import DEFAULT_SUBSETS, check_reseeded, seeds_check, seeds_pool, seeds_summary
+
+    cost = args.cost or "latency"
+    run = RunDir(args.run)
+    cfg = run.read_search_config()
+    run.check_writable("pool")
+    slugs = [choose_setting(run, s, "--retrain-setting") for s in check_reseeded(args.retrain_setting)]
+    # one network's k seeds need k settings
+    if args.sizes and max(args.sizes) > len(slugs):
+        raise UserError(f"--sizes {max(args.sizes)}: one network's {max(args.sizes)} seeds need as many settings "
+                        f"({len(slugs)} given)")
+    sizes = sorted({k for k in (args.sizes or cfg["sizes"]) if 2 <= k <= len(slugs)})
+    if not sizes:
+        raise UserError("--sizes: no ensemble size of two or more to compare")
+    ds = load_config_dataset(from_dict(cfg))
+    pool = seeds_pool(run, slugs, ds)
+    checks = seeds_check(pool, ds.y_test, sizes, cost=cost, splits=args.holdout_splits,
+                         limit=args.limit or DEFAULT_SUBSETS,
+                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+    checks["member_ids"] = [",".join(f"{pool.members[int(j)].id[:12]}@{pool.members[int(j)].seed}"
+                                     f"/{pool.settings[int(j)]}" for j in picked.split()) for picked in checks["models"]]
+    summary = seeds_summary(checks)
+    name = f"pool_seeds_{slugs[0]}_x{len(slugs)}_{cost}"
+    csv_path = run.path / f"{name}.csv"
+    checks.to_csv(csv_path, index=False)  # one row per halving, size, kind and budget
+    (run.path / "plots").mkdir(exist_ok=True)
+    networks = int(pool.networks.max()) + 1
+    fig = seeds_pool_figure(summary, cost, run.path / "plots" / f"{name}.png",
+                            f"{cfg['dataset']}: {networks} networks x {len(slugs)} seeds ({', '.join(slugs)}); held "
+                            f"out over {args.holdout_splits} halvings of the test images")
+    if args.json:
+        print(json.dumps({"run": str(run.path), "settings": slugs, "cost": cost, "networks": networks,
+                          "models": len(pool.members), "checks_csv": str(csv_path), "figure": str(fig),
+                          "budgets": json_rows(summary)}, default=_json_default))
+        return 0
+    print(f"run {run.path}: {networks} networks retrained in each of {len(slugs)} settings ({', '.join(slugs)}), "
+          f"{len(pool.members)} models; cost: {COSTS[cost]}")
+    print(f"held out: {args.holdout_splits} random halvings of the {len(ds.y_test):,} test images; under each budget "
+          "the most accurate candidate of each kind on one half, scored on the other (mean); leads in points")
+    print_seeds(summary, cost)
+    print(f"picks per halving {csv_path}; figure {fig}")
+    return 0
+
+
+def print_seeds(summary: pd.DataFrame, cost: str) -> None:
+    """The seeds pool's table: a row per budget; per size, one network's seeds and different
+    networks with their leads over the single model, and different networks' lead over one network
+    with the halvings it was positive in."""
+    from nas.pool_seeds import seeds_verdicts
+
+    sizes = sorted(int(k) for k in summary["size"].unique() if k != 1)
+    unit = "ms" if cost == "latency" else "MFLOPs"
+    print(f"{'budget ' + unit:>14}{'single':>9}" + "".join(f"{f'{k} seeds':>10}{'lead':>8}{f'{k} nets':>10}{'lead':>8}"
+                                                         f"{'nets-seeds':>11}{'>0':>7}" for k in sizes))
+    for budget, d in summary.groupby("budget", sort=True):
+        by = {(int(r["size"]), r["kind"]): r for r in d.to_dict("records")}
+        shown = f"{budget if cost == 'latency' else budget / 1e6:.2f}" + ("*" if d["beyond_singles"].iloc[0] else " ")
+        line = f"{shown:>15}{_acc(by.get((1, 'single'), {}).get('score_accuracy')):>8}"
+        for k in sizes:
+            one, nets = by.get((k, "one network"), {}), by.get((k, "different networks"), {})
+            over = nets.get("over_one_network")
+            positive = "-" if over is None or pd.isna(over) else \
+                f"{int(nets['over_one_network_positive'])}/{int(nets['over_one_network_splits'])}"
+            line += (f"{_acc(one.get('score_accuracy')):>10}{_pts(one.get('lead')):>8}"
+                     f"{_acc(nets.get('score_accuracy')):>10}{_pts(nets.get('lead')):>8}{_pts(over):>11}{positive:>7}")
+        print(line)
+    if summary["beyond_singles"].any():
+        print("* above every model's own cost: the ensembles there are compared with the best single model, not with "
+              "one of that cost")
+    for v in seeds_verdicts(summary):
+        print(f"size {v['size']}, at {counted(v['budgets'], 'budget')} within the models' own costs with both kinds: "
+              f"different networks ahead of one network's seeds in every halving at {v['ahead']}, behind in every "
+              f"halving at {v['behind']}; median lead {100 * v['median_lead']:+.2f} points")
 
 
 def print_budgets(summary: pd.DataFrame, cost: str) -> None:

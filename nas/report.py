@@ -233,6 +233,38 @@ def _retrained_pools(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
                     [False, False] + [True] * 7) + [""] + images)
 
 
+def _seeds_pools(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
+    """`nas pool --retrained` with several reseeded settings: one network's seeds against different
+    networks per budget (RUN/pool_seeds_SETTING_xN_COST.csv), where it has run."""
+    from nas.pool_budget import COSTS
+    from nas.pool_seeds import seeds_summary, seeds_verdicts
+
+    rows, images = [], []
+    for path in sorted(run.path.glob("pool_seeds_*_x*_*.csv")):
+        slug, settings, cost = path.stem[len("pool_seeds_"):].rsplit("_", 2)
+        if cost not in COSTS or not settings[1:].isdigit():
+            continue
+        summary = seeds_summary(pd.read_csv(path))
+        for v in seeds_verdicts(summary):
+            best = {kind: summary[(summary["size"] == v["size"]) & (summary["kind"] == kind)]["score_accuracy"].max()
+                    for kind in ("one network", "different networks")}
+            rows.append([slug, settings[1:], cost, v["size"], v["budgets"], v["ahead"], v["behind"],
+                         f"{100 * v['median_lead']:+.2f}", pct(best["one network"], 2),
+                         pct(best["different networks"], 2)])
+        images += image_lines(plots / f"{path.stem}.png", out_dir, f"seeds against networks, {slug}, {cost} budget")
+    if not rows:
+        return []
+    return section("One network's seeds against different networks, per budget", [
+        "Each member retrained in several settings that differ only in the seed (`nas retrain --reseed`), pooled "
+        "(`nas pool --retrained` with those settings): under each cost budget the most accurate ensemble of one "
+        "network's seeds and of different networks, chosen on one half of the test images and scored on the other, "
+        "over random halvings. Counts of budgets within the models' own costs where both have a pick; different "
+        "networks' lead over one network's seeds in points.",
+        ""] + table(["first setting", "settings", "cost", "size", "budgets", "networks ahead in every halving",
+                     "behind in every halving", "median lead", "best seeds held out", "best networks held out"],
+                    rows, [False, True, False] + [True] * 7) + [""] + images)
+
+
 def _seeds(run: RunDir, plots: Path, out_dir: Path) -> list[str]:
     """`nas seeds`' copies of searched members (RUN/seeds.csv), where it has run."""
     path = run.path / "seeds.csv"
@@ -306,7 +338,7 @@ def markdown(run: RunDir, s: dict[str, Any], cfg: dict[str, Any], out_dir: Path)
              + _sizes(s) + _within(s) + _fronts(s) + _pool(run, plots, out_dir) + _seeds(run, plots, out_dir)
              + section("Search progress", image_lines(plots / "curves.png", out_dir, "reward and entropy per update"))
              + _diversity(s, plots, out_dir) + _members(s) + _retrained(s, plots, out_dir)
-             + _retrained_pools(run, plots, out_dir))
+             + _retrained_pools(run, plots, out_dir) + _seeds_pools(run, plots, out_dir))
     linked = {line[line.index("](") + 2:-1] for line in lines if line.startswith("![")}
     others = [image_lines(path, out_dir, path.stem) for path in sorted(plots.glob("*.png"))
               if Path(os.path.relpath(path, out_dir)).as_posix() not in linked]  # `nas pool`'s, `nas seeds`' ...
