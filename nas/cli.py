@@ -469,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--sizes", type=_sizes, help="comma-separated ensemble sizes (default: the run's)")
     p.add_argument("--limit", type=_positive_int,
-                   help="most candidates per size scored exhaustively (default 20000)")
+                   help="most candidates per size scored exhaustively (default 20000; with several reseeded "
+                        "--retrain-setting, the most k-subsets of the models, every one scored: default 100000)")
     p.add_argument("--beam", type=_positive_int,
                    help="beyond --limit: the most accurate ensembles one size down that are extended (default 64)")
     p.add_argument("--holdout", action="store_true",
