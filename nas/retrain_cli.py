@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 import time
 from concurrent.futures import Future
@@ -60,7 +61,7 @@ def pool_choices(run: RunDir, ds: Any, size: int | None, pareto: bool, top: int)
     front, _ = pool_fronts(run, validation_labels(run, ds), sizes, from_dict(cfg).reward)
     rows = front.to_dict("records")
     if not pareto:
-        rows = sorted(rows, key=lambda r: -r["reward"])[:top]
+        rows = top_per_size(rows, top)
     return [{"ensemble_id": r["ensemble_id"], "size": int(r["size"]), "sample": "pool", "accuracy": r["accuracy"],
              "latency_max_ms": r["latency_max_ms"], "members": r["members"]} for r in rows]
 
@@ -83,7 +84,14 @@ def searched_choices(records: list[dict[str, Any]], where: Path, size: int | Non
     if pareto:
         ids = set(fronts(records)["ensemble_id"])
         return [r for r in records if r["ensemble_id"] in ids]
-    return sorted(records, key=lambda r: -r["reward"])[:top]
+    return top_per_size(records, top)
+
+
+def top_per_size(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """The ``top`` rows of highest reward of each ensemble size, by size, then reward (ties: in
+    their order)."""
+    ranked = sorted(rows, key=lambda r: (r["size"], -r["reward"]))
+    return [r for _, same in itertools.groupby(ranked, key=lambda r: r["size"]) for r in list(same)[:top]]
 
 
 class _OutOfTime(Exception):
