@@ -14,8 +14,9 @@ against the single model picked under the same budget in the same halving, and d
 against one network's seeds.
 
 Every candidate is scored exhaustively, so the models' k-subsets are capped (``DEFAULT_SUBSETS``):
-24 networks with 3 seeds make 72 models and C(72, 3) = 59,640 triples, scored in about a minute on
-two CPU cores (10,000 test images).
+24 networks with 3 seeds make 72 models and C(72, 3) = 59,640 triples, 54,648 of them of three
+networks and 24 of one; pairs and triples over 10 halvings of 10,000 test images took 51 s and 0.6 GB
+(synthetic logits, 2-core Intel Xeon, 2026-12-07).
 """
 
 from __future__ import annotations
