@@ -98,7 +98,7 @@ def subset_costs(members: list[PoolMember], subsets: np.ndarray, cost: str) -> n
     raise UserError(f"--cost {cost}: one of {', '.join(COSTS)}")
 
 
-def _best_within(accuracy: np.ndarray, costs: np.ndarray, budget: float) -> int | None:
+def best_within(accuracy: np.ndarray, costs: np.ndarray, budget: float) -> int | None:
     """The most accurate candidate costing at most ``budget`` (ties: the cheaper, then the first)."""
     ok = np.flatnonzero(costs <= budget)
     return None if not len(ok) else int(ok[np.lexsort((costs[ok], -accuracy[ok]))[0]])
@@ -138,7 +138,7 @@ def budget_check(members: list[PoolMember], log_probs: np.ndarray, labels: np.nd
                 continue
             costs = subset_costs(members, found.subsets, cost)
             for budget in sorted(budgets):
-                pick = _best_within(found.accuracy, costs, budget)
+                pick = best_within(found.accuracy, costs, budget)
                 if pick is None:
                     continue
                 subset = tuple(int(j) for j in found.subsets[pick])

@@ -172,8 +172,8 @@ def run_seeds_pool_cmd(args: argparse.Namespace) -> int:
     checks = seeds_check(pool, ds.y_test, sizes, cost=cost, splits=args.holdout_splits,
                          limit=args.limit or DEFAULT_SUBSETS,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
-    checks["member_ids"] = [",".join(f"{pool.members[int(j)].id[:12]}@{pool.members[int(j)].seed}"
-                                     f"/{pool.settings[int(j)]}" for j in picked.split()) for picked in checks["models"]]
+    named = [f"{m.id[:12]}@{m.seed}/{setting}" for m, setting in zip(pool.members, pool.settings)]
+    checks["member_ids"] = [",".join(named[int(j)] for j in picked.split()) for picked in checks["models"]]
     summary = seeds_summary(checks)
     name = f"pool_seeds_{slugs[0]}_x{len(slugs)}_{cost}"
     csv_path = run.path / f"{name}.csv"
@@ -209,8 +209,8 @@ def print_seeds(summary: pd.DataFrame, cost: str) -> None:
                                                          f"{'nets-seeds':>11}{'>0':>7}" for k in sizes))
     for budget, d in summary.groupby("budget", sort=True):
         by = {(int(r["size"]), r["kind"]): r for r in d.to_dict("records")}
-        shown = f"{budget if cost == 'latency' else budget / 1e6:.2f}" + ("*" if d["beyond_singles"].iloc[0] else " ")
-        line = f"{shown:>15}{_acc(by.get((1, 'single'), {}).get('score_accuracy')):>8}"
+        single = by.get((1, "single"), {}).get("score_accuracy")
+        line = f"{_budget(budget, cost, d['beyond_singles'].iloc[0]):>15}{_acc(single):>8}"
         for k in sizes:
             one, nets = by.get((k, "one network"), {}), by.get((k, "different networks"), {})
             over = nets.get("over_one_network")
@@ -239,8 +239,7 @@ def print_budgets(summary: pd.DataFrame, cost: str) -> None:
     print(head)
     for budget, d in summary.groupby("budget", sort=True):
         by = {int(r["size"]): r for r in d.to_dict("records")}
-        shown = f"{budget if cost == 'latency' else budget / 1e6:.2f}" + ("*" if d["beyond_singles"].iloc[0] else " ")
-        line = f"{shown:>15}{_acc(by.get(1, {}).get('score_accuracy')):>8}"
+        line = f"{_budget(budget, cost, d['beyond_singles'].iloc[0]):>15}{_acc(by.get(1, {}).get('score_accuracy')):>8}"
         for k in sizes:
             if k == 1:
                 continue
@@ -257,6 +256,11 @@ def print_budgets(summary: pd.DataFrame, cost: str) -> None:
         print(f"size {v['size']}, at {counted(v['budgets'], 'budget')} within the pooled models' own costs: ahead of "
               f"the single model in every halving at {v['ahead']}, behind in every halving at {v['behind']}; median "
               f"lead {100 * v['median_lead']:+.2f} points")
+
+
+def _budget(budget: float, cost: str, beyond_singles: bool) -> str:
+    """A budget as its table prints it: ms or MFLOPs, starred above every pooled model's own cost."""
+    return f"{budget if cost == 'latency' else budget / 1e6:.2f}" + ("*" if beyond_singles else " ")
 
 
 def _acc(x: object) -> str:

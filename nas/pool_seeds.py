@@ -31,14 +31,13 @@ import pandas as pd
 
 from nas.pareto import pareto_front
 from nas.pool import PoolMember
-from nas.pool_budget import _best_within, retrained_pool, subset_costs
+from nas.pool_budget import best_within, retrained_pool, subset_costs
 from nas.retrained import recipe_parts, slug_setting
 from nas.store import RunDir
 from search_space.errors import UserError
 from search_space.space import network_id
 from search_space.spec import from_dict as spec_from_dict
 
-KINDS = ("single", "one network", "different networks")
 DEFAULT_SUBSETS = 100_000  # k-subsets of the models enumerated per size, before the kinds are told apart
 
 
@@ -113,7 +112,8 @@ def kind_subsets(networks: np.ndarray, k: int, limit: int = DEFAULT_SUBSETS) -> 
     return {"one network": subsets[distinct == 1], "different networks": subsets[distinct == k]}
 
 
-def _correct(log_probs: np.ndarray, labels: np.ndarray, subsets: np.ndarray, chunk: int = 128) -> Iterable[tuple[int, np.ndarray]]:
+def _correct(log_probs: np.ndarray, labels: np.ndarray, subsets: np.ndarray,
+             chunk: int = 128) -> Iterable[tuple[int, np.ndarray]]:
     """Per chunk of ``subsets`` (its first row's index, (rows, images) bool): whether each subset's
     geometric-mean ensemble (the argmax of its summed log-probabilities) is right on each image."""
     for lo in range(0, len(subsets), chunk):
@@ -133,7 +133,7 @@ def seeds_check(pool: SeedsPool, labels: np.ndarray, sizes: Iterable[int], cost:
     for split in range(splits):  # as nas.pool_budget.budget_check halves
         order = np.random.default_rng(split).permutation(len(labels))
         halves.append((np.sort(order[: len(labels) // 2]), np.sort(order[len(labels) // 2:])))
-    scored = {}  # (size, kind) -> (subsets, costs, accuracy on all, on each choosing half, on each scoring half)
+    scored = {}  # (size, kind) -> (subsets, their costs, accuracy on each choosing half, on each scoring half)
     budgets: set[float] = set()
     for k in sorted({1, *sizes}):
         for kind, subsets in kind_subsets(pool.networks, k, limit).items():
@@ -157,7 +157,7 @@ def seeds_check(pool: SeedsPool, labels: np.ndarray, sizes: Iterable[int], cost:
     for (k, kind), (subsets, costs, choose, score) in scored.items():
         for s in range(splits):
             for budget in sorted(budgets):
-                pick = _best_within(choose[s], costs, budget)
+                pick = best_within(choose[s], costs, budget)
                 if pick is not None:
                     rows.append({"split": s, "size": k, "kind": kind, "budget": budget,
                                  "beyond_singles": budget > costliest_single, "cost": float(costs[pick]),

@@ -50,7 +50,8 @@ def _complementary_pool(images: int = 200) -> tuple[SeedsPool, np.ndarray]:
     sure (logit 5 on the true class); wrong, it leans a little to a wrong one (logit 1). So A with
     B is right everywhere, A with its other seed where A is."""
     labels = np.arange(images) % 5
-    right = {0: np.arange(images) < 0.7 * images, 1: np.arange(images) >= 0.3 * images, 2: np.arange(images) < images // 2}
+    i = np.arange(images)
+    right = {0: i < 0.7 * images, 1: i >= 0.3 * images, 2: i < images // 2}
     members = [PoolMember(f"k{n}", f"id{n}", 0, {}, 1.0 + n, 1000, 10, 0.5) for n in range(3)]
     models, settings, networks, log_probs = [], [], [], []
     for seed in range(2):
