@@ -65,8 +65,9 @@ def _fresh_programs():
 def _compile_profile(request):
     """With ``NAS_TEST_COMPILE_LOG=FOLDER``, each test's JAX compile events as a JSON line of
     FOLDER/<worker>.jsonl: seconds per event (tracing, lowering, XLA compiling or loading from the
-    persistent cache) and each backend compile's function name and seconds. What the suite's time
-    goes to (docs/development.md); off, nothing is registered."""
+    persistent cache, the compiling that cache saved) and each backend compile's function name and
+    seconds. What the suite's time goes to (the README's paragraph on the tests); off, nothing is
+    registered."""
     folder = os.environ.get("NAS_TEST_COMPILE_LOG")
     if not folder:
         yield
@@ -80,6 +81,8 @@ def _compile_profile(request):
     compiles: list[tuple[str, float]] = []
 
     def listen(event: str, seconds: float, **kw) -> None:
+        if not event.startswith(("/jax/core/compile/", "/jax/compilation_cache/")):
+            return  # Orbax's checkpoint events among others
         totals[event] = totals.get(event, 0.0) + seconds
         if event == "/jax/core/compile/backend_compile_duration":
             compiles.append((str(kw.get("fun_name")), round(seconds, 3)))
