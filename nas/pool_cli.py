@@ -169,6 +169,9 @@ def run_seeds_pool_cmd(args: argparse.Namespace) -> int:
         raise UserError("--sizes: no ensemble size of two or more to compare")
     ds = load_config_dataset(from_dict(cfg))
     pool = seeds_pool(run, slugs, ds)
+    if pool.left_out:
+        print(f"note: {counted(pool.left_out, 'member')} retrained in some of these settings but not in all, left "
+              "out (retrained in each, it is pooled)", file=sys.stderr)
     checks = seeds_check(pool, ds.y_test, sizes, cost=cost, splits=args.holdout_splits,
                          limit=args.limit or DEFAULT_SUBSETS,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))

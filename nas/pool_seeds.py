@@ -45,12 +45,14 @@ DEFAULT_SUBSETS = 100_000  # k-subsets of the models enumerated per size, before
 class SeedsPool:
     """Models: each network retrained in each setting. ``members[j]``: model j's member (as searched:
     its searched seed); ``settings[j]``: its setting; ``networks[j]``: its network's index;
-    ``log_probs``: (models, test images, classes) float32."""
+    ``log_probs``: (models, test images, classes) float32; ``left_out``: the members retrained in
+    some of the settings but not in all, not in the pool."""
 
     members: list[PoolMember]
     settings: list[str]
     networks: np.ndarray
     log_probs: np.ndarray
+    left_out: int = 0
 
 
 def check_reseeded(slugs: Iterable[str]) -> list[str]:
@@ -93,7 +95,8 @@ def seeds_pool(run: RunDir, slugs: Iterable[str], dataset: Any) -> SeedsPool:
             settings.append(slug)
             networks.append(nets[network_id(spec_from_dict(m.spec))])
             log_probs.append(lp[index[m.id, m.seed]])
-    return SeedsPool(members, settings, np.array(networks), np.stack(log_probs))
+    retrained = set.union(*({(m.id, m.seed) for m in p[0]} for p in pools.values()))
+    return SeedsPool(members, settings, np.array(networks), np.stack(log_probs), len(retrained - common))
 
 
 def kind_subsets(networks: np.ndarray, k: int, limit: int = DEFAULT_SUBSETS) -> dict[str, np.ndarray]:

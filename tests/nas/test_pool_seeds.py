@@ -124,6 +124,13 @@ def test_nas_pool_retrained_with_reseeded_settings_compares_seeds_and_networks(t
     got = json.loads(capsys.readouterr().out)
     assert got["networks"] == 4 and got["models"] == 8 and got["cost"] == "flops"
     assert {b["kind"] for b in got["budgets"]} == {"single", "one network", "different networks"}
+    # a member retrained in one setting only is left out, and said to be
+    for folder in (run.path / "retrain").glob("*-seed1001-fast3+reseed=1-n100"):
+        (folder / SAVED_LOGITS).unlink()
+    assert main(["pool", str(run.path), "--retrained", *settings, "--holdout-splits", "2"]) == 0
+    got = capsys.readouterr()
+    assert "3 networks retrained in each of 2 settings" in got.out
+    assert "note: 1 member retrained in some of these settings but not in all, left out" in got.err
     # the run's report carries the verdicts of both costs and the figures
     from nas.report import _seeds_pools
 
