@@ -210,10 +210,11 @@ def print_seeds(summary: pd.DataFrame, cost: str) -> None:
     unit = "ms" if cost == "latency" else "MFLOPs"
     print(f"{'budget ' + unit:>14}{'single':>9}" + "".join(f"{f'{k} seeds':>10}{'lead':>8}{f'{k} nets':>10}{'lead':>8}"
                                                          f"{'nets-seeds':>11}{'>0':>7}" for k in sizes))
+    digits = _budget_digits(summary["budget"], cost)
     for budget, d in summary.groupby("budget", sort=True):
         by = {(int(r["size"]), r["kind"]): r for r in d.to_dict("records")}
         single = by.get((1, "single"), {}).get("score_accuracy")
-        line = f"{_budget(budget, cost, d['beyond_singles'].iloc[0]):>15}{_acc(single):>8}"
+        line = f"{_budget(budget, cost, d['beyond_singles'].iloc[0], digits):>15}{_acc(single):>8}"
         for k in sizes:
             one, nets = by.get((k, "one network"), {}), by.get((k, "different networks"), {})
             over = nets.get("over_one_network")
@@ -240,9 +241,11 @@ def print_budgets(summary: pd.DataFrame, cost: str) -> None:
     head = f"{'budget ' + unit:>14}{'single':>9}" + "".join(f"{f'size {k}':>9}{'lead':>8}{'sd':>6}{'>0':>7}"
                                                            for k in sizes if k != 1)
     print(head)
+    digits = _budget_digits(summary["budget"], cost)
     for budget, d in summary.groupby("budget", sort=True):
         by = {int(r["size"]): r for r in d.to_dict("records")}
-        line = f"{_budget(budget, cost, d['beyond_singles'].iloc[0]):>15}{_acc(by.get(1, {}).get('score_accuracy')):>8}"
+        single = by.get(1, {}).get("score_accuracy")
+        line = f"{_budget(budget, cost, d['beyond_singles'].iloc[0], digits):>15}{_acc(single):>8}"
         for k in sizes:
             if k == 1:
                 continue
@@ -261,9 +264,15 @@ def print_budgets(summary: pd.DataFrame, cost: str) -> None:
               f"lead {100 * v['median_lead']:+.2f} points")
 
 
-def _budget(budget: float, cost: str, beyond_singles: bool) -> str:
+def _budget(budget: float, cost: str, beyond_singles: bool, digits: int = 2) -> str:
     """A budget as its table prints it: ms or MFLOPs, starred above every pooled model's own cost."""
-    return f"{budget if cost == 'latency' else budget / 1e6:.2f}" + ("*" if beyond_singles else " ")
+    return f"{budget if cost == 'latency' else budget / 1e6:.{digits}f}" + ("*" if beyond_singles else " ")
+
+
+def _budget_digits(budgets: pd.Series, cost: str) -> int:
+    """The decimals (2 to 4) at which no two of the table's budgets print alike."""
+    shown = np.unique(budgets.to_numpy(float) / (1.0 if cost == "latency" else 1e6))
+    return next((d for d in (2, 3) if len(np.unique(shown.round(d))) == len(shown)), 4)
 
 
 def _acc(x: object) -> str:

@@ -150,3 +150,13 @@ def test_nas_pool_retrained_with_reseeded_settings_compares_seeds_and_networks(t
         assert len(err.strip().splitlines()) == 1
         assert pd.Series([err]).str.contains(message).all(), err
     assert sorted(p.name for p in run.path.iterdir()) == before
+
+
+def test_the_tables_print_budgets_with_the_decimals_that_tell_them_apart():
+    from nas.pool_cli import _budget, _budget_digits
+
+    assert _budget_digits(pd.Series([1.47, 2.0, 2.0]), "latency") == 2  # a budget repeated per size
+    assert _budget_digits(pd.Series([1.47, 3.537, 3.539]), "latency") == 3  # the demo's, 3.54 twice at 2
+    assert _budget_digits(pd.Series([3.5371, 3.5372]), "latency") == 4
+    assert _budget_digits(pd.Series([29.38e6, 33.05e6]), "flops") == 2
+    assert _budget(3.537, "latency", False, 3) == "3.537 " and _budget(29.38e6, "flops", True) == "29.38*"
