@@ -235,6 +235,14 @@ def pool_fronts(run: RunDir, labels: np.ndarray, sizes: Iterable[int], reward: R
     return front, pd.DataFrame(summary)
 
 
+def halving(images: int, split: int) -> tuple[np.ndarray, np.ndarray]:
+    """Halving ``split`` (its seed) of ``images`` images: (the half a pick is chosen on, the half it
+    is scored on), each sorted. One rule for every held-out check (`nas pool --holdout`, `nas pool
+    --retrained` with one setting or several), so that their halvings are the same images."""
+    order = np.random.default_rng(split).permutation(images)
+    return np.sort(order[: images // 2]), np.sort(order[images // 2:])
+
+
 def holdout_check(run: RunDir, labels: np.ndarray, sizes: Iterable[int], splits: int = 10,
                   limit: int = DEFAULT_LIMIT, beam: int = DEFAULT_BEAM,
                   records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
@@ -257,8 +265,7 @@ def holdout_check(run: RunDir, labels: np.ndarray, sizes: Iterable[int], splits:
             searched_by_size.setdefault(r["size"], []).append([index[m["key"]] for m in r["members"]])
     rows = []
     for split in range(splits):
-        order = np.random.default_rng(split).permutation(len(labels))
-        choose, score = np.sort(order[: len(labels) // 2]), np.sort(order[len(labels) // 2:])
+        choose, score = halving(len(labels), split)
 
         def accuracy(subset: Iterable[int], images: np.ndarray) -> float:
             return float(subset_accuracies(log_probs[:, images], labels[images], np.array([sorted(subset)]))[0])

@@ -30,7 +30,8 @@ import pandas as pd
 
 from nas.ensemble import log_softmax
 from nas.pareto import pareto_front
-from nas.pool import DEFAULT_BEAM, DEFAULT_LIMIT, PoolMember, distinct_members, search_sizes, subset_accuracies
+from nas.pool import (DEFAULT_BEAM, DEFAULT_LIMIT, PoolMember, distinct_members, halving, search_sizes,
+                      subset_accuracies)
 from nas.retrained import member_retraining, retrain_seed, slug_options, slug_setting
 from nas.store import RunDir
 from search_space.errors import UserError
@@ -130,8 +131,7 @@ def budget_check(members: list[PoolMember], log_probs: np.ndarray, labels: np.nd
     for split in range(splits):
         if progress is not None:
             progress(f"halving {split + 1}/{splits}")
-        order = np.random.default_rng(split).permutation(len(labels))  # as nas.pool.holdout_check halves
-        choose, score = np.sort(order[: len(labels) // 2]), np.sort(order[len(labels) // 2:])
+        choose, score = halving(len(labels), split)
         scored: dict[tuple[int, ...], float] = {}
         for k, found in search_sizes(log_probs[:, choose], labels[choose], latency, sizes, limit, beam).items():
             if k not in sizes:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nas.pareto import pareto_front
-from nas.pool import PoolMember
+from nas.pool import PoolMember, halving
 from nas.pool_budget import best_within, retrained_pool, subset_costs
 from nas.retrained import recipe_parts, slug_setting
 from nas.store import RunDir
@@ -81,19 +81,18 @@ def seeds_pool(run: RunDir, slugs: Iterable[str], dataset: Any) -> SeedsPool:
     pools = {slug: retrained_pool(run, slug, dataset) for slug in slugs}
     common = set.intersection(*({(m.id, m.seed) for m in p[0]} for p in pools.values()))
     first = [m for m in pools[slugs[0]][0] if (m.id, m.seed) in common]  # in the run's order
-    nets = {}
-    for m in first:
-        nets.setdefault(network_id(spec_from_dict(m.spec)), len(nets))
+    nets: dict[str, int] = {}
+    net_of = [nets.setdefault(network_id(spec_from_dict(m.spec)), len(nets)) for m in first]
     if len(nets) < 2:
         raise UserError(f"{run.path}: {len(nets)} network{'' if len(nets) == 1 else 's'} retrained in every one of "
                         f"{', '.join(slugs)}; different networks need two or more")
     members, settings, networks, log_probs = [], [], [], []
     for slug, (pool, lp, _) in pools.items():
         index = {(m.id, m.seed): i for i, m in enumerate(pool)}
-        for m in first:
+        for m, net in zip(first, net_of):
             members.append(m)
             settings.append(slug)
-            networks.append(nets[network_id(spec_from_dict(m.spec))])
+            networks.append(net)
             log_probs.append(lp[index[m.id, m.seed]])
     retrained = set.union(*({(m.id, m.seed) for m in p[0]} for p in pools.values()))
     return SeedsPool(members, settings, np.array(networks), np.stack(log_probs), len(retrained - common))
@@ -132,10 +131,7 @@ def seeds_check(pool: SeedsPool, labels: np.ndarray, sizes: Iterable[int], cost:
     labels = np.asarray(labels)
     if pool.log_probs.shape[1] != len(labels):
         raise UserError(f"the saved test logits cover {pool.log_probs.shape[1]} images, the test set {len(labels)}")
-    halves = []
-    for split in range(splits):  # as nas.pool_budget.budget_check halves
-        order = np.random.default_rng(split).permutation(len(labels))
-        halves.append((np.sort(order[: len(labels) // 2]), np.sort(order[len(labels) // 2:])))
+    halves = [halving(len(labels), split) for split in range(splits)]
     scored = {}  # (size, kind) -> (subsets, their costs, accuracy on each choosing half, on each scoring half)
     budgets: set[float] = set()
     for k in sorted({1, *sizes}):
