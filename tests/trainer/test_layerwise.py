@@ -86,14 +86,15 @@ def test_later_members_reuse_earlier_members_layers(fashion):
     PROGRAMS.clear()
     split = validation_split(fashion, 1000, seed=0, train_examples=2000)
     config = CONFIG.replace(compile_unit="layer", precise_bn_images=2000)
-    first = train_member(tiny_member(), split, config)
+    first_spec = tiny_member()
+    first = train_member(first_spec, split, config)
     assert first.ok and first.val_accuracy > 0.35  # chance is 0.10
     assert first.lowering.endswith(",unit=layer") and first.steps == 62
     assert 0 < first.stages_compiled < first.stages  # block1.0 and block2.0 have one shape: one program
     # One block's kernel changed: that block's layers are new, the rest are reused.
-    blocks = list(tiny_member().blocks)
+    blocks = list(first_spec.blocks)
     blocks[2] = dataclasses.replace(blocks[2], kernel=5)
-    other = tiny_member().replace(blocks=type(tiny_member().blocks)(blocks))
+    other = first_spec.replace(blocks=tuple(blocks))
     second = train_member(other, split, config)
     assert second.ok and 0 < second.stages_compiled < first.stages_compiled
     # another seed and learning-rate schedule: each step's rate is an argument of the programs
