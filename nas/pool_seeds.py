@@ -79,7 +79,8 @@ def seeds_pool(run: RunDir, slugs: Iterable[str], dataset: Any) -> SeedsPool:
     per member and setting, in setting order. Raises UserError when fewer than two networks are."""
     slugs = check_reseeded(slugs)
     pools = {slug: retrained_pool(run, slug, dataset) for slug in slugs}
-    common = set.intersection(*({(m.id, m.seed) for m in p[0]} for p in pools.values()))
+    retrained = [{(m.id, m.seed) for m in p[0]} for p in pools.values()]  # per setting
+    common = set.intersection(*retrained)
     first = [m for m in pools[slugs[0]][0] if (m.id, m.seed) in common]  # in the run's order
     nets: dict[str, int] = {}
     net_of = [nets.setdefault(network_id(spec_from_dict(m.spec)), len(nets)) for m in first]
@@ -94,8 +95,7 @@ def seeds_pool(run: RunDir, slugs: Iterable[str], dataset: Any) -> SeedsPool:
             settings.append(slug)
             networks.append(net)
             log_probs.append(lp[index[m.id, m.seed]])
-    retrained = set.union(*({(m.id, m.seed) for m in p[0]} for p in pools.values()))
-    return SeedsPool(members, settings, np.array(networks), np.stack(log_probs), len(retrained - common))
+    return SeedsPool(members, settings, np.array(networks), np.stack(log_probs), len(set.union(*retrained) - common))
 
 
 def kind_subsets(networks: np.ndarray, k: int, limit: int = DEFAULT_SUBSETS) -> dict[str, np.ndarray]:
