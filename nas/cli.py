@@ -356,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any trainer setting after the options above, as a search config's "
                         "trainer.KEY (the prefix optional), e.g. --set crop_pad=2 --set zero_init_residual=true")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="keep Orbax checkpoints of the run here; the same command resumes it after a kill or "
+                        "--max-minutes (a folder holds one run: member, data, seed and settings)")
+    p.add_argument("--every", type=_positive_int, default=1, help="with --checkpoint-dir: checkpoint every N epochs")
+    p.add_argument("--max-minutes", type=_positive_float,
+                   help="with --checkpoint-dir: stop at the end of the epoch in which this many minutes pass, "
+                        "with a checkpoint there; the same command resumes")
     p.add_argument("--json", action="store_true", help="print one JSON object (top-level val_accuracy)")
     p.set_defaults(func=cmd_train)
 

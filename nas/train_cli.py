@@ -119,33 +119,75 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
                          tta_flip=args.tta_flip)
     config, notes = _with_settings(config, args.set)  # before the data loads: a bad setting fails at once
     one = _one_member(spec, args.member)  # and a bad --member
+    if args.checkpoint_dir is None and args.max_minutes is not None:
+        raise UserError("--max-minutes: needs --checkpoint-dir (where the stopped run's checkpoint goes)")
+    if args.checkpoint_dir is not None:
+        from nas.search_cli import check_writable
+        from trainer.resumable import check_checkpointable
+
+        check_checkpointable(config)
+        check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")  # not after loading the data
     ds = load_data(args)
     split = validation_split(ds, args.val_size, seed=args.seed, train_examples=args.train_examples,
                              names=("--val-size", "--train-examples"))
     member = _member_for_data(one, ds.native_resolution, _keeps_resolution(args))
-    print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
-          f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "
-          f"lr {config.learning_rate:g}", file=sys.stderr)
     notes.append(few_steps_note(len(split.y_train), config.batch_size, config.epochs))
-    for note in filter(None, notes):
-        print(note, file=sys.stderr)
-    r = train_member(member, split, config, seed=args.seed, progress=EpochLines())
+    resumed_from = 0
+
+    def started(epoch: int = 0) -> None:  # with a folder: once it is checked, a refused one the error line alone
+        nonlocal resumed_from
+        resumed_from = epoch
+        where = (f", checkpoints in {args.checkpoint_dir}{f', resumed after epoch {epoch}' if epoch else ''}"
+                 if args.checkpoint_dir else "")
+        print(f"training {spec_id(member)[:12]} on {ds.name}: {len(split.y_train)} train / {len(split.y_val)} val, "
+              f"{member.resolution}px, {counted(config.epochs, 'epoch')}, batch {config.batch_size}, "
+              f"lr {config.learning_rate:g}{where}", file=sys.stderr)
+        for note in filter(None, notes):
+            print(note, file=sys.stderr)
+
+    if args.checkpoint_dir is None:
+        started()
+        r = train_member(member, split, config, seed=args.seed, progress=EpochLines())
+    else:
+        from trainer.resumable import train_resumable
+
+        deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
+        r = train_resumable(member, split, config, args.seed, args.checkpoint_dir, every=args.every,
+                            deadline=deadline, progress=EpochLines(), started=started)
+        if r is None:
+            return _stopped(args, config.epochs)
     out = {**r.summary(), "val_accuracy": r.val_accuracy, "dataset": ds.name, "spec": member.to_dict(),
            "trainer": config.to_dict(),
            "train_examples": int(len(split.y_train)), "val_examples": int(len(split.y_val))}
+    if args.checkpoint_dir is not None:
+        out.update(checkpoint_dir=str(args.checkpoint_dir), resumed_from_epoch=resumed_from)
     if args.json:
         print(json.dumps(out))
     else:
         views = f" (as is {r.view_accuracies[0]:.4f}, mirrored {r.view_accuracies[1]:.4f})" if r.view_accuracies else ""
         print(f"{r.status}{': ' + r.reason if r.reason else ''}  val accuracy {r.val_accuracy:.4f}{views}  "
-              f"compile {r.compile_s:.1f}s  train {r.train_s:.1f}s  eval {r.eval_s:.1f}s")
+              f"compile {r.compile_s:.1f}s  train {r.train_s:.1f}s  eval {r.eval_s:.1f}s"
+              + (f"  (resumed after epoch {resumed_from})" if resumed_from else ""))
     return 0 if r.ok else 1
+
+
+def _stopped(args: argparse.Namespace, epochs: int) -> int:
+    """What `nas train` and `nas retrain-spec` say when --max-minutes stopped the run: where its
+    checkpoint is, and that the same command resumes it."""
+    from trainer.checkpoints import checkpoint_steps
+
+    done = max(checkpoint_steps(args.checkpoint_dir))
+    print(f"time limit ({args.max_minutes:g} min): stopped after epoch {done} of {epochs}, with a "
+          f"checkpoint in {args.checkpoint_dir}; the same command resumes"
+          + (" (and then exports)" if getattr(args, "export", None) else ""), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"stopped_after_epoch": done, "epochs": epochs, "checkpoint_dir": str(args.checkpoint_dir)}))
+    return 0
 
 
 def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     from nas.export import check_out_folder
     from nas.search_cli import check_writable
-    from trainer.checkpoints import checkpoint_steps
     from trainer.retrain import RECIPES, retrain, with_epochs
 
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
@@ -170,14 +212,7 @@ def run_retrain_spec(args: argparse.Namespace, spec: AnySpec) -> int:
     r = retrain(member, ds, config, args.seed, args.checkpoint_dir, every=args.every, progress=EpochLines(),
                 deadline=deadline, started=started)
     if r is None:
-        done = max(checkpoint_steps(args.checkpoint_dir))
-        print(f"time limit ({args.max_minutes:g} min): stopped after epoch {done} of {config.epochs}, with a "
-              f"checkpoint in {args.checkpoint_dir}; the same command resumes"
-              + (" (and then exports)" if args.export else ""), file=sys.stderr)
-        if args.json:
-            print(json.dumps({"stopped_after_epoch": done, "epochs": config.epochs,
-                              "checkpoint_dir": str(args.checkpoint_dir)}))
-        return 0
+        return _stopped(args, config.epochs)
     out = {"test_accuracy": r.test_accuracy, "epochs": r.epochs, "resumed_from_epoch": r.resumed_from_epoch,
            "loss_curve": list(r.loss_curve), "compile_s": r.compile_s, "train_s": r.train_s,
            "from_saved_logits": r.from_saved_logits,

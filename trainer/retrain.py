@@ -10,22 +10,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from search_space.errors import DamagedCheckpoint, UserError
+from search_space.errors import UserError
 from search_space.spec import ArchSpec
+from trainer.checkpoint_folder import check_run, manager, restore, restore_latest, run_identity, save, write_run
 from trainer.checkpoints import checkpoint_steps
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split
-from trainer.train import MemberTrainer, TrainState
+from trainer.train import MemberTrainer
 
 # Zagoruyko & Komodakis 2016: 200 epochs, Nesterov 0.9, lr 0.1 x0.2 at 60/120/160, wd 5e-4, batch 128.
 WRN_RECIPE = TrainConfig(epochs=200, batch_size=128, optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=True,
@@ -102,47 +101,17 @@ def saved_test_logits(checkpoint_dir: str | Path, epochs: int, dataset: Dataset)
     return None if saved is None else saved.test_logits
 
 
-# What the folder's one run retrains: the member, the training data (by content, not by the name or
-# path it was loaded by), the seed and the recipe but its length (a later call may lengthen the
-# schedule: epochs, and with them the warm-up and step boundaries, with_epochs). Written before the
-# first checkpoint; a call for another run is refused before anything is read or written there, so
-# that a mistyped --checkpoint-dir neither resumes another member's weights nor returns its saved
-# test logits. The recipe is the config's member-cache text (TrainConfig.key), which leaves out
-# fields added later while they have their old value: a folder keeps naming its run as fields come.
-RUN_FILE = "retraining.json"
+# What the folder's one run retrains (checkpoint_folder.RUN_FILE): the member, the training data (by
+# content), the seed and the recipe but its length (a later call may lengthen the schedule: epochs,
+# and with them the warm-up and step boundaries, with_epochs). The recipe is the config's
+# member-cache text (TrainConfig.key), which leaves out fields added later while they have their old
+# value: a folder keeps naming its run as fields come.
 _LENGTH_FIELDS = ("epochs", "warmup_epochs", "step_epochs")
 
 
 def _run_identity(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int) -> dict[str, Any]:
     trainer = {k: v for k, v in json.loads(config.key()).items() if k not in _LENGTH_FIELDS}
-    return json.loads(json.dumps({"spec": spec.to_dict(), "training_data": dataset.train_fingerprint,
-                                  "seed": int(seed), "trainer": trainer}))
-
-
-def _check_run(path: Path, identity: dict[str, Any]) -> bool:
-    """Raise UserError when ``path`` holds another run's retraining; True when it names this run."""
-    try:
-        stored = json.loads((path / RUN_FILE).read_text())
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path / RUN_FILE}: unreadable ({e}); choose another --checkpoint-dir") from None
-    if stored == identity:
-        return True
-    differs = [k for k in identity if k != "trainer" and stored.get(k) != identity[k]]
-    old_trainer = stored.get("trainer") or {}
-    new_trainer = identity["trainer"]  # a field at its old value is left out of either (TrainConfig.key)
-    differs += [f"trainer.{k}" for k in sorted(set(new_trainer) | set(old_trainer))
-                if old_trainer.get(k) != new_trainer.get(k)]
-    raise UserError(f"{path}: holds the retraining of another member or setting ({', '.join(differs) or 'fields'} "
-                    "differ); choose another --checkpoint-dir, or the same member and settings to resume it")
-
-
-def _write_run(path: Path, identity: dict[str, Any]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(identity, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path / RUN_FILE)
+    return run_identity(spec.to_dict(), dataset.train_fingerprint, seed, trainer)
 
 
 def _write_saved(path: Path, r: RetrainResult, fingerprint: str) -> None:
@@ -150,75 +119,6 @@ def _write_saved(path: Path, r: RetrainResult, fingerprint: str) -> None:
     np.savez(tmp, logits=r.test_logits, curve=np.asarray(r.loss_curve, np.float64), epochs=r.epochs,
              fingerprint=fingerprint)
     os.replace(tmp, path)
-
-
-def _to_saveable(tree: Any) -> Any:
-    """Typed PRNG keys (dropout streams) become their raw uint32 data for the checkpoint."""
-    return jax.tree_util.tree_map(
-        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else np.asarray(x),
-        tree)
-
-
-def _from_saved(saved: Any, like: Any) -> Any:
-    return jax.tree_util.tree_map(
-        lambda s, l: jax.random.wrap_key_data(s) if jax.dtypes.issubdtype(l.dtype, jax.dtypes.prng_key) else s,
-        saved, like)
-
-
-def _orbax_reason(e: Exception) -> str:
-    """The first line of an Orbax or TensorStore error without TensorStore's spec, a JSON object of
-    over 1,000 characters appended as ``[tensorstore_spec='...']`` (a truncated array file: 2,300
-    characters in all, jax 0.10.2 / orbax 2026-12). What is left still names the array and the
-    file and ends with the cause ("Requested byte range [0, 6865) is not valid for value of size 50")."""
-    return str(e).splitlines()[0].split(" [tensorstore_spec")[0].rstrip(":")
-
-
-def _is_closed_loop_callback(unraisable: Any) -> bool:
-    """asyncio's RuntimeError for a callback posted to a closed loop (raised in ``_check_closed``)."""
-    exc, tb = unraisable.exc_value, unraisable.exc_traceback
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed" and tb is not None
-            and tb.tb_frame.f_code.co_name == "_check_closed")
-
-
-def _quiet_closed_loop_callbacks() -> None:
-    """After a failed restore, TensorStore's reads still in flight complete on its own threads and
-    post to the asyncio loop Orbax ran the restore in and has closed since; each post raises
-    RuntimeError("Event loop is closed"), which Python prints as an unraisable exception: 2 to 14
-    tracebacks below `nas retrain`'s one error line (2-core CPU, 2026-12-06). They say nothing the
-    error does not, so from the first failed restore on those are dropped; every other unraisable
-    exception reaches the hook that was in place."""
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_closed_loop_callbacks", False):
-        return
-
-    def hook(unraisable: Any) -> None:
-        if not _is_closed_loop_callback(unraisable):
-            previous(unraisable)
-
-    hook.drops_closed_loop_callbacks = True  # type: ignore[attr-defined]
-    sys.unraisablehook = hook
-
-
-def _restore(mngr: ocp.CheckpointManager, step: int, trainer: MemberTrainer, named: bool = False) -> list[float]:
-    """Load checkpoint ``step`` into ``trainer``'s state; returns the loss curve up to it. A
-    checkpoint of another network (a folder from before RUN_FILE) is one UserError; one that fails
-    to load in a folder that names this run (``named``) was damaged: ``DamagedCheckpoint``."""
-    template = {"state": _to_saveable(trainer.state), "curve": np.zeros(step, np.float64)}
-    try:
-        restored = mngr.restore(step, args=ocp.args.StandardRestore(template))
-    except Exception as e:  # noqa: BLE001 - a damaged file fails in Orbax's or TensorStore's own ways
-        _quiet_closed_loop_callbacks()
-        why = _orbax_reason(e)
-        if named:
-            raise DamagedCheckpoint(f"{mngr.directory}: the checkpoint after epoch {step} is unreadable ({why})") from None
-        if not isinstance(e, ValueError):
-            raise
-        raise UserError(f"{mngr.directory}: its checkpoint does not fit this member ({why}); "
-                        "choose another --checkpoint-dir") from None
-    trainer.state = TrainState(*_from_saved(tuple(restored["state"]), tuple(trainer.state)))
-    return [float(x) for x in restored["curve"]]
 
 
 def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int,
@@ -230,14 +130,14 @@ def restore_retrained(spec: ArchSpec, dataset: Dataset, config: TrainConfig, see
     steps = checkpoint_steps(path)
     if not steps:
         raise UserError(f"{path}: no retraining checkpoint there")
-    _check_run(path, _run_identity(spec, dataset, config, seed))
+    check_run(path, _run_identity(spec, dataset, config, seed))
     if max(steps) != config.epochs:
         raise UserError(f"{path}: retraining unfinished (last checkpoint after epoch {max(steps)} of {config.epochs}; "
                         f"`nas retrain` again resumes it)")
     split = Split(dataset.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names)
     trainer = MemberTrainer(spec, split, config, seed)
     with ocp.CheckpointManager(path) as mngr:
-        _restore(mngr, config.epochs, trainer, named=True)  # _check_run passed: a failure is damage
+        restore(mngr, config.epochs, trainer, named=True)  # check_run passed: a failure is damage
     return trainer.scoring_model()
 
 
@@ -256,30 +156,17 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
     folder is checked and its checkpoint restored, before compiling.
     """
     identity = _run_identity(spec, dataset, config, seed)
-    named = _check_run(Path(checkpoint_dir), identity)
+    named = check_run(Path(checkpoint_dir), identity)
     fingerprint = dataset.test_fingerprint  # saved logits serve the same test set only
     saved = _read_saved(Path(checkpoint_dir) / SAVED_LOGITS, config.epochs, fingerprint, dataset.y_test)
     if saved is not None and named:
         return saved
     split = Split(dataset.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names)
     trainer = MemberTrainer(spec, split, config, seed)
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1)
-    with ocp.CheckpointManager(Path(checkpoint_dir).absolute(), options=options) as mngr:
-        start_epoch, curve = 0, []
-        latest = mngr.latest_step()
-        if latest is not None:
-            try:
-                start_epoch, curve = latest, _restore(mngr, latest, trainer, named)
-            except DamagedCheckpoint as e:
-                # Damaged after it was written (Orbax commits a checkpoint whole). Not removed here:
-                # the user decides, and an earlier checkpoint (or the start) trains its epochs again.
-                # (Going on in this process after the failed read floods stderr with TensorStore's
-                # "Event loop is closed" callbacks, jax 0.10.2 / orbax on the CPU, 2026-12-06.)
-                earlier = [t for t in mngr.all_steps() if t < latest]
-                raise UserError(f"{e}; remove {Path(checkpoint_dir) / str(latest)} to resume from "
-                                + (f"the checkpoint after epoch {max(earlier)}" if earlier else "the start")) from None
+    with manager(checkpoint_dir) as mngr:
+        start_epoch, curve = restore_latest(mngr, trainer, named)
         if not named:  # a new folder, or one from before RUN_FILE whose checkpoint fitted
-            _write_run(Path(checkpoint_dir).absolute(), identity)
+            write_run(Path(checkpoint_dir).absolute(), identity)
         if started is not None:
             started(start_epoch)
         # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
@@ -294,9 +181,7 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
             done = epoch + 1
             out_of_time = deadline is not None and time.time() > deadline and done < config.epochs
             if done % every == 0 or done == config.epochs or out_of_time:
-                mngr.save(done, args=ocp.args.StandardSave({"state": _to_saveable(trainer.state),
-                                                            "curve": np.asarray(curve, np.float64)}))
-                mngr.wait_until_finished()
+                save(mngr, done, trainer, curve)
             if out_of_time or (stop_after is not None and done >= stop_after):
                 return None
         train_s = time.perf_counter() - t0

@@ -387,8 +387,14 @@ def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConf
         raise
 
 
-def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult:
-    """Train a compiled member for ``config.epochs`` and score it on the validation split."""
+def run_member(trainer: Any, progress: ProgressFn | None = None, done: tuple[int, list[float]] = (0, []),
+               after_epoch: Callable[[int, list[float]], bool] | None = None) -> MemberResult | None:
+    """Train a compiled member for ``config.epochs`` and score it on the validation split.
+
+    ``done``: the epochs already trained (a restored checkpoint's) and their mean losses; training
+    goes on from there. ``after_epoch(epochs_done, loss_curve)``, called after each finite epoch,
+    returns True to stop there: then the result is None (trainer/resumable.py checkpoints through it).
+    """
     from search_space.spec import spec_id
 
     spec, split, config = trainer.spec, trainer.split, trainer.config
@@ -398,11 +404,11 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
              "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled,
              "stages_loaded": trainer.stages_loaded,
              "programs_reused": trainer.programs_reused}
-    curve: list[float] = []
-    times: list[float] = []
+    start_epoch, curve = done[0], list(done[1])
+    times: list[float] = []  # of the epochs trained here
     try:
         start = time.perf_counter()
-        for epoch in range(config.epochs):
+        for epoch in range(start_epoch, config.epochs):
             losses = trainer.run_epoch(epoch)  # returns after the epoch's one host sync
             times.append(time.perf_counter() - start - sum(times))
             mean = float(losses.mean())
@@ -413,6 +419,8 @@ def run_member(trainer: Any, progress: ProgressFn | None = None) -> MemberResult
                 return MemberResult(sid, "failed", f"diverged: non-finite loss in epoch {epoch + 1}",
                                     loss_curve=tuple(curve), epoch_s=tuple(times), **known,
                                     train_s=time.perf_counter() - start, epochs=epoch + 1)
+            if after_epoch is not None and after_epoch(epoch + 1, curve):
+                return None
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         views = trainer.view_logits(split.x_val)

@@ -481,7 +481,8 @@ def test_a_retraining_with_a_moving_average_resumes_it_from_its_checkpoint(fashi
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_checkpoint_folder_of_another_member_or_setting_is_refused_and_left_alone(fashion, tmp_path):
     from search_space.errors import UserError
-    from trainer.retrain import RUN_FILE, restore_retrained, retrain
+    from trainer.checkpoint_folder import RUN_FILE
+    from trainer.retrain import restore_retrained, retrain
 
     small = Dataset("fm", fashion.x_train[:256], fashion.y_train[:256], fashion.x_test[:96], fashion.y_test[:96],
                     fashion.class_names)  # the images, batch and config of the tests above: their programs
