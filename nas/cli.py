@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="keep Orbax checkpoints of the run here; the same command resumes it after a kill or "
                         "--max-minutes (a folder holds one run: member, data, seed and settings)")
-    p.add_argument("--every", type=_positive_int, default=1, help="with --checkpoint-dir: checkpoint every N epochs")
+    p.add_argument("--every", type=_positive_int, help="with --checkpoint-dir: checkpoint every N epochs (default 1)")
     p.add_argument("--max-minutes", type=_positive_float,
                    help="with --checkpoint-dir: stop at the end of the epoch in which this many minutes pass, "
                         "with a checkpoint there; the same command resumes")

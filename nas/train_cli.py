@@ -121,6 +121,8 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
     one = _one_member(spec, args.member)  # and a bad --member
     if args.checkpoint_dir is None and args.max_minutes is not None:
         raise UserError("--max-minutes: needs --checkpoint-dir (where the stopped run's checkpoint goes)")
+    if args.checkpoint_dir is None and args.every is not None:
+        raise UserError("--every: needs --checkpoint-dir (where the checkpoints go)")
     if args.checkpoint_dir is not None:
         from nas.search_cli import check_writable
         from trainer.resumable import check_checkpointable
@@ -152,7 +154,7 @@ def run_train(args: argparse.Namespace, spec: AnySpec) -> int:
         from trainer.resumable import train_resumable
 
         deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
-        r = train_resumable(member, split, config, args.seed, args.checkpoint_dir, every=args.every,
+        r = train_resumable(member, split, config, args.seed, args.checkpoint_dir, every=args.every or 1,
                             deadline=deadline, progress=EpochLines(), started=started)
         if r is None:
             return _stopped(args, config.epochs)

@@ -65,6 +65,8 @@ def test_another_runs_folder_and_options_it_cannot_serve_are_one_error_line_each
         refused = nas_here(*_train(small, "--checkpoint-dir", str(ckpt), *more, epochs=epochs), check=False)
         assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [f"nas train: error: {message}"]
     assert {p.relative_to(ckpt): p.read_bytes() for p in ckpt.rglob("*") if p.is_file()} == before
-    no_folder = nas_here(*_train(small, "--max-minutes", "5"), check=False)
-    assert no_folder.returncode == 2 and no_folder.stderr.strip().splitlines() == [
-        "nas train: error: --max-minutes: needs --checkpoint-dir (where the stopped run's checkpoint goes)"]
+    for option, where in [("--max-minutes", "where the stopped run's checkpoint goes"),
+                          ("--every", "where the checkpoints go")]:
+        no_folder = nas_here(*_train(small, option, "5"), check=False)
+        assert no_folder.returncode == 2 and no_folder.stderr.strip().splitlines() == [
+            f"nas train: error: {option}: needs --checkpoint-dir ({where})"]
