@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -165,3 +166,17 @@ def manager(path: str | Path) -> ocp.CheckpointManager:
     """The folder's checkpoint manager, keeping the latest two."""
     options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1)
     return ocp.CheckpointManager(Path(path).absolute(), options=options)
+
+
+def epoch_saver(mngr: ocp.CheckpointManager, trainer: MemberTrainer, epochs: int, every: int,
+                deadline: float | None) -> Callable[[int, list[float]], bool]:
+    """What to do after each epoch of a checkpointed run, as ``f(epochs_done, loss_curve)``: save
+    every ``every`` epochs and after the last, and at the first epoch that ends past ``deadline``
+    (a ``time.time()``) whatever ``every`` says; returns True there, where the run stops."""
+    def after_epoch(done: int, curve: list[float]) -> bool:
+        out_of_time = deadline is not None and time.time() > deadline and done < epochs
+        if done % every == 0 or done == epochs or out_of_time:
+            save(mngr, done, trainer, curve)
+        return out_of_time
+
+    return after_epoch

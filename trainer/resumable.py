@@ -12,13 +12,12 @@ one gives (tests/trainer/test_resumable.py).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from search_space.errors import UserError
 from search_space.spec import ArchSpec, spec_id
-from trainer.checkpoint_folder import check_run, manager, restore_latest, run_identity, save, write_run
+from trainer.checkpoint_folder import check_run, epoch_saver, manager, restore_latest, run_identity, write_run
 from trainer.config import TrainConfig
 from trainer.data import Split
 from trainer.train import MemberResult, MemberTrainer, ProgressFn, _is_oom, _oom_result, run_member
@@ -55,28 +54,17 @@ def train_resumable(spec: ArchSpec, split: Split, config: TrainConfig, seed: int
     named = check_run(path, identity, what="training")
     try:
         trainer = MemberTrainer(spec, split, config, seed)
-    except Exception as e:  # noqa: BLE001 - out of memory is a failed result, as in train_member
+        with manager(path) as mngr:
+            start_epoch, curve = restore_latest(mngr, trainer, named)
+            if not named:
+                write_run(path, identity)
+            if started is not None:
+                started(start_epoch)
+            if start_epoch < config.epochs:
+                trainer.compile()  # (a finished run's scoring program compiles on first use)
+            return run_member(trainer, progress, done=(start_epoch, curve),
+                              after_epoch=epoch_saver(mngr, trainer, config.epochs, every, deadline))
+    except Exception as e:  # noqa: BLE001 - out of memory building or compiling is a failed result, as in train_member
         if _is_oom(e):
             return _oom_result(spec_id(spec), e)
         raise
-    with manager(path) as mngr:
-        start_epoch, curve = restore_latest(mngr, trainer, named)
-        if not named:
-            write_run(path, identity)
-        if started is not None:
-            started(start_epoch)
-        if start_epoch < config.epochs:
-            try:
-                trainer.compile()  # (a finished run's scoring program compiles on first use)
-            except Exception as e:  # noqa: BLE001
-                if _is_oom(e):
-                    return _oom_result(spec_id(spec), e)
-                raise
-
-        def after_epoch(done: int, losses: list[float]) -> bool:
-            out_of_time = deadline is not None and time.time() > deadline and done < config.epochs
-            if done % every == 0 or done == config.epochs or out_of_time:
-                save(mngr, done, trainer, losses)
-            return out_of_time
-
-        return run_member(trainer, progress, done=(start_epoch, curve), after_epoch=after_epoch)

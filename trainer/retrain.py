@@ -20,7 +20,8 @@ from flax import nnx
 
 from search_space.errors import UserError
 from search_space.spec import ArchSpec
-from trainer.checkpoint_folder import check_run, manager, restore, restore_latest, run_identity, save, write_run
+from trainer.checkpoint_folder import (check_run, epoch_saver, manager, restore, restore_latest, run_identity,
+                                       write_run)
 from trainer.checkpoints import checkpoint_steps
 from trainer.config import TrainConfig
 from trainer.data import Dataset, Split
@@ -172,6 +173,7 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
         # A finished run (a member shared by two retrained ensembles, a rerun) only scores: its training
         # program is not compiled, and the scoring program compiles on first use.
         compile_s = trainer.compile() if start_epoch < config.epochs else 0.0
+        after_epoch = epoch_saver(mngr, trainer, config.epochs, every, deadline)
         t0 = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
             losses = trainer.run_epoch(epoch)
@@ -179,10 +181,7 @@ def retrain(spec: ArchSpec, dataset: Dataset, config: TrainConfig, seed: int, ch
             if progress is not None:
                 progress(epoch + 1, config.epochs, curve[-1])
             done = epoch + 1
-            out_of_time = deadline is not None and time.time() > deadline and done < config.epochs
-            if done % every == 0 or done == config.epochs or out_of_time:
-                save(mngr, done, trainer, curve)
-            if out_of_time or (stop_after is not None and done >= stop_after):
+            if after_epoch(done, curve) or (stop_after is not None and done >= stop_after):
                 return None
         train_s = time.perf_counter() - t0
     logits = trainer.logits(dataset.x_test)
