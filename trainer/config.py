@@ -19,7 +19,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 # search_space.models.INIT_SCHEMES, named here too so that configs load without importing flax
 # (tests/trainer/test_config.py keeps the two equal)
 INIT_SCHEMES = ("he_fan_out", "tf_reference", "pytorch_default")
-COMPILE_UNITS = ("program", "layer", "padded")
+COMPILE_UNITS = ("program", "layer", "padded", "stacked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,9 @@ class TrainConfig:
     # How a member's training compiles (trainer/layerwise.py): "program", its whole epoch as one XLA
     # program; "layer", one small program per layer, reused by every later member with that layer;
     # "padded", per-layer programs at the search space's widest layer of each position, shared by
-    # every member with that position's operation at that resolution (trainer/padded.py).
+    # every member with that position's operation at that resolution (trainer/padded.py);
+    # "stacked", one program per input resolution that any member of the MnasNet space trains in,
+    # several members at once (trainer/stacked.py).
     compile_unit: str = "program"
     # Score the member with an exponential moving average of its weights (Polyak averaging) rather
     # than its last weights: after each step avg <- d * avg + (1 - d) * weights, with d =

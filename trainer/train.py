@@ -62,6 +62,9 @@ class MemberResult:
     stages_loaded: int = 0
     # compile_unit "program": the member took an earlier member's compiled programs (PROGRAMS)
     programs_reused: bool = False
+    # compile_unit "stacked" (trainer/stacked.py): how many members trained together in one program
+    # (the times above are this member's share of the stack's)
+    stacked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -363,7 +366,12 @@ def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Arra
 
 def make_trainer(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> Any:
     """The trainer ``config.compile_unit`` names, built, not yet compiled: a ``MemberTrainer``
-    (one program per member) or a ``trainer.layerwise.LayerwiseTrainer`` (programs per layer)."""
+    (one program per member), a ``trainer.layerwise.LayerwiseTrainer`` (programs per layer) or a
+    ``trainer.stacked.StackedMember`` (the member in its resolution's frame, a stack of one)."""
+    if config.compile_unit == "stacked":
+        from trainer.stacked import StackedMember
+
+        return StackedMember(spec, split, config, seed)
     if config.compile_unit in ("layer", "padded"):
         from trainer.layerwise import LayerwiseTrainer
 
