@@ -96,28 +96,38 @@ def add_member_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["auto", "processes", "pipelined", "sequential", "ray"], default="auto",
+    p.add_argument("--backend", choices=["auto", "processes", "pipelined", "sequential", "stacked", "ray"],
+                   default="auto",
                    help="where members train: processes (worker processes share the GPU: each compiles, "
                         "autotunes and trains its own member), pipelined (compile ahead on threads while "
-                        "training), sequential (compile, train, next), or ray (Ray tasks); auto (default) is "
-                        "processes on a GPU and pipelined elsewhere; results are the same")
+                        "training), sequential (compile, train, next), stacked (with "
+                        "trainer.compile_unit=stacked: members of one input resolution trained --stack-slots "
+                        "at a time as one program), or ray (Ray tasks); auto (default) is processes on a GPU "
+                        "and pipelined elsewhere; results are the same")
     p.add_argument("--workers", type=_positive_int, default=4, help="processes: members in flight at once")
     p.add_argument("--compile-workers", type=_positive_int, default=2, help="pipelined: members compiled at once")
     p.add_argument("--train-workers", type=_positive_int, default=1, help="pipelined: members trained at once")
+    p.add_argument("--stack-slots", type=_positive_int, default=8,
+                   help="stacked: members per stack (each frame's program trains this many)")
     p.add_argument("--address", help="ray: address of an existing Ray cluster (default: start a local instance)")
     p.add_argument("--gpus-per-member", type=_positive_float,
                    help="ray: GPUs per member task, a fraction shares a GPU (default: 1 GPU where the cluster has "
                         "GPUs, else 1 CPU)")
 
 
-def evaluator_from_args(args: argparse.Namespace) -> Evaluator:
-    """The evaluator that add_backend_arguments' options ask for; the caller closes it."""
+def evaluator_from_args(args: argparse.Namespace, compile_unit: str | None = None) -> Evaluator:
+    """The evaluator that add_backend_arguments' options ask for; the caller closes it.
+    ``compile_unit``: the run's ``trainer.compile_unit`` where known (the stacked backend needs "stacked")."""
     from nas.evaluators import make_evaluator
 
     if args.address and args.backend != "ray":
         raise UserError("--address: only with --backend ray")
+    if args.backend == "stacked" and compile_unit not in (None, "stacked"):
+        raise UserError(f"--backend stacked: needs trainer.compile_unit=stacked (--set trainer.compile_unit=stacked), "
+                        f"this run's is {compile_unit!r}")
     return make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
-                          workers=args.workers, address=args.address, gpus_per_member=args.gpus_per_member)
+                          workers=args.workers, address=args.address, gpus_per_member=args.gpus_per_member,
+                          slots=args.stack_slots)
 
 
 def _spec_from_args(args: argparse.Namespace):

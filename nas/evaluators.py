@@ -15,6 +15,10 @@ members finish in.
   autotuning and makes running programs wait for it, which is what stalls threads on a GPU.
 - ``ray`` (nas.ray_backend): members are Ray tasks with fractional GPUs, on a local instance or a
   cluster.
+- ``stacked`` (with ``trainer.compile_unit=stacked``, trainer/stacked.py): the batch's members are
+  grouped by frame (input resolution) and trained ``slots`` at a time as one vmapped program, one
+  compiled program per frame for the whole search; the next stack is built on a thread while one
+  trains.
 """
 
 from __future__ import annotations
@@ -221,6 +225,70 @@ class PipelinedEvaluator:
         self._pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
+class StackedEvaluator:
+    """Members of one frame trained together (trainer/stacked.py), ``slots`` to a stack.
+
+    It takes the whole batch of jobs at once (stacks are formed from it: members of a frame in the
+    order given, ``slots`` at a time, the last stack of a frame filled with copies), builds the next
+    stack on a thread while the current one trains, and yields each stack's results as it finishes.
+    """
+
+    name = "stacked"
+
+    def __init__(self, slots: int = 8, progress_every_s: float | None = None):
+        if slots < 1:
+            raise ValueError("slots must be positive")
+        self.slots, self.progress_every_s = slots, progress_every_s
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="stack")
+
+    def stacks(self, jobs: Iterable[MemberJob]) -> tuple[list[list[MemberJob]], list[tuple[MemberJob, MemberResult]]]:
+        """(the stacks ``jobs`` form, in the order their first members come; the jobs that have no
+        frame, as failed results)."""
+        from trainer.stacked import frame_specs
+
+        by_frame: dict[Any, list[MemberJob]] = {}
+        failed = []
+        for job in jobs:
+            try:
+                by_frame.setdefault(frame_specs(job.spec), []).append(job)
+            except ValueError as e:
+                failed.append((job, failed_result(job.spec, e)))
+        stacks = [group[i:i + self.slots] for group in by_frame.values() for i in range(0, len(group), self.slots)]
+        return stacks, failed
+
+    def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
+                      ) -> Iterator[tuple[MemberJob, MemberResult]]:
+        from search_space.errors import UserError
+        from trainer.stacked import prepare_stack, run_stacked
+
+        if config.compile_unit != "stacked":
+            raise UserError(f"--backend stacked: needs trainer.compile_unit=stacked, got {config.compile_unit!r}")
+        stacks, failed = self.stacks(jobs)
+        yield from failed
+
+        def prepare(stack: list[MemberJob]) -> Any:
+            try:
+                return prepare_stack([j.spec for j in stack], split, config, [j.seed for j in stack], self.slots)
+            except Exception as e:  # noqa: BLE001 - a failing stack's members are results, the search goes on
+                return [failed_result(j.spec, e) for j in stack]
+
+        ahead = self._pool.submit(prepare, stacks[0]) if stacks else None
+        for i, stack in enumerate(stacks):
+            prepared = ahead.result()
+            ahead = self._pool.submit(prepare, stacks[i + 1]) if i + 1 < len(stacks) else None
+            if not isinstance(prepared, list):
+                name = f"stack of {len(stack)} ({stack[0].name}, ...)" if len(stack) > 1 else stack[0].name
+                try:
+                    prepared = run_stacked(prepared, epoch_progress(name, self.progress_every_s))
+                except Exception as e:  # noqa: BLE001
+                    prepared = [failed_result(j.spec, e) for j in stack]
+            yield from zip(stack, prepared)
+
+    def close(self) -> None:
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
 def compilation_cache_env() -> dict[str, str]:
     """The driver's persistent compilation cache as an environment variable for worker processes:
     a cache directory set through ``jax.config`` (as the search and study do) reaches them no
@@ -258,9 +326,10 @@ def default_backend() -> str:
 def make_evaluator(backend: str = "auto", *, compile_workers: int = 2, train_workers: int = 1, workers: int = 4,
                    address: str | None = None, gpus_per_member: float | None = None,
                    cpus_per_member: float = 1.0, max_retries: int = 1, runtime_env: dict | None = None,
-                   progress_every_s: float | None = EPOCH_PROGRESS_S) -> Evaluator:
+                   progress_every_s: float | None = EPOCH_PROGRESS_S, slots: int = 8) -> Evaluator:
     """The backend by name (``auto``: processes on a GPU, else pipelined); ``progress_every_s``:
-    how often a member that trains long reports its epoch (None: never; Ray's members never do)."""
+    how often a member that trains long reports its epoch (None: never; Ray's members never do);
+    ``slots``: members per stack of the stacked backend."""
     if backend == "auto":
         backend = default_backend()
     if backend == "sequential":
@@ -271,6 +340,8 @@ def make_evaluator(backend: str = "auto", *, compile_workers: int = 2, train_wor
         return ProcessEvaluator(workers, progress_every_s=progress_every_s)
     if backend == "pipelined":
         return PipelinedEvaluator(compile_workers, train_workers, progress_every_s)
+    if backend == "stacked":
+        return StackedEvaluator(slots, progress_every_s)
     if backend == "ray":
         from nas.ray_backend import RayEvaluator
 
@@ -278,4 +349,5 @@ def make_evaluator(backend: str = "auto", *, compile_workers: int = 2, train_wor
                             max_retries=max_retries, runtime_env=runtime_env)
     from search_space.errors import UserError
 
-    raise UserError(f"--backend: unknown backend {backend!r}; use auto, processes, pipelined, sequential or ray")
+    raise UserError(f"--backend: unknown backend {backend!r}; use auto, processes, pipelined, sequential, "
+                    "stacked or ray")

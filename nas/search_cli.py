@@ -63,7 +63,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         return 0
     if args.member_cache:
         check_writable(Path(args.member_cache), "--member-cache")
-    evaluator = evaluator_from_args(args)  # checked before the run directory is written
+    evaluator = evaluator_from_args(args, config.trainer.compile_unit)  # checked before the run directory is written
     try:
         if not args.resume:
             run.create(config.to_dict())

@@ -38,7 +38,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     # study's config is not rewritten with it.
     dataset = load_config_dataset(config)
     study_split(config, dataset)
-    evaluator = evaluator_from_args(args)  # checked before the run directory is written
+    evaluator = evaluator_from_args(args, config.trainer.compile_unit)  # checked before the run directory is written
     try:
         if not args.resume:
             run.create(config.to_dict())

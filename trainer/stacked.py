@@ -156,7 +156,7 @@ def frame_state(member: MobileNet, spec: MobileNetSpec, num_classes: int, dtype:
         if isinstance(var, (nnx.RngKey, nnx.RngCount)):
             return var.replace(have[key])  # the classifier's dropout stream (same path in the member)
         if key[0] == "positions":
-            pos, hit = int(key[1]), real.get(names[int(key[1])])
+            hit = real.get(names[int(key[1])])
             if key[2] == "op":
                 return var.replace(np.eye(len(OPS), dtype=np.float32)[OPS.index(ConvOp(hit[1].op)) if hit else 0])
             if key[2] == "active":
@@ -366,6 +366,7 @@ class StackedMember(StackedTrainer):
     a time (``nas train``, the sequential and worker-process evaluators)."""
 
     stages = stages_compiled = stages_loaded = 0
+    stacked = 1
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
         super().__init__([spec], split, config, [seed])

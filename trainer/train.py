@@ -411,7 +411,7 @@ def run_member(trainer: Any, progress: ProgressFn | None = None, done: tuple[int
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
              "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled,
              "stages_loaded": trainer.stages_loaded,
-             "programs_reused": trainer.programs_reused}
+             "programs_reused": trainer.programs_reused, "stacked": getattr(trainer, "stacked", 0)}
     start_epoch, curve = done[0], list(done[1])
     times: list[float] = []  # of the epochs trained here
     try:

@@ -180,3 +180,50 @@ def test_member_costs_count_each_member_once_and_set_the_first_epoch_apart():
     costs = member_costs([{"members": [a, copy]}, {"members": [copy, old]}])
     assert costs["programs_reused"] == 1 and "; 1 took an earlier member's programs" in members_line(costs)
     assert "earlier member's programs" not in members_line(member_costs([{"members": [a, old]}]))
+
+
+def _stackable():
+    """Members of the stacked backend's tests: two of one frame (24 px), one of another (14 px), and
+    a Wide-ResNet, which has no frame."""
+    from search_space.spec import Activation, WideResNetSpec
+    from tests.trainer.test_padded import varied_member
+    from tests.trainer.test_stacked import _two_block
+
+    a = _two_block(tiny_member(res_index=2)).replace(activation=Activation.SWISH)
+    b = _two_block(varied_member(width=0.25, resolution_index=2)).replace(activation=Activation.SWISH,
+                                                                           head_filters=a.head_filters)
+    c = _two_block(tiny_member(res_index=0)).replace(activation=Activation.SWISH)
+    return [MemberJob("a", a, 0), MemberJob("wrn", WideResNetSpec(depth=10, width=1, resolution=28), 0),
+            MemberJob("c", c, 2), MemberJob("b", b, 1)]
+
+
+def test_the_stacked_backend_stacks_members_by_frame_in_the_order_given():
+    ev = evaluators.StackedEvaluator(slots=2)
+    try:
+        stacks, failed = ev.stacks(_stackable() + [MemberJob("a2", _stackable()[0].spec, 5)])
+    finally:
+        ev.close()
+    assert [[j.key for j in s] for s in stacks] == [["a", "b"], ["a2"], ["c"]]
+    assert [(j.key, r.status) for j, r in failed] == [("wrn", "failed")] and "MnasNet space" in failed[0][1].reason
+    with pytest.raises(UserError, match="needs trainer.compile_unit=stacked"):
+        next(iter(make_evaluator("stacked").evaluate_many(_stackable(), None, CONFIG)))
+
+
+@pytest.mark.slow
+def test_the_stacked_backend_trains_each_member_as_alone(fashion):  # noqa: F811
+    # Stacks of two ([a, b], then [c] with a copy in the empty slot) against each member alone in
+    # its frame (the sequential backend: a stack of one); the Wide-ResNet is a failed result. About
+    # two minutes on the 2-core CPU (three frame programs).
+    split = _small_split(fashion, 128)
+    config = CONFIG.replace(compile_unit="stacked", precise_bn_images=64)
+    ev = make_evaluator("stacked", slots=2)
+    try:
+        got = {job.key: r for job, r in ev.evaluate_many(_stackable(), split, config)}
+    finally:
+        ev.close()
+    assert sorted(got) == ["a", "b", "c", "wrn"] and not got["wrn"].ok
+    assert [got[k].stacked for k in "abc"] == [2, 2, 1] and all(got[k].ok for k in "abc")
+    _, alone = next(iter(SequentialEvaluator().evaluate_many([_stackable()[2]], split, config)))
+    assert alone.ok and alone.stacked == 1
+    np.testing.assert_allclose(got["c"].loss_curve, alone.loss_curve, rtol=1e-5)
+    np.testing.assert_allclose(got["c"].val_logits, alone.val_logits, atol=1e-4)
