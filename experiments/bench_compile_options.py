@@ -107,6 +107,13 @@ VARIANTS: dict[str, dict[str, str]] = {
     "autotune0-padded": {"xla": "--xla_gpu_autotune_level=0", "compile_unit": "padded"},
     "autotune0-matmul-padded": {"xla": "--xla_gpu_autotune_level=0", "conv": "matmul", "depthwise": "shift",
                                 "compile_unit": "padded"},
+    # trainer.compile_unit=stacked (trainer/stacked.py): one program per input resolution that
+    # trains any member of the space, several at once (the throughput benchmark's stacked backend);
+    # not among the defaults here, where one member at a time would pay a whole frame's arithmetic
+    "stacked": {"compile_unit": "stacked"},
+    "shift-stacked": {"depthwise": "shift", "compile_unit": "stacked"},
+    "autotune0-matmul-stacked": {"xla": "--xla_gpu_autotune_level=0", "conv": "matmul", "depthwise": "shift",
+                                 "compile_unit": "stacked"},
     # no command buffers (CUDA graphs): an empty list of command types
     "nocmdbuf": {"xla": "--xla_gpu_enable_command_buffer="},
     "autotune0-nocmdbuf": {"xla": "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer="},
@@ -116,7 +123,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "cpu-o0": {"xla": "--xla_backend_optimization_level=0"},
     "cpu-cheap-llvm": {"xla": "--xla_llvm_disable_expensive_passes=true"},
 }
-DEFAULT_VARIANTS = [n for n in VARIANTS if not n.startswith("cpu-")]  # the cpu-* ones on request
+# the cpu-* and stacked ones on request
+DEFAULT_VARIANTS = [n for n in VARIANTS if not n.startswith("cpu-") and not n.endswith("stacked")]
 TRAINER_KEYS = ("dtype", "eval_batch", "bn_stats", "compile_unit")  # variant settings that are TrainConfig fields
 PROXY_IMAGES = 10 * 45_000  # one 10-epoch proxy evaluation on CIFAR-10's 45k training side
 

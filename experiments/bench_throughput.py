@@ -46,7 +46,9 @@ Each optimized run reports how many fusions it autotuned (XLA writes a file per 
 many it was given.
 
 ``--optimized-warmup N`` has the optimized mode's workers evaluate N other random members before
-its clock starts (not counted; ``--warmup-time-limit S`` starts none after S seconds): the path as
+its clock starts (not counted; ``--warmup-time-limit S`` starts none after S seconds; with a stacked
+variant, the first of them one member of each input resolution, so that every frame's program is
+compiled, trainer/stacked.py): the path as
 it runs N members into a search, with compiled programs and autotuning results of its own making
 in the workers and their shared caches. Per-layer programs pay off only once later members meet
 layers earlier ones compiled, and padded ones (``--optimized-variant padded`` or
@@ -214,11 +216,11 @@ def run_mode(args: argparse.Namespace) -> dict:
     jobs = [MemberJob(str(i), m, args.seed + i) for i, m in enumerate(members)]
     if args.mode == "naive" and args.naive_members:
         jobs = jobs[: args.naive_members]  # its rate is per member: each compiles and trains alone
-    backend = "sequential" if args.mode == "naive" else (
-        default_backend() if args.backend == "auto" else args.backend)
+    auto = "stacked" if config.compile_unit == "stacked" else default_backend()
+    backend = "sequential" if args.mode == "naive" else (auto if args.backend == "auto" else args.backend)
     ev = (SequentialEvaluator() if args.mode == "naive"
           else make_evaluator(backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
-                              workers=args.workers))
+                              workers=args.workers, slots=args.stack_slots))
     limit = args.naive_time_limit if args.mode == "naive" else args.optimized_time_limit
     variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
     print(f"[{args.mode}] {len(jobs)} members, {backend} evaluator, {variant} compile options"
@@ -305,6 +307,10 @@ def _warm_up(args: argparse.Namespace, ev: "Evaluator", split: "Split", config: 
 
     members = _sample_members(split.native_resolution, args.optimized_warmup, args.width, args.head,
                               args.seed + WARMUP_SEED_OFFSET, args.blocks)
+    if config.compile_unit == "stacked":  # first a member of each frame (input resolution): every program compiled
+        per_frame = {m.resolution: m for m in _covering_members(split.native_resolution, args.width, args.head,
+                                                                args.blocks)}
+        members = (list(per_frame.values()) + members)[: max(args.optimized_warmup, len(per_frame))]
     jobs = [MemberJob(str(i), m, args.seed + WARMUP_SEED_OFFSET + i) for i, m in enumerate(members)]
     print(f"[optimized] warm-up: {len(jobs)} other members first, not counted"
           + (f", time limit {args.warmup_time_limit:.0f} s" if args.warmup_time_limit else ""),
@@ -405,8 +411,11 @@ def main() -> None:
                     help="compile options for the optimized mode only, a variant of bench_compile_options "
                          "(e.g. autotune0-shift), or several, comma-separated, each an optimized run of its own; "
                          "the naive mode keeps the defaults")
-    ap.add_argument("--backend", default="auto", choices=["auto", "processes", "pipelined", "sequential"],
-                    help="the optimized mode's evaluator (auto: processes on a GPU, else pipelined)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "processes", "pipelined", "sequential", "stacked"],
+                    help="the optimized mode's evaluator (auto: stacked for a stacked variant, else processes "
+                         "on a GPU and pipelined elsewhere)")
+    ap.add_argument("--stack-slots", type=int, default=8,
+                    help="stacked: members trained together as one program (trainer/stacked.py)")
     ap.add_argument("--workers", type=int, default=8, help="processes: members in flight at once")
     ap.add_argument("--compile-workers", type=int, default=8)
     ap.add_argument("--train-workers", type=int, default=2)

@@ -95,7 +95,12 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             ${AUTOTUNE_FROM:+--autotune-from "$AUTOTUNE_FROM"}
             ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"}
             ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
-            ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
+            ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"}
+            ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"})
+# A stacked OPT_VARIANT (stacked, shift-stacked, autotune0-matmul-stacked; trainer/stacked.py) runs
+# the optimized mode on the stacked backend: members of one input resolution trained STACK_SLOTS
+# (default 8) at a time as one program, one program per resolution for the whole run; with
+# OPT_WARMUP=4 (or more) the warm-up, not counted, first compiles the 4 resolutions' programs.
 # OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
 # counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
 # measured as they run that far into a search; the warm-up's seconds come on top of the limits.
@@ -126,7 +131,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
   BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
               --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
               ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
-              ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"})
+              ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"}
+              ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"})
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")

@@ -228,9 +228,11 @@ class PipelinedEvaluator:
 class StackedEvaluator:
     """Members of one frame trained together (trainer/stacked.py), ``slots`` to a stack.
 
-    It takes the whole batch of jobs at once (stacks are formed from it: members of a frame in the
-    order given, ``slots`` at a time, the last stack of a frame filled with copies), builds the next
-    stack on a thread while the current one trains, and yields each stack's results as it finishes.
+    Stacks form as jobs are drawn: a frame's members in the order given, a stack as soon as a frame
+    has ``slots`` of them; once ``jobs`` ends, each frame's remainder in the order the frames came
+    (the empty slots train copies). So a generator that stops handing out jobs (a time limit) starts
+    no new full stack, and the members already drawn still train. The next stack is built and
+    compiled on a thread while the current one trains; results come a stack at a time.
     """
 
     name = "stacked"
@@ -241,20 +243,23 @@ class StackedEvaluator:
         self.slots, self.progress_every_s = slots, progress_every_s
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="stack")
 
-    def stacks(self, jobs: Iterable[MemberJob]) -> tuple[list[list[MemberJob]], list[tuple[MemberJob, MemberResult]]]:
-        """(the stacks ``jobs`` form, in the order their first members come; the jobs that have no
-        frame, as failed results)."""
+    def stacks(self, jobs: Iterable[MemberJob]) -> Iterator[list[MemberJob] | tuple[MemberJob, MemberResult]]:
+        """The stacks ``jobs`` form (lists of jobs), and each job without a frame as (job, its
+        failed result) where it is drawn."""
         from trainer.stacked import frame_specs
 
-        by_frame: dict[Any, list[MemberJob]] = {}
-        failed = []
+        pending: dict[Any, list[MemberJob]] = {}
         for job in jobs:
             try:
-                by_frame.setdefault(frame_specs(job.spec), []).append(job)
+                frame = frame_specs(job.spec)
             except ValueError as e:
-                failed.append((job, failed_result(job.spec, e)))
-        stacks = [group[i:i + self.slots] for group in by_frame.values() for i in range(0, len(group), self.slots)]
-        return stacks, failed
+                yield job, failed_result(job.spec, e)
+                continue
+            group = pending.setdefault(frame, [])
+            group.append(job)
+            if len(group) == self.slots:
+                yield pending.pop(frame)
+        yield from pending.values()
 
     def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
@@ -263,8 +268,15 @@ class StackedEvaluator:
 
         if config.compile_unit != "stacked":
             raise UserError(f"--backend stacked: needs trainer.compile_unit=stacked, got {config.compile_unit!r}")
-        stacks, failed = self.stacks(jobs)
-        yield from failed
+        formed = self.stacks(jobs)
+        unframed: list[tuple[MemberJob, MemberResult]] = []
+
+        def next_stack() -> list[MemberJob] | None:
+            for item in formed:
+                if isinstance(item, list):
+                    return item
+                unframed.append(item)
+            return None
 
         def prepare(stack: list[MemberJob]) -> Any:
             try:
@@ -272,10 +284,14 @@ class StackedEvaluator:
             except Exception as e:  # noqa: BLE001 - a failing stack's members are results, the search goes on
                 return [failed_result(j.spec, e) for j in stack]
 
-        ahead = self._pool.submit(prepare, stacks[0]) if stacks else None
-        for i, stack in enumerate(stacks):
+        stack = next_stack()
+        ahead = self._pool.submit(prepare, stack) if stack else None
+        while stack is not None:
             prepared = ahead.result()
-            ahead = self._pool.submit(prepare, stacks[i + 1]) if i + 1 < len(stacks) else None
+            following = next_stack()  # drawn, built and compiled while this stack trains
+            ahead = self._pool.submit(prepare, following) if following else None
+            yield from unframed
+            unframed.clear()
             if not isinstance(prepared, list):
                 name = f"stack of {len(stack)} ({stack[0].name}, ...)" if len(stack) > 1 else stack[0].name
                 try:
@@ -283,6 +299,8 @@ class StackedEvaluator:
                 except Exception as e:  # noqa: BLE001
                     prepared = [failed_result(j.spec, e) for j in stack]
             yield from zip(stack, prepared)
+            stack = following
+        yield from unframed
 
     def close(self) -> None:
         interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)

@@ -197,14 +197,23 @@ def _stackable():
             MemberJob("c", c, 2), MemberJob("b", b, 1)]
 
 
-def test_the_stacked_backend_stacks_members_by_frame_in_the_order_given():
+def test_the_stacked_backend_stacks_members_by_frame_as_they_come():
     ev = evaluators.StackedEvaluator(slots=2)
     try:
-        stacks, failed = ev.stacks(_stackable() + [MemberJob("a2", _stackable()[0].spec, 5)])
+        drawn = []
+
+        def jobs():  # records how far the evaluator has drawn
+            for job in _stackable() + [MemberJob("a2", _stackable()[0].spec, 5)]:
+                drawn.append(job.key)
+                yield job
+
+        formed = ev.stacks(jobs())
+        wrn_job, wrn = next(formed)  # where it is drawn
+        assert wrn_job.key == "wrn" and not wrn.ok and "MnasNet space" in wrn.reason and drawn == ["a", "wrn"]
+        assert [j.key for j in next(formed)] == ["a", "b"] and drawn == ["a", "wrn", "c", "b"]  # a full stack
+        assert [[j.key for j in s] for s in formed] == [["c"], ["a2"]]  # the rest, frames in order of arrival
     finally:
         ev.close()
-    assert [[j.key for j in s] for s in stacks] == [["a", "b"], ["a2"], ["c"]]
-    assert [(j.key, r.status) for j, r in failed] == [("wrn", "failed")] and "MnasNet space" in failed[0][1].reason
     with pytest.raises(UserError, match="needs trainer.compile_unit=stacked"):
         next(iter(make_evaluator("stacked").evaluate_many(_stackable(), None, CONFIG)))
 
