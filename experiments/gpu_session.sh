@@ -128,7 +128,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${TORCH_LIMIT:=600}"  # PyTorch's bf16 autocast is slow on CPUs
   # members cut to their first 2 of 7 blocks, with a small head (BLOCKS_HELP in bench_throughput.py):
   # whole quarter-width members' compile phase ran past its 120 s on 2 cores
-  BENCH_ARGS=(--members 3 --workers 2 --backend processes --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
+  BENCH_ARGS=(--members 3 --workers 2 --backend "${OPT_BACKEND:-processes}" --epochs 1 --train-examples 1000 --width 0.25 --blocks 2
               --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
               ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
               ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"}

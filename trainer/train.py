@@ -310,22 +310,7 @@ class MemberTrainer:
         """Compile both programs ahead of time, or take them from a recent member with the same
         ``program_key``; returns seconds spent (``trace_s`` of them tracing and lowering in
         Python, the rest in XLA; both about 0 for taken programs, ``programs_reused`` then True)."""
-        start = time.perf_counter()
-        key = self.program_key()
-        programs = PROGRAMS.get(key)
-        if programs is None:
-            lrs = jax.ShapeDtypeStruct((self.steps_per_epoch,), jnp.float32)
-            epoch = self._epoch.lower(self.state, jax.random.key(0), self.data, lrs)
-            xb = self._eval_batches(self.split.x_val)
-            evaluate = self._eval.lower(self.state.params, self.state.rest, xb, self.data, self.precise_bn_idx)
-            self.trace_s = time.perf_counter() - start
-            programs = epoch.compile(), evaluate.compile()
-            PROGRAMS.put(key, programs)
-        else:
-            self.programs_reused = True
-        self._epoch, self._eval = programs
-        self.compile_s = time.perf_counter() - start
-        return self.compile_s
+        return compile_programs(self, jax.random.key(0), PROGRAMS)
 
     def run_epoch(self, epoch: int) -> np.ndarray:
         key = jax.random.fold_in(jax.random.key(self.seed), epoch)
@@ -334,11 +319,7 @@ class MemberTrainer:
         return np.asarray(losses)  # the one host sync of the epoch
 
     def _eval_batches(self, x: np.ndarray) -> jax.Array:
-        bs = min(self.config.eval_batch_size, len(x))
-        nb = -(-len(x) // bs)
-        pad = nb * bs - len(x)
-        xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
+        return eval_batches(x, self.config.eval_batch_size)
 
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``."""
@@ -349,6 +330,39 @@ class MemberTrainer:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, classes): the views' mean logits (``view_logits``)."""
         return self.view_logits(x).mean(0)
+
+
+def eval_batches(x: np.ndarray, batch_size: int) -> jax.Array:
+    """``x`` zero-padded to whole batches of at most ``batch_size``: (batches, batch, ...) on the device."""
+    bs = min(batch_size, len(x))
+    nb = -(-len(x) // bs)
+    pad = nb * bs - len(x)
+    xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+    return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
+
+
+def compile_programs(trainer: Any, epoch_key: Any, cache: _ProgramCache) -> float:
+    """Compile a trainer's epoch and scoring programs ahead of time (``epoch_key``: what its epoch
+    program takes as its key argument, or its shape), or take them from ``cache`` under the
+    trainer's ``program_key()``; sets its ``trace_s``, ``compile_s`` and ``programs_reused`` and
+    returns ``compile_s``. ``MemberTrainer``'s and trainer/stacked.py's ``StackedTrainer``'s."""
+    start = time.perf_counter()
+    key = trainer.program_key()
+    programs = cache.get(key)
+    if programs is None:
+        lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
+        epoch = trainer._epoch.lower(trainer.state, epoch_key, trainer.data, lrs)
+        xb = trainer._eval_batches(trainer.split.x_val)
+        evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
+                                       trainer.precise_bn_idx)
+        trainer.trace_s = time.perf_counter() - start
+        programs = epoch.compile(), evaluate.compile()
+        cache.put(key, programs)
+    else:
+        trainer.programs_reused = True
+    trainer._epoch, trainer._eval = programs
+    trainer.compile_s = time.perf_counter() - start
+    return trainer.compile_s
 
 
 def precise_bn_indices(n_train: int, config: TrainConfig, seed: int) -> jax.Array | None:
