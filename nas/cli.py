@@ -115,16 +115,20 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "GPUs, else 1 CPU)")
 
 
-def evaluator_from_args(args: argparse.Namespace, compile_unit: str | None = None) -> Evaluator:
-    """The evaluator that add_backend_arguments' options ask for; the caller closes it.
-    ``compile_unit``: the run's ``trainer.compile_unit`` where known (the stacked backend needs "stacked")."""
+def check_backend(args: argparse.Namespace, compile_unit: str) -> None:
+    """Refuse a backend the run's ``trainer.compile_unit`` cannot use (one error line): the
+    stacked backend trains stacked members only."""
+    if args.backend == "stacked" and compile_unit != "stacked":
+        raise UserError(f"--backend stacked: needs trainer.compile_unit=stacked (--set trainer.compile_unit=stacked), "
+                        f"this run's is {compile_unit!r}")
+
+
+def evaluator_from_args(args: argparse.Namespace) -> Evaluator:
+    """The evaluator that add_backend_arguments' options ask for; the caller closes it."""
     from nas.evaluators import make_evaluator
 
     if args.address and args.backend != "ray":
         raise UserError("--address: only with --backend ray")
-    if args.backend == "stacked" and compile_unit not in (None, "stacked"):
-        raise UserError(f"--backend stacked: needs trainer.compile_unit=stacked (--set trainer.compile_unit=stacked), "
-                        f"this run's is {compile_unit!r}")
     return make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
                           workers=args.workers, address=args.address, gpus_per_member=args.gpus_per_member,
                           slots=args.stack_slots)

@@ -22,7 +22,7 @@ from search_space.errors import UserError
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
-    from nas.cli import evaluator_from_args
+    from nas.cli import check_backend, evaluator_from_args
     from nas.search import run_search, search_split
 
     run = RunDir(args.run_dir)
@@ -63,7 +63,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         return 0
     if args.member_cache:
         check_writable(Path(args.member_cache), "--member-cache")
-    evaluator = evaluator_from_args(args, config.trainer.compile_unit)  # checked before the run directory is written
+    check_backend(args, config.trainer.compile_unit)
+    evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
         if not args.resume:
             run.create(config.to_dict())

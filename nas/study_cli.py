@@ -28,7 +28,7 @@ def study_config(kind: str) -> StudyConfig:
 
 
 def run_study_cmd(args: argparse.Namespace) -> int:
-    from nas.cli import evaluator_from_args
+    from nas.cli import check_backend, evaluator_from_args
 
     run = RunDir(args.run_dir)
     base = from_dict(run.read_study_config(), StudyConfig) if args.resume else study_config(args.study)
@@ -38,7 +38,8 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     # study's config is not rewritten with it.
     dataset = load_config_dataset(config)
     study_split(config, dataset)
-    evaluator = evaluator_from_args(args, config.trainer.compile_unit)  # checked before the run directory is written
+    check_backend(args, config.trainer.compile_unit)
+    evaluator = evaluator_from_args(args)  # checked before the run directory is written
     try:
         if not args.resume:
             run.create(config.to_dict())
