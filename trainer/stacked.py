@@ -47,7 +47,6 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from search_space.layers import Layer, layer_plan
@@ -55,14 +54,13 @@ from search_space.models import _ACTIVATIONS, Classifier, ConvBN, MobileNet, con
     set_conv_lowering
 from search_space.space import EXPANDS, LAYER_DELTAS, MOBILENETV2_BLOCKS
 from search_space.spec import ArchSpec, ConvOp, MobileNetSpec, SkipOp, spec_id
-from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
-from trainer.config import (TrainConfig, averaged_params, batch_and_steps, compute_dtype, epoch_learning_rates,
-                            init_optimizer_state, make_optimizer, optimizer_with, program_config)
+from trainer.augment import crop_padding
+from trainer.config import (TrainConfig, batch_and_steps, compute_dtype, epoch_learning_rates, init_optimizer_state,
+                            make_optimizer, program_config)
 from trainer.data import Split
 from trainer.padded import PaddedMobileLayer, PadGate, _embed, _gates, envelope_spec
-from trainer.precise_bn import batch_statistics, pooled_statistics, set_statistics
-from trainer.train import (MemberResult, ProgressFn, TrainState, _is_oom, _oom_result, _ProgramCache, compile_programs,
-                           device_data, eval_batches, precise_bn_indices)
+from trainer.train import (MemberPrograms, MemberResult, ProgressFn, TrainState, _is_oom, _oom_result, _ProgramCache,
+                           compile_programs, device_data, precise_bn_indices)
 
 OPS = (ConvOp.MBCONV, ConvOp.SEPCONV, ConvOp.CONV)
 
@@ -147,8 +145,8 @@ def frame_state(member: MobileNet, spec: MobileNetSpec, num_classes: int, dtype:
             for path, var in nnx.to_flat_state(nnx.state(member))}
     real = {l.name: (i, l) for i, l in enumerate(l for l in layer_plan(spec, num_classes)
                                                  if l.op in ("mbconv", "sepconv", "conv"))}
-    names = [l.name for l in layer_plan(frames[0], num_classes) if l.op in ("mbconv", "sepconv", "conv")]
-    kernel = max(l.kernel for l in layer_plan(frames[0], num_classes) if l.op == "mbconv")
+    layers = [l for l in layer_plan(frames[0], num_classes) if l.op in ("mbconv", "sepconv", "conv")]
+    names, kernel = [l.name for l in layers], max(l.kernel for l in layers)
 
     def fill(path: tuple, var: Any) -> Any:
         key = tuple(str(k) for k in path)
@@ -186,7 +184,7 @@ PROGRAMS = _ProgramCache()
 PROGRAMS.KEEP = 8  # a frame per resolution (4 in the MnasNet space), two stack sizes each
 
 
-class StackedTrainer:
+class StackedTrainer(MemberPrograms):
     """Trains ``slots`` members of one frame as one vmapped program (the module docstring).
 
     ``specs`` and ``seeds``: the members (at most ``slots``; the empty slots train copies of the
@@ -214,13 +212,13 @@ class StackedTrainer:
         self.conv_lowering = conv_mode(train_images=config.epochs * n)
         self.lowering = f"conv={self.conv_lowering},depthwise={depthwise_mode()}"
         self.resolution = self.frames[0].resolution
-        filled = self.specs + [self.specs[-1]] * (slots - len(specs))
         filled_seeds = self.seeds + [self.seeds[-1]] * (slots - len(specs))
         states = []
-        for spec, seed in zip(filled, filled_seeds):
+        for spec, seed in zip(self.specs, self.seeds):
             member = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype, scheme=config.init,
                                 zero_residual=config.zero_init_residual)
             states.append(frame_state(member, spec, split.num_classes, self.dtype))
+        states += [states[-1]] * (slots - len(specs))  # the empty slots: copies of the last member
         graphdef, _ = _abstract_frame(self.frames, split.num_classes, self.dtype)
         model = nnx.merge(graphdef, states[0])
         set_conv_lowering(model, self.conv_lowering)
@@ -244,26 +242,7 @@ class StackedTrainer:
         self.programs_reused = False
         self.setup_s = time.perf_counter() - start
 
-    # -- the pure functions -------------------------------------------------------------------
-
-    def _loss(self, model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-        labels = optax.smooth_labels(jax.nn.one_hot(y, self.split.num_classes), self.config.label_smoothing)
-        return optax.softmax_cross_entropy(model(x), labels).mean()
-
-    def _member_step(self, params: Any, rest: Any, opt_state: Any, idx: jax.Array, key: jax.Array, lr: jax.Array,
-                     data: tuple[jax.Array, ...]) -> tuple[Any, Any, Any, jax.Array]:
-        """One member's optimizer step (``MemberTrainer``'s, vmapped over the stack by ``_epoch_fn``)."""
-        x_train, y_train, mean, std = data
-        x = x_train[idx]
-        if self.config.augment:
-            x = random_crop_flip(key, x, self.pad, self.config.flip)
-        x = to_model_input(x, mean, std, self.resolution)
-        model = nnx.merge(self.graphdef_train, params, rest)
-        loss, grads = nnx.value_and_grad(self._loss)(model, x, y_train[idx])
-        rest = nnx.state(model, nnx.Not(nnx.Param))
-        tx = optimizer_with(self.config, lambda _: lr)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), rest, opt_state, loss
+    # -- the programs: MemberPrograms' step and scoring, vmapped over the stack ------------------
 
     def _epoch_fn(self, state: TrainState, keys: jax.Array, data: tuple[jax.Array, ...],
                   lrs: jax.Array) -> tuple[TrainState, jax.Array]:
@@ -278,7 +257,7 @@ class StackedTrainer:
             return (jax.random.permutation(pkey, n)[: steps * bs].reshape(steps, bs), jax.random.split(akey, steps))
 
         order, akeys = jax.vmap(plan)(keys)  # (slots, steps, bs), (slots, steps)
-        step_all = jax.vmap(self._member_step, in_axes=(0, 0, 0, 0, 0, None, None))
+        step_all = jax.vmap(self._step, in_axes=(0, 0, 0, 0, 0, None, None))
 
         def step(carry: TrainState, inp: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
             idx, k, lr = inp
@@ -287,25 +266,12 @@ class StackedTrainer:
 
         return jax.lax.scan(step, state, (order.swapaxes(0, 1), akeys.swapaxes(0, 1), lrs))
 
-    def _member_logits(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
-                       precise_bn_idx: jax.Array | None) -> jax.Array:
-        x_train, _, mean, std = data
-        model = nnx.merge(self.graphdef_eval, params, rest)
-        if precise_bn_idx is not None:
-            def stats(idx: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
-                fresh = nnx.merge(self.graphdef_train, params, rest, copy=True)
-                return batch_statistics(fresh, to_model_input(x_train[idx], mean, std, self.resolution))
-
-            set_statistics(model, pooled_statistics(jax.lax.map(stats, precise_bn_idx)))
-        return jax.lax.map(lambda b: scoring_views(model, to_model_input(b, mean, std, self.resolution),
-                                                   self.config.tta_flip), x)
-
     def _eval_fn(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
                  precise_bn_idx: jax.Array | None) -> jax.Array:
         """Every member's logits of a padded (batches, eval_bs, H, W, C) uint8 array: (slots,
         batches, views, eval_bs, classes), as ``MemberTrainer`` scores one member."""
         axis = None if precise_bn_idx is None else 0
-        return jax.vmap(self._member_logits, in_axes=(0, 0, None, None, axis))(params, rest, x, data, precise_bn_idx)
+        return jax.vmap(self._views, in_axes=(0, 0, None, None, axis))(params, rest, x, data, precise_bn_idx)
 
     # -- driving them -------------------------------------------------------------------------
 
@@ -326,13 +292,6 @@ class StackedTrainer:
         lrs = epoch_learning_rates(self.config, self.steps_per_epoch, epoch)
         self.state, losses = self._epoch(self.state, keys, self.data, lrs)
         return np.asarray(losses).T
-
-    def _eval_batches(self, x: np.ndarray) -> jax.Array:
-        return eval_batches(x, self.config.eval_batch_size)
-
-    def scoring_params(self) -> Any:
-        average = averaged_params(self.state.opt_state)
-        return self.state.params if average is None else average
 
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (members, views, N, classes): ``x`` scored by each member (the filled slots' dropped)."""

@@ -190,7 +190,68 @@ class _ProgramCache:
 PROGRAMS = _ProgramCache()
 
 
-class MemberTrainer:
+class MemberPrograms:
+    """The pure functions of one member's optimizer step and scoring, as traced into programs:
+    ``MemberTrainer`` runs them for its member, and trainer/stacked.py's ``StackedTrainer`` vmaps
+    them over a stack of members, so both train by one definition. They read ``config``,
+    ``split``, ``graphdef_train``, ``graphdef_eval``, ``pad`` (the crop's) and ``resolution`` (the
+    member's input size) from the trainer, and ``state`` for ``scoring_params``."""
+
+    def _loss(self, model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+        labels = optax.smooth_labels(jax.nn.one_hot(y, self.split.num_classes), self.config.label_smoothing)
+        return optax.softmax_cross_entropy(model(x), labels).mean()
+
+    def _step(self, params: Any, rest: Any, opt_state: Any, idx: jax.Array, key: jax.Array, lr: jax.Array,
+              data: tuple[jax.Array, ...]) -> tuple[Any, Any, Any, jax.Array]:
+        """One optimizer step on the training images ``idx`` (augmented with ``key``) at rate ``lr``:
+        the new (params, rest, opt_state) and the batch's loss."""
+        x_train, y_train, mean, std = data
+        x = x_train[idx]
+        if self.config.augment:
+            x = random_crop_flip(key, x, self.pad, self.config.flip)
+        x = to_model_input(x, mean, std, self.resolution)
+        # nnx.value_and_grad (not jax's) so batch-norm statistics update across the trace levels.
+        model = nnx.merge(self.graphdef_train, params, rest)
+        loss, grads = nnx.value_and_grad(self._loss)(model, x, y_train[idx])
+        rest = nnx.state(model, nnx.Not(nnx.Param))
+        tx = optimizer_with(self.config, lambda _: lr)  # make_optimizer's, at this step's rate
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), rest, opt_state, loss
+
+    def _views(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
+               precise_bn_idx: jax.Array | None) -> jax.Array:
+        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time, per view:
+        (batches, views, eval_bs, classes), the images as they are, then mirrored with
+        ``config.tta_flip``. First, unless ``precise_bn_idx`` is None, batch-norm statistics
+        recomputed over those training images (trainer/precise_bn.py)."""
+        _, _, mean, std = data
+        model, flip = self._scoring_model(params, rest, data, precise_bn_idx), self.config.tta_flip
+        return jax.lax.map(lambda b: scoring_views(model, to_model_input(b, mean, std, self.resolution), flip), x)
+
+    def _scoring_model(self, params: Any, rest: Any, data: tuple[jax.Array, ...],
+                       precise_bn_idx: jax.Array | None) -> nnx.Module:
+        """The member in evaluation mode with the batch-norm statistics it is scored with (traced)."""
+        x_train, _, mean, std = data
+        model = nnx.merge(self.graphdef_eval, params, rest)
+        if precise_bn_idx is not None:
+            def stats(idx: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+                fresh = nnx.merge(self.graphdef_train, params, rest, copy=True)  # Variables of this trace level
+                return batch_statistics(fresh, to_model_input(x_train[idx], mean, std, self.resolution))
+
+            set_statistics(model, pooled_statistics(jax.lax.map(stats, precise_bn_idx)))
+        return model
+
+    def _eval_batches(self, x: np.ndarray) -> jax.Array:
+        return eval_batches(x, self.config.eval_batch_size)
+
+    def scoring_params(self) -> Any:
+        """The weights the member is scored with: their moving average with ``config.ema_decay``
+        (trainer.config.weight_average), else the last ones."""
+        average = averaged_params(self.state.opt_state)
+        return self.state.params if average is None else average
+
+
+class MemberTrainer(MemberPrograms):
     """Compiles the epoch and evaluation programs of one architecture and runs them.
 
     The training split lives on the device as uint8; each epoch draws a permutation, gathers
@@ -206,6 +267,7 @@ class MemberTrainer:
         start = time.perf_counter()
         model = member_model(self, spec, split, config, seed)
         n = len(split.y_train)
+        self.resolution = spec.resolution
         model.train()
         self.graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
         model.eval()
@@ -222,59 +284,26 @@ class MemberTrainer:
         self.compile_s = self.trace_s = 0.0
         self.setup_s = time.perf_counter() - start
 
-    # -- the pure functions -------------------------------------------------------------------
-
-    def _loss(self, model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-        labels = optax.smooth_labels(jax.nn.one_hot(y, self.split.num_classes), self.config.label_smoothing)
-        return optax.softmax_cross_entropy(model(x), labels).mean()
+    # -- the programs -------------------------------------------------------------------------
 
     def _epoch_fn(self, state: TrainState, key: jax.Array, data: tuple[jax.Array, ...],
                   lrs: jax.Array) -> tuple[TrainState, jax.Array]:
         """One epoch: ``lrs`` float32 (steps,), each step's learning rate (``epoch_learning_rates``)."""
-        x_train, y_train, mean, std = data
         bs, steps = self.batch_size, self.steps_per_epoch
         pkey, akey = jax.random.split(key)
-        order = jax.random.permutation(pkey, x_train.shape[0])[: steps * bs].reshape(steps, bs)
-        res = self.spec.resolution
+        order = jax.random.permutation(pkey, data[0].shape[0])[: steps * bs].reshape(steps, bs)
 
         def step(carry: TrainState, inp: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
             idx, k, lr = inp
-            x = x_train[idx]
-            if self.config.augment:
-                x = random_crop_flip(k, x, self.pad, self.config.flip)
-            x = to_model_input(x, mean, std, res)
-            # nnx.value_and_grad (not jax's) so batch-norm statistics update across the trace levels.
-            model = nnx.merge(self.graphdef_train, carry.params, carry.rest)
-            loss, grads = nnx.value_and_grad(self._loss)(model, x, y_train[idx])
-            rest = nnx.state(model, nnx.Not(nnx.Param))
-            tx = optimizer_with(self.config, lambda _: lr)  # self.tx's, at this step's rate
-            updates, opt_state = tx.update(grads, carry.opt_state, carry.params)
-            return TrainState(optax.apply_updates(carry.params, updates), rest, opt_state), loss
+            params, rest, opt_state, loss = self._step(carry.params, carry.rest, carry.opt_state, idx, k, lr, data)
+            return TrainState(params, rest, opt_state), loss
 
         return jax.lax.scan(step, state, (order, jax.random.split(akey, steps), lrs))
 
     def _eval_fn(self, params: Any, rest: Any, x: jax.Array, data: tuple[jax.Array, ...],
                  precise_bn_idx: jax.Array | None) -> jax.Array:
-        """Logits of a padded (batches, eval_bs, H, W, C) uint8 array, one batch at a time, per view:
-        (batches, views, eval_bs, classes), the images as they are, then mirrored with
-        ``config.tta_flip``. First, unless ``precise_bn_idx`` is None, batch-norm statistics
-        recomputed over those training images (trainer/precise_bn.py)."""
-        _, _, mean, std = data
-        model, flip = self._scoring_model(params, rest, data, precise_bn_idx), self.config.tta_flip
-        return jax.lax.map(lambda b: scoring_views(model, to_model_input(b, mean, std, self.spec.resolution), flip), x)
-
-    def _scoring_model(self, params: Any, rest: Any, data: tuple[jax.Array, ...],
-                       precise_bn_idx: jax.Array | None) -> nnx.Module:
-        """The member in evaluation mode with the batch-norm statistics it is scored with (traced)."""
-        x_train, _, mean, std = data
-        model = nnx.merge(self.graphdef_eval, params, rest)
-        if precise_bn_idx is not None:
-            def stats(idx: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
-                fresh = nnx.merge(self.graphdef_train, params, rest, copy=True)  # Variables of this trace level
-                return batch_statistics(fresh, to_model_input(x_train[idx], mean, std, self.spec.resolution))
-
-            set_statistics(model, pooled_statistics(jax.lax.map(stats, precise_bn_idx)))
-        return model
+        """``_views``: (batches, views, eval_bs, classes)."""
+        return self._views(params, rest, x, data, precise_bn_idx)
 
     def scoring_model(self) -> nnx.Module:
         """The member as ``logits`` scores it, for use outside this trainer (nas/export.py): the
@@ -286,12 +315,6 @@ class MemberTrainer:
         params = self.scoring_params()
         rest = jax.jit(scoring_rest)(params, self.state.rest, self.data, self.precise_bn_idx)
         return nnx.merge(self.graphdef_eval, params, rest)
-
-    def scoring_params(self) -> Any:
-        """The weights the member is scored with: their moving average with ``config.ema_decay``
-        (trainer.config.weight_average), else the last ones."""
-        average = averaged_params(self.state.opt_state)
-        return self.state.params if average is None else average
 
     # -- driving them -------------------------------------------------------------------------
 
@@ -317,9 +340,6 @@ class MemberTrainer:
         lrs = epoch_learning_rates(self.config, self.steps_per_epoch, epoch)
         self.state, losses = self._epoch(self.state, key, self.data, lrs)
         return np.asarray(losses)  # the one host sync of the epoch
-
-    def _eval_batches(self, x: np.ndarray) -> jax.Array:
-        return eval_batches(x, self.config.eval_batch_size)
 
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``."""
