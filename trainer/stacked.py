@@ -60,7 +60,7 @@ from trainer.config import (TrainConfig, batch_and_steps, compute_dtype, epoch_l
 from trainer.data import Split
 from trainer.padded import PaddedMobileLayer, PadGate, _embed, _gates, envelope_spec
 from trainer.train import (MemberPrograms, MemberResult, ProgressFn, TrainState, _is_oom, _oom_result, _ProgramCache,
-                           compile_programs, device_data, precise_bn_indices)
+                           compile_programs, device_data, precise_bn_indices, views_by_image)
 
 OPS = (ConvOp.MBCONV, ConvOp.SEPCONV, ConvOp.CONV)
 
@@ -212,7 +212,7 @@ class StackedTrainer(MemberPrograms):
         self.conv_lowering = conv_mode(train_images=config.epochs * n)
         self.lowering = f"conv={self.conv_lowering},depthwise={depthwise_mode()}"
         self.resolution = self.frames[0].resolution
-        filled_seeds = self.seeds + [self.seeds[-1]] * (slots - len(specs))
+        self.slot_seeds = self.seeds + [self.seeds[-1]] * (slots - len(specs))  # the empty slots: the last member's
         states = []
         for spec, seed in zip(self.specs, self.seeds):
             member = init_model(spec, split.num_classes, seed=seed, dtype=self.dtype, scheme=config.init,
@@ -234,7 +234,7 @@ class StackedTrainer(MemberPrograms):
         self.state = TrainState(params, rest, opt_state)
         self.data = device_data(split)
         self.pad = crop_padding(split.native_resolution, config.crop_pad)
-        bn = [precise_bn_indices(n, config, s) for s in filled_seeds]
+        bn = [precise_bn_indices(n, config, s) for s in self.slot_seeds]
         self.precise_bn_idx = None if bn[0] is None else jnp.stack(bn)
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
         self._eval = jax.jit(self._eval_fn)
@@ -287,18 +287,15 @@ class StackedTrainer(MemberPrograms):
 
     def run_epoch(self, epoch: int) -> np.ndarray:
         """float32 (slots, steps): each member's losses in epoch ``epoch`` (0-based)."""
-        seeds = self.seeds + [self.seeds[-1]] * (self.slots - self.members)
-        keys = jnp.stack([jax.random.fold_in(jax.random.key(s), epoch) for s in seeds])
+        keys = jnp.stack([jax.random.fold_in(jax.random.key(s), epoch) for s in self.slot_seeds])
         lrs = epoch_learning_rates(self.config, self.steps_per_epoch, epoch)
         self.state, losses = self._epoch(self.state, keys, self.data, lrs)
         return np.asarray(losses).T
 
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (members, views, N, classes): ``x`` scored by each member (the filled slots' dropped)."""
-        out = np.asarray(self._eval(self.scoring_params(), self.state.rest, self._eval_batches(x), self.data,
-                                    self.precise_bn_idx), np.float32)[: self.members]
-        k, nb, views, bs, classes = out.shape
-        return out.transpose(0, 2, 1, 3, 4).reshape(k, views, nb * bs, classes)[:, :, : len(x)]
+        out = self._eval(self.scoring_params(), self.state.rest, self._eval_batches(x), self.data, self.precise_bn_idx)
+        return views_by_image(out, len(x))[: self.members]
 
 
 class StackedMember(StackedTrainer):

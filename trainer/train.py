@@ -343,13 +343,19 @@ class MemberTrainer(MemberPrograms):
 
     def view_logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (views, N, classes): ``x`` scored as it is, and mirrored with ``config.tta_flip``."""
-        out = np.asarray(self._eval(self.scoring_params(), self.state.rest, self._eval_batches(x), self.data,
-                                    self.precise_bn_idx), np.float32)
-        return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, : len(x)]
+        return views_by_image(self._eval(self.scoring_params(), self.state.rest, self._eval_batches(x), self.data,
+                                         self.precise_bn_idx), len(x))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, classes): the views' mean logits (``view_logits``)."""
         return self.view_logits(x).mean(0)
+
+
+def views_by_image(out: jax.Array, n: int) -> np.ndarray:
+    """A scoring program's logits, (..., batches, views, eval_bs, classes), as float32 (..., views,
+    n, classes): the batches joined and their padding past ``n`` images dropped."""
+    out = np.swapaxes(np.asarray(out, np.float32), -4, -3)
+    return out.reshape(*out.shape[:-3], -1, out.shape[-1])[..., :n, :]
 
 
 def eval_batches(x: np.ndarray, batch_size: int) -> jax.Array:
