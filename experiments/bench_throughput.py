@@ -220,7 +220,7 @@ def run_mode(args: argparse.Namespace) -> dict:
     backend = "sequential" if args.mode == "naive" else (auto if args.backend == "auto" else args.backend)
     ev = (SequentialEvaluator() if args.mode == "naive"
           else make_evaluator(backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
-                              workers=args.workers, slots=args.stack_slots))
+                              workers=args.workers, slots=args.stack_slots, stack_ahead=args.stack_ahead))
     limit = args.naive_time_limit if args.mode == "naive" else args.optimized_time_limit
     variant = (args.optimized_variant or "default") if args.mode == "optimized" else "default"
     print(f"[{args.mode}] {len(jobs)} members, {backend} evaluator, {variant} compile options"
@@ -255,6 +255,8 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "stages_loaded_sum": sum(r.stages_loaded for r in results.values()),
                 "mean_val_accuracy": sum(r.val_accuracy for r in ok) / max(1, len(ok)),
                 "warmup": warmup, "precompile": precompiled,
+                # the stacked backend's members per stack and stacks prepared ahead (None: another backend)
+                "stack_slots": getattr(ev, "slots", None), "stack_ahead": getattr(ev, "ahead", None),
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
                 "jax": jax.__version__,
@@ -416,6 +418,9 @@ def main() -> None:
                          "on a GPU and pipelined elsewhere)")
     ap.add_argument("--stack-slots", type=int, default=8,
                     help="stacked: members trained together as one program (trainer/stacked.py)")
+    ap.add_argument("--stack-ahead", type=int,
+                    help="stacked: stacks built and compiled on threads while one trains (default: a quarter of "
+                         "the machine's cores, 1 to 4)")
     ap.add_argument("--workers", type=int, default=8, help="processes: members in flight at once")
     ap.add_argument("--compile-workers", type=int, default=8)
     ap.add_argument("--train-workers", type=int, default=2)

@@ -96,10 +96,11 @@ BENCH_ARGS=(--members "${BENCH_MEMBERS:-16}" --workers "${WORKERS:-4}" --naive-m
             ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"} ${WARMUP_LIMIT:+--warmup-time-limit "$WARMUP_LIMIT"}
             ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
             ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"}
-            ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"})
+            ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"} ${STACK_AHEAD:+--stack-ahead "$STACK_AHEAD"})
 # A stacked OPT_VARIANT (stacked, shift-stacked, autotune0-matmul-stacked; trainer/stacked.py) runs
 # the optimized mode on the stacked backend: members of one input resolution trained STACK_SLOTS
-# (default 8) at a time as one program, one program per resolution for the whole run; with
+# (default 8) at a time as one program, one program per resolution for the whole run, STACK_AHEAD
+# stacks (default 4 on 16 cores) built and compiled on threads while one trains; with
 # OPT_WARMUP=4 (or more) the warm-up, not counted, first compiles the 4 resolutions' programs.
 # OPT_WARMUP=N (WARMUP_LIMIT=S): the optimized mode's workers first evaluate N other members, not
 # counted, so that per-layer and padded programs (OPT_VARIANT=shift-padded, trainer/padded.py) are
@@ -132,7 +133,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
               --head 64 --naive-members 2 --naive-time-limit 30 ${OPT_WARMUP:+--optimized-warmup "$OPT_WARMUP"}
               ${OPT_PRECOMPILE:+--optimized-precompile "$OPT_PRECOMPILE"}
               ${PRECOMPILE_LIMIT:+--precompile-time-limit "$PRECOMPILE_LIMIT"}
-              ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"})
+              ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"} ${STACK_AHEAD:+--stack-ahead "$STACK_AHEAD"})
   COMPILE_ARGS=(--members 1 --train-examples 1000 --val-size 500 --width 0.25 --blocks 2 --head 64
                 --variants default,autotune0-matmul --parallel 2)
   FIRSTRUN_ARGS=(--batch 8 --eval-batch 16 --width 0.25 "${FIRSTRUN_ARGS[@]}")

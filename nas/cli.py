@@ -109,6 +109,9 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-workers", type=_positive_int, default=1, help="pipelined: members trained at once")
     p.add_argument("--stack-slots", type=_positive_int, default=8,
                    help="stacked: members per stack (each frame's program trains this many)")
+    p.add_argument("--stack-ahead", type=_positive_int,
+                   help="stacked: stacks built and compiled on threads while one trains (default: a quarter "
+                        "of this machine's cores, 1 to 4)")
     p.add_argument("--address", help="ray: address of an existing Ray cluster (default: start a local instance)")
     p.add_argument("--gpus-per-member", type=_positive_float,
                    help="ray: GPUs per member task, a fraction shares a GPU (default: 1 GPU where the cluster has "
@@ -131,7 +134,7 @@ def evaluator_from_args(args: argparse.Namespace) -> Evaluator:
         raise UserError("--address: only with --backend ray")
     return make_evaluator(args.backend, compile_workers=args.compile_workers, train_workers=args.train_workers,
                           workers=args.workers, address=args.address, gpus_per_member=args.gpus_per_member,
-                          slots=args.stack_slots)
+                          slots=args.stack_slots, stack_ahead=args.stack_ahead)
 
 
 def _spec_from_args(args: argparse.Namespace):

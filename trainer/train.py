@@ -8,10 +8,11 @@ out-of-memory member comes back as ``status="failed"`` with its reason, never as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -167,6 +168,26 @@ class _ProgramCache:
     def __init__(self) -> None:
         self._programs: dict[tuple, tuple[Any, Any]] = {}  # insertion order = least recently used first
         self._lock = threading.Lock()
+        self._compiling: dict[tuple, tuple[threading.Lock, int]] = {}  # key -> (its lock, threads using it)
+
+    @contextlib.contextmanager
+    def compiling(self, key: tuple) -> Iterator[None]:
+        """Held while ``key``'s programs compile: a second thread after the same programs (stacks of
+        one frame prepared side by side, seeds of one architecture compiled ahead) waits for the
+        first and then finds them here, instead of compiling them again beside it."""
+        with self._lock:
+            lock, users = self._compiling.get(key, (threading.Lock(), 0))
+            self._compiling[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._compiling[key]
+                if users == 1:
+                    del self._compiling[key]
+                else:
+                    self._compiling[key] = (lock, users - 1)
 
     def get(self, key: tuple) -> tuple[Any, Any] | None:
         with self._lock:
@@ -376,14 +397,19 @@ def compile_programs(trainer: Any, epoch_key: Any, cache: _ProgramCache) -> floa
     key = trainer.program_key()
     programs = cache.get(key)
     if programs is None:
-        lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
-        epoch = trainer._epoch.lower(trainer.state, epoch_key, trainer.data, lrs)
-        xb = trainer._eval_batches(trainer.split.x_val)
-        evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
-                                       trainer.precise_bn_idx)
-        trainer.trace_s = time.perf_counter() - start
-        programs = epoch.compile(), evaluate.compile()
-        cache.put(key, programs)
+        with cache.compiling(key):
+            programs = cache.get(key)  # compiled by another thread while this one waited
+            if programs is None:
+                lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
+                epoch = trainer._epoch.lower(trainer.state, epoch_key, trainer.data, lrs)
+                xb = trainer._eval_batches(trainer.split.x_val)
+                evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
+                                               trainer.precise_bn_idx)
+                trainer.trace_s = time.perf_counter() - start
+                programs = epoch.compile(), evaluate.compile()
+                cache.put(key, programs)
+            else:
+                trainer.programs_reused = True
     else:
         trainer.programs_reused = True
     trainer._epoch, trainer._eval = programs

@@ -218,6 +218,44 @@ def test_the_stacked_backend_stacks_members_by_frame_as_they_come():
         next(iter(make_evaluator("stacked").evaluate_many(_stackable(), None, CONFIG)))
 
 
+def test_the_stacked_backend_prepares_stacks_ahead_side_by_side(monkeypatch):
+    # Building and training stand in: with ahead=2 the first two stacks are prepared at once (each
+    # preparation waits at a barrier for the other), the third while the first trains; results come
+    # stack by stack in the order the stacks formed, each member its own.
+    import threading
+
+    import trainer.stacked as stacked
+
+    barrier, prepared, trained = threading.Barrier(2, timeout=10), [], []
+    a, wrn, c, b = _stackable()
+
+    def prepare_stack(specs, split, config, seeds, slots):
+        prepared.append(tuple(seeds))
+        if len(prepared) <= 2:
+            barrier.wait()  # broken (an error) unless two preparations run side by side
+        return tuple(seeds)  # a list would be failed results
+
+    def run_stacked(seeds, progress=None):
+        trained.append(tuple(seeds))
+        return [MemberResult(f"seed {s}", "ok", val_accuracy=0.5) for s in seeds]
+
+    monkeypatch.setattr(stacked, "prepare_stack", prepare_stack)
+    monkeypatch.setattr(stacked, "run_stacked", run_stacked)
+    jobs = [a, MemberJob("a2", a.spec, 5), c, MemberJob("c2", c.spec, 6), b]
+    ev = evaluators.StackedEvaluator(slots=2, ahead=2)
+    try:
+        got = [(job.key, r.status, r.spec_id) for job, r in ev.evaluate_many(jobs, None, CONFIG.replace(
+            compile_unit="stacked"))]
+    finally:
+        ev.close()
+    assert got == [("a", "ok", "seed 0"), ("a2", "ok", "seed 5"), ("c", "ok", "seed 2"), ("c2", "ok", "seed 6"),
+                   ("b", "ok", "seed 1")]
+    assert trained == [(0, 5), (2, 6), (1,)] and sorted(prepared) == sorted(trained)
+    assert evaluators.StackedEvaluator(ahead=None).ahead == evaluators.default_stack_ahead()
+    with pytest.raises(ValueError):
+        evaluators.StackedEvaluator(ahead=0)
+
+
 @pytest.mark.slow
 def test_the_stacked_backend_trains_each_member_as_alone(fashion):  # noqa: F811
     # Stacks of two ([a, b], then [c] with a copy in the empty slot) against each member alone in

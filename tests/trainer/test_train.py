@@ -214,6 +214,48 @@ def test_the_program_cache_keeps_the_most_recently_used():
     assert cache.get("d") is None
 
 
+def test_threads_after_the_same_programs_compile_them_once_and_others_side_by_side():
+    # Stand-ins for trainers: "lowering" gives an object whose compile() logs and waits. Two
+    # trainers of key A from two threads: one compiles, the other waits and takes its programs;
+    # a trainer of key B compiles while A's compile is still running (A's waits for B's to start).
+    import threading
+    from types import SimpleNamespace
+
+    from trainer.train import _ProgramCache, compile_programs
+
+    compiled, b_started = [], threading.Event()
+
+    class Lowered:
+        def __init__(self, key):
+            self.key = key
+
+        def compile(self):
+            compiled.append(self.key)
+            if self.key == "B":
+                b_started.set()
+            else:
+                assert b_started.wait(10), "B's compile waited for A's"
+            return f"program {self.key}"
+
+    def trainer(key):
+        lower = SimpleNamespace(lower=lambda *args: Lowered(key))
+        return SimpleNamespace(program_key=lambda: key, steps_per_epoch=1, state=SimpleNamespace(params=0, rest=0),
+                               data=0, precise_bn_idx=None, split=SimpleNamespace(x_val=0),
+                               _eval_batches=lambda x: x, _epoch=lower, _eval=lower, programs_reused=False)
+
+    cache = _ProgramCache()
+    trainers = [trainer("A"), trainer("A"), trainer("B")]
+    threads = [threading.Thread(target=compile_programs, args=(t, 0, cache)) for t in trainers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(compiled) == ["A", "A", "B", "B"]  # epoch and scoring programs, each key once
+    assert sorted(t.programs_reused for t in trainers) == [False, False, True]
+    assert all(t._epoch == f"program {k}" for t, k in zip(trainers, "AAB"))
+    assert not cache._compiling  # nothing left behind
+
+
 def test_out_of_memory_is_a_failed_result(fashion, monkeypatch):
     def oom(self, epoch):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 81.2GiB")
