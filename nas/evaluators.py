@@ -237,7 +237,7 @@ class StackedEvaluator:
 
     The next ``ahead`` stacks are built and compiled on threads while one trains, so a search's
     first frames compile side by side instead of one after another (a stack of a frame being
-    compiled waits for that compile and takes its programs: ``trainer.train._ProgramCache``).
+    compiled waits for that compile and takes its programs: ``trainer.train.ProgramCache``).
     XLA's compiles release the GIL and use several cores each, tracing does not: on the 2-core CPU
     two three-block frames compiled from two threads took 88-94 s against 102-105 s one after
     the other (2026-12-07). So ``ahead`` defaults to a quarter of the machine's cores, 1 to 4 (4

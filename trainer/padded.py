@@ -149,7 +149,9 @@ def _fit_channels(x: jax.Array, channels: int) -> jax.Array:
     return jnp.pad(x, ((0, 0),) * (x.ndim - 1) + ((0, channels - c),))
 
 
-def _gates(real: Layer, env_kernel: int) -> dict[str, np.ndarray]:
+def layer_gates(real: Layer, env_kernel: int) -> dict[str, np.ndarray]:
+    """The ``PadGate`` values that make a padded layer (kernel ``env_kernel``) compute ``real``: its
+    kernel's centre, whether it has squeeze-excite, and which shortcut it takes."""
     mask = np.zeros((env_kernel, env_kernel), np.float32)
     o = (env_kernel - real.kernel) // 2
     mask[o:o + real.kernel, o:o + real.kernel] = 1.0
@@ -162,7 +164,7 @@ def _flat(module: nnx.Module) -> dict[tuple, Any]:
     return {tuple(str(k) for k in path): var for path, var in nnx.to_flat_state(nnx.state(module))}
 
 
-def _embed(real: np.ndarray, shape: tuple[int, ...], base: float, name: str) -> np.ndarray:
+def embed_padded(real: np.ndarray, shape: tuple[int, ...], base: float, name: str) -> np.ndarray:
     """``real`` in the corner of a ``shape`` array of ``base``; a conv kernel (HWIO) centred in space."""
     out = np.full(shape, base, real.dtype)
     if real.ndim != len(shape) or any(r > s for r, s in zip(real.shape, shape)):
@@ -198,7 +200,7 @@ def _abstract_classifier(cin: int, classes: int, dropout: float, dtype: Any) -> 
 def pad_module(real: nnx.Module, abstract: tuple[Any, Any], gates: dict[str, np.ndarray] | None = None,
                ) -> nnx.Module:
     """The module ``abstract`` describes (wider, same submodule names), holding ``real``'s state
-    embedded (``_embed``): padded kernels, biases and batch-norm offsets and means zero, scales and
+    embedded (``embed_padded``): padded kernels, biases and batch-norm offsets and means zero, scales and
     variances one; parts ``real`` lacks (squeeze-excite, projection) as fresh zeros; ``gates`` set
     its ``PadGate`` switches."""
     graphdef, state = abstract
@@ -214,7 +216,7 @@ def pad_module(real: nnx.Module, abstract: tuple[Any, Any], gates: dict[str, np.
             value = have[key].get_value()
             if isinstance(var, (nnx.RngKey, nnx.RngCount)):
                 return var.replace(value)
-            return var.replace(jnp.asarray(_embed(np.asarray(value), shape, 1.0 if name in ("scale", "var") else 0.0,
+            return var.replace(jnp.asarray(embed_padded(np.asarray(value), shape, 1.0 if name in ("scale", "var") else 0.0,
                                                   name)))
         if isinstance(var, (nnx.RngKey, nnx.RngCount)):
             raise ValueError(f"padded layer: no random state for {key} in the member")
@@ -238,7 +240,7 @@ def padded_stages(model: MobileNet, spec: MobileNetSpec, num_classes: int, lower
         wide = dataclasses.replace(wide, name="", h_in=0, w_in=0, shortcut="none", params=0, bn_params=0,
                                    multiply_adds=0)
         stages.append(pad_module(module, _abstract_layer(wide, real.name.endswith(".0"), act, dtype),
-                                 _gates(real, wide.kernel)))
+                                 layer_gates(real, wide.kernel)))
     last = env_plan[-1].cout
     if model.head is not None:
         stages.append(pad_module(model.head, _abstract_head(last, model.head.bn.num_features, act, dtype)))

@@ -20,7 +20,7 @@ from search_space.spec import ArchSpec, spec_id
 from trainer.checkpoint_folder import check_run, epoch_saver, manager, restore_latest, run_identity, write_run
 from trainer.config import TrainConfig
 from trainer.data import Split
-from trainer.train import MemberResult, MemberTrainer, ProgressFn, _is_oom, _oom_result, run_member
+from trainer.train import MemberResult, MemberTrainer, ProgressFn, is_oom, oom_result, run_member
 
 
 def _identity(spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> dict[str, Any]:
@@ -65,6 +65,6 @@ def train_resumable(spec: ArchSpec, split: Split, config: TrainConfig, seed: int
             return run_member(trainer, progress, done=(start_epoch, curve),
                               after_epoch=epoch_saver(mngr, trainer, config.epochs, every, deadline))
     except Exception as e:  # noqa: BLE001 - out of memory building or compiling is a failed result, as in train_member
-        if _is_oom(e):
-            return _oom_result(spec_id(spec), e)
+        if is_oom(e):
+            return oom_result(spec_id(spec), e)
         raise

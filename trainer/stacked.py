@@ -58,9 +58,9 @@ from trainer.augment import crop_padding
 from trainer.config import (TrainConfig, batch_and_steps, compute_dtype, epoch_learning_rates, init_optimizer_state,
                             make_optimizer, program_config)
 from trainer.data import Split
-from trainer.padded import PaddedMobileLayer, PadGate, _embed, _gates, envelope_spec
-from trainer.train import (MemberPrograms, MemberResult, ProgressFn, TrainState, _is_oom, _oom_result, _ProgramCache,
-                           compile_programs, device_data, precise_bn_indices, views_by_image)
+from trainer.padded import PaddedMobileLayer, PadGate, embed_padded, envelope_spec, layer_gates
+from trainer.train import (MemberPrograms, MemberResult, ProgramCache, ProgressFn, TrainState, compile_programs,
+                           device_data, is_oom, oom_result, precise_bn_indices, views_by_image)
 
 OPS = (ConvOp.MBCONV, ConvOp.SEPCONV, ConvOp.CONV)
 
@@ -136,7 +136,7 @@ def _abstract_frame(frames: tuple[MobileNetSpec, ...], num_classes: int, dtype: 
 
 def frame_state(member: MobileNet, spec: MobileNetSpec, num_classes: int, dtype: Any) -> Any:
     """The frame's state (numpy leaves) holding ``member`` (``spec``'s model): its weights in its
-    operation's branch of its positions, padded (trainer/padded.py's ``_embed``: batch-norm scales
+    operation's branch of its positions, padded (trainer/padded.py's ``embed_padded``: batch-norm scales
     and variances one, everything else zero), every other branch and absent position blank, and the
     switches set for it."""
     frames = frame_specs(spec)
@@ -163,14 +163,14 @@ def frame_state(member: MobileNet, spec: MobileNetSpec, num_classes: int, dtype:
                 return var.replace(np.float32(hit is not None))
             mine = hit is not None and hit[1].op == key[2]
             if isinstance(var, PadGate):
-                value = _gates(hit[1], kernel)[name] if mine else np.zeros(shape, np.float32)
+                value = layer_gates(hit[1], kernel)[name] if mine else np.zeros(shape, np.float32)
                 return var.replace(np.asarray(value, np.float32))
             member_key = ("layers", str(hit[0]), *key[3:]) if mine else None
             if member_key in have:
-                return var.replace(_embed(np.asarray(have[member_key]), shape, base, name).astype(dtype_))
+                return var.replace(embed_padded(np.asarray(have[member_key]), shape, base, name).astype(dtype_))
             return var.replace(np.full(shape, base, dtype_))
         if key in have:
-            return var.replace(_embed(np.asarray(have[key]), shape, base, name).astype(dtype_))
+            return var.replace(embed_padded(np.asarray(have[key]), shape, base, name).astype(dtype_))
         return var.replace(np.full(shape, base, dtype_))
 
     return nnx.map_state(fill, state)
@@ -180,7 +180,7 @@ def _stack(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 
 
-PROGRAMS = _ProgramCache()
+PROGRAMS = ProgramCache()
 PROGRAMS.KEEP = 8  # a frame per resolution (4 in the MnasNet space), two stack sizes each
 
 
@@ -329,8 +329,8 @@ def prepare_stack(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, 
         trainer.compile()
         return trainer
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
-        if _is_oom(e):
-            return [_oom_result(spec_id(s), e, stacked=len(specs)) for s in specs]
+        if is_oom(e):
+            return [oom_result(spec_id(s), e, stacked=len(specs)) for s in specs]
         raise
 
 
@@ -380,8 +380,8 @@ def run_stacked(trainer: StackedTrainer, progress: ProgressFn | None = None) -> 
         views = trainer.view_logits(split.x_val) if len(failed) < k else None
         eval_s = (time.perf_counter() - start) / k
     except Exception as e:  # noqa: BLE001
-        if _is_oom(e):
-            return [failed.get(m) or _oom_result(ids[m], e, loss_curve=tuple(curves[m]), **shared) for m in range(k)]
+        if is_oom(e):
+            return [failed.get(m) or oom_result(ids[m], e, loss_curve=tuple(curves[m]), **shared) for m in range(k)]
         raise
     results = []
     for m in range(k):

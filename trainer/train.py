@@ -118,12 +118,14 @@ def normalization(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)) + 1e-6
 
 
-def _is_oom(e: BaseException) -> bool:
+def is_oom(e: BaseException) -> bool:
+    """Whether ``e`` is the device running out of memory (XLA's RESOURCE_EXHAUSTED, or its words)."""
     text = str(e)
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
-def _oom_result(sid: str, e: BaseException, **fields: Any) -> MemberResult:
+def oom_result(sid: str, e: BaseException, **fields: Any) -> MemberResult:
+    """Member ``sid``'s failed result for out-of-memory error ``e`` (its first line, in the reason)."""
     return MemberResult(sid, "failed", f"out of memory: {str(e).splitlines()[0][:200]}", **fields)
 
 
@@ -147,7 +149,7 @@ def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig
     return model
 
 
-class _ProgramCache:
+class ProgramCache:
     """The compiled epoch and scoring programs of the last few members of this process, by
     everything their trace depends on, so a member with the same architecture, data shapes and
     training config (another seed: weights, data order and the batch-norm sample are arguments)
@@ -208,7 +210,7 @@ class _ProgramCache:
             self._programs.clear()
 
 
-PROGRAMS = _ProgramCache()
+PROGRAMS = ProgramCache()
 
 
 class MemberPrograms:
@@ -388,7 +390,7 @@ def eval_batches(x: np.ndarray, batch_size: int) -> jax.Array:
     return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
 
 
-def compile_programs(trainer: Any, epoch_key: Any, cache: _ProgramCache) -> float:
+def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache) -> float:
     """Compile a trainer's epoch and scoring programs ahead of time (``epoch_key``: what its epoch
     program takes as its key argument, or its shape), or take them from ``cache`` under the
     trainer's ``program_key()``; sets its ``trace_s``, ``compile_s`` and ``programs_reused`` and
@@ -456,8 +458,8 @@ def prepare_member(spec: ArchSpec, split: Split, config: TrainConfig = TrainConf
         trainer.compile()
         return trainer
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
-        if _is_oom(e):
-            return _oom_result(spec_id(spec), e)
+        if is_oom(e):
+            return oom_result(spec_id(spec), e)
         raise
 
 
@@ -501,8 +503,8 @@ def run_member(trainer: Any, progress: ProgressFn | None = None, done: tuple[int
         logits = views.mean(0)
         eval_s = time.perf_counter() - start
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
-        if _is_oom(e):
-            return _oom_result(sid, e, loss_curve=tuple(curve), epoch_s=tuple(times), **known)
+        if is_oom(e):
+            return oom_result(sid, e, loss_curve=tuple(curve), epoch_s=tuple(times), **known)
         raise
     if not np.all(np.isfinite(logits)):
         return MemberResult(sid, "failed", "diverged: non-finite validation logits", loss_curve=tuple(curve),

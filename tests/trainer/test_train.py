@@ -200,9 +200,9 @@ def test_a_member_with_a_moving_average_trains_as_without_and_is_scored_with_the
 
 
 def test_the_program_cache_keeps_the_most_recently_used():
-    from trainer.train import _ProgramCache
+    from trainer.train import ProgramCache
 
-    cache = _ProgramCache()
+    cache = ProgramCache()
     cache.KEEP = 2
     cache.put("a", (1, 1))
     cache.put("b", (2, 2))
@@ -221,7 +221,7 @@ def test_threads_after_the_same_programs_compile_them_once_and_others_side_by_si
     import threading
     from types import SimpleNamespace
 
-    from trainer.train import _ProgramCache, compile_programs
+    from trainer.train import ProgramCache, compile_programs
 
     compiled, b_started = [], threading.Event()
 
@@ -243,7 +243,7 @@ def test_threads_after_the_same_programs_compile_them_once_and_others_side_by_si
                                data=0, precise_bn_idx=None, split=SimpleNamespace(x_val=0),
                                _eval_batches=lambda x: x, _epoch=lower, _eval=lower, programs_reused=False)
 
-    cache = _ProgramCache()
+    cache = ProgramCache()
     trainers = [trainer("A"), trainer("A"), trainer("B")]
     threads = [threading.Thread(target=compile_programs, args=(t, 0, cache)) for t in trainers]
     for t in threads:
