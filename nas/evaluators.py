@@ -230,10 +230,10 @@ class StackedEvaluator:
     """Members of one frame trained together (trainer/stacked.py), ``slots`` to a stack.
 
     Stacks form as jobs are drawn: a frame's members in the order given, a stack as soon as a frame
-    has ``slots`` of them; once ``jobs`` ends, each frame's remainder in the order the frames came
-    (the empty slots train copies). So a generator that stops handing out jobs (a time limit) starts
-    no new full stack, and the members already drawn still train. Results come a stack at a time,
-    in the order the stacks formed.
+    has its slots' worth of them; once ``jobs`` ends, each frame's remainder in the order the frames
+    came (the empty slots train copies). So a generator that stops handing out jobs (a time limit)
+    starts no new full stack, and the members already drawn still train. Results come a stack at a
+    time, in the order the stacks formed.
 
     The next ``ahead`` stacks are built and compiled on threads while one trains, so a search's
     first frames compile side by side instead of one after another (a stack of a frame being
@@ -243,6 +243,12 @@ class StackedEvaluator:
     the other (2026-12-07). So ``ahead`` defaults to a quarter of the machine's cores, 1 to 4 (4
     on the GPU machine's 16 cores: the CIFAR-10 space has 4 frames). Each stack built ahead holds
     its members' weights and optimizer states on the device.
+
+    A stack that runs out of device memory is not its members' end: its frame's stacks have half as
+    many slots from then on (as many as fit, where the compiled program's plan said it would not
+    fit: ``trainer.stacked.prepare_stack``), and those members train again in such stacks, down to
+    one slot, where running out of memory is their result. A frame's memory grows with its resolution, so on one
+    device the small frames may keep every slot while the largest halves.
     """
 
     name = "stacked"
@@ -252,7 +258,11 @@ class StackedEvaluator:
             raise ValueError("slots and ahead must be positive")
         self.slots, self.progress_every_s = slots, progress_every_s
         self.ahead = ahead or default_stack_ahead()
+        self.frame_slots: dict[Any, int] = {}  # a frame's slots where fewer than ``slots`` (out of memory)
         self._pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="stack")
+
+    def slots_for(self, frame: Any) -> int:
+        return self.frame_slots.get(frame, self.slots)
 
     def stacks(self, jobs: Iterable[MemberJob]) -> Iterator[list[MemberJob] | tuple[MemberJob, MemberResult]]:
         """The stacks ``jobs`` form (lists of jobs), and each job without a frame as (job, its
@@ -268,14 +278,19 @@ class StackedEvaluator:
                 continue
             group = pending.setdefault(frame, [])
             group.append(job)
-            if len(group) == self.slots:
-                yield pending.pop(frame)
-        yield from pending.values()
+            if len(group) >= self.slots_for(frame):
+                yield group[: self.slots_for(frame)]
+                del group[: self.slots_for(frame)]
+                if not group:
+                    del pending[frame]
+        for frame, group in pending.items():
+            k = self.slots_for(frame)
+            yield from (group[i:i + k] for i in range(0, len(group), k))
 
     def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
         from search_space.errors import UserError
-        from trainer.stacked import prepare_stack, run_stacked
+        from trainer.stacked import frame_specs, prepare_stack, run_stacked
 
         if config.compile_unit != "stacked":
             raise UserError(f"--backend stacked: needs trainer.compile_unit=stacked, got {config.compile_unit!r}")
@@ -289,24 +304,35 @@ class StackedEvaluator:
                 unframed.append(item)
             return None
 
-        def prepare(stack: list[MemberJob]) -> Any:
+        def prepare(stack: list[MemberJob], slots: int) -> Any:
             try:
-                return prepare_stack([j.spec for j in stack], split, config, [j.seed for j in stack], self.slots)
+                return prepare_stack([j.spec for j in stack], split, config, [j.seed for j in stack], slots)
             except Exception as e:  # noqa: BLE001 - a failing stack's members are results, the search goes on
                 return [failed_result(j.spec, e) for j in stack]
 
-        ahead: collections.deque[tuple[list[MemberJob], Future]] = collections.deque()
+        ahead: collections.deque[tuple[list[MemberJob], int, Future]] = collections.deque()
+
+        def submit(stack: list[MemberJob], left: bool = False) -> None:
+            """Prepare ``stack`` on the pool, in stacks of its frame's slots now (fewer, where the
+            frame ran out of memory after the stack formed); ``left``: before those already queued."""
+            k = self.slots_for(frame_specs(stack[0].spec))
+            items = [(chunk, k, self._pool.submit(prepare, chunk, k)) for chunk in
+                     (stack[i:i + k] for i in range(0, len(stack), k))]
+            if left:
+                ahead.extendleft(reversed(items))
+            else:
+                ahead.extend(items)
 
         def fill() -> None:  # drawn, built and compiled while a stack trains
             while len(ahead) < self.ahead:
                 stack = next_stack()
                 if stack is None:
                     return
-                ahead.append((stack, self._pool.submit(prepare, stack)))
+                submit(stack)
 
         fill()
         while ahead:
-            stack, future = ahead.popleft()
+            stack, slots, future = ahead.popleft()
             prepared = future.result()
             fill()
             yield from unframed
@@ -317,6 +343,18 @@ class StackedEvaluator:
                     prepared = run_stacked(prepared, epoch_progress(name, self.progress_every_s))
                 except Exception as e:  # noqa: BLE001
                     prepared = [failed_result(j.spec, e) for j in stack]
+            short = [j for j, r in zip(stack, prepared) if not r.ok and r.reason.startswith("out of memory")]
+            if short and slots > 1:
+                # as many slots as the compiled program's plan says fit, else (out of memory while
+                # training) half as many
+                frame, fewer = frame_specs(stack[0].spec), max(1, min(getattr(prepared, "fit", slots // 2), slots - 1))
+                self.frame_slots[frame] = min(fewer, self.slots_for(frame))
+                print(f"stacked: a stack of {slots} slots at {stack[0].spec.resolution} px ran out of memory "
+                      f"({prepared[stack.index(short[0])].reason[len('out of memory: '):][:120]}); this frame's "
+                      f"stacks have {self.frame_slots[frame]} slots from now on", file=sys.stderr, flush=True)
+                submit(short, left=True)  # next, before the stacks already built ahead
+                prepared = [r for j, r in zip(stack, prepared) if j not in short]
+                stack = [j for j in stack if j not in short]
             yield from zip(stack, prepared)
         yield from unframed
 

@@ -320,18 +320,66 @@ class StackedMember(StackedTrainer):
         return self.view_logits(x).mean(0)
 
 
+# The share of the device allocator's memory that a stack's compiled epoch program may plan to use
+# (XLA's memory analysis: temporaries, arguments, outputs); the rest is headroom for the stacks built
+# ahead (their weights and optimizer states) and the allocator's fragmentation. Frames need far more
+# than their members: compiled for the CPU, one slot of the 32 px CIFAR-10 frame at batch 256 planned
+# 24.5 GiB of temporaries (22.2 GiB in bf16) against 3.1 GiB for a member alone (2026-12-07), so 8
+# slots would not fit an H100's 80 GB if a GPU's figure is anything like it.
+MEMORY_SHARE = 0.85
+
+
+def program_memory(trainer: StackedTrainer) -> int | None:
+    """Bytes a compiled stack's epoch program plans to use (temporaries, arguments and outputs,
+    less what they share), or None where XLA does not say."""
+    try:
+        m = trainer._epoch.memory_analysis()
+    except Exception:  # noqa: BLE001 - a backend without the analysis
+        return None
+    if m is None:
+        return None
+    return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
+
+
+def device_memory_limit() -> int | None:
+    """Bytes the default device's allocator may hold (None where JAX does not say: the CPU)."""
+    stats = jax.devices()[0].memory_stats()
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
+class OversizedStack(list):
+    """The out-of-memory results of a stack whose compiled program plans more memory than the
+    device holds (``prepare_stack``), and how many slots of its frame would fit (``fit``, 0 when
+    not even one would): a program's memory grows in proportion to its slots (vmap)."""
+
+    def __init__(self, results: list[MemberResult], fit: int):
+        super().__init__(results)
+        self.fit = fit
+
+
 def prepare_stack(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, seeds: Sequence[int],
                   slots: int | None = None) -> StackedTrainer | list[MemberResult]:
-    """Build and compile a stack (the part that can run ahead on another thread); an out-of-memory
-    stack comes back as a failed result per member."""
+    """Build and compile a stack (the part that can run ahead on another thread). A stack that runs
+    out of memory comes back as an out-of-memory failed result per member; one whose compiled
+    program plans more than ``MEMORY_SHARE`` of the device's memory (checked before it trains,
+    where the device says how much it has) as such results in an ``OversizedStack``, which says
+    how many slots would fit: ``nas.evaluators.StackedEvaluator`` then tries them in stacks that
+    size."""
     try:
         trainer = StackedTrainer(specs, split, config, seeds, slots)
         trainer.compile()
-        return trainer
     except Exception as e:  # noqa: BLE001 - a failing member is a result, the search goes on
         if is_oom(e):
             return [oom_result(spec_id(s), e, stacked=len(specs)) for s in specs]
         raise
+    need, limit = program_memory(trainer), device_memory_limit()
+    if need is None or limit is None or need <= MEMORY_SHARE * limit:
+        return trainer
+    fit = int(MEMORY_SHARE * limit // (need / trainer.slots))
+    e = MemoryError(f"RESOURCE_EXHAUSTED: a stack of {trainer.slots} slots at {trainer.resolution} px plans "
+                    f"{need / 2**30:.1f} GiB, over {MEMORY_SHARE:.0%} of the device's {limit / 2**30:.1f} GiB "
+                    f"({fit} would fit)")
+    return OversizedStack([oom_result(spec_id(s), e, stacked=len(specs)) for s in specs], fit)
 
 
 def train_stacked(specs: Sequence[ArchSpec], split: Split, config: TrainConfig, seeds: Sequence[int],

@@ -256,6 +256,74 @@ def test_the_stacked_backend_prepares_stacks_ahead_side_by_side(monkeypatch):
         evaluators.StackedEvaluator(ahead=0)
 
 
+def test_a_frame_that_runs_out_of_memory_gets_stacks_of_fewer_slots(monkeypatch):
+    # Stand-ins: frame A's stacks run out of memory above one slot (seed 7 even at one); frame C's
+    # 4-slot program plans more memory than the device holds and 1 slot would fit. A's three members
+    # go 4 slots -> 2 -> 1 and train, seed 7's out-of-memory result at one slot is its result; C's
+    # go to 1 slot at once; every member has one result.
+    import trainer.stacked as stacked
+
+    a, wrn, c, b = _stackable()
+    prepared = []
+
+    def prepare_stack(specs, split, config, seeds, slots):
+        prepared.append((specs[0].resolution, tuple(seeds), slots))
+        oom = [MemberResult(f"seed {s}", "failed", "out of memory: RESOURCE_EXHAUSTED: 81.2 GiB") for s in seeds]
+        if specs[0].resolution == a.spec.resolution and (slots > 1 or 7 in seeds):
+            return oom
+        if specs[0].resolution == c.spec.resolution and slots > 1:
+            return stacked.OversizedStack(oom, fit=1)
+        return tuple(seeds)
+
+    monkeypatch.setattr(stacked, "prepare_stack", prepare_stack)
+    monkeypatch.setattr(stacked, "run_stacked",
+                        lambda seeds, progress=None: [MemberResult(f"seed {s}", "ok", val_accuracy=0.5) for s in seeds])
+    jobs = [a, MemberJob("a2", a.spec, 5), c, MemberJob("a3", a.spec, 7), MemberJob("c2", c.spec, 6)]
+    ev = evaluators.StackedEvaluator(slots=4, ahead=1)
+    try:
+        got = {job.key: (r.status, r.spec_id) for job, r in ev.evaluate_many(jobs, None, CONFIG.replace(
+            compile_unit="stacked"))}
+    finally:
+        ev.close()
+    assert got == {"a": ("ok", "seed 0"), "a2": ("ok", "seed 5"), "a3": ("failed", "seed 7"), "c": ("ok", "seed 2"),
+                   "c2": ("ok", "seed 6")}
+    r_a, r_c = a.spec.resolution, c.spec.resolution
+    assert prepared == [(r_a, (0, 5, 7), 4), (r_c, (2, 6), 4), (r_a, (0, 5), 2), (r_a, (7,), 2), (r_a, (0,), 1),
+                        (r_a, (5,), 1), (r_a, (7,), 1), (r_c, (2,), 1), (r_c, (6,), 1)]
+    assert list(ev.frame_slots.values()) == [1, 1]
+
+
+def test_a_stack_planning_more_memory_than_the_device_holds_is_out_of_memory(monkeypatch):
+    # XLA's memory analysis of the compiled epoch program against the device's limit, before training.
+    from types import SimpleNamespace
+
+    import trainer.stacked as stacked
+
+    gib = 2**30
+    analysis = SimpleNamespace(temp_size_in_bytes=9 * gib, argument_size_in_bytes=gib // 2,
+                               output_size_in_bytes=gib // 2, alias_size_in_bytes=gib // 2)
+
+    class Planned:
+        def __init__(self, specs, split, config, seeds, slots):
+            self.slots, self.resolution = slots, specs[0].resolution
+            self._epoch = SimpleNamespace(memory_analysis=lambda: analysis)
+
+        def compile(self):
+            return 0.0
+
+    monkeypatch.setattr(stacked, "StackedTrainer", Planned)
+    specs = [job.spec for job in _stackable()[:1]]
+    monkeypatch.setattr(stacked, "device_memory_limit", lambda: 12 * gib)  # 9.5 GiB fits 85% of 12
+    assert isinstance(stacked.prepare_stack(specs, None, CONFIG, [0], 8), Planned)
+    monkeypatch.setattr(stacked, "device_memory_limit", lambda: 11 * gib)
+    oversized = stacked.prepare_stack(specs, None, CONFIG, [0], 8)
+    (r,) = oversized
+    assert not r.ok and r.reason.startswith("out of memory") and "plans 9.5 GiB" in r.reason and "11.0 GiB" in r.reason
+    assert oversized.fit == 7  # 85% of 11 GiB over 9.5 / 8 GiB a slot
+    monkeypatch.setattr(stacked, "device_memory_limit", lambda: None)  # the CPU: no limit known, no check
+    assert isinstance(stacked.prepare_stack(specs, None, CONFIG, [0], 8), Planned)
+
+
 @pytest.mark.slow
 def test_the_stacked_backend_trains_each_member_as_alone(fashion):  # noqa: F811
     # Stacks of two ([a, b], then [c] with a copy in the empty slot) against each member alone in
