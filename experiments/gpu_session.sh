@@ -57,6 +57,12 @@ mkdir -p "$OUT"
 # recipes phase's, for the accuracy phase's study: about 100 s saved).
 export NAS_DATA_DIR=${NAS_DATA_DIR:-.data} NAS_CACHE_DIR=${NAS_CACHE_DIR:-.runs/nas-cache} PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU
+# A stacked variant trains its members in one process, and a stack's memory bounds its slots
+# (trainer/stacked.py checks each compiled stack's plan against what the allocator may hold): let
+# that process take 90% of the GPU's memory instead of JAX's default 75%.
+case "${OPT_VARIANT:-}" in
+  *stacked) export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9} ;;
+esac
 # A lead, not a finding: on the H100 every MobileNetV2 member's first epoch took about 13 s more
 # than the others (18.4 s against 1.6 s), and scoring 6.5 s, also for members trained after the
 # first one in the same worker process. If that is the CUDA driver compiling PTX (of cuDNN's or
@@ -459,11 +465,15 @@ search)
       for item in $($PY -m experiments.bench_compile_options --sets "$variant"); do args+=(--set "$item"); done
     fi
   fi
-  log "search: ${args[*]} (compile variant: $variant)"
+  backend=()
+  if [[ $variant == *stacked ]]; then  # a stacked run's members train in stacks, not worker processes
+    backend=(--backend stacked ${STACK_SLOTS:+--stack-slots "$STACK_SLOTS"} ${STACK_AHEAD:+--stack-ahead "$STACK_AHEAD"})
+  fi
+  log "search: ${args[*]} ${backend[*]} (compile variant: $variant)"
   # the plan first (members left to train per size, the target against random ensembles): a few
   # seconds, nothing written; then the search, its log after the plan
   $PY -m nas search "${args[@]}" --dry-run > "$OUT/search.log" 2>&1
-  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" \
+  timeout "${SEARCH_LIMIT:-480}" $PY -m nas search "${args[@]}" --workers "${WORKERS:-4}" "${backend[@]}" \
     ${SEARCH_PRECOMPILE:+--precompile "$SEARCH_PRECOMPILE"} >> "$OUT/search.log" 2>&1
   rc=$? hint=""
   [ $rc = 124 ] && hint=": stopped by its ${SEARCH_LIMIT:-480} s limit (SEARCH_RUN continues it: docs/gpu.md)"

@@ -184,3 +184,18 @@ def test_a_search_call_cut_by_its_time_limit_resumes_from_its_archive(tmp_path):
     launches = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
     assert [launch["resume"] for launch in launches] == [False, True]
     assert (run / "report.md").exists() and (tmp_path / "out2" / "search_run.tgz").exists()
+
+
+@pytest.mark.slow
+def test_a_search_call_with_a_stacked_variant_runs_on_the_stacked_backend(tmp_path):
+    # A new run with OPT_VARIANT=stacked: its trainer settings stacked, its members on the stacked
+    # backend with STACK_SLOTS (refused with exit 2 if the two disagreed); cut at 15 s, as the
+    # resume test's first call (about 40 s on 2 cores).
+    data = shared_file("cifar10_jpeg.npz").parent
+    r = _session(tmp_path, "search", OPT_VARIANT="stacked", STACK_SLOTS="2", SEARCH_SET="sizes=1",
+                 SEARCH_LIMIT="15", NAS_DATA_DIR=str(data))
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "--backend stacked --stack-slots 2 (compile variant: stacked)" in log, (r.stdout + r.stderr)[-3000:]
+    assert "search exit 124" in log  # its time limit, not a refusal (exit 2)
+    config = json.loads((tmp_path / "runs" / "search_cifar10" / "config.json").read_text())
+    assert config["trainer"]["compile_unit"] == "stacked"
