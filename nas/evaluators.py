@@ -247,8 +247,8 @@ class StackedEvaluator:
     A stack that runs out of device memory is not its members' end: its frame's stacks have half as
     many slots from then on (as many as fit, where the compiled program's plan said it would not
     fit: ``trainer.stacked.prepare_stack``), and those members train again in such stacks, down to
-    one slot, where running out of memory is their result. A frame's memory grows with its resolution, so on one
-    device the small frames may keep every slot while the largest halves.
+    one slot, where running out of memory is their result. A frame's memory grows with its
+    resolution, so on one device the small frames may keep every slot while the largest loses some.
     """
 
     name = "stacked"

@@ -324,8 +324,9 @@ class StackedMember(StackedTrainer):
 # (XLA's memory analysis: temporaries, arguments, outputs); the rest is headroom for the stacks built
 # ahead (their weights and optimizer states) and the allocator's fragmentation. Frames need far more
 # than their members: compiled for the CPU, one slot of the 32 px CIFAR-10 frame at batch 256 planned
-# 24.5 GiB of temporaries (22.2 GiB in bf16) against 3.1 GiB for a member alone (2026-12-07), so 8
-# slots would not fit an H100's 80 GB if a GPU's figure is anything like it.
+# 24.5 GiB of temporaries with dense convolutions as matrix products (22.2 GiB in bf16) and 16.9 GiB
+# with XLA's convolutions, against 3.1 and 2.2 GiB for a member alone (2026-12-07), so 8 slots
+# would not fit an H100's 80 GB if a GPU's figures are anything like them.
 MEMORY_SHARE = 0.85
 
 
