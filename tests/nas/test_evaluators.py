@@ -342,3 +342,19 @@ def test_the_stacked_backend_trains_each_member_as_alone(fashion):  # noqa: F811
     assert alone.ok and alone.stacked == 1
     np.testing.assert_allclose(got["c"].loss_curve, alone.loss_curve, rtol=1e-5)
     np.testing.assert_allclose(got["c"].val_logits, alone.val_logits, atol=1e-4)
+
+
+def test_the_stacked_backends_options_reach_it():
+    import argparse
+
+    from nas.cli import add_backend_arguments, evaluator_from_args
+
+    p = argparse.ArgumentParser()
+    add_backend_arguments(p)
+    for argv, slots, ahead in [(["--stack-slots", "3", "--stack-ahead", "2"], 3, 2),
+                               ([], 8, evaluators.default_stack_ahead())]:
+        ev = evaluator_from_args(p.parse_args(["--backend", "stacked", *argv]))
+        try:
+            assert isinstance(ev, evaluators.StackedEvaluator) and (ev.slots, ev.ahead) == (slots, ahead)
+        finally:
+            ev.close()
