@@ -443,7 +443,8 @@ throughput)
     --out "$OUT/bench_throughput.json" > "$OUT/bench_throughput.log" 2>&1
   log "bench_throughput exit $?"
   # its summary into this log too, so a device call's output shows the figures without its files
-  grep -E '^ *(naive|optimized) \(|^ratio|^both modes|precompile charged' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
+  # (and the stacked backend's lines on frames given fewer slots for want of memory)
+  grep -E '^ *(naive|optimized) \(|^ratio|^both modes|precompile charged|^stacked: ' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
   ;;
 search)
   # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:
