@@ -278,14 +278,10 @@ class StackedEvaluator:
                 continue
             group = pending.setdefault(frame, [])
             group.append(job)
-            if len(group) >= self.slots_for(frame):
-                yield group[: self.slots_for(frame)]
-                del group[: self.slots_for(frame)]
-                if not group:
-                    del pending[frame]
+            if len(group) >= self.slots_for(frame):  # more only if the frame's slots fell meanwhile:
+                yield pending.pop(frame)  # evaluate_many's submit splits such a group
         for frame, group in pending.items():
-            k = self.slots_for(frame)
-            yield from (group[i:i + k] for i in range(0, len(group), k))
+            yield from _chunks(group, self.slots_for(frame))
 
     def evaluate_many(self, jobs: Iterable[MemberJob], split: Split, config: TrainConfig,
                       ) -> Iterator[tuple[MemberJob, MemberResult]]:
@@ -316,8 +312,7 @@ class StackedEvaluator:
             """Prepare ``stack`` on the pool, in stacks of its frame's slots now (fewer, where the
             frame ran out of memory after the stack formed); ``left``: before those already queued."""
             k = self.slots_for(frame_specs(stack[0].spec))
-            items = [(chunk, k, self._pool.submit(prepare, chunk, k)) for chunk in
-                     (stack[i:i + k] for i in range(0, len(stack), k))]
+            items = [(chunk, k, self._pool.submit(prepare, chunk, k)) for chunk in _chunks(stack, k)]
             if left:
                 ahead.extendleft(reversed(items))
             else:
@@ -361,6 +356,11 @@ class StackedEvaluator:
     def close(self) -> None:
         interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
         self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _chunks(jobs: list[MemberJob], k: int) -> Iterator[list[MemberJob]]:
+    """``jobs`` in order, ``k`` at a time (the last chunk the rest)."""
+    return (jobs[i:i + k] for i in range(0, len(jobs), k))
 
 
 def default_stack_ahead() -> int:
