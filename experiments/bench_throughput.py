@@ -257,6 +257,8 @@ def run_mode(args: argparse.Namespace) -> dict:
                 "warmup": warmup, "precompile": precompiled,
                 # the stacked backend's members per stack and stacks prepared ahead (None: another backend)
                 "stack_slots": getattr(ev, "slots", None), "stack_ahead": getattr(ev, "ahead", None),
+                # frames given fewer slots for want of memory, by input resolution (px -> slots)
+                "stack_slots_fitted": {str(frame[0].resolution): k for frame, k in dict(getattr(ev, "frame_slots", {})).items()},
                 "accuracies": {k: results[k].val_accuracy for k in sorted(results, key=int)},
                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
                 "jax": jax.__version__,

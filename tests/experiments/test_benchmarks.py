@@ -76,6 +76,9 @@ def test_throughput_benchmark_rates_both_modes_within_their_time_limits(tmp_path
     assert "[optimized] time limit: no member started after 0 s (2 of 3 started); waiting for those in flight" in r.stderr
     # one program per member: no layer counts (per layer they are printed: checked by hand)
     assert d["naive"]["stages_sum"] == d["optimized"]["stages_compiled_sum"] == 0 and "layers" not in r.stderr
+    # no stacked backend in either mode
+    assert d["optimized"]["stack_slots"] is d["naive"]["stack_ahead"] is None
+    assert d["optimized"]["stack_slots_fitted"] == d["naive"]["stack_slots_fitted"] == {}
 
 
 @pytest.mark.slow
