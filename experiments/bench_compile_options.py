@@ -43,6 +43,14 @@ variant below runs in a fresh process (no compilation cache) on the same sampled
   so members share programs whatever their widths, kernels, squeeze-excite and shortcuts (169
   layer kinds for the CIFAR-10 space, against 1,741-1,786 distinct exact layers in a random
   search's 180 members: experiments/results/shape_reuse), at the price of the envelope's arithmetic.
+- stacked / shift-stacked / autotune0-matmul-stacked (not run unless named;
+  experiments/bench_throughput.py runs them on its stacked backend): one program per input
+  resolution that trains any member of the space, several at once (``trainer.compile_unit=stacked``,
+  trainer/stacked.py). Under vmap a convolution with per-member kernels becomes a grouped one;
+  autotune0-matmul-stacked has none left (batched matrix products), at the memory price of its
+  im2col copies. Dense convolutions as one matrix product per kernel tap, summed, were tried
+  instead and planned more memory, not less, on the CPU (30.3 GiB a slot of the 32 px frame
+  against 24.5; XLA keeps each tap's shifted input for the kernel's gradient; 2026-12-07).
 - nocmdbuf / autotune0-nocmdbuf / autotune0-matmul-nocmdbuf: without XLA's command buffers (CUDA
   graphs, ``--xla_gpu_enable_command_buffer=``), a control for the one-time costs. On the H100
   (2026-11-26) MobileNetV2's first epoch took 18.4 s against 1.6 s for each later one and its
