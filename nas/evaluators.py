@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from search_space.spec import ArchSpec, spec_id
 from trainer.config import TrainConfig
 from trainer.data import Split
-from trainer.train import MemberResult, ProgressFn, prepare_member, run_member, train_member
+from trainer.train import OOM_REASON, MemberResult, ProgressFn, prepare_member, run_member, train_member
 
 # A member still training after this many seconds reports its epoch, loss and time left on stderr,
 # then again each time as long (in-process and worker-process backends; Ray keeps its workers'
@@ -338,15 +338,17 @@ class StackedEvaluator:
                     prepared = run_stacked(prepared, epoch_progress(name, self.progress_every_s))
                 except Exception as e:  # noqa: BLE001
                     prepared = [failed_result(j.spec, e) for j in stack]
-            short = [j for j, r in zip(stack, prepared) if not r.ok and r.reason.startswith("out of memory")]
+            short = [j for j, r in zip(stack, prepared) if not r.ok and r.reason.startswith(OOM_REASON)]
             if short and slots > 1:
                 # as many slots as the compiled program's plan says fit, else (out of memory while
                 # training) half as many
-                frame, fewer = frame_specs(stack[0].spec), max(1, min(getattr(prepared, "fit", slots // 2), slots - 1))
+                fewer = max(1, min(getattr(prepared, "fit", slots // 2), slots - 1))
+                frame = frame_specs(stack[0].spec)
                 self.frame_slots[frame] = min(fewer, self.slots_for(frame))
+                why = prepared[stack.index(short[0])].reason.removeprefix(OOM_REASON)[:120]
                 print(f"stacked: a stack of {slots} slots at {stack[0].spec.resolution} px ran out of memory "
-                      f"({prepared[stack.index(short[0])].reason[len('out of memory: '):][:120]}); this frame's "
-                      f"stacks have {self.frame_slots[frame]} slots from now on", file=sys.stderr, flush=True)
+                      f"({why}); this frame's stacks have {self.frame_slots[frame]} slots from now on",
+                      file=sys.stderr, flush=True)
                 submit(short, left=True)  # next, before the stacks already built ahead
                 prepared = [r for j, r in zip(stack, prepared) if j not in short]
                 stack = [j for j in stack if j not in short]

@@ -124,9 +124,12 @@ def is_oom(e: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
+OOM_REASON = "out of memory: "  # how an out-of-memory failed result's reason starts (oom_result)
+
+
 def oom_result(sid: str, e: BaseException, **fields: Any) -> MemberResult:
     """Member ``sid``'s failed result for out-of-memory error ``e`` (its first line, in the reason)."""
-    return MemberResult(sid, "failed", f"out of memory: {str(e).splitlines()[0][:200]}", **fields)
+    return MemberResult(sid, "failed", OOM_REASON + str(e).splitlines()[0][:200], **fields)
 
 
 def member_model(trainer: Any, spec: ArchSpec, split: Split, config: TrainConfig, seed: int) -> nnx.Module:
@@ -397,23 +400,19 @@ def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache) -> float
     returns ``compile_s``. ``MemberTrainer``'s and trainer/stacked.py's ``StackedTrainer``'s."""
     start = time.perf_counter()
     key = trainer.program_key()
-    programs = cache.get(key)
-    if programs is None:
-        with cache.compiling(key):
-            programs = cache.get(key)  # compiled by another thread while this one waited
-            if programs is None:
-                lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
-                epoch = trainer._epoch.lower(trainer.state, epoch_key, trainer.data, lrs)
-                xb = trainer._eval_batches(trainer.split.x_val)
-                evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
-                                               trainer.precise_bn_idx)
-                trainer.trace_s = time.perf_counter() - start
-                programs = epoch.compile(), evaluate.compile()
-                cache.put(key, programs)
-            else:
-                trainer.programs_reused = True
-    else:
-        trainer.programs_reused = True
+    with cache.compiling(key):  # a thread after programs another is compiling waits, then finds them
+        programs = cache.get(key)
+        if programs is None:
+            lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
+            epoch = trainer._epoch.lower(trainer.state, epoch_key, trainer.data, lrs)
+            xb = trainer._eval_batches(trainer.split.x_val)
+            evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
+                                           trainer.precise_bn_idx)
+            trainer.trace_s = time.perf_counter() - start
+            programs = epoch.compile(), evaluate.compile()
+            cache.put(key, programs)
+        else:
+            trainer.programs_reused = True
     trainer._epoch, trainer._eval = programs
     trainer.compile_s = time.perf_counter() - start
     return trainer.compile_s
