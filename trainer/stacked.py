@@ -283,7 +283,8 @@ class StackedTrainer(MemberPrograms):
 
     def compile(self) -> float:
         """Compile both programs ahead of time, or take them from an earlier stack of this frame and size."""
-        return compile_programs(self, jax.ShapeDtypeStruct((self.slots,), jax.random.key(0).dtype), PROGRAMS)
+        return compile_programs(self, jax.ShapeDtypeStruct((self.slots,), jax.random.key(0).dtype), PROGRAMS,
+                                STACK_COMPILER_OPTIONS)
 
     def run_epoch(self, epoch: int) -> np.ndarray:
         """float32 (slots, steps): each member's losses in epoch ``epoch`` (0-based)."""
@@ -322,12 +323,24 @@ class StackedMember(StackedTrainer):
 
 # The share of the device allocator's memory that a stack's compiled epoch program may plan to use
 # (XLA's memory analysis: temporaries, arguments, outputs); the rest is headroom for the stacks built
-# ahead (their weights and optimizer states) and the allocator's fragmentation. Frames need far more
-# than their members: compiled for the CPU, one slot of the 32 px CIFAR-10 frame at batch 256 planned
-# 24.5 GiB of temporaries with dense convolutions as matrix products (22.2 GiB in bf16) and 16.9 GiB
-# with XLA's convolutions, against 3.1 and 2.2 GiB for a member alone (2026-12-07), so 8 slots
-# would not fit an H100's 80 GB if a GPU's figures are anything like them.
+# ahead (their weights and optimizer states: 1.2 GiB for 8 slots) and the allocator's fragmentation.
+# Frames need far more than their members: XLA's plan for an H100 (compiled on the CPU without a GPU,
+# experiments/check_gpu_plan.py; bf16, batch 256, dense convolutions as matrix products; 2026-12-08)
+# gives one slot of the 32 px CIFAR-10 frame 8.5 GiB against 1.7 GiB for a member alone, and 8 slots
+# of the 28 and 32 px frames more than XLA lets a program have, so that it recomputes (below).
 MEMORY_SHARE = 0.85
+
+# What XLA's GPU compiler lets a program plan: it schedules and rematerializes (recomputes values
+# rather than keeping them) to fit slop/100 of the device memory it is given, less the program's
+# arguments and outputs, and JAX gives it the allocator's limit (jaxlib passes the device's
+# bytes_limit as the build's device memory size). At XLA's default slop of 95 a frame may plan up to
+# about 95% of the limit, which ``prepare_stack``'s check above rejects, then rejects again at the
+# fewer slots it asks for while XLA still fills 95%, a compile each time (two minutes for a frame);
+# at 80 XLA fits a stack under the check by recomputing, and the check is left to what XLA cannot
+# fit. Compiled without a GPU, the 32 px frame's 8 slots (82.8 GiB of temporaries before XLA
+# recomputes) planned 59.8 GiB at the default slop and 51.0 GiB at 80, for 33 more kernels
+# (experiments/results/gpu_plan_cpu_2026-12-08). The option is a GPU one; other backends ignore it.
+STACK_COMPILER_OPTIONS: dict[str, Any] = {"xla_gpu_memory_limit_slop_factor": 80}
 
 
 def program_memory(trainer: StackedTrainer) -> int | None:
@@ -351,7 +364,8 @@ def device_memory_limit() -> int | None:
 class OversizedStack(list):
     """The out-of-memory results of a stack whose compiled program plans more memory than the
     device holds (``prepare_stack``), and how many slots of its frame would fit (``fit``, 0 when
-    not even one would): a program's memory grows in proportion to its slots (vmap)."""
+    not even one would), taking a program's memory to grow in proportion to its slots (vmap; XLA's
+    recomputing to fit makes the largest stacks' grow less, experiments/results/gpu_plan_cpu_2026-12-08)."""
 
     def __init__(self, results: list[MemberResult], fit: int):
         super().__init__(results)

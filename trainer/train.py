@@ -393,11 +393,13 @@ def eval_batches(x: np.ndarray, batch_size: int) -> jax.Array:
     return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
 
 
-def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache) -> float:
+def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache,
+                     compiler_options: dict[str, Any] | None = None) -> float:
     """Compile a trainer's epoch and scoring programs ahead of time (``epoch_key``: what its epoch
-    program takes as its key argument, or its shape), or take them from ``cache`` under the
-    trainer's ``program_key()``; sets its ``trace_s``, ``compile_s`` and ``programs_reused`` and
-    returns ``compile_s``. ``MemberTrainer``'s and trainer/stacked.py's ``StackedTrainer``'s."""
+    program takes as its key argument, or its shape; ``compiler_options``: XLA options for both),
+    or take them from ``cache`` under the trainer's ``program_key()``; sets its ``trace_s``,
+    ``compile_s`` and ``programs_reused`` and returns ``compile_s``. ``MemberTrainer``'s and
+    trainer/stacked.py's ``StackedTrainer``'s."""
     start = time.perf_counter()
     key = trainer.program_key()
     with cache.compiling(key):  # a thread after programs another is compiling waits, then finds them
@@ -409,7 +411,7 @@ def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache) -> float
             evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
                                            trainer.precise_bn_idx)
             trainer.trace_s = time.perf_counter() - start
-            programs = epoch.compile(), evaluate.compile()
+            programs = epoch.compile(compiler_options), evaluate.compile(compiler_options)
             cache.put(key, programs)
         else:
             trainer.programs_reused = True
