@@ -7,9 +7,10 @@ JAX's CUDA plugin can compile for a GPU that is described rather than attached (
 compilation: ``jax.experimental.topologies.get_topology_desc`` with a target description,
 experiments/gpu_targets/h100.pbtxt). This script builds, on the machine it runs on, the epoch
 program of a sampled search member and of trainer/stacked.py's frame at each ``--slots`` for each
-input resolution, exactly as the search trains them (the CIFAR-10 proxy recipe, batch 256, bf16,
-a variant's lowering; frames with the stacked backend's XLA options, ``--xla-slop``), compiles each
-for that GPU, and prints what the compiled program says:
+input resolution, exactly as the search trains them on a GPU (the CIFAR-10 proxy recipe, batch 256,
+bf16, a variant's lowering, the GPU's defaults elsewhere: ``NAS_PROGRAM_BACKEND=gpu``; frames with
+the stacked backend's XLA options, ``--xla-slop``), compiles each for that GPU, and prints what the
+compiled program says:
 
 - the memory XLA plans for it (temporaries, arguments and outputs less what they share; what
   trainer/stacked.py's ``program_memory`` reads on the device) against what a stacked run lets a
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     env = variant_env(args.variant, dict(os.environ))
     env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {DEVICELESS_XLA_FLAGS}".strip()
     env["JAX_PLATFORMS"] = "cpu"  # the programs run nowhere; the CUDA backend is not started
+    env["NAS_PROGRAM_BACKEND"] = "gpu"  # built as on a GPU: its lowering defaults and backward passes
     os.environ.update(env)
     try:
         rows = run(args)

@@ -109,6 +109,15 @@ def _shift_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     return out
 
 
+def program_backend() -> str:
+    """The backend the programs are built for: JAX's default one, unless ``NAS_PROGRAM_BACKEND``
+    names another (experiments/check_gpu_plan.py builds a GPU's programs on a CPU with no GPU, for
+    XLA to compile for a described GPU). The lowering choices below and the compute dtype follow it."""
+    import os
+
+    return os.environ.get("NAS_PROGRAM_BACKEND") or jax.default_backend()
+
+
 def depthwise_shift_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     """Depthwise kxk conv with 'SAME' padding as a sum of k*k shifted, scaled copies of the input.
 
@@ -119,7 +128,7 @@ def depthwise_shift_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Arr
     On CPUs the kernel's gradient is taken one tap at a time (``_kernel_grad``); elsewhere the whole
     backward pass is autodiff's.
     """
-    if jax.default_backend() == "cpu":
+    if program_backend() == "cpu":
         return _shift_sum_cpu(x, kernel, stride)
     return _shift_sum(x, kernel, stride)
 
@@ -178,7 +187,7 @@ def depthwise_mode() -> str:
     mode = os.environ.get("NAS_DEPTHWISE", "")
     if mode in ("shift", "grouped"):
         return mode
-    return "shift" if jax.default_backend() == "cpu" else "grouped"
+    return "shift" if program_backend() == "cpu" else "grouped"
 
 
 # On CPUs the matrix-product lowering pays for its longer compile (if longer: 0-10 s) after a
@@ -222,7 +231,7 @@ def conv_mode(train_images: int | None = None, multiply_adds: int | None = None)
     mode = os.environ.get("NAS_CONV", "")
     if mode in ("conv", "matmul"):
         return mode
-    if jax.default_backend() != "cpu" or train_images is None:
+    if program_backend() != "cpu" or train_images is None:
         return "conv"
     work = train_images * (TYPICAL_MEMBER_MULTIPLY_ADDS if multiply_adds is None else multiply_adds)
     return "matmul" if work >= MATMUL_MIN_TRAIN_MULTIPLY_ADDS else "conv"

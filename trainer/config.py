@@ -151,10 +151,10 @@ def batch_and_steps(train_examples: int, batch_size: int) -> tuple[int, int]:
 
 
 def compute_dtype(config: TrainConfig) -> Any:
-    import jax
+    from search_space.models import program_backend
 
     if config.dtype == "auto":
-        return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
+        return jnp.bfloat16 if program_backend() in ("gpu", "tpu") else jnp.float32
     return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
 
 

@@ -216,6 +216,25 @@ def test_depthwise_mode_follows_the_backend_unless_overridden(monkeypatch):
     assert depthwise_mode() == "shift"
 
 
+def test_programs_built_for_another_backend_take_its_defaults(monkeypatch):
+    """NAS_PROGRAM_BACKEND=gpu (experiments/check_gpu_plan.py) builds on the CPU what a GPU would run:
+    grouped depthwise and XLA convolutions, bf16, the shifted sum's backward by autodiff."""
+    from search_space.models import conv_mode, depthwise_mode, depthwise_shift_sum
+    from trainer.config import TrainConfig, compute_dtype
+
+    for var in ("NAS_DEPTHWISE", "NAS_CONV", "NAS_PROGRAM_BACKEND"):
+        monkeypatch.delenv(var, raising=False)
+    big = 10**7  # training images: enough for the CPU to take matrix products
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 1, 4))
+    cpu = jax.make_jaxpr(jax.grad(lambda w: depthwise_shift_sum(x, w, 1).sum()))(w)
+    assert (depthwise_mode(), conv_mode(big), compute_dtype(TrainConfig())) == ("shift", "matmul", jnp.float32)
+    monkeypatch.setenv("NAS_PROGRAM_BACKEND", "gpu")
+    assert (depthwise_mode(), conv_mode(big), compute_dtype(TrainConfig())) == ("grouped", "conv", jnp.bfloat16)
+    gpu = jax.make_jaxpr(jax.grad(lambda w: depthwise_shift_sum(x, w, 1).sum()))(w)
+    assert "scan" in str(cpu) and "scan" not in str(gpu)  # the CPU's kernel gradient, tap by tap (lax.map)
+
+
 @pytest.mark.parametrize("k, stride, size", [(1, 1, 6), (1, 2, 7), (3, 1, 7), (3, 2, 8), (5, 2, 7), (5, 1, 6)])
 def test_conv_as_matmul_equals_xla_convolution_with_gradients(k, stride, size):
     from search_space.models import conv_as_matmul
