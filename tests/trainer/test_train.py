@@ -223,14 +223,15 @@ def test_threads_after_the_same_programs_compile_them_once_and_others_side_by_si
 
     from trainer.train import ProgramCache, compile_programs
 
-    compiled, b_started = [], threading.Event()
+    compiled, options, b_started = [], {}, threading.Event()
 
     class Lowered:
         def __init__(self, key):
             self.key = key
 
-        def compile(self):
+        def compile(self, compiler_options=None):
             compiled.append(self.key)
+            options.setdefault(self.key, []).append(compiler_options)
             if self.key == "B":
                 b_started.set()
             else:
@@ -245,12 +246,15 @@ def test_threads_after_the_same_programs_compile_them_once_and_others_side_by_si
 
     cache = ProgramCache()
     trainers = [trainer("A"), trainer("A"), trainer("B")]
-    threads = [threading.Thread(target=compile_programs, args=(t, 0, cache)) for t in trainers]
+    slop = {"xla_gpu_memory_limit_slop_factor": 80}  # B's XLA options reach both its programs' compiles
+    threads = [threading.Thread(target=compile_programs, args=(t, 0, cache, slop if k == "B" else None))
+               for t, k in zip(trainers, "AAB")]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
     assert sorted(compiled) == ["A", "A", "B", "B"]  # epoch and scoring programs, each key once
+    assert options == {"A": [None, None], "B": [slop, slop]}
     assert sorted(t.programs_reused for t in trainers) == [False, False, True]
     assert all(t._epoch == f"program {k}" for t, k in zip(trainers, "AAB"))
     assert not cache._compiling  # nothing left behind
