@@ -325,9 +325,9 @@ class StackedMember(StackedTrainer):
 # (XLA's memory analysis: temporaries, arguments, outputs); the rest is headroom for the stacks built
 # ahead (their weights and optimizer states: 1.2 GiB for 8 slots) and the allocator's fragmentation.
 # Frames need far more than their members: XLA's plan for an H100 (compiled on the CPU without a GPU,
-# experiments/check_gpu_plan.py; bf16, batch 256, dense convolutions as matrix products; 2026-12-08)
-# gives one slot of the 32 px CIFAR-10 frame 8.5 GiB against 1.7 GiB for a member alone, and 8 slots
-# of the 28 and 32 px frames more than XLA lets a program have, so that it recomputes (below).
+# experiments/check_gpu_plan.py; jax 0.11.2, bf16, batch 256, dense convolutions as matrix products;
+# 2026-12-08) gives 8 slots of the 32 px CIFAR-10 frame 54.5 GiB, 6.8 a slot, against 1.7 GiB for a
+# member alone, and that after XLA recomputes to fit (below).
 MEMORY_SHARE = 0.85
 
 # What XLA's GPU compiler lets a program plan: it schedules and rematerializes (recomputes values
@@ -337,9 +337,10 @@ MEMORY_SHARE = 0.85
 # about 95% of the limit, which ``prepare_stack``'s check above rejects, then rejects again at the
 # fewer slots it asks for while XLA still fills 95%, a compile each time (two minutes for a frame);
 # at 80 XLA fits a stack under the check by recomputing, and the check is left to what XLA cannot
-# fit. Compiled without a GPU, the 32 px frame's 8 slots (82.8 GiB of temporaries before XLA
-# recomputes) planned 59.8 GiB at the default slop and 51.0 GiB at 80, for 33 more kernels
-# (experiments/results/gpu_plan_cpu_2026-12-08). The option is a GPU one; other backends ignore it.
+# fit. Compiled without a GPU (jax 0.10.2, an earlier build of the frame with more to fit), the 32 px
+# frame's 8 slots, 82.8 GiB of temporaries as written, planned 59.8 GiB at the default slop and 51.0
+# GiB at 80, for 33 more kernels (experiments/results/gpu_plan_cpu_2026-12-08). The option is a GPU
+# one; other backends ignore it.
 STACK_COMPILER_OPTIONS: dict[str, Any] = {"xla_gpu_memory_limit_slop_factor": 80}
 
 
