@@ -187,6 +187,7 @@ def _fail(line: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     from experiments.bench_compile_options import require_variant, variant_env
     from experiments.bench_throughput import BLOCKS_HELP, blocks_arg
+    from search_space.errors import seed_arg
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="h100", help="a GPU in experiments/gpu_targets, or a .pbtxt path")
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--head", type=int, default=1280)
     ap.add_argument("--blocks", type=blocks_arg, default=7, metavar="K", help=BLOCKS_HELP)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_arg, default=0, help="of the sampled members")
     ap.add_argument("--out", help="write the rows here as JSON")
     args = ap.parse_args(argv)
     prog = "check_gpu_plan"
