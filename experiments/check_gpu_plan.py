@@ -12,10 +12,11 @@ bf16, a variant's lowering, the GPU's defaults elsewhere: ``NAS_PROGRAM_BACKEND=
 the stacked backend's XLA options, ``--xla-slop``), compiles each for that GPU, and prints what the
 compiled program says:
 
-- the memory XLA plans for it (temporaries, arguments and outputs less what they share; what
-  trainer/stacked.py's ``program_memory`` reads on the device) against what a stacked run lets a
-  stack plan on that GPU (``MEMORY_SHARE`` of ``--mem-fraction`` of its memory), so the slots a
-  frame can take are known before a GPU session spends minutes compiling stacks that do not fit;
+- the memory XLA plans for it (temporaries, arguments and outputs less what they share:
+  trainer/stacked.py's ``planned_bytes``, what ``program_memory`` reads on the device) against what
+  a stacked run lets a stack plan on that GPU (``MEMORY_SHARE`` of ``--mem-fraction`` of its
+  memory), so the slots a frame can take are known before a GPU session spends minutes compiling
+  stacks that do not fit;
 - its kernels (fusions and library calls in the optimized program), a count of the launches a
   training step makes;
 - its tracing and compiling seconds here: a frame's compile is the stacked path's up-front cost.
@@ -87,7 +88,7 @@ def plan_row(kind: str, trainer: Any, epoch_key: Any, device: Any, budget: int, 
     import jax
     import jax.numpy as jnp
 
-    from trainer.stacked import program_memory
+    from trainer.stacked import planned_bytes
 
     sharding = jax.sharding.SingleDeviceSharding(device)
 
@@ -100,9 +101,8 @@ def plan_row(kind: str, trainer: Any, epoch_key: Any, device: Any, budget: int, 
     traced = time.perf_counter()
     compiled = lowered.compile(compiler_options)
     done = time.perf_counter()
-    trainer._epoch = compiled
     m = compiled.memory_analysis()
-    total = program_memory(trainer) or 0
+    total = planned_bytes(m)
     return {"program": kind, "resolution": trainer.resolution, "slots": slots,
             "temp_gib": m.temp_size_in_bytes / GIB, "arguments_gib": m.argument_size_in_bytes / GIB,
             "outputs_gib": m.output_size_in_bytes / GIB, "total_gib": total / GIB,

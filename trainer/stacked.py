@@ -351,8 +351,13 @@ def program_memory(trainer: StackedTrainer) -> int | None:
         m = trainer._epoch.memory_analysis()
     except Exception:  # noqa: BLE001 - a backend without the analysis
         return None
-    if m is None:
-        return None
+    return None if m is None else planned_bytes(m)
+
+
+def planned_bytes(analysis: Any) -> int:
+    """A compiled program's memory analysis as the bytes it plans to hold at once: temporaries,
+    arguments and outputs, less what outputs share with (donated) arguments."""
+    m = analysis
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
 
 
