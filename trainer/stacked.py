@@ -51,7 +51,7 @@ from flax import nnx
 
 from search_space.layers import Layer, layer_plan
 from search_space.models import _ACTIVATIONS, Classifier, ConvBN, MobileNet, conv_mode, depthwise_mode, init_model, \
-    set_conv_lowering
+    program_backend, set_conv_lowering
 from search_space.space import EXPANDS, LAYER_DELTAS, MOBILENETV2_BLOCKS
 from search_space.spec import ArchSpec, ConvOp, MobileNetSpec, SkipOp, spec_id
 from trainer.augment import crop_padding
@@ -279,7 +279,7 @@ class StackedTrainer(MemberPrograms):
         x, y = self.split.x_train, self.split.x_val
         bn = None if self.precise_bn_idx is None else tuple(self.precise_bn_idx.shape)
         return (self.frames, self.slots, program_config(self.config).key(), self.split.num_classes, x.shape,
-                str(x.dtype), y.shape, self.lowering, bn, jax.default_backend())
+                str(x.dtype), y.shape, self.lowering, bn, program_backend())
 
     def compile(self) -> float:
         """Compile both programs ahead of time, or take them from an earlier stack of this frame and size."""

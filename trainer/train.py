@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from search_space.layers import count
-from search_space.models import conv_mode, depthwise_mode, init_model, set_conv_lowering
+from search_space.models import conv_mode, depthwise_mode, init_model, program_backend, set_conv_lowering
 from search_space.spec import ArchSpec
 from trainer.augment import crop_padding, random_crop_flip, scoring_views, to_model_input
 from trainer.config import (TrainConfig, averaged_params, batch_and_steps, compute_dtype, epoch_learning_rates,
@@ -347,13 +347,14 @@ class MemberTrainer(MemberPrograms):
     def program_key(self) -> tuple:
         """What the two programs' traces depend on (``PROGRAMS``): not the seed, whose weights,
         data order and batch-norm sample reach them as arguments, nor the learning-rate schedule,
-        whose rates do too (trainer.config.program_config)."""
+        whose rates do too (trainer.config.program_config). The backend is the one the programs are
+        built for (``program_backend``), whose lowering and dtype they take."""
         from search_space.spec import spec_id
 
         x, y = self.split.x_train, self.split.x_val
         bn = None if self.precise_bn_idx is None else tuple(self.precise_bn_idx.shape)
         return (spec_id(self.spec), program_config(self.config).key(), self.split.num_classes, x.shape, str(x.dtype),
-                y.shape, self.lowering, bn, jax.default_backend())
+                y.shape, self.lowering, bn, program_backend())
 
     def compile(self) -> float:
         """Compile both programs ahead of time, or take them from a recent member with the same

@@ -139,6 +139,9 @@ def test_a_member_of_an_earlier_members_architecture_takes_its_programs(fashion,
                             (tiny_member(), config.replace(precise_bn_images=0), split),
                             (tiny_member(), config, _small_split(fashion, 192))):
         assert MemberTrainer(spec, data, cfg, 0).program_key() != key
+    monkeypatch.setenv("NAS_PROGRAM_BACKEND", "gpu")  # built as a GPU builds them: their own programs
+    assert MemberTrainer(tiny_member(), split, config, 0).program_key() != key
+    monkeypatch.delenv("NAS_PROGRAM_BACKEND")
     other = config.replace(epochs=3, learning_rate=0.05, warmup_epochs=0.0, schedule="step", step_epochs=(2,))
     taken = train_member(tiny_member(), split, other, seed=1)
     assert taken.programs_reused and len(traces) == 2 and len(taken.loss_curve) == 3
