@@ -34,6 +34,7 @@ by recomputing come out smaller here than they would on the device.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -65,10 +66,23 @@ def target_text(name: str) -> str:
     return path.read_text()
 
 
+def cuda_plugin() -> str | None:
+    """The installed CUDA plugin of JAX and its version ("jax-cuda13-plugin 0.11.2"), or None."""
+    if importlib.util.find_spec("jax_plugins") is None:
+        return None
+    for cuda in ("13", "12"):
+        if importlib.util.find_spec(f"jax_plugins.xla_cuda{cuda}") is not None:
+            name = f"jax-cuda{cuda}-plugin"
+            try:
+                return f"{name} {importlib.metadata.version(name)}"
+            except importlib.metadata.PackageNotFoundError:
+                return name
+    return None
+
+
 def cuda_plugin_missing() -> str | None:
     """Why a deviceless GPU compile cannot run here, or None when JAX's CUDA plugin is installed."""
-    if importlib.util.find_spec("jax_plugins") is not None and \
-            importlib.util.find_spec("jax_plugins.xla_cuda12") is not None:
+    if cuda_plugin() is not None:
         return None
     import jaxlib
 

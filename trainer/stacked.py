@@ -239,7 +239,7 @@ class StackedTrainer(MemberPrograms):
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=(0,))
         self._eval = jax.jit(self._eval_fn)
         self.compile_s = self.trace_s = 0.0
-        self.programs_reused = False
+        self.programs_reused = self.programs_loaded = False
         self.setup_s = time.perf_counter() - start
 
     # -- the programs: MemberPrograms' step and scoring, vmapped over the stack ------------------
@@ -422,7 +422,8 @@ def run_stacked(trainer: StackedTrainer, progress: ProgressFn | None = None) -> 
     ids = [spec_id(s) for s in trainer.specs]
     k = trainer.members
     shared = {"lowering": trainer.lowering, "setup_s": trainer.setup_s / k, "compile_s": trainer.compile_s / k,
-              "trace_s": trainer.trace_s / k, "programs_reused": trainer.programs_reused, "stacked": k}
+              "trace_s": trainer.trace_s / k, "programs_reused": trainer.programs_reused,
+              "programs_loaded": trainer.programs_loaded, "stacked": k}
     curves: list[list[float]] = [[] for _ in range(k)]
     failed: dict[int, MemberResult] = {}
     times: list[float] = []

@@ -63,6 +63,9 @@ class MemberResult:
     stages_loaded: int = 0
     # compile_unit "program": the member took an earlier member's compiled programs (PROGRAMS)
     programs_reused: bool = False
+    # the member's (or its stack's) programs were loaded from the program store NAS_PROGRAM_STORE names
+    # (trainer/program_store.py: compiled ahead, elsewhere), not compiled
+    programs_loaded: bool = False
     # compile_unit "stacked" (trainer/stacked.py): how many members trained together in one program
     # (the times above are this member's share of the stack's)
     stacked: int = 0
@@ -288,6 +291,7 @@ class MemberTrainer(MemberPrograms):
 
     stages = stages_compiled = stages_loaded = 0  # one program for the whole member (per-layer: trainer/layerwise.py)
     programs_reused = False  # compile() took an earlier member's programs (PROGRAMS)
+    programs_loaded = False  # compile() loaded them from the program store (trainer/program_store.py)
 
     def __init__(self, spec: ArchSpec, split: Split, config: TrainConfig, seed: int):
         start = time.perf_counter()
@@ -394,25 +398,48 @@ def eval_batches(x: np.ndarray, batch_size: int) -> jax.Array:
     return jnp.asarray(xp.reshape(nb, bs, *x.shape[1:]))
 
 
+def program_arguments(trainer: Any, epoch_key: Any) -> dict[str, tuple]:
+    """What a trainer's two programs take (name -> arguments, in order): the epoch program its state,
+    ``epoch_key`` (an epoch's key argument, or its shape), its data and the epoch's learning rates;
+    the scoring program the weights, the rest of the state, the validation images in batches, the
+    data and the precise-batch-norm sample."""
+    lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
+    xb = trainer._eval_batches(trainer.split.x_val)
+    return {"epoch": (trainer.state, epoch_key, trainer.data, lrs),
+            "eval": (trainer.state.params, trainer.state.rest, xb, trainer.data, trainer.precise_bn_idx)}
+
+
+def program_trees(trainer: Any, arguments: dict[str, tuple]) -> dict[str, tuple[Any, Any]]:
+    """The argument and result structures of a trainer's programs (name -> (in_tree, out_tree)), as
+    JAX's compiled programs hold them: the epoch returns the state and the losses, scoring one array."""
+    results = {"epoch": (trainer.state, 0), "eval": 0}
+    return {name: (jax.tree.structure((args, {})), jax.tree.structure(results[name]))
+            for name, args in arguments.items()}
+
+
 def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache,
                      compiler_options: dict[str, Any] | None = None) -> float:
     """Compile a trainer's epoch and scoring programs ahead of time (``epoch_key``: what its epoch
     program takes as its key argument, or its shape; ``compiler_options``: XLA options for both),
-    or take them from ``cache`` under the trainer's ``program_key()``; sets its ``trace_s``,
-    ``compile_s`` and ``programs_reused`` and returns ``compile_s``. ``MemberTrainer``'s and
-    trainer/stacked.py's ``StackedTrainer``'s."""
+    or take them from ``cache`` under the trainer's ``program_key()``, or load them from the program
+    store ``NAS_PROGRAM_STORE`` names (trainer/program_store.py: programs compiled ahead, elsewhere);
+    sets its ``trace_s``, ``compile_s``, ``programs_reused`` and ``programs_loaded`` and returns
+    ``compile_s``. ``MemberTrainer``'s and trainer/stacked.py's ``StackedTrainer``'s."""
+    from trainer.program_store import load_programs, store_dir
+
     start = time.perf_counter()
     key = trainer.program_key()
     with cache.compiling(key):  # a thread after programs another is compiling waits, then finds them
         programs = cache.get(key)
         if programs is None:
-            lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32)
-            epoch = trainer._epoch.lower(trainer.state, epoch_key, trainer.data, lrs)
-            xb = trainer._eval_batches(trainer.split.x_val)
-            evaluate = trainer._eval.lower(trainer.state.params, trainer.state.rest, xb, trainer.data,
-                                           trainer.precise_bn_idx)
-            trainer.trace_s = time.perf_counter() - start
-            programs = epoch.compile(compiler_options), evaluate.compile(compiler_options)
+            arguments = program_arguments(trainer, epoch_key)
+            root = store_dir()
+            programs = None if root is None else load_programs(root, key, program_trees(trainer, arguments))
+            trainer.programs_loaded = programs is not None
+            if programs is None:
+                lowered = [getattr(trainer, f"_{name}").lower(*args) for name, args in arguments.items()]
+                trainer.trace_s = time.perf_counter() - start
+                programs = tuple(p.compile(compiler_options) for p in lowered)
             cache.put(key, programs)
         else:
             trainer.programs_reused = True
@@ -481,7 +508,8 @@ def run_member(trainer: Any, progress: ProgressFn | None = None, done: tuple[int
     known = {"lowering": trainer.lowering, "setup_s": trainer.setup_s, "compile_s": trainer.compile_s,
              "trace_s": trainer.trace_s, "stages": trainer.stages, "stages_compiled": trainer.stages_compiled,
              "stages_loaded": trainer.stages_loaded,
-             "programs_reused": trainer.programs_reused, "stacked": getattr(trainer, "stacked", 0)}
+             "programs_reused": trainer.programs_reused,
+             "programs_loaded": getattr(trainer, "programs_loaded", False), "stacked": getattr(trainer, "stacked", 0)}
     start_epoch, curve = done[0], list(done[1])
     times: list[float] = []  # of the epochs trained here
     try:

@@ -2,12 +2,12 @@
 The compile itself needs JAX's CUDA plugin (3 GB, not a test dependency): that test runs where the
 plugin is installed and skips elsewhere; the rest runs everywhere."""
 
-import importlib.util
 import json
 
 import pytest
 
 from experiments import check_gpu_plan as plan
+from experiments.check_gpu_plan import cuda_plugin
 from tests.conftest import run_module
 
 
@@ -65,8 +65,7 @@ def test_the_plugin_check_names_the_matching_version():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax_plugins") is None
-                    or importlib.util.find_spec("jax_plugins.xla_cuda12") is None,
+@pytest.mark.skipif(cuda_plugin() is None,
                     reason="JAX's CUDA plugin is not installed (the deviceless compile needs it)")
 def test_a_member_and_its_frame_are_planned_for_an_h100(tmp_path):
     out = tmp_path / "plan.json"
