@@ -182,6 +182,29 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def prepare_deviceless(prog: str, variant: str, gpu: bool) -> None:
+    """Before jax loads, set this process up to build a variant's programs (its XLA flags and
+    lowering, no persistent compilation cache) and, with ``gpu``, to compile them for a described
+    GPU: JAX's CUDA plugin required, Triton's GEMM off (the module docstring), the CPU platform (the
+    programs run nowhere; the CUDA backend is not started) and the GPU's program backend (its
+    lowering defaults, dtype and backward passes). A missing requirement: one line, exit status 2."""
+    from experiments.bench_compile_options import variant_env
+
+    why = cuda_plugin_missing() if gpu else None
+    if why:
+        _fail(f"{prog}: {why}")
+    if "jax" in sys.modules:
+        _fail(f"{prog}: run it as its own process (the variant's XLA flags must be set before jax loads)")
+    env = variant_env(variant, dict(os.environ))
+    if gpu:
+        env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {DEVICELESS_XLA_FLAGS}".strip()
+        env["JAX_PLATFORMS"] = "cpu"
+        env["NAS_PROGRAM_BACKEND"] = "gpu"
+    for var in [k for k in os.environ if k.startswith("JAX_COMPILATION_CACHE")]:
+        del os.environ[var]  # variant_env leaves it out; an executable it served would not serialize
+    os.environ.update(env)
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -199,7 +222,7 @@ def _fail(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.bench_compile_options import require_variant, variant_env
+    from experiments.bench_compile_options import require_variant
     from experiments.bench_throughput import BLOCKS_HELP, blocks_arg
     from search_space.errors import seed_arg
 
@@ -231,16 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         target_text(args.target)
     except ValueError as e:
         _fail(f"{prog}: {e}")
-    why = cuda_plugin_missing()
-    if why:
-        _fail(f"{prog}: {why}")
-    if "jax" in sys.modules:
-        _fail(f"{prog}: run it as its own process (the variant's XLA flags must be set before jax loads)")
-    env = variant_env(args.variant, dict(os.environ))
-    env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {DEVICELESS_XLA_FLAGS}".strip()
-    env["JAX_PLATFORMS"] = "cpu"  # the programs run nowhere; the CUDA backend is not started
-    env["NAS_PROGRAM_BACKEND"] = "gpu"  # built as on a GPU: its lowering defaults and backward passes
-    os.environ.update(env)
+    prepare_deviceless(prog, args.variant, gpu=True)
     try:
         rows = run(args)
     except ValueError as e:

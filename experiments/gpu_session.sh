@@ -153,6 +153,20 @@ fi
 # the search would take (a larger batch: fewer steps an epoch) is measured as the search would run it.
 for item in ${BENCH_SET:-}; do BENCH_ARGS+=(--set "$item"); done
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/session.log"; }
+# NAS_PROGRAM_STORE=DIR (a folder carried in): programs compiled ahead on the CPU machine for a
+# described H100 (experiments/ship_programs.py: the stacked frames), which the trainers load instead
+# of compiling (trainer/program_store.py); each load, or why a program was compiled instead, is a
+# "program store" line in the phase's log, copied into session.log.
+if [ -n "${NAS_PROGRAM_STORE:-}" ]; then
+  if [ -f "$NAS_PROGRAM_STORE/ship.json" ]; then
+    log "program store $NAS_PROGRAM_STORE: $(find "$NAS_PROGRAM_STORE" -name '*.xla' | wc -l) programs, $($PY -c '
+import json, sys; s = json.load(open(sys.argv[1])); print(s["variant"], "x%d" % s["slots"], "frames",
+",".join(str(r["resolution"]) for r in s["rows"]), "for", s["target"])' "$NAS_PROGRAM_STORE/ship.json")"
+  else
+    log "program store $NAS_PROGRAM_STORE: no ship.json there (experiments/ship_programs.py writes it)"
+  fi
+  export NAS_PROGRAM_STORE
+fi
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import sys, jax, flax, optax; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__,
@@ -444,7 +458,7 @@ throughput)
   log "bench_throughput exit $?"
   # its summary into this log too, so a device call's output shows the figures without its files
   # (and the stacked backend's lines on frames given fewer slots for want of memory)
-  grep -E '^ *(naive|optimized) \(|^ratio|^both modes|precompile charged|^stacked: ' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
+  grep -E '^ *(naive|optimized) \(|^ratio|^both modes|precompile charged|^stacked: |^program store' "$OUT/bench_throughput.log" | while IFS= read -r line; do log "$line"; done
   ;;
 search)
   # Resumable: a run directory carried in as $SEARCH_RUN is continued. From an earlier call's files:
@@ -482,6 +496,7 @@ search)
   $PY -m nas show "$run" >> "$OUT/search.log" 2>&1
   # the search's members an hour (issue #7's steady-state figure) into this log too
   grep -E '^pace:' "$OUT/search.log" | tail -1 | while IFS= read -r line; do log "$line"; done
+  grep -E '^program store' "$OUT/search.log" | while IFS= read -r line; do log "$line"; done
   $PY -m nas pool "$run" >> "$OUT/search.log" 2>&1  # ensembles recombined from the trained members
   # the plots and RUN/report.md (the launch commands, device, Figure 3, fronts, records summary: what
   # a results folder needs), with pool.png linked; in the archive below

@@ -1,8 +1,10 @@
 """Compile the stacked frames' programs ahead, for a GPU described rather than attached, into a program store.
 
-    pip install "jax-cuda12-plugin[with-cuda]==$(python -c 'import jaxlib; print(jaxlib.__version__)')"
-    python -m experiments.ship_programs --out .programs            # the 4 frames of CIFAR-10, for an H100
-    # then, on the GPU machine (carry .programs): NAS_PROGRAM_STORE=.programs ... (docs/gpu.md)
+    # with the GPU machine's versions (.ci/gpu-versions makes their venv) and its CUDA plugin, kept
+    # apart from the venv (3.7 GB; no GPU needed):
+    /tmp/nas-gpu-versions/bin/python -m pip install --target /tmp/plug13 "jax-cuda13-plugin[with-cuda]==0.11.2"
+    PYTHONPATH=/tmp/plug13 /tmp/nas-gpu-versions/bin/python -m experiments.ship_programs --out .programs
+    # then on the GPU machine, carrying .programs: NAS_PROGRAM_STORE=.programs ... (docs/gpu.md)
 
 A stacked frame (trainer/stacked.py) serves every member of its input resolution, so the whole
 CIFAR-10 search trains through four of them; each compiles in minutes (the 32 px one in 213-241 s
@@ -33,7 +35,6 @@ import datetime
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.bench_compile_options import VARIANTS, variant_env
-    from experiments.check_gpu_plan import DEVICELESS_XLA_FLAGS, _fail, cuda_plugin_missing, target_text
+    from experiments.bench_compile_options import VARIANTS
+    from experiments.check_gpu_plan import _fail, prepare_deviceless, target_text
 
     ap = parser()
     args = ap.parse_args(argv)
@@ -141,19 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             target_text(args.target)
         except ValueError as e:
             _fail(f"{prog}: {e}")
-        why = cuda_plugin_missing()
-        if why:
-            _fail(f"{prog}: {why}")
-    if "jax" in sys.modules:
-        _fail(f"{prog}: run it as its own process (the variant's XLA flags must be set before jax loads)")
-    env = variant_env(args.variant, dict(os.environ))  # also without the persistent compilation cache
-    if args.target != "local":
-        env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {DEVICELESS_XLA_FLAGS}".strip()
-        env["JAX_PLATFORMS"] = "cpu"  # the programs run nowhere here; the CUDA backend is not started
-        env["NAS_PROGRAM_BACKEND"] = "gpu"  # built as on a GPU: its lowering defaults, dtype and backward passes
-    for var in [k for k in os.environ if k.startswith("JAX_COMPILATION_CACHE")]:
-        del os.environ[var]
-    os.environ.update(env)
+    prepare_deviceless(prog, args.variant, gpu=args.target != "local")
     try:
         rows = run(args)
     except ValueError as e:

@@ -83,10 +83,11 @@ def save_program(root: Path, program_key: tuple, name: str, compiled: Any, in_tr
     return path
 
 
-def load_program(root: Path, program_key: tuple, name: str, in_tree: Any, out_tree: Any) -> Any | None:
+def load_program(root: Path, program_key: tuple, name: str, in_tree: Any, out_tree: Any,
+                 arguments: tuple | None = None) -> Any | None:
     """The program ``save_program`` wrote for ``program_key`` and ``name``, loaded onto this process's
-    default backend; None when the store has none; ``StoreMismatch`` when the stored structures are
-    not the trainer's."""
+    default backend; None when the store has none; ``StoreMismatch`` when the stored structures, or
+    the shapes and dtypes it takes, are not those of the trainer's ``arguments``."""
     from jax.experimental.serialize_executable import deserialize_and_load
 
     path = program_file(root, program_key, name)
@@ -97,15 +98,25 @@ def load_program(root: Path, program_key: tuple, name: str, in_tree: Any, out_tr
     for what, mine in (("in_tree", in_tree), ("out_tree", out_tree)):
         if record[what] != str(mine):
             raise StoreMismatch(f"{path.name}: its {what} is not this trainer's")
-    return deserialize_and_load(record["payload"], in_tree, out_tree)
+    program = deserialize_and_load(record["payload"], in_tree, out_tree)
+    if arguments is not None:  # caught here rather than as a TypeError in the member's first epoch
+        takes = [(tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(program.args_info)]
+        given = [(tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(arguments)]
+        if takes != given:
+            wrong = next(i for i, (t, g) in enumerate(zip(takes + [None] * len(given), given)) if t != g)
+            raise StoreMismatch(f"{path.name}: argument {wrong} is {given[wrong]}, the program takes "
+                                f"{takes[wrong] if wrong < len(takes) else 'fewer arguments'}")
+    return program
 
 
-def load_programs(root: Path, program_key: tuple, trees: dict[str, tuple[Any, Any]]) -> tuple[Any, ...] | None:
-    """Every program ``trees`` names (name -> (in_tree, out_tree)) from the store, in order, or None
-    when any is missing or will not load (then one line on stderr says why)."""
+def load_programs(root: Path, program_key: tuple, trees: dict[str, tuple[Any, Any]],
+                  arguments: dict[str, tuple]) -> tuple[Any, ...] | None:
+    """Every program ``trees`` names (name -> (in_tree, out_tree)), to take ``arguments`` (name ->
+    its arguments), from the store, in order, or None when any is missing or will not load (then
+    one line on stderr says why)."""
     start = time.perf_counter()
     try:
-        programs = tuple(load_program(root, program_key, name, *t) for name, t in trees.items())
+        programs = tuple(load_program(root, program_key, name, *t, arguments[name]) for name, t in trees.items())
     except Exception as e:  # noqa: BLE001 - a store that cannot serve compiles instead
         print(f"program store {root}: not loaded, compiling instead ({type(e).__name__}: {str(e)[:200]})",
               file=sys.stderr, flush=True)

@@ -434,7 +434,8 @@ def compile_programs(trainer: Any, epoch_key: Any, cache: ProgramCache,
         if programs is None:
             arguments = program_arguments(trainer, epoch_key)
             root = store_dir()
-            programs = None if root is None else load_programs(root, key, program_trees(trainer, arguments))
+            programs = None if root is None else load_programs(root, key, program_trees(trainer, arguments),
+                                                                 arguments)
             trainer.programs_loaded = programs is not None
             if programs is None:
                 lowered = [getattr(trainer, f"_{name}").lower(*args) for name, args in arguments.items()]
