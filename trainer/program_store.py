@@ -6,9 +6,9 @@ a program it finds there instead of tracing and compiling it. What it is for: a 
 (trainer/stacked.py) serves every member of its input resolution, so the four frames of the
 CIFAR-10 space can be compiled ahead, on a CPU machine, for a GPU that is described rather than
 attached (XLA's deviceless compilation; experiments/ship_programs.py), and carried to the GPU
-machine: its session then trains from its first minute where it would spend three to four minutes
-compiling frames (a 32 px frame compiles in 213 s on one CPU core,
-experiments/results/gpu_plan_cpu_2026-12-08).
+machine: its session then trains from its first minute where it would spend minutes compiling
+frames (the 32 px frame's epoch program alone compiled in 213-241 s on one CPU core, its scoring
+program in 122 s more beside another compile, experiments/results/ship_programs_cpu_2026-12-08).
 
 A program is found by a hash of the trainer's ``program_key()`` (what its trace depends on,
 including the backend it is built for), the program's name and the jax and jaxlib versions, so a
