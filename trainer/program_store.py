@@ -50,6 +50,7 @@ def store_dir() -> Path | None:
 
 
 def versions() -> tuple[str, str]:
+    """jax's and jaxlib's versions: part of every program's address (an executable is theirs)."""
     import jaxlib
 
     return jax.__version__, jaxlib.__version__
@@ -71,8 +72,7 @@ def save_program(root: Path, program_key: tuple, name: str, compiled: Any, in_tr
     payload, _, _ = serialize(compiled)
     root.mkdir(parents=True, exist_ok=True)
     path = program_file(root, program_key, name)
-    record = {"payload": payload, "in_tree": str(in_tree), "out_tree": str(out_tree),
-              "versions": versions(), "name": name, "about": about or {}}
+    record = {"payload": payload, "in_tree": str(in_tree), "out_tree": str(out_tree)}  # the rest: the JSON note
     tmp = path.with_suffix(".tmp")
     with lzma.open(tmp, "wb") as f:  # xz: a 32 px frame's epoch program 12.1 MB -> 6.9 MB
         pickle.dump(record, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -103,8 +103,9 @@ def load_program(root: Path, program_key: tuple, name: str, in_tree: Any, out_tr
         takes = [(tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(program.args_info)]
         given = [(tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(arguments)]
         if takes != given:
-            wrong = next(i for i, (t, g) in enumerate(zip(takes + [None] * len(given), given)) if t != g)
-            raise StoreMismatch(f"{path.name}: argument {wrong} is {given[wrong]}, the program takes "
+            wrong = next((i for i, (t, g) in enumerate(zip(takes, given)) if t != g), min(len(takes), len(given)))
+            raise StoreMismatch(f"{path.name}: argument {wrong} is "
+                                f"{given[wrong] if wrong < len(given) else 'missing'}, the program takes "
                                 f"{takes[wrong] if wrong < len(takes) else 'fewer arguments'}")
     return program
 
@@ -115,17 +116,20 @@ def load_programs(root: Path, program_key: tuple, trees: dict[str, tuple[Any, An
     its arguments), from the store, in order, or None when any is missing or will not load (then
     one line on stderr says why)."""
     start = time.perf_counter()
+    programs = []
     try:
-        programs = tuple(load_program(root, program_key, name, *t, arguments[name]) for name, t in trees.items())
+        for name, (in_tree, out_tree) in trees.items():
+            program = load_program(root, program_key, name, in_tree, out_tree, arguments[name])
+            if program is None:  # not in the store: the trainer compiles both
+                return None
+            programs.append(program)
     except Exception as e:  # noqa: BLE001 - a store that cannot serve compiles instead
         print(f"program store {root}: not loaded, compiling instead ({type(e).__name__}: {str(e)[:200]})",
               file=sys.stderr, flush=True)
         return None
-    if any(p is None for p in programs):
-        return None
     print(f"program store {root}: loaded {', '.join(trees)} in {time.perf_counter() - start:.1f} s",
           file=sys.stderr, flush=True)
-    return programs
+    return tuple(programs)
 
 
 def compile_into_store(trainer: Any, epoch_key: Any, root: Path, device: Any = None,
