@@ -99,19 +99,13 @@ def plan_row(kind: str, trainer: Any, epoch_key: Any, device: Any, budget: int, 
              compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compile ``trainer``'s epoch program for ``device`` (a described GPU) with the XLA options the
     search compiles it with, and read its plan."""
-    import jax
-    import jax.numpy as jnp
-
+    from trainer.program_store import shapes_on
     from trainer.stacked import planned_bytes
+    from trainer.train import program_arguments
 
-    sharding = jax.sharding.SingleDeviceSharding(device)
-
-    def described(tree: Any) -> Any:
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
-
-    lrs = jax.ShapeDtypeStruct((trainer.steps_per_epoch,), jnp.float32, sharding=sharding)
+    arguments = shapes_on(program_arguments(trainer, epoch_key)["epoch"], device)
     start = time.perf_counter()
-    lowered = trainer._epoch.lower(described(trainer.state), described(epoch_key), described(trainer.data), lrs)
+    lowered = trainer._epoch.lower(*arguments)
     traced = time.perf_counter()
     compiled = lowered.compile(compiler_options)
     done = time.perf_counter()

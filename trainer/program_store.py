@@ -132,6 +132,13 @@ def load_programs(root: Path, program_key: tuple, trees: dict[str, tuple[Any, An
     return tuple(programs)
 
 
+def shapes_on(tree: Any, device: Any) -> Any:
+    """``tree``'s arrays as shapes and dtypes placed on ``device``: what a program is lowered with to
+    compile it for a device it will not run on here (a described GPU, ``jax.experimental.topologies``)."""
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+
+
 def compile_into_store(trainer: Any, epoch_key: Any, root: Path, device: Any = None,
                        compiler_options: dict[str, Any] | None = None,
                        about: dict[str, Any] | None = None) -> dict[str, float]:
@@ -152,9 +159,7 @@ def compile_into_store(trainer: Any, epoch_key: Any, root: Path, device: Any = N
     arguments = program_arguments(trainer, epoch_key)
     trees = program_trees(trainer, arguments)
     if device is not None:  # only shapes: the programs run elsewhere
-        sharding = jax.sharding.SingleDeviceSharding(device)
-        arguments = {name: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), args)
-                     for name, args in arguments.items()}
+        arguments = {name: shapes_on(args, device) for name, args in arguments.items()}
     key, times = trainer.program_key(), {}
     for name, args in arguments.items():
         start = time.perf_counter()
